@@ -1,0 +1,3 @@
+from qwen3tui.cli import main
+
+raise SystemExit(main())

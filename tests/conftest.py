@@ -1,0 +1,49 @@
+"""Shared fixtures: where the real Qwen3 tokenizer files are, and tiny random checkpoints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def find_shared_dir() -> Path | None:
+    """The folder with the real Qwen3-1.7B config, tokenizer and chat template (no weights)."""
+    candidates = [os.environ.get("QWEN3TUI_SHARED_DIR"), REPO.parent / "shared" / "qwen3-1.7b",
+                  Path("/work/shared/qwen3-1.7b")]
+    for c in candidates:
+        if c and (Path(c) / "tokenizer.json").exists():
+            return Path(c)
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    found = find_shared_dir()
+    if found is None:
+        if os.environ.get("QWEN3TUI_REQUIRE_SHARED"):
+            pytest.fail("the real Qwen3 tokenizer files are required here (QWEN3TUI_REQUIRE_SHARED)"
+                        " but none were found; set QWEN3TUI_SHARED_DIR")
+        pytest.skip("real Qwen3 tokenizer files not found (set QWEN3TUI_SHARED_DIR to a folder with"
+                    " tokenizer.json, tokenizer_config.json and config.json of Qwen/Qwen3-1.7B)")
+    return found
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path) -> Path:
+    """A 2-layer Qwen3 with random float32 weights and the real tokenizer."""
+    from qwen3tui.engine.random_checkpoint import write_random_checkpoint
+
+    return write_random_checkpoint(tmp_path_factory.mktemp("tiny-qwen3"), tokenizer_dir=shared_dir)
+
+
+@pytest.fixture
+def qwen3tui_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point all of qwen3tui's data and config at a fresh folder."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("QWEN3TUI_HOME", str(home))
+    return home
