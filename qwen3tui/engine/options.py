@@ -42,3 +42,22 @@ class ChatOptions:
     thinking_budget: int | None = None  # None: unlimited
     max_new_tokens: int = 32768
     sampling: SamplingOverrides = SamplingOverrides()
+
+
+def default_sampling(thinking: bool, checkpoint: dict | None = None) -> SamplingParams:
+    """Qwen's per-mode guidance, with the checkpoint's generation_config.json on top.
+
+    A checkpoint's generation_config.json describes its default mode, which for Qwen3 is
+    thinking; applying it to non-thinking turns would undo Qwen's separate guidance there.
+    """
+    if not thinking:
+        return NON_THINKING_DEFAULTS
+    checkpoint = checkpoint or {}
+    chosen = {
+        name: checkpoint[name]
+        for name in ("temperature", "top_p", "top_k", "min_p", "presence_penalty")
+        if isinstance(checkpoint.get(name), (int, float)) and not isinstance(checkpoint.get(name), bool)
+    }
+    if checkpoint.get("do_sample") is False:
+        chosen["temperature"] = 0.0
+    return replace(THINKING_DEFAULTS, **chosen)

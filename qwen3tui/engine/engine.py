@@ -1,0 +1,161 @@
+"""The engine: a loaded model, its tokenizer and template, and one KV cache reused across turns."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+
+from .chat_template import ChatTemplate
+from .config import Qwen3Config
+from .context import Message, fit_messages
+from .device import dtype_name, pick_device, pick_dtype
+from .errors import EngineError
+from .events import ContextNotice, Event
+from .generate import Request, generate
+from .hub import resolve_model_dir
+from .info import EngineInfo, LoadProgress
+from .kv_cache import KVCache
+from .model import Qwen3
+from .options import ChatOptions, default_sampling
+from .tokenizer import Qwen3Tokenizer
+from .weights import load_model
+
+THINK_OPENING = "<think>\n"  # Qwen3 opens every thinking reply with this; the engine places it
+
+
+def default_context(device: torch.device, config: Qwen3Config) -> int:
+    # A full 32k cache is 3.7 GB for Qwen3-1.7B in bf16: fine on a GPU, a lot for a laptop CPU.
+    wanted = 32768 if device.type == "cuda" else 16384 if device.type == "mps" else 8192
+    return min(wanted, config.max_position_embeddings)
+
+
+class Engine:
+    def __init__(
+        self,
+        model: Qwen3,
+        tokenizer: Qwen3Tokenizer,
+        template: ChatTemplate,
+        cache: KVCache,
+        info: EngineInfo,
+        checkpoint_sampling: dict | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.template = template
+        self.cache = cache
+        self.info = info
+        self.checkpoint_sampling = checkpoint_sampling or {}
+        self._busy = threading.Lock()
+
+    @classmethod
+    def load(
+        cls,
+        model: str,
+        *,
+        device: str = "auto",
+        dtype: str = "auto",
+        context_length: int | None = None,
+        quantize: str | None = None,
+        progress: Callable[[LoadProgress], None] | None = None,
+    ) -> Engine:
+        torch_device = pick_device(device)
+        torch_dtype = pick_dtype(dtype, torch_device)
+        if quantize not in (None, "int8"):
+            raise EngineError(f"unknown quantization '{quantize}'.", "Use --quantize int8 or leave it out.")
+        path = resolve_model_dir(model, progress)
+        config = Qwen3Config.from_dir(path)
+        tokenizer = Qwen3Tokenizer.from_dir(path)
+        template = ChatTemplate.from_dir(path)
+        context = context_length or default_context(torch_device, config)
+        if not 16 <= context <= config.max_position_embeddings:
+            raise EngineError(
+                f"a context of {context} tokens is outside what this model supports"
+                f" (16 to {config.max_position_embeddings}).",
+                "Choose another --context.",
+            )
+
+        def report(done: int, total: int) -> None:
+            if progress:
+                progress(LoadProgress("load", done, total, "loading weights"))
+
+        net = load_model(path, config, torch_device, torch_dtype, context, report)
+        if quantize == "int8":
+            from .quantize import quantize_int8
+
+            quantize_int8(net)
+        cache = KVCache(config, context, torch_device, torch_dtype)
+        info = EngineInfo(
+            model=model,
+            path=str(path),
+            device=str(torch_device),
+            dtype=dtype_name(torch_dtype),
+            context_length=context,
+            num_parameters=config.num_parameters,
+            quantize=quantize,
+        )
+        return cls(net, tokenizer, template, cache, info, _read_generation_config(path))
+
+    # -- prompts -------------------------------------------------------------------------
+
+    def prompt_ids(self, messages: list[Message], thinking: bool) -> list[int]:
+        text = self.template.render(messages, add_generation_prompt=True, enable_thinking=thinking)
+        if thinking:
+            text += THINK_OPENING
+        return self.tokenizer.encode(text)
+
+    def count_tokens(self, messages: list[Message], thinking: bool = True) -> int:
+        return len(self.prompt_ids(messages, thinking))
+
+    # -- generation ----------------------------------------------------------------------
+
+    def chat(
+        self,
+        messages: list[Message],
+        options: ChatOptions | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Event]:
+        """Stream one reply to `messages` (the last is the new user message)."""
+        options = options or ChatOptions()
+        if not messages:
+            raise EngineError("there is no message to answer.", "Send a message first.")
+        if not self._busy.acquire(blocking=False):
+            raise EngineError("the engine is already generating.", "Wait for it or cancel it.")
+        try:
+            ctx = self.cache.max_tokens
+            reserve = min(options.max_new_tokens, 1024, ctx // 4)  # room for the reply
+            kept, dropped = fit_messages(
+                messages, lambda m: self.count_tokens(m, options.thinking), ctx - reserve
+            )
+            if dropped:
+                yield ContextNotice(
+                    dropped,
+                    f"Dropped the {dropped} oldest message{'s' if dropped > 1 else ''}"
+                    " so the conversation fits the context window.",
+                )
+            request = Request(
+                prompt_ids=self.prompt_ids(kept, options.thinking),
+                opens_thinking=options.thinking,
+                thinking_budget=options.thinking_budget if options.thinking else None,
+                max_new_tokens=options.max_new_tokens,
+                sampling=options.sampling.apply(
+                    default_sampling(options.thinking, self.checkpoint_sampling)
+                ),
+            )
+            yield from generate(self.model, self.cache, self.tokenizer, request, cancel)
+        finally:
+            self._busy.release()
+
+    def reset_cache(self) -> None:
+        self.cache.truncate(0)
+
+
+def _read_generation_config(path: Path) -> dict:
+    try:
+        data = json.loads((Path(path) / "generation_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # optional file: Qwen's defaults apply
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,177 @@
+"""One reply: prefill the prompt, then sample token by token, yielding typed events.
+
+Thinking and answer are split by token id (`<think>` / `</think>`), never by text. The
+thinking budget (Qwen3 technical report, section 4.3) closes the block by prefilling a
+fixed sentence when the model has thought for N tokens.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from .events import AnswerDelta, Event, Summary, ThinkingDelta, ThinkingDone, Timings, Usage
+from .kv_cache import KVCache
+from .model import Qwen3
+from .options import SamplingParams
+from .sampler import Sampler
+from .tokenizer import Qwen3Tokenizer, StreamDecoder
+
+BUDGET_STOP_TEXT = (
+    "\n\nConsidering the limited time by the user, I have to give the solution based on the"
+    " thinking directly now.\n</think>\n\n"
+)
+PREFILL_CHUNK = 2048  # bounds prefill activation memory on long prompts
+
+
+@dataclass(frozen=True)
+class Request:
+    prompt_ids: list[int]
+    opens_thinking: bool  # the prompt ends inside an open <think> block
+    thinking_budget: int | None
+    max_new_tokens: int
+    sampling: SamplingParams
+
+
+class _Split:
+    """Routes tokens to the thinking or the answer stream and counts them."""
+
+    def __init__(self, tokenizer: Qwen3Tokenizer, thinking: bool, started: float) -> None:
+        self.tok = tokenizer
+        self.in_thinking = thinking
+        self.thinking_tokens = 0  # sampled by the model inside the block
+        self.answer_tokens = 0
+        self.thinking_text: list[str] = []
+        self.answer_text: list[str] = []
+        self.budget_hit = False
+        self.started = started
+        self.thinking_seconds = 0.0
+        self._think = StreamDecoder(tokenizer)
+        self._answer = StreamDecoder(tokenizer)
+
+    def feed(self, token: int, *, sampled: bool) -> list[Event]:
+        events: list[Event] = []
+        if token in self.tok.eos_token_ids:
+            return self.finish()
+        if self.in_thinking:
+            if token == self.tok.think_end_id:
+                self._emit_thinking(self._think.flush(), events)
+                self.in_thinking = False
+                self.thinking_seconds = time.perf_counter() - self.started
+                events.append(ThinkingDone(self.thinking_tokens, self.thinking_seconds, self.budget_hit))
+                return events
+            if sampled:
+                self.thinking_tokens += 1
+            self._emit_thinking(self._think.push(token), events)
+            return events
+        if sampled:
+            self.answer_tokens += 1
+        self._emit_answer(self._answer.push(token), events)
+        return events
+
+    def finish(self) -> list[Event]:
+        events: list[Event] = []
+        self._emit_thinking(self._think.flush(), events)
+        self._emit_answer(self._answer.flush(), events)
+        return events
+
+    def _emit_thinking(self, text: str, events: list[Event]) -> None:
+        if text:
+            self.thinking_text.append(text)
+            events.append(ThinkingDelta(text, self.thinking_tokens))
+
+    def _emit_answer(self, text: str, events: list[Event]) -> None:
+        if not self.answer_text:
+            text = text.lstrip("\n")  # Qwen opens the answer with blank lines after </think>
+        if text:
+            self.answer_text.append(text)
+            events.append(AnswerDelta(text))
+
+
+def generate(
+    model: Qwen3,
+    cache: KVCache,
+    tokenizer: Qwen3Tokenizer,
+    request: Request,
+    cancel: threading.Event | None = None,
+) -> Iterator[Event]:
+    device = model.rope_cos.device
+    started = time.perf_counter()
+
+    def forward(ids: list[int]) -> torch.Tensor:
+        start = cache.length
+        logits = None
+        for i in range(0, len(ids), PREFILL_CHUNK):
+            chunk = ids[i : i + PREFILL_CHUNK]
+            t = torch.tensor([chunk], dtype=torch.long, device=device)
+            logits = model(t, start + i, cache)
+            cache.tokens.extend(chunk)  # only after the step ran: an interrupt leaves it consistent
+        return logits[0, -1]
+
+    with torch.inference_mode():
+        reused = cache.reusable_prefix(request.prompt_ids)
+        cache.truncate(reused)
+        prefill_ids = request.prompt_ids[reused:]
+        logits = forward(prefill_ids)
+        prefill_s = time.perf_counter() - started
+
+        split = _Split(tokenizer, request.opens_thinking, started)
+        sampler = Sampler(request.sampling, logits.shape[-1], device)
+        budget_ids = tokenizer.encode(BUDGET_STOP_TEXT)
+        generated: list[int] = []
+        sampled = 0
+        first_token_at = last_token_at = None
+        finish = "length"
+        while True:
+            if cancel is not None and cancel.is_set():
+                finish = "cancelled"
+                break
+            budget = request.thinking_budget
+            if split.in_thinking and budget is not None and split.thinking_tokens >= budget:
+                # Out of thinking budget: close the block for the model, then let it answer.
+                if len(budget_ids) > cache.free:
+                    break
+                split.budget_hit = True
+                for token in budget_ids:
+                    yield from split.feed(token, sampled=False)
+                generated.extend(budget_ids)
+                logits = forward(budget_ids)
+                continue
+            if sampled >= request.max_new_tokens or cache.free < 1:
+                break
+            token = int(sampler(logits).item())
+            sampler.observe(token)
+            sampled += 1
+            last_token_at = time.perf_counter()
+            first_token_at = first_token_at or last_token_at
+            generated.append(token)
+            yield from split.feed(token, sampled=True)
+            if token in tokenizer.eos_token_ids:
+                finish = "stop"
+                break
+            logits = forward([token])
+        yield from split.finish()
+
+    decode_s = (last_token_at - first_token_at) if first_token_at else 0.0
+    yield Summary(
+        finish_reason=finish,
+        thinking="".join(split.thinking_text).strip(),
+        answer="".join(split.answer_text),
+        thinking_enabled=request.opens_thinking,
+        thinking_budget=request.thinking_budget,
+        thinking_budget_hit=split.budget_hit,
+        usage=Usage(len(request.prompt_ids), split.thinking_tokens, split.answer_tokens),
+        timings=Timings(
+            ttft_s=(first_token_at - started) if first_token_at else 0.0,
+            prefill_tok_s=len(prefill_ids) / prefill_s if prefill_s > 0 else 0.0,
+            decode_tok_s=(sampled - 1) / decode_s if decode_s > 0 else 0.0,
+            thinking_s=split.thinking_seconds,
+            total_s=time.perf_counter() - started,
+        ),
+        token_ids=generated,
+        prefilled_tokens=len(prefill_ids),
+    )

@@ -1,0 +1,55 @@
+"""A preallocated key/value cache that remembers which tokens it holds.
+
+Knowing the token ids lets a new turn reuse the longest shared prefix and prefill only the rest.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .config import Qwen3Config
+
+
+class KVCache:
+    def __init__(
+        self, config: Qwen3Config, max_tokens: int, device: torch.device, dtype: torch.dtype
+    ) -> None:
+        shape = (1, config.num_key_value_heads, max_tokens, config.head_dim)
+        self.max_tokens = max_tokens
+        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
+        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
+        self.tokens: list[int] = []  # tokens[i] is the id whose K/V sit at position i
+
+    @property
+    def length(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def free(self) -> int:
+        return self.max_tokens - self.length
+
+    def store(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k/v (1, heads, T, head_dim) at `start`; return the filled part up to start + T."""
+        end = start + k.shape[2]
+        self.keys[layer][:, :, start:end] = k
+        self.values[layer][:, :, start:end] = v
+        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+
+    def reusable_prefix(self, ids: list[int]) -> int:
+        """How many leading ids of a new prompt already sit in the cache.
+
+        At least one token is always left to prefill: its logits start the reply.
+        """
+        n = 0
+        for held, new in zip(self.tokens, ids):
+            if held != new:
+                break
+            n += 1
+        return min(n, len(ids) - 1)
+
+    def truncate(self, length: int) -> None:
+        # Positions past `length` are simply overwritten later; attention never reads them.
+        del self.tokens[length:]
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.keys + self.values)

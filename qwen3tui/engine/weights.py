@@ -1,0 +1,156 @@
+"""Load Hugging Face safetensors weights straight into the model, on its device and dtype.
+
+The model is built on the meta device (no memory), then each parameter is allocated once on
+the target device and filled tensor by tensor from the files, so the weights never exist twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from torch import nn
+
+from .config import Qwen3Config
+from .errors import ModelLoadError
+from .model import Qwen3
+
+# Where a checkpoint tensor goes: (our parameter, row offset into it).
+Placement = tuple[str, int]
+
+
+def placements(config: Qwen3Config) -> dict[str, Placement]:
+    q = config.num_attention_heads * config.head_dim
+    kv = config.num_key_value_heads * config.head_dim
+    inter = config.intermediate_size
+    plan: dict[str, Placement] = {
+        "model.embed_tokens.weight": ("embed_tokens.weight", 0),
+        "model.norm.weight": ("norm.weight", 0),
+    }
+    for i in range(config.num_hidden_layers):
+        hub, ours = f"model.layers.{i}.", f"layers.{i}."
+        plan.update(
+            {
+                hub + "input_layernorm.weight": (ours + "input_norm.weight", 0),
+                hub + "post_attention_layernorm.weight": (ours + "post_norm.weight", 0),
+                hub + "self_attn.q_proj.weight": (ours + "attn.qkv_proj.weight", 0),
+                hub + "self_attn.k_proj.weight": (ours + "attn.qkv_proj.weight", q),
+                hub + "self_attn.v_proj.weight": (ours + "attn.qkv_proj.weight", q + kv),
+                hub + "self_attn.o_proj.weight": (ours + "attn.o_proj.weight", 0),
+                hub + "self_attn.q_norm.weight": (ours + "attn.q_norm.weight", 0),
+                hub + "self_attn.k_norm.weight": (ours + "attn.k_norm.weight", 0),
+                hub + "mlp.gate_proj.weight": (ours + "mlp.gate_up_proj.weight", 0),
+                hub + "mlp.up_proj.weight": (ours + "mlp.gate_up_proj.weight", inter),
+                hub + "mlp.down_proj.weight": (ours + "mlp.down_proj.weight", 0),
+            }
+        )
+    if not config.tie_word_embeddings:
+        plan["lm_head.weight"] = ("lm_head.weight", 0)
+    return plan
+
+
+def weight_files(path: Path) -> list[Path]:
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        try:
+            names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (OSError, ValueError, KeyError) as err:
+            raise ModelLoadError(
+                f"{index} is unreadable ({err}).", "Re-download the model."
+            ) from None
+        missing = [n for n in names if not (path / n).exists()]
+        if missing:
+            raise ModelLoadError(
+                f"{path} lacks weight shard {missing[0]} named in its index.",
+                "Re-download the model.",
+            )
+        return [path / n for n in names]
+    single = path / "model.safetensors"
+    if single.exists():
+        return [single]
+    others = sorted(path.glob("*.safetensors"))
+    if others:
+        return others
+    raise ModelLoadError(
+        f"{path} has no weights (no *.safetensors files).",
+        "Download the full model, or point --model at a directory with model.safetensors.",
+    )
+
+
+def load_model(
+    path: Path,
+    config: Qwen3Config,
+    device: torch.device,
+    dtype: torch.dtype,
+    max_positions: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> Qwen3:
+    with torch.device("meta"):
+        model = Qwen3(config, max_positions)
+    params = dict(model.named_parameters())
+    filled: dict[str, int] = {}  # rows written so far per parameter
+    plan = placements(config)
+    files = weight_files(path)
+    total, done = len(plan), 0
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt", device=_safetensors_device(device)) as f:
+                for name in f.keys():
+                    if name not in plan:
+                        continue  # e.g. lm_head.weight in a tied checkpoint, as the reference ignores it
+                    target, row = plan[name]
+                    tensor = f.get_tensor(name)
+                    _place(model, params, target, row, tensor, device, dtype, file)
+                    filled[target] = filled.get(target, 0) + tensor.shape[0]
+                    done += 1
+                    if progress:
+                        progress(done, total)
+        except (SafetensorError, OSError, RuntimeError) as err:
+            raise ModelLoadError(
+                f"{file.name} is corrupt or unreadable ({str(err).splitlines()[0]}).",
+                "Delete it and download the model again.",
+            ) from None
+    incomplete = [n for n, p in params.items() if filled.get(n, 0) != p.shape[0]]
+    if incomplete:
+        raise ModelLoadError(
+            f"{path} is missing weights for {incomplete[0]} ({len(incomplete)} tensors incomplete).",
+            "Re-download the model.",
+        )
+    model.setup_rope(device, dtype)
+    model.eval()
+    return model
+
+
+def _safetensors_device(device: torch.device) -> str:
+    # safetensors can read straight into CUDA memory; MPS goes through the CPU.
+    return str(device) if device.type == "cuda" else "cpu"
+
+
+def _place(
+    model: nn.Module,
+    params: dict[str, nn.Parameter],
+    target: str,
+    row: int,
+    tensor: torch.Tensor,
+    device: torch.device,
+    dtype: torch.dtype,
+    file: Path,
+) -> None:
+    param = params[target]
+    if param.is_meta:
+        # First piece of this parameter: allocate it once, for real, on the target device.
+        param = nn.Parameter(torch.empty(param.shape, device=device, dtype=dtype), requires_grad=False)
+        owner_name, _, attr = target.rpartition(".")
+        setattr(model.get_submodule(owner_name), attr, param)
+        params[target] = param
+    rows = tensor.shape[0]
+    if tuple(tensor.shape[1:]) != tuple(param.shape[1:]) or row + rows > param.shape[0]:
+        raise ModelLoadError(
+            f"{file.name}: tensor for {target} has shape {tuple(tensor.shape)}, which does not fit"
+            f" {tuple(param.shape)} from config.json.",
+            "The weights and config.json belong to different models; re-download.",
+        )
+    param.data[row : row + rows].copy_(tensor)
