@@ -1,0 +1,175 @@
+"""Opening the database file: pragmas, damaged files, and the in-memory fallback.
+
+Every connection is in autocommit mode (`isolation_level=None`); the store opens its own
+short `BEGIN IMMEDIATE` transactions so a second process waits (busy timeout) instead of failing.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import SchemaTooNewError
+from .schema import check_not_newer, migrate, schema_version
+
+BUSY_TIMEOUT_S = 15.0
+
+_CORRUPTION_MARKERS = ("file is not a database", "malformed", "file is encrypted")
+# Errors meaning "this file cannot be written (now)": the conversation moves to memory.
+_STORAGE_MARKERS = ("disk is full", "readonly", "read-only", "disk i/o error",
+                    "unable to open database file", "database is locked", "authorization denied")
+
+
+def is_corruption(err: BaseException) -> bool:
+    return isinstance(err, sqlite3.DatabaseError) and any(
+        m in str(err).lower() for m in _CORRUPTION_MARKERS)
+
+
+def is_storage_failure(err: BaseException) -> bool:
+    return isinstance(err, sqlite3.OperationalError) and any(
+        m in str(err).lower() for m in _STORAGE_MARKERS)
+
+
+def _connect(target: str, uri: bool = False) -> sqlite3.Connection:
+    return sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False,
+                           timeout=BUSY_TIMEOUT_S)
+
+
+def _configure(conn: sqlite3.Connection, wal: bool) -> None:
+    conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if wal:
+        conn.execute("PRAGMA journal_mode = WAL")
+        # WAL + NORMAL: a killed process loses nothing committed; only a power cut may lose
+        # the last few flushes.
+        conn.execute("PRAGMA synchronous = NORMAL")
+
+
+def new_memory_database() -> sqlite3.Connection:
+    conn = _connect(":memory:")
+    _configure(conn, wal=False)
+    migrate(conn, where="in-memory store")
+    return conn
+
+
+def memory_copy(source: sqlite3.Connection | None) -> sqlite3.Connection:
+    """An in-memory database holding what `source` has (or an empty one if it cannot be read)."""
+    conn = _connect(":memory:")
+    if source is not None:
+        try:
+            source.backup(conn)
+        except sqlite3.Error:
+            conn.close()
+            conn = _connect(":memory:")
+    _configure(conn, wal=False)
+    try:
+        migrate(conn, where="in-memory store")
+    except SchemaTooNewError:
+        raise
+    except sqlite3.Error:
+        conn.close()
+        return new_memory_database()
+    return conn
+
+
+def _check_intact(conn: sqlite3.Connection) -> None:
+    result = conn.execute("PRAGMA quick_check(1)").fetchone()[0]
+    if result != "ok":
+        raise sqlite3.DatabaseError(f"database disk image is malformed ({result})")
+
+
+def open_file(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) and migrate the database at `path`.
+
+    Raises SchemaTooNewError before writing anything, sqlite3.DatabaseError for a damaged file,
+    sqlite3.OperationalError when the file or folder cannot be written.
+    """
+    conn = _connect(str(path))
+    try:
+        version = schema_version(conn)  # a non-SQLite file fails here
+        check_not_newer(version, str(path))
+        _check_intact(conn)
+        _configure(conn, wal=True)
+        migrate(conn, where=str(path))
+        return conn
+    except BaseException:
+        conn.close()
+        raise
+
+
+def read_only_copy(path: Path) -> sqlite3.Connection:
+    """What `path` holds, copied into memory without writing to it (for read-only folders)."""
+    if not path.exists() or path.stat().st_size == 0:
+        return new_memory_database()
+    uri = path.resolve().as_uri()
+    # mode=ro needs the WAL index files; immutable=1 reads a WAL database whose folder is
+    # read-only (the last checkpointed state, which is all a closed database has).
+    for query in ("?mode=ro", "?immutable=1"):
+        try:
+            source = _connect(uri + query, uri=True)
+        except sqlite3.Error:
+            continue
+        try:
+            check_not_newer(schema_version(source), str(path))
+            _check_intact(source)
+            return memory_copy(source)
+        except SchemaTooNewError:
+            raise
+        except sqlite3.Error:
+            continue
+        finally:
+            source.close()
+    return new_memory_database()
+
+
+def move_aside(path: Path, now: datetime | None = None) -> Path:
+    """Rename a damaged database (and its WAL files) to a timestamped backup; never deletes."""
+    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    backup = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while backup.exists():
+        backup = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
+        n += 1
+    path.rename(backup)
+    for suffix in ("-wal", "-shm"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.rename(backup.with_name(backup.name + suffix))
+    return backup
+
+
+def open_database(path: Path, warnings: list[str]) -> tuple[sqlite3.Connection, bool]:
+    """Open the store at `path`. Returns (connection, persistent).
+
+    A damaged file is moved aside and a fresh one started; a folder that cannot be written gives
+    an in-memory store (with what the file held, if it could be read). Each case adds a warning.
+    Raises SchemaTooNewError for a newer schema, leaving the file as it was.
+    """
+    memory_note = "this conversation is kept in memory only and will not be saved"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        warnings.append(f"cannot create {path.parent} ({err.strerror or err}); {memory_note}")
+        return new_memory_database(), False
+    try:
+        return open_file(path), True
+    except sqlite3.DatabaseError as err:
+        if is_corruption(err):
+            try:
+                backup = move_aside(path)
+            except OSError as move_err:
+                warnings.append(f"{path} is damaged ({err}) and could not be moved aside"
+                                f" ({move_err.strerror or move_err}); {memory_note}")
+                return new_memory_database(), False
+            warnings.append(f"{path} was not a valid session database ({err}); it was kept as"
+                            f" {backup.name} and a new, empty store was started")
+            try:
+                return open_file(path), True
+            except sqlite3.Error as again:
+                warnings.append(f"cannot create a new {path} ({again}); {memory_note}")
+                return new_memory_database(), False
+        if is_storage_failure(err):
+            warnings.append(f"cannot write {path} ({err}); {memory_note}")
+            return read_only_copy(path), False
+        raise

@@ -1,0 +1,19 @@
+"""Errors the session store raises. `str(err)` is always a single line for the user."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """A session store problem the user should see as one line."""
+
+
+class SchemaTooNewError(StoreError):
+    """The database was written by a newer qwen3tui; it is left untouched."""
+
+
+class SessionLookupError(StoreError):
+    """No session, or more than one, matches the id the user gave."""
+
+
+class ImportFormatError(StoreError):
+    """A file given to `import` is not a qwen3tui session export."""

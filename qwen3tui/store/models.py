@@ -1,0 +1,62 @@
+"""Plain data objects the store hands out (no database handles inside)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["user", "assistant"]
+Status = Literal["complete", "partial", "cancelled", "error"]
+STATUSES: tuple[str, ...] = ("complete", "partial", "cancelled", "error")
+ROLES: tuple[str, ...] = ("user", "assistant")
+
+
+@dataclass
+class Message:
+    id: int
+    session_id: str
+    order: int  # 0-based position in the session
+    role: str
+    content: str  # the answer only, for a reply
+    thinking: str
+    status: str
+    thinking_enabled: bool | None  # None for user messages
+    budget: int | None
+    sampling: dict[str, Any]
+    usage: dict[str, Any]
+    timings: dict[str, Any]
+    created: str
+    updated: str
+    error: str | None = None
+
+
+@dataclass
+class Session:
+    id: str
+    title: str
+    created: str
+    updated: str
+    model: str
+    system_prompt: str | None
+    settings: dict[str, Any]
+    messages: list[Message] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    id: str
+    title: str
+    created: str
+    updated: str
+    model: str
+    message_count: int
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    session_id: str
+    title: str
+    snippet: str  # matched text, terms wrapped in [ ]
+    kind: str  # where it matched: "title", "user", "answer" or "thinking"
+    message_order: int | None  # None for a title match
+    updated: str
