@@ -29,6 +29,11 @@ _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 _EMPTY_THINK_BLOCK = "<think>\n\n</think>\n\n"
 
 
+def _first_line(err: object) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
 def _raise_exception(message: str) -> None:
     raise jinja2.exceptions.TemplateError(message)
 
@@ -102,7 +107,7 @@ class ChatTemplate:
             except jinja2.TemplateSyntaxError as err:
                 raise ModelLoadError(
                     f"The chat template in {source} has a Jinja syntax error at line {err.lineno}:"
-                    f" {err.message}.",
+                    f" {_first_line(err.message or err)}.",
                     f"Fix the template, or remove it from {Path(source).name} to use the built-in"
                     " Qwen3 template.",
                 ) from None
@@ -121,7 +126,7 @@ class ChatTemplate:
                 text = jinja_file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as err:
                 raise ModelLoadError(
-                    f"Cannot read {jinja_file}: {err}.", "Re-download the checkpoint."
+                    f"Cannot read {jinja_file}: {_first_line(err)}.", "Re-download the checkpoint."
                 ) from None
             return cls(text, source=str(jinja_file), special_tokens=special)
         config_file = str(folder / "tokenizer_config.json")
@@ -150,7 +155,9 @@ class ChatTemplate:
         prepared = prepare_messages(messages)
         if self._template is None:
             return render_builtin(
-                prepared, add_generation_prompt=add_generation_prompt, enable_thinking=enable_thinking
+                prepared,
+                add_generation_prompt=add_generation_prompt,
+                enable_thinking=enable_thinking,
             )
         variables = {
             **self._special_tokens,
@@ -164,7 +171,7 @@ class ChatTemplate:
             return self._template.render(**variables)
         except jinja2.TemplateError as err:
             raise ModelLoadError(
-                f"The chat template in {self.source} failed to render: {err}.",
+                f"The chat template in {self.source} failed to render: {_first_line(err)}.",
                 "Fix the template, or remove it to use the built-in Qwen3 template.",
             ) from None
 
@@ -181,7 +188,8 @@ def _pick_template(value: Any, config_file: str) -> str | None:
         if isinstance(named.get("default"), str):
             return named["default"]
         raise ModelLoadError(
-            f"{config_file} lists chat templates {sorted(map(str, named))} but none named 'default'.",
+            f"{config_file} lists chat templates {sorted(map(str, named))}"
+            " but none named 'default'.",
             "Name one of them 'default', or remove 'chat_template' to use the built-in one.",
         )
     raise ModelLoadError(

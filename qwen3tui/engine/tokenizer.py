@@ -87,7 +87,7 @@ def _as_id_list(value: Any) -> list[int]:
 
 
 class Qwen3Tokenizer:
-    """Encodes rendered chat prompts and decodes generated ids, as transformers' Qwen2TokenizerFast does."""
+    """Encodes chat prompts and decodes generated ids exactly as transformers' Qwen2 tokenizer."""
 
     def __init__(
         self,
@@ -186,7 +186,7 @@ class Qwen3Tokenizer:
 
     @property
     def eos_token_ids(self) -> frozenset[int]:
-        """Ids that end an assistant turn: <|im_end|>, <|endoftext|> and generation_config's eos ids."""
+        """Ids that end a turn: <|im_end|>, <|endoftext|>, generation_config's eos_token_id."""
         return self._eos_token_ids
 
     @property
