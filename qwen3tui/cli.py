@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from qwen3tui import __version__
+from qwen3tui.engine.errors import EngineError
 from qwen3tui.engine.info import DEFAULT_MODEL
 
 EXIT_USAGE = 2
@@ -69,6 +70,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qwen3tui: interrupted", file=sys.stderr)
         return 130
-    except UserError as err:
+    except (UserError, EngineError) as err:
         print(f"qwen3tui: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -20,7 +20,7 @@ from .hub import resolve_model_dir
 from .info import EngineInfo, LoadProgress
 from .kv_cache import KVCache
 from .model import Qwen3
-from .options import ChatOptions, default_sampling
+from .options import ChatOptions, SamplingParams, default_sampling
 from .tokenizer import Qwen3Tokenizer
 from .weights import load_model
 
@@ -112,6 +112,10 @@ class Engine:
 
     # -- generation ----------------------------------------------------------------------
 
+    def sampling_for(self, options: ChatOptions) -> SamplingParams:
+        """The sampling a turn with `options` will use: mode defaults, checkpoint, then the user."""
+        return options.sampling.apply(default_sampling(options.thinking, self.checkpoint_sampling))
+
     def chat(
         self,
         messages: list[Message],
@@ -141,9 +145,7 @@ class Engine:
                 opens_thinking=options.thinking,
                 thinking_budget=options.thinking_budget if options.thinking else None,
                 max_new_tokens=options.max_new_tokens,
-                sampling=options.sampling.apply(
-                    default_sampling(options.thinking, self.checkpoint_sampling)
-                ),
+                sampling=self.sampling_for(options),
             )
             yield from generate(self.model, self.cache, self.tokenizer, request, cancel)
         finally:

@@ -90,6 +90,9 @@ def write_random_checkpoint(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(seed)
+    # The embedding matrix is padded past the tokenizer's last id; a trained model never picks
+    # those rows, so give them zero weights or a random model would stream empty text.
+    real_vocab = _tokenizer_size(tokenizer_dir) if tokenizer_dir is not None else None
     names = list(tensor_shapes(config).items())
     per_shard = -(-len(names) // shards)
     weight_map: dict[str, str] = {}
@@ -102,6 +105,8 @@ def write_random_checkpoint(
                 t = 1.0 + 0.1 * torch.randn(shape, generator=gen)
             else:
                 t = std * torch.randn(shape, generator=gen)
+                if real_vocab and name in ("model.embed_tokens.weight", "lm_head.weight"):
+                    t[real_vocab:] = 0
             tensors[name] = t.to(dtype)
         fname = "model.safetensors" if shards == 1 else f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
         save_file(tensors, str(out / fname), metadata={"format": "pt"})
@@ -116,3 +121,10 @@ def write_random_checkpoint(
             if src.exists():
                 shutil.copyfile(src, out / fname)
     return out
+
+
+def _tokenizer_size(tokenizer_dir: str | Path) -> int | None:
+    from tokenizers import Tokenizer
+
+    file = Path(tokenizer_dir) / "tokenizer.json"
+    return Tokenizer.from_file(str(file)).get_vocab_size(with_added_tokens=True) if file.exists() else None
