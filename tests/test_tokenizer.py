@@ -112,6 +112,7 @@ def test_unknown_token_string_raises_key_error(tok: Qwen3Tokenizer) -> None:
     "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
     "literal <|im_start|>inside<|im_end|> text and <tool_call>{}</tool_call>",
     "  leading spaces and trailing\n\n\n",
+    "Cafe\u0301 decomposed",
     "",
 ])
 def test_encode_matches_transformers(tok: Qwen3Tokenizer, reference, text: str) -> None:
@@ -125,6 +126,11 @@ def test_special_tokens_in_text_become_single_ids(tok: Qwen3Tokenizer) -> None:
     assert tok.encode("<think>\n") == [tok.think_start_id, tok.encode("\n")[0]]
     assert tok.encode("</think>\n\n") == [tok.think_end_id, tok.encode("\n\n")[0]]
     assert len(tok.encode("\n\n")) == 1
+
+
+def test_encode_normalizes_to_nfc_like_the_reference(tok: Qwen3Tokenizer) -> None:
+    """tokenizer.json's NFC normalizer runs on encode: decoding gives the composed form."""
+    assert tok.decode(tok.encode("Cafe\u0301")) == "Caf\u00e9"
 
 
 @pytest.mark.parametrize("skip", [False, True])
