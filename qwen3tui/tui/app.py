@@ -1,0 +1,301 @@
+"""The Textual application: start-up, engine loading, the store, settings, themes and quitting.
+
+The conversation itself lives in `chat_screen.ChatScreen`. This module never imports torch:
+the engine is created by `engine_factory` inside a thread worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.widgets import TextArea
+
+from qwen3tui.engine.errors import EngineError
+from qwen3tui.engine.info import LoadProgress
+from qwen3tui.settings import UserSettings
+
+from . import slash_commands
+from .chat_screen import ChatScreen, Turn, TurnSettings
+from .command_palette import SlashCommandProvider
+
+EngineFactory = Callable[[Callable[[LoadProgress], None]], Any]
+PROGRESS_INTERVAL_S = 0.1
+
+
+class EngineProgress(Message):
+    def __init__(self, progress: LoadProgress) -> None:
+        super().__init__()
+        self.progress = progress
+
+
+class EngineReady(Message):
+    def __init__(self, engine: Any) -> None:
+        super().__init__()
+        self.engine = engine
+
+
+class EngineFailed(Message):
+    def __init__(self, message: str) -> None:
+        super().__init__()
+        self.message = message
+
+
+class Qwen3App(App[int]):
+    TITLE = "qwen3tui"
+    CSS_PATH = "app.tcss"
+    COMMANDS = App.COMMANDS | {SlashCommandProvider}
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+c", "copy_or_quit", "Copy / Quit", priority=True, show=False),
+        Binding("ctrl+q", "request_quit", "Quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        *,
+        engine_factory: EngineFactory,
+        model_name: str,
+        store: Any = None,
+        settings: Any = None,
+        resume: str | None = None,
+        continue_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.engine_factory = engine_factory
+        self.model_name = model_name
+        self.engine: Any = None
+        self.load_error: str | None = None
+        self._store = store
+        self.user_settings = settings if settings is not None else UserSettings.load()
+        self.resume = resume
+        self.continue_last = continue_last
+        self.chat: ChatScreen | None = None
+        self._quitting = False
+        self._theme_ready = False
+        self._settings_warned = False
+
+    # ----- start-up -----
+
+    @property
+    def store(self) -> Any:
+        if self._store is None:
+            from qwen3tui.store import SessionStore
+
+            self._store = SessionStore.open()
+        return self._store
+
+    def on_mount(self) -> None:
+        self._register_themes()
+        self.chat = ChatScreen(self._initial_turn_settings())
+        self.push_screen(self.chat)
+        for warning in [*self.user_settings.warnings, *self.store.warnings]:
+            self.chat.notice(warning, kind="error")
+        self._open_requested_session()
+        self.run_worker(self._load_engine, thread=True, group="load", exit_on_error=False,
+                        name="load engine")
+
+    def _initial_turn_settings(self) -> TurnSettings:
+        s = self.user_settings
+        sampling = dict(s.sampling)
+        base = TurnSettings()
+        data = {"thinking": s.thinking, "thinking_budget": s.thinking_budget,
+                "max_tokens": sampling.pop("max_tokens", base.max_tokens), "sampling": sampling}
+        try:
+            return TurnSettings.from_dict(data, base)
+        except (TypeError, ValueError):
+            return base
+
+    def _register_themes(self) -> None:
+        try:
+            from .themes import register_themes
+
+            register_themes(self)
+        except ImportError:
+            pass
+        wanted = self.user_settings.theme
+        if wanted in self.available_themes:
+            self.theme = wanted
+        self._theme_ready = True
+
+    def _open_requested_session(self) -> None:
+        assert self.chat is not None
+        chat = self.chat
+        if self.continue_last:
+            session_id = self.store.most_recent_id()
+            if session_id is None:
+                chat.notice("No saved session to continue yet: this is a new one.")
+            else:
+                chat.open_session(session_id)
+        elif self.resume == "":
+            self.show_sessions()
+        elif self.resume:
+            try:
+                chat.open_session(self.store.resolve_id(self.resume))
+            except Exception as err:  # noqa: BLE001 -- SessionLookupError, one line
+                chat.notice(f"{err}", kind="error")
+
+    def _load_engine(self) -> None:
+        """Thread worker: load the model, reporting progress as messages."""
+        last = 0.0
+
+        def progress(p: LoadProgress) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last >= PROGRESS_INTERVAL_S or p.done >= p.total:
+                last = now
+                self.post_message(EngineProgress(p))
+
+        try:
+            engine = self.engine_factory(progress)
+        except EngineError as err:
+            self.post_message(EngineFailed(str(err)))
+            return
+        except Exception as err:  # noqa: BLE001 -- shown in the window as one line
+            self.post_message(EngineFailed(f"{type(err).__name__}: {err}".splitlines()[0]))
+            return
+        self.post_message(EngineReady(engine))
+
+    def on_engine_progress(self, message: EngineProgress) -> None:
+        if self.chat is not None:
+            self.chat.load_panel.show(message.progress)
+
+    def on_engine_ready(self, message: EngineReady) -> None:
+        self.engine = message.engine
+        if self.chat is not None:
+            self.chat.engine_ready()
+
+    def on_engine_failed(self, message: EngineFailed) -> None:
+        self.load_error = message.message
+        if self.chat is not None:
+            self.chat.engine_failed(message.message)
+
+    # ----- settings and themes -----
+
+    def settings_changed(self) -> None:
+        """Save the chat's turn settings with the session and as the user's defaults."""
+        chat = self.chat
+        if chat is None:
+            return
+        if chat.session_id is not None:
+            try:
+                self.store.update_settings(chat.session_id, chat.session_settings())
+            except Exception as err:  # noqa: BLE001 -- a settings save must not break the chat
+                chat.notice(f"Settings not saved: {err}", kind="error")
+        s = self.user_settings
+        s.thinking = chat.settings.thinking
+        s.thinking_budget = chat.settings.budget
+        s.sampling = chat.settings.sampling_dict()
+        if chat.settings.max_tokens != TurnSettings().max_tokens:
+            s.sampling["max_tokens"] = chat.settings.max_tokens
+        self._save_user_settings()
+
+    def _save_user_settings(self) -> None:
+        try:
+            self.user_settings.save()
+        except OSError as err:  # SettingsSaveError: say so once, keep going
+            if not self._settings_warned and self.chat is not None:
+                self._settings_warned = True
+                self.chat.notice(str(err), kind="error")
+
+    def watch_theme(self, theme: str) -> None:
+        if self._theme_ready and self.user_settings.theme != theme:
+            self.user_settings.theme = theme
+            self._save_user_settings()
+
+    def switch_theme(self, name: str) -> str:
+        if name not in self.available_themes:
+            names = ", ".join(sorted(self.available_themes))
+            return f"No theme {name!r}; available: {names}"
+        self.theme = name
+        return f"Theme: {name}"
+
+    # ----- screens -----
+
+    def show_sessions(self) -> None:
+        from .screens.sessions import SessionsScreen
+
+        def chosen(session_id: str | None) -> None:
+            chat = self.chat
+            if chat is None:
+                return
+            if chat.session_id is not None and not self._session_exists(chat.session_id):
+                chat.new_conversation()  # deleted from the sessions screen
+            if session_id:
+                if chat.turn is not None:
+                    chat.notice("Stop the reply first (Esc), then open another session.",
+                                kind="error")
+                    return
+                chat.open_session(session_id)
+
+        self.push_screen(SessionsScreen(self.store), chosen)
+
+    def _session_exists(self, session_id: str) -> bool:
+        try:
+            self.store.get_session(session_id)
+        except Exception:  # noqa: BLE001 -- SessionLookupError / KeyError: gone
+            return False
+        return True
+
+    def show_help(self) -> None:
+        from .screens.help import HelpScreen
+
+        self.push_screen(HelpScreen(slash_commands.help_rows()))
+
+    def confirm(self, question: str, callback: Callable[[bool | None], None]) -> None:
+        from .screens.confirm import ConfirmScreen
+
+        self.push_screen(ConfirmScreen(question), callback)
+
+    def run_slash(self, text: str) -> None:
+        """Run a slash command as if typed (the command palette uses this)."""
+        if self.chat is not None:
+            self.chat.submit(text)
+
+    # ----- copying and quitting -----
+
+    def action_copy_or_quit(self) -> None:
+        focused = self.focused
+        if isinstance(focused, TextArea) and focused.selected_text:
+            self.copy_to_clipboard(focused.selected_text)
+            return
+        selected = self.screen.get_selected_text()
+        if selected:
+            self.copy_to_clipboard(selected)
+            self.notify("Copied the selection.", timeout=2)
+            return
+        from .screens.confirm import ConfirmScreen
+
+        if isinstance(self.screen, ConfirmScreen):
+            self.screen.dismiss(True)  # Ctrl+C twice: quit
+            return
+        self.action_request_quit()
+
+    def action_request_quit(self) -> None:
+        busy = self.chat is not None and self.chat.turn is not None
+        question = ("A reply is still streaming. Stop it, save it and quit?" if busy
+                    else "Quit qwen3tui?")
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.run_worker(self.quit_cleanly(), group="quit", exclusive=True)
+
+        self.confirm(question, answered)
+
+    async def action_quit(self) -> None:
+        await self.quit_cleanly()
+
+    async def quit_cleanly(self) -> None:
+        """Stop a running reply, save it, then exit."""
+        if self._quitting:
+            return
+        self._quitting = True
+        if self.chat is not None:
+            await self.chat.stop_and_wait()
+        self.exit(0)
+
+    def turn_finished(self, turn: Turn) -> None:
+        """Hook for tests and the benchmark: a turn has ended and is saved."""

@@ -1,0 +1,119 @@
+"""The conversation's messages: the user's prompt, the assistant's reply, inline notices."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Markdown, Static
+from textual.widgets.markdown import MarkdownStream
+
+from .thinking_pane import ThinkingPane, thought_title
+
+STATUS_LABELS = {
+    "cancelled": "stopped",
+    "partial": "cut off (max tokens)",
+    "error": "failed",
+}
+
+
+class UserMessage(Static):
+    """What the user sent, shown as typed."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text, markup=False, classes="user-message")
+        self.text = text
+
+
+class Notice(Static):
+    """A short inline message from the app: command results, warnings, errors."""
+
+    def __init__(self, text: str, *, kind: str = "info") -> None:
+        super().__init__(text, markup=False, classes=f"notice -{kind}")
+        self.text = text
+        self.kind = kind
+
+
+def reply_meta(status: str, *, answer_tokens: int = 0, decode_tok_s: float = 0.0,
+               ttft_s: float = 0.0, error: str | None = None) -> str:
+    """The small line under a reply: how it ended and how fast it was."""
+    parts: list[str] = []
+    if status in STATUS_LABELS:
+        parts.append(STATUS_LABELS[status])
+    if error:
+        parts.append(error)
+    if answer_tokens:
+        parts.append(f"{answer_tokens} tokens")
+    if decode_tok_s:
+        parts.append(f"{decode_tok_s:.1f} tok/s")
+    if ttft_s:
+        parts.append(f"first token {ttft_s:.2f} s")
+    return " · ".join(parts)
+
+
+class AssistantMessage(Vertical):
+    """One reply: an optional thinking pane, the streamed Markdown answer, and a meta line.
+
+    Every method runs on the UI thread (the generation worker only posts messages).
+    """
+
+    def __init__(self, *, thinking_enabled: bool, budget: int | None, answer: str = "",
+                 thinking: str = "", live: bool = True, thought: str | None = None) -> None:
+        super().__init__(classes="assistant-message")
+        self.thinking_enabled = thinking_enabled
+        self.status = "streaming" if live else "complete"
+        self.pane: ThinkingPane | None = None
+        if thinking_enabled:
+            self.pane = ThinkingPane(budget=budget, text=thinking, live=live, title=thought)
+        self.answer = Markdown(answer, classes="answer")
+        self.meta = Static("", markup=False, classes="reply-meta")
+        self._stream: MarkdownStream | None = None
+
+    def compose(self) -> ComposeResult:
+        if self.pane is not None:
+            yield self.pane
+        yield self.answer
+        yield self.meta
+
+    @property
+    def answer_text(self) -> str:
+        return self.answer.source
+
+    @property
+    def thinking_text(self) -> str:
+        return self.pane.text if self.pane is not None else ""
+
+    async def append_thinking(self, text: str, tokens: int) -> None:
+        if self.pane is not None:
+            await self.pane.append(text, tokens)
+
+    async def thinking_done(self, *, seconds: float, tokens: int, budget_hit: bool) -> None:
+        if self.pane is not None:
+            await self.pane.finish(seconds=seconds, tokens=tokens, budget_hit=budget_hit)
+
+    async def append_answer(self, text: str) -> None:
+        if self._stream is None:
+            self._stream = Markdown.get_stream(self.answer)
+        await self._stream.write(text)
+
+    async def finish(self, status: str, meta: str) -> None:
+        """The reply is over: stop streaming, render the whole answer once, show how it ended."""
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        # A final full render: streamed appends re-parse only the tail, this fixes up the rest.
+        await self.answer.update(self.answer.source)
+        if self.pane is not None:
+            await self.pane.stop()
+        self.status = status
+        self.set_class(status in STATUS_LABELS, f"-{status}")
+        self.meta.update(meta)
+        self.meta.display = bool(meta)
+
+
+def restored_thought_title(thinking: str, tokens: int | None, seconds: float | None,
+                           budget_hit: bool) -> str:
+    """Title of a saved reply's pane, from what the store kept."""
+    if seconds is not None and tokens is not None:
+        return thought_title(seconds, tokens, budget_hit)
+    words = len(thinking.split())
+    return f"Thought · {tokens} tokens" if tokens else f"Thought · {words} words"

@@ -1,0 +1,102 @@
+"""The composer: a multi-line TextArea where Enter sends and Shift+Enter / Ctrl+J add a line.
+
+Up/Down in an empty composer (or while showing a recalled prompt) walk earlier prompts.
+"""
+
+from __future__ import annotations
+
+from textual import events
+from textual.message import Message
+from textual.widgets import TextArea
+
+NEWLINE_KEYS = ("shift+enter", "ctrl+j")
+
+
+class PromptHistory:
+    """Earlier prompts, walked with Up/Down; pure so it is testable without a terminal."""
+
+    def __init__(self, entries: list[str] | None = None) -> None:
+        self.entries: list[str] = list(entries or [])
+        self.index: int | None = None  # None: not browsing
+
+    def add(self, text: str) -> None:
+        if text and (not self.entries or self.entries[-1] != text):
+            self.entries.append(text)
+        self.index = None
+
+    def older(self) -> str | None:
+        if not self.entries:
+            return None
+        self.index = len(self.entries) - 1 if self.index is None else max(0, self.index - 1)
+        return self.entries[self.index]
+
+    def newer(self) -> str | None:
+        """The next newer prompt; "" past the newest (back to an empty composer)."""
+        if self.index is None:
+            return None
+        if self.index >= len(self.entries) - 1:
+            self.index = None
+            return ""
+        self.index += 1
+        return self.entries[self.index]
+
+    def current(self) -> str | None:
+        return None if self.index is None else self.entries[self.index]
+
+
+class Composer(TextArea):
+    """Where the user types; posts `Composer.Submitted` on Enter."""
+
+    class Submitted(Message):
+        def __init__(self, composer: Composer, text: str) -> None:
+            super().__init__()
+            self.composer = composer
+            self.text = text
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, soft_wrap=True, show_line_numbers=False, tab_behavior="focus",
+                         compact=True, placeholder="Message Qwen3  (/ for commands)")
+        self.prompts = PromptHistory()
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "enter":
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.Submitted(self, self.text))
+            return
+        if event.key in NEWLINE_KEYS:
+            event.stop()
+            event.prevent_default()
+            self.insert("\n")
+            return
+        await super()._on_key(event)
+
+    def _browsing(self) -> bool:
+        return self.text == "" or self.text == self.prompts.current()
+
+    def action_cursor_up(self, select: bool = False) -> None:
+        if not select and self._browsing() and self.cursor_location[0] == 0:
+            recalled = self.prompts.older()
+            if recalled is not None:
+                self._show(recalled)
+                return
+        super().action_cursor_up(select)
+
+    def action_cursor_down(self, select: bool = False) -> None:
+        last_row = self.document.line_count - 1
+        if not select and self.prompts.index is not None and self._browsing() \
+                and self.cursor_location[0] == last_row:
+            recalled = self.prompts.newer()
+            if recalled is not None:
+                self._show(recalled)
+                return
+        super().action_cursor_down(select)
+
+    def _show(self, text: str) -> None:
+        self.text = text
+        self.move_cursor(self.document.end)
+
+    def clear_sent(self, text: str) -> None:
+        """Empty the composer after a send, remembering the prompt for Up."""
+        self.prompts.add(text.strip())
+        self.text = ""
