@@ -32,14 +32,26 @@ DIM, RESET = "\x1b[2m", "\x1b[0m"
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from qwen3tui.cli import add_model_arguments
 
-    p = sub.add_parser("ask", help="answer one prompt and exit",
-                       description="Answer one prompt (from the argument or stdin) and exit.")
+    p = sub.add_parser(
+        "ask",
+        help="answer one prompt and exit",
+        description="Answer one prompt (from the argument or stdin) and exit.",
+    )
     p.add_argument("prompt", nargs="?", help="the message (read from stdin when omitted)")
     add_model_arguments(p)
-    p.add_argument("--think", action=argparse.BooleanOptionalAction, default=True,
-                   help="thinking mode (default: on)")
-    p.add_argument("--budget", type=_budget, default=None, metavar="N",
-                   help="thinking budget in tokens, or 'off' (default: unlimited)")
+    p.add_argument(
+        "--think",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="thinking mode (default: on)",
+    )
+    p.add_argument(
+        "--budget",
+        type=_budget,
+        default=None,
+        metavar="N",
+        help="thinking budget in tokens, or 'off' (default: unlimited)",
+    )
     p.add_argument("--max-new-tokens", type=_positive_int, default=32768, metavar="N")
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--top-p", type=float, default=None)
@@ -50,8 +62,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--system", default=None, metavar="TEXT", help="system prompt")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--continue", dest="continue_last", action="store_true",
-                       help="add to the most recent session")
+    where.add_argument(
+        "--continue",
+        dest="continue_last",
+        action="store_true",
+        help="add to the most recent session",
+    )
     where.add_argument("--session", default=None, metavar="ID", help="add to this session")
     where.add_argument("--no-save", action="store_true", help="record nothing")
 
@@ -89,15 +105,23 @@ def run(args: argparse.Namespace) -> int:
 
     recorder_factory = _Recording(args) if not args.no_save else None
     history = recorder_factory.history() if recorder_factory else []
-    system = args.system if args.system is not None else (
-        recorder_factory.system_prompt() if recorder_factory else None)
+    system = (
+        args.system
+        if args.system is not None
+        else (recorder_factory.system_prompt() if recorder_factory else None)
+    )
 
     try:
         from qwen3tui.engine import load_engine
 
-        engine = load_engine(args.model, device=args.device, dtype=args.dtype,
-                             context_length=args.context, quantize=args.quantize,
-                             progress=_progress_printer())
+        engine = load_engine(
+            args.model,
+            device=args.device,
+            dtype=args.dtype,
+            context_length=args.context,
+            quantize=args.quantize,
+            progress=_progress_printer(),
+        )
     except EngineError as err:
         raise UserError(str(err)) from None
 
@@ -105,17 +129,23 @@ def run(args: argparse.Namespace) -> int:
         thinking=args.think,
         thinking_budget=args.budget,
         max_new_tokens=args.max_new_tokens,
-        sampling=SamplingOverrides(temperature=args.temperature, top_p=args.top_p,
-                                   top_k=args.top_k, min_p=args.min_p,
-                                   presence_penalty=args.presence_penalty, seed=args.seed),
+        sampling=SamplingOverrides(
+            temperature=args.temperature,
+            top_p=args.top_p,
+            top_k=args.top_k,
+            min_p=args.min_p,
+            presence_penalty=args.presence_penalty,
+            seed=args.seed,
+        ),
     )
     messages = ([{"role": "system", "content": system}] if system else []) + history
     messages.append({"role": "user", "content": prompt})
 
     recorder = None
     if recorder_factory:
-        recorder = recorder_factory.start(engine.info.model, system, prompt, options,
-                                          asdict(engine.sampling_for(options)))
+        recorder = recorder_factory.start(
+            engine.info.model, system, prompt, options, asdict(engine.sampling_for(options))
+        )
 
     cancel = threading.Event()
     summary = _stream(engine, messages, options, cancel, recorder, as_json=args.json)
@@ -227,7 +257,9 @@ class _Recording:
             if args.continue_last:
                 self.session_id = self.store.most_recent_id()
                 if self.session_id is None:
-                    raise UserError("there is no session to continue. Run `qwen3tui ask` without --continue.")
+                    raise UserError(
+                        "there is no session to continue. Run `qwen3tui ask` without --continue."
+                    )
             elif args.session:
                 self.session_id = self.store.resolve_id(args.session)
         except StoreError as err:
@@ -243,14 +275,29 @@ class _Recording:
             return None
         return self.store.get_session(self.session_id).system_prompt
 
-    def start(self, model: str, system: str | None, prompt: str, options: ChatOptions,
-              sampling: dict[str, Any]):
+    def start(
+        self,
+        model: str,
+        system: str | None,
+        prompt: str,
+        options: ChatOptions,
+        sampling: dict[str, Any],
+    ):
         from qwen3tui.recording import ReplyRecorder
 
         if self.session_id is None:
-            settings = {"thinking": options.thinking, "thinking_budget": options.thinking_budget,
-                        "sampling": sampling, "max_new_tokens": options.max_new_tokens}
+            settings = {
+                "thinking": options.thinking,
+                "thinking_budget": options.thinking_budget,
+                "sampling": sampling,
+                "max_new_tokens": options.max_new_tokens,
+            }
             self.session_id = self.store.create_session(model, system, settings).id
         self.store.add_user_message(self.session_id, prompt)
-        return ReplyRecorder(self.store, self.session_id, thinking_enabled=options.thinking,
-                             budget=options.thinking_budget, sampling=sampling)
+        return ReplyRecorder(
+            self.store,
+            self.session_id,
+            thinking_enabled=options.thinking,
+            budget=options.thinking_budget,
+            sampling=sampling,
+        )

@@ -21,26 +21,48 @@ class UserError(Exception):
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", "-m", default=DEFAULT_MODEL,
-                   help=f"Hugging Face model id or local directory (default: {DEFAULT_MODEL})")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)")
-    p.add_argument("--dtype", default="auto", help="auto, bfloat16, float16 or float32 (default: auto)")
-    p.add_argument("--context", type=int, default=None, metavar="N",
-                   help="context window in tokens (KV cache size; default: 32768 or the model's limit)")
-    p.add_argument("--quantize", choices=["int8"], default=None,
-                   help="weight-only quantization at load time")
+    p.add_argument(
+        "--model",
+        "-m",
+        default=DEFAULT_MODEL,
+        help=f"Hugging Face model id or local directory (default: {DEFAULT_MODEL})",
+    )
+    p.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)"
+    )
+    p.add_argument(
+        "--dtype", default="auto", help="auto, bfloat16, float16 or float32 (default: auto)"
+    )
+    p.add_argument(
+        "--context",
+        type=int,
+        default=None,
+        metavar="N",
+        help="context window in tokens (KV cache size; default: 32768 or the model's limit)",
+    )
+    p.add_argument(
+        "--quantize", choices=["int8"], default=None, help="weight-only quantization at load time"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="qwen3tui", description="Chat with Qwen3 models in your terminal.")
+        prog="qwen3tui", description="Chat with Qwen3 models in your terminal."
+    )
     parser.add_argument("--version", action="version", version=f"qwen3tui {__version__}")
     add_model_arguments(parser)
     resume = parser.add_mutually_exclusive_group()
-    resume.add_argument("--resume", nargs="?", const="", default=None, metavar="ID",
-                        help="open a saved session (no ID: choose from the list)")
-    resume.add_argument("--continue", dest="continue_last", action="store_true",
-                        help="open the most recent session")
+    resume.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ID",
+        help="open a saved session (no ID: choose from the list)",
+    )
+    resume.add_argument(
+        "--continue", dest="continue_last", action="store_true", help="open the most recent session"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     from qwen3tui import ask

@@ -12,8 +12,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 def find_shared_dir() -> Path | None:
     """The folder with the real Qwen3-1.7B config, tokenizer and chat template (no weights)."""
-    candidates = [os.environ.get("QWEN3TUI_SHARED_DIR"), REPO.parent / "shared" / "qwen3-1.7b",
-                  Path("/work/shared/qwen3-1.7b")]
+    candidates = [
+        os.environ.get("QWEN3TUI_SHARED_DIR"),
+        REPO.parent / "shared" / "qwen3-1.7b",
+        Path("/work/shared/qwen3-1.7b"),
+    ]
     for c in candidates:
         if c and (Path(c) / "tokenizer.json").exists():
             return Path(c)
@@ -25,10 +28,14 @@ def shared_dir() -> Path:
     found = find_shared_dir()
     if found is None:
         if os.environ.get("QWEN3TUI_REQUIRE_SHARED"):
-            pytest.fail("the real Qwen3 tokenizer files are required here (QWEN3TUI_REQUIRE_SHARED)"
-                        " but none were found; set QWEN3TUI_SHARED_DIR")
-        pytest.skip("real Qwen3 tokenizer files not found (set QWEN3TUI_SHARED_DIR to a folder with"
-                    " tokenizer.json, tokenizer_config.json and config.json of Qwen/Qwen3-1.7B)")
+            pytest.fail(
+                "the real Qwen3 tokenizer files are required here (QWEN3TUI_REQUIRE_SHARED)"
+                " but none were found; set QWEN3TUI_SHARED_DIR"
+            )
+        pytest.skip(
+            "real Qwen3 tokenizer files not found (set QWEN3TUI_SHARED_DIR to a folder with"
+            " tokenizer.json, tokenizer_config.json and config.json of Qwen/Qwen3-1.7B)"
+        )
     return found
 
 

@@ -19,9 +19,15 @@ transformers = pytest.importorskip("transformers")
 VARIANTS = {
     "tied": {},
     "untied": {"tie_word_embeddings": False},
-    "yarn": {"rope_scaling": {"rope_type": "yarn", "factor": 4.0,
-                              "original_max_position_embeddings": 64}},
-    "wide-heads": {"num_attention_heads": 8, "num_key_value_heads": 2, "head_dim": 32, "num_hidden_layers": 3},
+    "yarn": {
+        "rope_scaling": {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64}
+    },
+    "wide-heads": {
+        "num_attention_heads": 8,
+        "num_key_value_heads": 2,
+        "head_dim": 32,
+        "num_hidden_layers": 3,
+    },
 }
 
 
@@ -32,8 +38,12 @@ def small_config(**overrides):
 
 @pytest.fixture(scope="module", params=sorted(VARIANTS))
 def pair(request, tmp_path_factory):
-    path = write_random_checkpoint(tmp_path_factory.mktemp(request.param),
-                                   config=small_config(**VARIANTS[request.param]), seed=3, std=0.08)
+    path = write_random_checkpoint(
+        tmp_path_factory.mktemp(request.param),
+        config=small_config(**VARIANTS[request.param]),
+        seed=3,
+        std=0.08,
+    )
     config = Qwen3Config.from_dir(path)
     ours = load_model(path, config, torch.device("cpu"), torch.float32, 512)
     ref = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
@@ -54,7 +64,7 @@ def ref_greedy(ref, ids: list[int], steps: int) -> list[int]:
         for _ in range(steps):
             logits = ref(torch.tensor([out])).logits[0, -1]
             out.append(int(logits.argmax()))
-    return out[len(ids):]
+    return out[len(ids) :]
 
 
 def our_greedy(model, cache: KVCache, ids: list[int], steps: int) -> list[int]:
@@ -86,7 +96,9 @@ def test_logits_of_a_multi_token_prompt_match_the_reference(pair):
 
 def test_greedy_continuation_matches_for_64_steps(pair):
     config, ours, ref = pair
-    prompt = torch.randint(0, config.vocab_size, (20,), generator=torch.Generator().manual_seed(2)).tolist()
+    prompt = torch.randint(
+        0, config.vocab_size, (20,), generator=torch.Generator().manual_seed(2)
+    ).tolist()
     cache = KVCache(config, 512, torch.device("cpu"), torch.float32)
     assert our_greedy(ours, cache, prompt, 64) == ref_greedy(ref, prompt, 64)
 

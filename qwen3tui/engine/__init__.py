@@ -9,7 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from .errors import ContextOverflowError, DeviceError, EngineError, ModelLoadError, ModelNotFoundError
+from .errors import (
+    ContextOverflowError,
+    DeviceError,
+    EngineError,
+    ModelLoadError,
+    ModelNotFoundError,
+)
 from .events import (
     AnswerDelta,
     ContextNotice,

@@ -45,7 +45,9 @@ class Qwen3Config:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Qwen3Config:
         archs = raw.get("architectures") or []
-        if raw.get("model_type") != "qwen3" and not any(a in SUPPORTED_ARCHITECTURES for a in archs):
+        if raw.get("model_type") != "qwen3" and not any(
+            a in SUPPORTED_ARCHITECTURES for a in archs
+        ):
             kind = raw.get("model_type") or (archs[0] if archs else "unknown")
             raise ModelLoadError(
                 f"config.json describes a '{kind}' model, not a dense Qwen3 model.",

@@ -6,8 +6,15 @@ import torch
 
 from .errors import DeviceError
 
-DTYPES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
-          "fp16": torch.float16, "half": torch.float16, "float32": torch.float32, "fp32": torch.float32}
+DTYPES = {
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+}
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -46,9 +53,7 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     name = (name or "auto").strip().lower()
     if name != "auto":
         if name not in DTYPES:
-            raise DeviceError(
-                f"unknown dtype '{name}'.", "Use auto, bfloat16, float16 or float32."
-            )
+            raise DeviceError(f"unknown dtype '{name}'.", "Use auto, bfloat16, float16 or float32.")
         return DTYPES[name]
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

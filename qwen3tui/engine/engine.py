@@ -65,7 +65,9 @@ class Engine:
         torch_device = pick_device(device)
         torch_dtype = pick_dtype(dtype, torch_device)
         if quantize not in (None, "int8"):
-            raise EngineError(f"unknown quantization '{quantize}'.", "Use --quantize int8 or leave it out.")
+            raise EngineError(
+                f"unknown quantization '{quantize}'.", "Use --quantize int8 or leave it out."
+            )
         path = resolve_model_dir(model, progress)
         config = Qwen3Config.from_dir(path)
         tokenizer = Qwen3Tokenizer.from_dir(path)

@@ -62,7 +62,9 @@ class _Split:
                 self._emit_thinking(self._think.flush(), events)
                 self.in_thinking = False
                 self.thinking_seconds = time.perf_counter() - self.started
-                events.append(ThinkingDone(self.thinking_tokens, self.thinking_seconds, self.budget_hit))
+                events.append(
+                    ThinkingDone(self.thinking_tokens, self.thinking_seconds, self.budget_hit)
+                )
                 return events
             if sampled:
                 self.thinking_tokens += 1
@@ -121,26 +123,26 @@ def generate(
 
         split = _Split(tokenizer, request.opens_thinking, started)
         sampler = Sampler(request.sampling, logits.shape[-1], device)
+        budget = request.thinking_budget
         budget_ids = tokenizer.encode(BUDGET_STOP_TEXT)
         generated: list[int] = []
         sampled = 0
         first_token_at = last_token_at = None
         finish = "length"
+
+        def over_budget() -> bool:
+            return split.in_thinking and budget is not None and split.thinking_tokens >= budget
+
+        if over_budget() and len(budget_ids) <= cache.free:  # a budget of 0: no thinking at all
+            split.budget_hit = True
+            for token in budget_ids:
+                yield from split.feed(token, sampled=False)
+            generated.extend(budget_ids)
+            logits = forward(budget_ids)
         while True:
             if cancel is not None and cancel.is_set():
                 finish = "cancelled"
                 break
-            budget = request.thinking_budget
-            if split.in_thinking and budget is not None and split.thinking_tokens >= budget:
-                # Out of thinking budget: close the block for the model, then let it answer.
-                if len(budget_ids) > cache.free:
-                    break
-                split.budget_hit = True
-                for token in budget_ids:
-                    yield from split.feed(token, sampled=False)
-                generated.extend(budget_ids)
-                logits = forward(budget_ids)
-                continue
             if sampled >= request.max_new_tokens or cache.free < 1:
                 break
             token = int(sampler(logits).item())
@@ -153,7 +155,16 @@ def generate(
             if token in tokenizer.eos_token_ids:
                 finish = "stop"
                 break
-            logits = forward([token])
+            feed = [token]
+            if over_budget() and len(budget_ids) < cache.free:
+                # Out of thinking budget: close the block for the model (prefilled with the
+                # last thinking token, never sampled), then let it answer.
+                split.budget_hit = True
+                for injected in budget_ids:
+                    yield from split.feed(injected, sampled=False)
+                generated.extend(budget_ids)
+                feed += budget_ids
+            logits = forward(feed)
         yield from split.finish()
 
     decode_s = (last_token_at - first_token_at) if first_token_at else 0.0

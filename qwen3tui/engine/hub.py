@@ -24,15 +24,15 @@ NEEDED_FILES = [
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def resolve_model_dir(
-    model: str, progress: Callable[[LoadProgress], None] | None = None
-) -> Path:
+def resolve_model_dir(model: str, progress: Callable[[LoadProgress], None] | None = None) -> Path:
     path = Path(model).expanduser()
     if path.is_dir():
         return path
     if path.exists():
-        raise ModelNotFoundError(f"{model} is a file, not a model directory.",
-                                 "Point --model at the checkpoint's folder.")
+        raise ModelNotFoundError(
+            f"{model} is a file, not a model directory.",
+            "Point --model at the checkpoint's folder.",
+        )
     if not _HUB_ID.match(model) or model.startswith((".", "/", "~")):
         raise ModelNotFoundError(
             f"model directory {model} does not exist.",
@@ -74,7 +74,8 @@ def download(repo_id: str, progress: Callable[[LoadProgress], None] | None = Non
     except (HfHubHTTPError, OSError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ModelNotFoundError(
-            f"downloading {repo_id} failed ({first}).", "Check the network and disk space, then retry."
+            f"downloading {repo_id} failed ({first}).",
+            "Check the network and disk space, then retry.",
         ) from None
 
 

@@ -16,8 +16,12 @@ class KVCache:
     ) -> None:
         shape = (1, config.num_key_value_heads, max_tokens, config.head_dim)
         self.max_tokens = max_tokens
-        self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
-        self.values = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)]
+        self.keys = [
+            torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)
+        ]
+        self.values = [
+            torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)
+        ]
         self.tokens: list[int] = []  # tokens[i] is the id whose K/V sit at position i
 
     @property
@@ -28,7 +32,9 @@ class KVCache:
     def free(self) -> int:
         return self.max_tokens - self.length
 
-    def store(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def store(
+        self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k/v (1, heads, T, head_dim) at `start`; return the filled part up to start + T."""
         end = start + k.shape[2]
         self.keys[layer][:, :, start:end] = k
@@ -41,7 +47,7 @@ class KVCache:
         At least one token is always left to prefill: its logits start the reply.
         """
         n = 0
-        for held, new in zip(self.tokens, ids):
+        for held, new in zip(self.tokens, ids, strict=False):
             if held != new:
                 break
             n += 1

@@ -56,7 +56,8 @@ class Attention(nn.Module):
     ) -> torch.Tensor:
         b, t, _ = x.shape
         q, k, v = self.qkv_proj(x).split(
-            [self.n_heads * self.head_dim, self.n_kv * self.head_dim, self.n_kv * self.head_dim], dim=-1
+            [self.n_heads * self.head_dim, self.n_kv * self.head_dim, self.n_kv * self.head_dim],
+            dim=-1,
         )
         q = self.q_norm(q.view(b, t, self.n_heads, self.head_dim)).transpose(1, 2)
         k = self.k_norm(k.view(b, t, self.n_kv, self.head_dim)).transpose(1, 2)
@@ -108,7 +109,9 @@ class Qwen3(nn.Module):
         super().__init__()
         self.config = config
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
-        self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(
+            DecoderLayer(config, i) for i in range(config.num_hidden_layers)
+        )
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         if config.tie_word_embeddings:
             self.lm_head = None
@@ -119,7 +122,7 @@ class Qwen3(nn.Module):
         self.rope_sin: torch.Tensor | None = None
 
     def setup_rope(self, device: torch.device, dtype: torch.dtype) -> None:
-        """Build the cos/sin tables in fp32, then keep them in the compute dtype (as the reference casts)."""
+        """cos/sin tables built in fp32, kept in the compute dtype (the reference casts them too)."""
         cos, sin = rope_tables(self.config, self.max_positions)
         self.rope_cos, self.rope_sin = cos.to(device, dtype), sin.to(device, dtype)
 
@@ -129,7 +132,7 @@ class Qwen3(nn.Module):
     def forward(
         self, ids: torch.Tensor, start: int, cache: KVCache, last_only: bool = True
     ) -> torch.Tensor:
-        """Logits for `ids` (1, T) placed at positions start..start+T-1, writing their K/V to `cache`.
+        """Logits for `ids` (1, T) at positions start..start+T-1; their K/V go to `cache`.
 
         Returns (1, 1, vocab) for the last position, or (1, T, vocab) with last_only=False.
         """

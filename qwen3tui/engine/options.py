@@ -56,7 +56,8 @@ def default_sampling(thinking: bool, checkpoint: dict | None = None) -> Sampling
     chosen = {
         name: checkpoint[name]
         for name in ("temperature", "top_p", "top_k", "min_p", "presence_penalty")
-        if isinstance(checkpoint.get(name), (int, float)) and not isinstance(checkpoint.get(name), bool)
+        if isinstance(checkpoint.get(name), (int, float))
+        and not isinstance(checkpoint.get(name), bool)
     }
     if checkpoint.get("do_sample") is False:
         chosen["temperature"] = 0.0

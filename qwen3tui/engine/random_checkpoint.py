@@ -108,7 +108,9 @@ def write_random_checkpoint(
                 if real_vocab and name in ("model.embed_tokens.weight", "lm_head.weight"):
                     t[real_vocab:] = 0
             tensors[name] = t.to(dtype)
-        fname = "model.safetensors" if shards == 1 else f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+        fname = (
+            "model.safetensors" if shards == 1 else f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+        )
         save_file(tensors, str(out / fname), metadata={"format": "pt"})
         weight_map.update({n: fname for n, _ in chunk})
     if shards > 1:
@@ -127,4 +129,8 @@ def _tokenizer_size(tokenizer_dir: str | Path) -> int | None:
     from tokenizers import Tokenizer
 
     file = Path(tokenizer_dir) / "tokenizer.json"
-    return Tokenizer.from_file(str(file)).get_vocab_size(with_added_tokens=True) if file.exists() else None
+    return (
+        Tokenizer.from_file(str(file)).get_vocab_size(with_added_tokens=True)
+        if file.exists()
+        else None
+    )

@@ -53,7 +53,7 @@ def rope_tables(config: Qwen3Config, length: int, device: torch.device | str = "
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate x (batch, heads, seq, head_dim) by position; cos/sin are (seq, head_dim) in x's dtype."""
+    """Rotate x (batch, heads, seq, head_dim); cos/sin are (seq, head_dim) in x's dtype."""
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return x * cos + rotated * sin

@@ -100,7 +100,7 @@ def load_model(
             with safe_open(str(file), framework="pt", device=_safetensors_device(device)) as f:
                 for name in f.keys():
                     if name not in plan:
-                        continue  # e.g. lm_head.weight in a tied checkpoint, as the reference ignores it
+                        continue  # e.g. lm_head.weight in a tied checkpoint: the reference ignores it too
                     target, row = plan[name]
                     tensor = f.get_tensor(name)
                     _place(model, params, target, row, tensor, device, dtype, file)
@@ -116,7 +116,8 @@ def load_model(
     incomplete = [n for n, p in params.items() if filled.get(n, 0) != p.shape[0]]
     if incomplete:
         raise ModelLoadError(
-            f"{path} is missing weights for {incomplete[0]} ({len(incomplete)} tensors incomplete).",
+            f"{path} is missing weights for {incomplete[0]}"
+            f" ({len(incomplete)} tensors incomplete).",
             "Re-download the model.",
         )
     model.setup_rope(device, dtype)
@@ -142,7 +143,9 @@ def _place(
     param = params[target]
     if param.is_meta:
         # First piece of this parameter: allocate it once, for real, on the target device.
-        param = nn.Parameter(torch.empty(param.shape, device=device, dtype=dtype), requires_grad=False)
+        param = nn.Parameter(
+            torch.empty(param.shape, device=device, dtype=dtype), requires_grad=False
+        )
         owner_name, _, attr = target.rpartition(".")
         setattr(model.get_submodule(owner_name), attr, param)
         params[target] = param
