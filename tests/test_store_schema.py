@@ -20,7 +20,7 @@ def user_version(path: Path) -> int:
 
 
 def build_database_at(path: Path, version: int) -> None:
-    """A database as an older qwen3tui at `version` left it, with one exchange if it can hold one."""
+    """A database as an older qwen3tui at `version` left it, with one exchange if it can."""
     conn = sqlite3.connect(path, isolation_level=None)
     migrate(conn, target=version)
     if version >= 1:
