@@ -122,7 +122,7 @@ class Qwen3(nn.Module):
         self.rope_sin: torch.Tensor | None = None
 
     def setup_rope(self, device: torch.device, dtype: torch.dtype) -> None:
-        """cos/sin tables built in fp32, kept in the compute dtype (the reference casts them too)."""
+        """cos/sin tables built in fp32, kept in the compute dtype (as the reference casts)."""
         cos, sin = rope_tables(self.config, self.max_positions)
         self.rope_cos, self.rope_sin = cos.to(device, dtype), sin.to(device, dtype)
 

@@ -100,7 +100,7 @@ def load_model(
             with safe_open(str(file), framework="pt", device=_safetensors_device(device)) as f:
                 for name in f.keys():
                     if name not in plan:
-                        continue  # e.g. lm_head.weight in a tied checkpoint: the reference ignores it too
+                        continue  # lm_head.weight in a tied checkpoint: the reference skips it
                     target, row = plan[name]
                     tensor = f.get_tensor(name)
                     _place(model, params, target, row, tensor, device, dtype, file)
