@@ -1,4 +1,4 @@
-"""`qwen3tui ask` through a real subprocess: streaming, --json, and one-line errors for bad input."""
+"""`qwen3tui ask` in a real subprocess: streaming, --json, one-line errors for bad input."""
 
 from __future__ import annotations
 
