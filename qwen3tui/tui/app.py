@@ -77,6 +77,7 @@ class Qwen3App(App[int]):
         self._quitting = False
         self._theme_ready = False
         self._settings_warned = False
+        self._quit_question: Any = None  # the open "Quit?" dialog, if any
 
     # ----- start-up -----
 
@@ -88,10 +89,10 @@ class Qwen3App(App[int]):
             self._store = SessionStore.open()
         return self._store
 
-    def on_mount(self) -> None:
+    async def on_mount(self) -> None:
         self._register_themes()
         self.chat = ChatScreen(self._initial_turn_settings())
-        self.push_screen(self.chat)
+        await self.push_screen(self.chat)
         for warning in [*self.user_settings.warnings, *self.store.warnings]:
             self.chat.notice(warning, kind="error")
         self._open_requested_session()
@@ -267,23 +268,27 @@ class Qwen3App(App[int]):
             self.copy_to_clipboard(selected)
             self.notify("Copied the selection.", timeout=2)
             return
-        from .screens.confirm import ConfirmScreen
-
-        if isinstance(self.screen, ConfirmScreen):
-            self.screen.dismiss(True)  # Ctrl+C twice: quit
+        if self._quit_question is not None and self.screen is self._quit_question:
+            self._quit_question.dismiss(True)  # Ctrl+C twice: quit
             return
         self.action_request_quit()
 
     def action_request_quit(self) -> None:
+        from .screens.confirm import ConfirmScreen
+
+        if self._quit_question is not None and self.screen is self._quit_question:
+            return
         busy = self.chat is not None and self.chat.turn is not None
         question = ("A reply is still streaming. Stop it, save it and quit?" if busy
                     else "Quit qwen3tui?")
 
         def answered(yes: bool | None) -> None:
+            self._quit_question = None
             if yes:
                 self.run_worker(self.quit_cleanly(), group="quit", exclusive=True)
 
-        self.confirm(question, answered)
+        self._quit_question = ConfirmScreen(question)
+        self.push_screen(self._quit_question, answered)
 
     async def action_quit(self) -> None:
         await self.quit_cleanly()

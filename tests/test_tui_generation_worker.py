@@ -1,0 +1,74 @@
+"""The bridge from the engine's worker thread to the UI: mailbox, coalescing, terminal items."""
+
+from __future__ import annotations
+
+import threading
+
+from fake_engine import FakeEngine
+
+from qwen3tui.engine.errors import ContextOverflowError
+from qwen3tui.engine.events import AnswerDelta, ContextNotice, Summary, ThinkingDelta, ThinkingDone
+from qwen3tui.engine.options import ChatOptions
+from qwen3tui.tui.generation_worker import GenerationFailed, Mailbox, coalesce, run_generation
+
+
+def test_coalesce_merges_runs_of_deltas_and_keeps_the_latest_token_count() -> None:
+    items = [ThinkingDelta("a", 1), ThinkingDelta("b", 2), ThinkingDelta("c", 3),
+             ThinkingDone(3, 1.0, False), AnswerDelta("x"), AnswerDelta("y"),
+             ContextNotice(1, "dropped"), AnswerDelta("z")]
+    assert coalesce(items) == [ThinkingDelta("abc", 3), ThinkingDone(3, 1.0, False),
+                               AnswerDelta("xy"), ContextNotice(1, "dropped"), AnswerDelta("z")]
+
+
+def test_mailbox_asks_for_a_wake_only_when_it_was_empty() -> None:
+    box = Mailbox()
+    assert box.put(AnswerDelta("a")) is True
+    assert box.put(AnswerDelta("b")) is False
+    assert box.take() == [AnswerDelta("a"), AnswerDelta("b")]
+    assert box.take() == []
+    assert box.put(AnswerDelta("c")) is True
+
+
+def run(engine: object, options: ChatOptions = ChatOptions()) -> tuple[list[object], int]:
+    box, wakes = Mailbox(), []
+    run_generation(engine, [{"role": "user", "content": "hi"}], options, threading.Event(), box,
+                   lambda: wakes.append(1))
+    return box.take(), len(wakes)
+
+
+def test_a_generation_ends_with_exactly_one_summary() -> None:
+    items, wakes = run(FakeEngine())
+    assert isinstance(items[-1], Summary)
+    assert sum(isinstance(i, Summary) for i in items) == 1
+    assert wakes == 1  # nobody drained in between: one wake for the whole burst
+    assert "".join(i.text for i in items if isinstance(i, AnswerDelta)) == \
+        "**Hello** from the fake engine."
+
+
+class RaisingEngine:
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def chat(self, messages: object, options: object, cancel: object):  # noqa: ANN201
+        yield ThinkingDelta("hm", 1)
+        raise self.error
+
+
+def test_an_engine_error_becomes_one_failure_line() -> None:
+    err = ContextOverflowError("the prompt is 9000 tokens.", "Start a /new conversation.")
+    items, _ = run(RaisingEngine(err))
+    assert items[-1] == GenerationFailed("the prompt is 9000 tokens. Start a /new conversation.")
+
+
+def test_an_unexpected_exception_is_reported_without_a_traceback() -> None:
+    items, _ = run(RaisingEngine(RuntimeError("boom\nwith a second line")))
+    assert items[-1] == GenerationFailed("generation failed: RuntimeError: boom")
+
+
+def test_a_generator_that_stops_without_summary_is_a_failure() -> None:
+    class Quiet:
+        def chat(self, messages: object, options: object, cancel: object):  # noqa: ANN201
+            yield AnswerDelta("x")
+
+    items, _ = run(Quiet())
+    assert isinstance(items[-1], GenerationFailed)
