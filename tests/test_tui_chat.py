@@ -18,7 +18,7 @@ from qwen3tui.store import SessionStore
 from qwen3tui.tui.screens.confirm import ConfirmScreen
 from qwen3tui.tui.screens.help import HelpScreen
 from qwen3tui.tui.screens.sessions import SessionsScreen
-from qwen3tui.tui.widgets.chat_message import AssistantMessage, Notice, UserMessage
+from qwen3tui.tui.widgets.chat_message import Notice, UserMessage
 
 pytestmark = pytest.mark.anyio
 

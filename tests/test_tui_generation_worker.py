@@ -29,10 +29,10 @@ def test_mailbox_asks_for_a_wake_only_when_it_was_empty() -> None:
     assert box.put(AnswerDelta("c")) is True
 
 
-def run(engine: object, options: ChatOptions = ChatOptions()) -> tuple[list[object], int]:
+def run(engine: object) -> tuple[list[object], int]:
     box, wakes = Mailbox(), []
-    run_generation(engine, [{"role": "user", "content": "hi"}], options, threading.Event(), box,
-                   lambda: wakes.append(1))
+    run_generation(engine, [{"role": "user", "content": "hi"}], ChatOptions(), threading.Event(),
+                   box, lambda: wakes.append(1))
     return box.take(), len(wakes)
 
 
