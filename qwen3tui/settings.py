@@ -133,6 +133,8 @@ class UserSettings:
             lines.append(f"model = {_toml_string(self.model)}")
         lines += ["", "[sampling]"]
         for key, value in self.sampling.items():
+            if value is None:  # None means "the model's default": nothing to remember
+                continue
             lines.append(f"{_toml_key(key)} = {_toml_number(value)}")
         return "\n".join(lines) + "\n"
 

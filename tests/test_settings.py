@@ -151,3 +151,9 @@ def test_warnings_are_not_saved(tmp_path: Path) -> None:
     settings.save(path)
     assert "something" not in path.read_text()
     assert UserSettings.load(path).warnings == []
+
+
+def test_sampling_values_left_at_none_are_not_written(tmp_path: Path) -> None:
+    path = tmp_path / "settings.toml"
+    UserSettings(sampling={"temperature": 0.5, "top_p": None}).save(path)  # type: ignore[dict-item]
+    assert UserSettings.load(path).sampling == {"temperature": 0.5}

@@ -241,3 +241,8 @@ async def test_a_disabled_slider_ignores_keys_and_clicks_but_still_takes_values(
         slider.focus()
         await pilot.press("right")
         assert slider.value == 3072
+
+
+async def test_a_tooltip_can_explain_the_slider() -> None:
+    slider = BudgetSlider(1024, tooltip="Thinking budget (/budget N|off)")
+    assert slider.tooltip == "Thinking budget (/budget N|off)"

@@ -132,8 +132,11 @@ class BudgetSlider(Widget, can_focus=True):
         id: str | None = None,
         classes: str | None = None,
         disabled: bool = False,
+        tooltip: str | None = None,
     ) -> None:
         super().__init__(name=name, id=id, classes=classes, disabled=disabled)
+        if tooltip is not None:
+            self.tooltip = tooltip
         # Like Switch: the starting value is not a change, so no message for it.
         self.set_reactive(BudgetSlider.value, snap_budget(value))
         self._dragging = False
