@@ -67,7 +67,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"qwen3tui: warning: {warning}", file=sys.stderr)
     try:
         command = getattr(args, "sessions_command", None) or "list"
-        return _COMMANDS[command](store, args)
+        code = _COMMANDS[command](store, args)
+        if command in _CHANGES and not store.persistent:
+            raise _CommandError(f"the change could not be saved to {store.path}"
+                                " (see the warning above)")
+        return code
     except (StoreError, _CommandError) as err:
         return _fail(str(err))
     finally:
@@ -184,5 +188,6 @@ def _delete(store: SessionStore, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+_CHANGES = ("import", "rename", "delete")
 _COMMANDS = {"list": _list, "show": _show, "search": _search, "export": _export,
              "import": _import, "rename": _rename, "delete": _delete}

@@ -181,6 +181,24 @@ def test_a_newer_database_is_refused_and_left_alone(home, capsys):
     assert path.read_bytes() == before
 
 
+def test_changes_that_cannot_be_saved_fail_after_the_warning(capsys, monkeypatch):
+    from test_store_faults import read_only_folder, unprivileged
+
+    with read_only_folder() as folder:
+        monkeypatch.setenv("QWEN3TUI_HOME", str(folder))
+        with SessionStore.open() as store:
+            sid = store.create_session("m").id
+        before = (folder / "sessions.db").read_bytes()
+        folder.chmod(0o555)
+        with unprivileged():
+            code, out, err = run_cli(capsys, "list", "--json")
+            assert code == 0 and [x["id"] for x in json.loads(out)] == [sid]
+            assert err.startswith("qwen3tui: warning: ") and "memory" in err
+            code, _, err = run_cli(capsys, "rename", sid, "new")
+            assert code == 2 and err.splitlines()[-1].startswith("qwen3tui: the change could not")
+        assert (folder / "sessions.db").read_bytes() == before
+
+
 @pytest.mark.slow
 def test_the_installed_command_lists_sessions_as_json(home):
     sid = make_session("from a real process", "yes")
