@@ -7,7 +7,7 @@ from typing import ClassVar
 import pytest
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import Button, DataTable, Input
+from textual.widgets import Button, Input, Static
 
 from qwen3tui.tui.screens import ConfirmScreen, HelpScreen
 
@@ -39,8 +39,9 @@ class Host(App[None]):
 
 
 def rows(app: App, table_id: str) -> list[tuple[str, str]]:
-    table = app.screen.query_one(table_id, DataTable)
-    return [tuple(str(cell) for cell in table.get_row_at(i)) for i in range(table.row_count)]
+    """The (name, description) pairs shown in one of the help's two-column tables."""
+    cells = [str(cell.render()) for cell in app.screen.query_one(table_id).query(Static)]
+    return list(zip(cells[0::2], cells[1::2], strict=True))
 
 
 # --- help ------------------------------------------------------------------------------------
@@ -77,6 +78,17 @@ async def test_help_shows_extra_keys_first() -> None:
         app.push_screen(HelpScreen(COMMANDS, keys=extra))
         await pilot.pause()
         assert rows(app, "#help-keys")[:2] == extra
+
+
+async def test_long_descriptions_wrap_instead_of_being_cut_off() -> None:
+    app = Host()
+    long_text = "a description long enough to need at least two lines in the help dialog " * 2
+    async with app.run_test(size=(80, 40)) as pilot:
+        app.push_screen(HelpScreen([("/long", long_text.strip())]))
+        await pilot.pause()
+        cell = app.screen.query_one("#help-commands").query(Static)[1]
+        assert cell.size.height >= 2
+        assert str(cell.render()) == long_text.strip()
 
 
 @pytest.mark.parametrize("key", ["escape", "q", "f1"])

@@ -6,12 +6,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
 
-from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
+from textual.containers import Grid, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Label
+from textual.widgets import Label, Static
 
 
 def describe_bindings(screen: Screen, app: App) -> list[tuple[str, str]]:
@@ -61,26 +60,20 @@ class HelpScreen(ModalScreen[None]):
         self.key_rows: list[tuple[str, str]] = []
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="help-dialog"):
-            yield Label("Slash commands", classes="help-heading")
-            yield DataTable(id="help-commands", show_header=False, cursor_type="none")
-            yield Label("Keys", classes="help-heading")
-            yield DataTable(id="help-keys", show_header=False, cursor_type="none")
-            yield Label("Esc closes this help", id="help-hint")
-
-    def on_mount(self) -> None:
         below = self._screen_below()
         self.key_rows = [*self.extra_keys]
         if below is not None:
             known = set(self.key_rows)
             self.key_rows += [row for row in describe_bindings(below, self.app) if row not in known]
-        commands = self.query_one("#help-commands", DataTable)
-        commands.add_columns("command", "description")
-        commands.add_rows([(Text(name), Text(text)) for name, text in self.commands])
-        keys = self.query_one("#help-keys", DataTable)
-        keys.add_columns("key", "action")
-        keys.add_rows([(Text(key), Text(text)) for key, text in self.key_rows])
-        self.query_one("#help-dialog").focus()
+        with VerticalScroll(id="help-dialog"):
+            yield Label("Slash commands", classes="help-heading")
+            yield _table("help-commands", self.commands)
+            yield Label("Keys", classes="help-heading")
+            yield _table("help-keys", self.key_rows)
+            yield Label("Esc closes this help", id="help-hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#help-dialog").focus()  # so arrows and PageUp/PageDown scroll it
 
     def _screen_below(self) -> Screen | None:
         stack = self.app.screen_stack
@@ -91,3 +84,13 @@ class HelpScreen(ModalScreen[None]):
 
     def action_close(self) -> None:
         self.dismiss(None)
+
+
+def _table(table_id: str, rows: list[tuple[str, str]]) -> Grid:
+    """Two columns of plain text; long descriptions wrap instead of being cut off."""
+    cells = [
+        Static(text, classes=f"help-{kind}", markup=False)
+        for row in rows
+        for kind, text in zip(("name", "text"), row, strict=True)
+    ]
+    return Grid(*cells, id=table_id, classes="help-table")
