@@ -116,3 +116,32 @@ def test_opening_an_up_to_date_store_twice_runs_no_migration_again(tmp_path):
     assert b.get_session(s.id).model == "m"
     a.close()
     b.close()
+
+
+OPENER = """
+import sys, time
+from qwen3tui.store import SessionStore
+while time.time() < float(sys.argv[2]):  # start together
+    time.sleep(0.001)
+SessionStore.open(sys.argv[1]).close()
+"""
+
+
+@pytest.mark.slow
+def test_processes_opening_an_old_database_at_once_migrate_it_once(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "sessions.db"
+    build_database_at(path, 1)
+    start = str(time.time() + 1.0)
+    procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(path), start],
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    errors = [p.communicate(timeout=60)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], errors
+    assert user_version(path) == LATEST_VERSION
+    conn = sqlite3.connect(path)
+    # One index row per title, message text and thinking: none doubled by a second migration.
+    assert conn.execute("SELECT count(*) FROM search_index").fetchone()[0] == 1 + 2 * 2
+    conn.close()
