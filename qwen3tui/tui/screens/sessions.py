@@ -68,6 +68,7 @@ class SessionTable(DataTable):
     """The session list; single-letter shortcuts live here so typing in search never fires them."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "select_cursor", "Open"),
         Binding("r", "screen.rename", "Rename"),
         Binding("d", "screen.delete", "Delete"),
         Binding("slash", "screen.focus_search", "Search", show=False),

@@ -90,8 +90,8 @@ class BudgetSlider(Widget, can_focus=True):
         pointer: pointer;
 
         & > .budget-slider--filled { color: $primary; }
-        & > .budget-slider--empty { color: $panel-lighten-2; }
-        & > .budget-slider--thumb { color: $foreground-muted; text-style: bold; }
+        & > .budget-slider--empty { color: $foreground 25%; }
+        & > .budget-slider--thumb { color: $foreground; text-style: bold; }
         & > .budget-slider--label { color: $foreground; }
 
         &:focus {
@@ -101,8 +101,8 @@ class BudgetSlider(Widget, can_focus=True):
         }
         &:hover > .budget-slider--thumb { color: $accent-lighten-1; }
         &:disabled {
-            & > .budget-slider--filled { color: $panel-lighten-2; }
-            & > .budget-slider--thumb { color: $panel-lighten-2; }
+            & > .budget-slider--filled { color: $foreground 25%; }
+            & > .budget-slider--thumb { color: $foreground 40%; }
             & > .budget-slider--label { color: $foreground-disabled; }
         }
     }
