@@ -130,6 +130,17 @@ async def test_arrow_keys_step_and_stop_at_the_ends() -> None:
         assert slider.value == 32768
 
 
+async def test_plus_and_minus_also_step() -> None:
+    app = SliderApp(1024)
+    async with app.run_test() as pilot:
+        slider = app.query_one(BudgetSlider)
+        slider.focus()
+        await pilot.press("plus")
+        assert slider.value == 1536
+        await pilot.press("minus", "minus")
+        assert slider.value == 768
+
+
 async def test_page_keys_move_a_whole_octave() -> None:
     app = SliderApp(1024)
     async with app.run_test() as pilot:
