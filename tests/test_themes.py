@@ -69,6 +69,12 @@ def test_the_package_finds_the_shipped_themes_folder() -> None:
     assert found == [p.name for p in SHIPPED]
 
 
+def test_the_package_ships_the_top_level_themes_folder() -> None:
+    # pyproject's package-data takes qwen3tui/themes/*.toml: a link to the top-level folder,
+    # so wheels and sdists carry the same files the checkout uses.
+    assert (REPO / "qwen3tui" / "themes").resolve() == (REPO / "themes").resolve()
+
+
 def test_light_themes_keep_text_readable() -> None:
     for path in SHIPPED:
         theme = load_theme_file(path)
