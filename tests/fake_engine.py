@@ -42,6 +42,7 @@ class FakeEngine:
     # Stop after this many tokens (thinking + answer) until `release` is set: lets a test look
     # at the screen mid-stream deterministically.
     hold_after: int | None = None
+    hold_timeout_s: float = 30.0  # never hang a test run on a hold nobody releases
     thinking_seconds: float = 4.2
     decode_tok_s: float = 42.0
     ttft_s: float = 0.25
@@ -73,7 +74,8 @@ class FakeEngine:
             nonlocal produced
             if self.hold_after is not None and produced == self.hold_after:
                 self.holding.set()
-                while not self.release.wait(0.01):
+                deadline = time.monotonic() + self.hold_timeout_s
+                while not self.release.wait(0.01) and time.monotonic() < deadline:
                     if cancel.is_set():
                         return False
             if self.delay_s:

@@ -474,12 +474,13 @@ class ChatScreen(Screen[None]):
         widget = AssistantMessage(thinking_enabled=thinking_shown, budget=m.budget,
                                   answer=m.content, thinking=m.thinking, live=False,
                                   thought=title)
-        widget.status = m.status
-        meta = reply_meta(m.status, answer_tokens=usage.get("answer_tokens", 0),
+        status = "partial" if usage.get("finish_reason") == "length" else m.status
+        widget.status = status
+        meta = reply_meta(status, answer_tokens=usage.get("answer_tokens", 0),
                           decode_tok_s=timings.get("decode_tok_s", 0.0),
                           ttft_s=timings.get("ttft_s", 0.0), error=m.error)
         widget.meta.update(meta)
-        widget.set_class(m.status in ("cancelled", "partial", "error"), f"-{m.status}")
+        widget.set_class(status in ("cancelled", "partial", "error"), f"-{status}")
         return widget
 
     def action_sessions(self) -> None:
