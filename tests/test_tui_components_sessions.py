@@ -151,6 +151,29 @@ async def test_clicking_a_row_highlights_it_and_clicking_again_opens_it(
         assert app.results == [ids[0]]
 
 
+async def test_the_buttons_open_rename_and_delete_the_highlighted_session(
+    store: SessionStore,
+) -> None:
+    ids = fill(store)
+    app = Host(store)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.click("#sessions-rename")
+        await pilot.pause()
+        assert isinstance(app.screen, TextPromptScreen)
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.click("#sessions-delete")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await pilot.pause()
+        assert len(store.list_sessions()) == 2
+        await pilot.click("#sessions-open")
+        await pilot.pause()
+        assert app.results == [ids[1]]
+
+
 async def test_titles_are_shown_literally_even_with_brackets(store: SessionStore) -> None:
     session = store.create_session("Qwen/Qwen3-1.7B")
     store.add_user_message(session.id, "[bold]why[/bold] does [x] fail?")

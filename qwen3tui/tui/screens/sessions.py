@@ -10,9 +10,9 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Vertical
+from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Footer, Input, Label, Static
+from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from .confirm import ConfirmScreen
 
@@ -100,7 +100,11 @@ class SessionsScreen(ModalScreen[str | None]):
             yield Label("Sessions", id="sessions-title")
             yield Input(placeholder="Search all conversations…", id="sessions-search")
             yield SessionTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
-            yield Static("", id="sessions-detail", markup=False)
+            with Horizontal(id="sessions-buttons"):
+                yield Button("Open", id="sessions-open", variant="primary", compact=True)
+                yield Button("Rename", id="sessions-rename", compact=True)
+                yield Button("Delete", id="sessions-delete", variant="error", compact=True)
+                yield Static("", id="sessions-detail", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
@@ -181,6 +185,13 @@ class SessionsScreen(ModalScreen[str | None]):
         if event.row_key.value is not None:
             self.dismiss(event.row_key.value)
 
+    @on(Button.Pressed, "#sessions-buttons Button")
+    def _button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        actions = {"sessions-open": self.action_open, "sessions-rename": self.action_rename,
+                   "sessions-delete": self.action_delete}
+        actions[event.button.id or ""]()
+
     @on(DataTable.RowHighlighted, "#sessions-table")
     def _row_highlighted(self) -> None:
         self._show_detail()
@@ -215,6 +226,7 @@ class SessionsScreen(ModalScreen[str | None]):
                 self.notify(f"Rename failed: {err}", severity="error")
                 return
             self.refresh_rows()
+            self.action_focus_table()
 
         self.app.push_screen(
             TextPromptScreen("New title for this session:", self.titles[session_id]), renamed
@@ -235,6 +247,7 @@ class SessionsScreen(ModalScreen[str | None]):
                 self.notify(f"Delete failed: {err}", severity="error")
                 return
             self.refresh_rows()
+            self.action_focus_table()
 
         self.app.push_screen(
             ConfirmScreen(f"Delete “{title}”? This cannot be undone.", yes_label="Delete"),
