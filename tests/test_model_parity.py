@@ -125,3 +125,20 @@ def test_chunked_prefill_equals_one_shot_prefill(pair):
         head = ours(ids[:, :17], 0, parts, last_only=False)
         tail = ours(ids[:, 17:], 17, parts, last_only=False)
     assert rel_err(torch.cat([head, tail], dim=1), expected) < 1e-5
+
+
+def test_position_as_tensor_decode_step_over_a_padded_cache_equals_plain_decode(pair):
+    """The CUDA-graph path: position on the device, attention over a longer masked window."""
+    config, ours, _ = pair
+    ids = torch.randint(0, config.vocab_size, (1, 30), generator=torch.Generator().manual_seed(6))
+    plain = KVCache(config, 512, torch.device("cpu"), torch.float32)
+    padded = KVCache(config, 512, torch.device("cpu"), torch.float32)
+    with torch.inference_mode():
+        ours(ids[:, :20], 0, plain)
+        ours(ids[:, :20], 0, padded)
+        for p in range(20, 30):
+            expected = ours(ids[:, p : p + 1], p, plain)
+            # Garbage beyond the filled part must not leak in: it is masked out.
+            padded.keys[0][:, :, p + 1 :] = 1e3
+            got = ours.decode_step(ids[:, p : p + 1], torch.tensor([p]), padded, kv_len=64)
+            assert rel_err(got, expected) < 1e-5

@@ -33,13 +33,17 @@ class KVCache:
         return self.max_tokens - self.length
 
     def store(
-        self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor
+        self, layer: int, pos: int | torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_len: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write k/v (1, heads, T, head_dim) at `start`; return the filled part up to start + T."""
-        end = start + k.shape[2]
-        self.keys[layer][:, :, start:end] = k
-        self.values[layer][:, :, start:end] = v
-        return self.keys[layer][:, :, :end], self.values[layer][:, :, :end]
+        """Write k/v (1, heads, T, head_dim) at `pos` (an int, or a (1,) device tensor for graph
+        replay); return the first `kv_len` positions for attention to read."""
+        if isinstance(pos, int):
+            self.keys[layer][:, :, pos : pos + k.shape[2]] = k
+            self.values[layer][:, :, pos : pos + k.shape[2]] = v
+        else:
+            self.keys[layer].index_copy_(2, pos, k)
+            self.values[layer].index_copy_(2, pos, v)
+        return self.keys[layer][:, :, :kv_len], self.values[layer][:, :, :kv_len]
 
     def reusable_prefix(self, ids: list[int]) -> int:
         """How many leading ids of a new prompt already sit in the cache.

@@ -42,7 +42,7 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(self.n_heads * self.head_dim, config.hidden_size, bias=False)
         self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
         self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
-        # MPS kernels have had bugs with grouped-query SDPA; expand K/V there instead.
+        # MPS has had bugs in grouped-query SDPA; prefill expands K/V there instead.
         self.native_gqa = True
 
     def forward(
@@ -51,7 +51,8 @@ class Attention(nn.Module):
         cos: torch.Tensor,
         sin: torch.Tensor,
         cache: KVCache,
-        start: int,
+        pos: int | torch.Tensor,
+        kv_len: int,
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
         b, t, _ = x.shape
@@ -63,19 +64,26 @@ class Attention(nn.Module):
         k = self.k_norm(k.view(b, t, self.n_kv, self.head_dim)).transpose(1, 2)
         v = v.view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        keys, values = cache.store(self.layer, start, k, v)  # only the filled part
-        if self.native_gqa:
+        keys, values = cache.store(self.layer, pos, k, v, kv_len)
+        if t == 1:
+            # One query per head: the query heads sharing a KV head become rows of one
+            # attention over that head's keys. Plain SDPA on every backend, K/V never copied.
+            group = self.n_heads // self.n_kv
             out = F.scaled_dot_product_attention(
-                q, keys, values, attn_mask=mask, is_causal=mask is None and t > 1, enable_gqa=True
+                q.view(b, self.n_kv, group, self.head_dim), keys, values, attn_mask=mask
+            ).view(b, self.n_heads, 1, self.head_dim)
+        elif self.native_gqa:
+            out = F.scaled_dot_product_attention(
+                q, keys, values, attn_mask=mask, is_causal=mask is None, enable_gqa=True
             )
         else:
-            rep = self.n_heads // self.n_kv
+            group = self.n_heads // self.n_kv
             out = F.scaled_dot_product_attention(
                 q,
-                keys.repeat_interleave(rep, dim=1),
-                values.repeat_interleave(rep, dim=1),
+                keys.repeat_interleave(group, dim=1),
+                values.repeat_interleave(group, dim=1),
                 attn_mask=mask,
-                is_causal=mask is None and t > 1,
+                is_causal=mask is None,
             )
         return self.o_proj(out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
 
@@ -99,8 +107,8 @@ class DecoderLayer(nn.Module):
         self.post_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, cos, sin, cache, start, mask):
-        x = x + self.attn(self.input_norm(x), cos, sin, cache, start, mask)
+    def forward(self, x, cos, sin, cache, pos, kv_len, mask):
+        x = x + self.attn(self.input_norm(x), cos, sin, cache, pos, kv_len, mask)
         return x + self.mlp(self.post_norm(x))
 
 
@@ -135,20 +143,36 @@ class Qwen3(nn.Module):
         """Logits for `ids` (1, T) at positions start..start+T-1; their K/V go to `cache`.
 
         Returns (1, 1, vocab) for the last position, or (1, T, vocab) with last_only=False.
+        Attention reads only the filled part of the cache.
         """
         t = ids.shape[1]
         end = start + t
         if end > cache.max_tokens:
             raise ValueError(f"positions up to {end} exceed the cache of {cache.max_tokens}")
-        cos, sin = self.rope_cos[start:end], self.rope_sin[start:end]
         mask = None
         if t > 1 and start > 0:
             # A chunk after cached tokens: query i sees every cached key and keys up to itself.
             q_pos = torch.arange(start, end, device=ids.device)[:, None]
             mask = torch.arange(end, device=ids.device)[None, :] <= q_pos
+        cos, sin = self.rope_cos[start:end], self.rope_sin[start:end]
+        return self._run(ids, cos, sin, cache, start, end, mask, last_only)
+
+    def decode_step(
+        self, token: torch.Tensor, pos: torch.Tensor, cache: KVCache, kv_len: int
+    ) -> torch.Tensor:
+        """Logits (1, 1, vocab) for one token (1, 1) at position `pos`, a (1,) device tensor.
+
+        Nothing here depends on the position's value on the host, so a CUDA graph can replay
+        it for every position below `kv_len`: keys past `pos` are masked out.
+        """
+        cos, sin = self.rope_cos.index_select(0, pos), self.rope_sin.index_select(0, pos)
+        mask = (torch.arange(kv_len, device=pos.device) <= pos).view(1, kv_len)
+        return self._run(token, cos, sin, cache, pos, kv_len, mask, True)
+
+    def _run(self, ids, cos, sin, cache, pos, kv_len, mask, last_only) -> torch.Tensor:
         x = self.embed_tokens(ids)
         for layer in self.layers:
-            x = layer(x, cos, sin, cache, start, mask)
+            x = layer(x, cos, sin, cache, pos, kv_len, mask)
         if last_only:
             x = x[:, -1:]
         return F.linear(self.norm(x), self.output_weight())

@@ -120,6 +120,8 @@ def load_model(
             f" ({len(incomplete)} tensors incomplete).",
             "Re-download the model.",
         )
+    for layer in model.layers:
+        layer.attn.native_gqa = device.type != "mps"
     model.setup_rope(device, dtype)
     model.eval()
     return model
