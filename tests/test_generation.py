@@ -23,17 +23,23 @@ GREEDY = SamplingParams(temperature=0.0)
 
 
 class ScriptedModel:
+    """Always predicts the first scripted token not yet fed back to it."""
+
     def __init__(self, script: list[int], vocab: int) -> None:
         self.script = list(script)
+        self.next = 0
         self.vocab = vocab
         self.fed: list[list[int]] = []
         self.rope_cos = torch.zeros(1)
 
     def __call__(self, ids: torch.Tensor, start: int, cache: KVCache, last_only: bool = True):
         self.fed.append(ids[0].tolist())
+        for token in self.fed[-1]:
+            if self.next < len(self.script) and token == self.script[self.next]:
+                self.next += 1
         logits = torch.full((1, 1, self.vocab), -1e4)
-        if self.script:
-            logits[0, 0, self.script.pop(0)] = 0.0
+        if self.next < len(self.script):
+            logits[0, 0, self.script[self.next]] = 0.0
         return logits
 
 
@@ -95,8 +101,9 @@ def test_budget_stops_thinking_at_n_tokens_and_prefills_the_stop_text(tok):
     assert summary.usage.thinking_tokens == budget
     assert summary.thinking_budget_hit
     assert summary.token_ids == endless[:budget] + stop_ids + answer + [tok.im_end_id]
-    # The stop text went in with the last thinking token as one prefill chunk.
-    assert model.fed[budget] == endless[budget - 1 : budget] + stop_ids
+    # The stop text went in as one prefill chunk right after the last thinking token.
+    assert model.fed[budget] == endless[budget - 1 : budget]
+    assert model.fed[budget + 1] == stop_ids
     assert "Considering the limited time by the user" in summary.thinking
     assert text_of(events, AnswerDelta) == "Final."
     done = [e for e in events if isinstance(e, ThinkingDone)]

@@ -12,6 +12,7 @@ import torch
 from .chat_template import ChatTemplate
 from .config import Qwen3Config
 from .context import Message, fit_messages
+from .decode_step import make_step
 from .device import dtype_name, pick_device, pick_dtype
 from .errors import EngineError
 from .events import ContextNotice, Event
@@ -50,6 +51,7 @@ class Engine:
         self.info = info
         self.checkpoint_sampling = checkpoint_sampling or {}
         self._busy = threading.Lock()
+        self.step = make_step(model, cache)  # kept: captured CUDA graphs serve every turn
 
     @classmethod
     def load(
@@ -149,7 +151,9 @@ class Engine:
                 max_new_tokens=options.max_new_tokens,
                 sampling=self.sampling_for(options),
             )
-            yield from generate(self.model, self.cache, self.tokenizer, request, cancel)
+            yield from generate(
+                self.model, self.cache, self.tokenizer, request, cancel, step=self.step
+            )
         finally:
             self._busy.release()
 

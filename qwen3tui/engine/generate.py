@@ -18,6 +18,7 @@ from .events import AnswerDelta, Event, Summary, ThinkingDelta, ThinkingDone, Ti
 from .kv_cache import KVCache
 from .model import Qwen3
 from .options import SamplingParams
+from .decode_step import EagerStep, GraphedStep, HostToken, make_step
 from .sampler import Sampler
 from .tokenizer import Qwen3Tokenizer, StreamDecoder
 
@@ -100,6 +101,7 @@ def generate(
     tokenizer: Qwen3Tokenizer,
     request: Request,
     cancel: threading.Event | None = None,
+    step: EagerStep | GraphedStep | None = None,
 ) -> Iterator[Event]:
     device = model.rope_cos.device
     started = time.perf_counter()
@@ -139,14 +141,23 @@ def generate(
                 yield from split.feed(token, sampled=False)
             generated.extend(budget_ids)
             logits = forward(budget_ids)
+        step = step or make_step(model, cache)
+        host = HostToken(device)
         while True:
             if cancel is not None and cancel.is_set():
                 finish = "cancelled"
                 break
             if sampled >= request.max_new_tokens or cache.free < 1:
                 break
-            token = int(sampler(logits).item())
-            sampler.observe(token)
+            sampled_token = sampler(logits)
+            host.start(sampled_token)
+            # Feed the token before the host knows it: the GPU computes the next logits while
+            # the host streams text. Wasted only if the reply ends here.
+            pos = cache.length
+            next_logits = step(sampled_token, pos)
+            sampler.observe(sampled_token)
+            token = host.get()
+            cache.tokens.append(token)
             sampled += 1
             last_token_at = time.perf_counter()
             first_token_at = first_token_at or last_token_at
@@ -155,16 +166,15 @@ def generate(
             if token in tokenizer.eos_token_ids:
                 finish = "stop"
                 break
-            feed = [token]
-            if over_budget() and len(budget_ids) < cache.free:
-                # Out of thinking budget: close the block for the model (prefilled with the
-                # last thinking token, never sampled), then let it answer.
+            logits = next_logits
+            if over_budget() and len(budget_ids) <= cache.free:
+                # Out of thinking budget: close the block for the model with a prefilled
+                # sentence (never sampled), then let it answer.
                 split.budget_hit = True
                 for injected in budget_ids:
                     yield from split.feed(injected, sampled=False)
                 generated.extend(budget_ids)
-                feed += budget_ids
-            logits = forward(feed)
+                logits = forward(budget_ids)
         yield from split.finish()
 
     decode_s = (last_token_at - first_token_at) if first_token_at else 0.0

@@ -137,6 +137,7 @@ class Qwen3(nn.Module):
     def output_weight(self) -> torch.Tensor:
         return self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
 
+
     def forward(
         self, ids: torch.Tensor, start: int, cache: KVCache, last_only: bool = True
     ) -> torch.Tensor:
@@ -175,4 +176,5 @@ class Qwen3(nn.Module):
             x = layer(x, cos, sin, cache, pos, kv_len, mask)
         if last_only:
             x = x[:, -1:]
-        return F.linear(self.norm(x), self.output_weight())
+        x = self.norm(x)
+        return self.lm_head(x) if self.lm_head is not None else F.linear(x, self.output_weight())
