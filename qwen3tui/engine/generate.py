@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
+from .decode_step import EagerStep, GraphedStep, HostToken, make_step
 from .events import AnswerDelta, Event, Summary, ThinkingDelta, ThinkingDone, Timings, Usage
 from .kv_cache import KVCache
 from .model import Qwen3
 from .options import SamplingParams
-from .decode_step import EagerStep, GraphedStep, HostToken, make_step
 from .sampler import Sampler
 from .tokenizer import Qwen3Tokenizer, StreamDecoder
 
