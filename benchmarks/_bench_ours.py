@@ -1,0 +1,166 @@
+"""Benchmark worker for this engine: load, prefill/TTFT per prompt length, decode, correctness.
+
+Run by bench_engine.py in its own process: `python _bench_ours.py JOB.json RESULT.json`.
+Drives `qwen3tui.engine.generate.generate` with exact prompt token ids (no chat template), so
+both engines see the same tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from _bench_worker import (
+    memory_now,
+    peak_memory,
+    reset_peak,
+    run_worker,
+    save_logits,
+    sync,
+)
+
+
+def main(job: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from qwen3tui.engine import SamplingParams, Summary, load_engine
+    from qwen3tui.engine.generate import Request, generate
+
+    device = job["device"]
+    reset_peak(device)
+    t0 = time.perf_counter()
+    engine = load_engine(
+        job["checkpoint"],
+        device=device,
+        dtype=job["dtype"],
+        context_length=job["context_length"],
+        quantize=job.get("quantize"),
+    )
+    sync(device)
+    load_s = time.perf_counter() - t0
+    result: dict[str, Any] = {
+        "engine": "ours",
+        "load_s": load_s,
+        "info": {k: getattr(engine.info, k) for k in ("device", "dtype", "context_length")},
+        "quantize": job.get("quantize"),
+        "model_bytes": _model_bytes(engine.model),
+        "kv_cache_bytes": _kv_bytes(engine.cache),
+        "after_load": memory_now(device),
+    }
+
+    def run(ids: list[int], new_tokens: int) -> Summary:
+        engine.reset_cache()
+        request = Request(
+            prompt_ids=list(ids),
+            opens_thinking=False,
+            thinking_budget=None,
+            max_new_tokens=new_tokens,
+            sampling=SamplingParams(temperature=0),
+        )
+        summary = None
+        for event in generate(engine.model, engine.cache, engine.tokenizer, request):
+            if isinstance(event, Summary):
+                summary = event
+        sync(device)
+        assert summary is not None, "generate ended without a Summary"
+        return summary
+
+    warm_t0 = time.perf_counter()
+    run(job["warmup_ids"], job["warmup_tokens"])  # first-call costs: allocator, kernels, graphs
+    result["warmup_s"] = time.perf_counter() - warm_t0
+
+    result["prefill"] = {}
+    for n, ids in job["prompts"].items():
+        runs = []
+        for _ in range(job["repeats"]):
+            s = run(ids, 1)
+            runs.append(
+                {
+                    "ttft_s": s.timings.ttft_s,
+                    # The engine's own prefill timer does not wait for a GPU; tokens over TTFT
+                    # (which waits for the first sampled token) is right on every device.
+                    "prefill_tok_s": int(n) / s.timings.ttft_s if s.timings.ttft_s else 0.0,
+                    "engine_prefill_tok_s": s.timings.prefill_tok_s,
+                    "prefilled_tokens": s.prefilled_tokens,
+                }
+            )
+        best = min(runs, key=lambda r: r["ttft_s"])
+        result["prefill"][n] = {**best, "runs": runs}
+
+    result["decode"] = _decode(run, job)
+
+    check = run(job["check_ids"], job["check_tokens"])
+    result["check_tokens"] = list(check.token_ids)
+    result["check_logits_saved"] = _last_logits(engine, job, torch)
+    engine.reset_cache()
+    result["peak"] = peak_memory(device)
+    return result
+
+
+def _decode(run, job: dict[str, Any]) -> dict[str, Any]:
+    """Decode speed over `decode_tokens` new tokens.
+
+    Random weights under greedy decoding can pick an end-of-turn id early, which ends the
+    reply; try the next prompt then, and keep the longest run.
+    """
+    wanted = job["decode_tokens"]
+    best: dict[str, Any] | None = None
+    for attempt, ids in enumerate(job["decode_prompts"]):
+        s = run(ids, wanted)
+        got = {
+            "decode_tok_s": s.timings.decode_tok_s,
+            "tokens": len(s.token_ids),
+            "finish_reason": s.finish_reason,
+            "prompt_tokens": len(ids),
+            "attempt": attempt,
+        }
+        if best is None or got["tokens"] > best["tokens"]:
+            best = got
+        if got["tokens"] >= wanted:
+            break
+    assert best is not None, "no decode prompt given"
+    return best
+
+
+def _last_logits(engine, job: dict[str, Any], torch) -> bool:
+    """Logits at the last prompt position, for the comparison with the peer.
+
+    Uses the model's forward directly (not part of the public API): if its signature changes,
+    the comparison is skipped rather than the benchmark failing.
+    """
+    path = job.get("logits_path")
+    if not path:
+        return False
+    try:
+        engine.reset_cache()
+        ids = torch.tensor([job["check_ids"]], dtype=torch.long, device=engine.info.device)
+        with torch.inference_mode():
+            out = engine.model(ids, 0, engine.cache)
+        save_logits(path, out.reshape(-1, out.shape[-1])[-1])
+        return True
+    except Exception as err:  # report, do not fail the run
+        print(f"ours: last-position logits unavailable ({type(err).__name__}: {err})")
+        return False
+
+
+def _model_bytes(model) -> int:
+    """Bytes of every weight tensor the model holds (shared storage counted once)."""
+    seen: dict[int, int] = {}
+    for t in list(model.parameters()) + list(model.buffers()):
+        try:
+            storage = t.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+        except (RuntimeError, NotImplementedError):
+            seen[id(t)] = t.numel() * t.element_size()
+    return sum(seen.values())
+
+
+def _kv_bytes(cache) -> int | None:
+    try:
+        return int(cache.nbytes())
+    except AttributeError:
+        return None
+
+
+if __name__ == "__main__":
+    run_worker(main)

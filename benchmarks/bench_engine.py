@@ -1,0 +1,439 @@
+"""Benchmark this engine against `transformers` on a full-size Qwen3-1.7B-shaped checkpoint.
+
+    python benchmarks/bench_engine.py --device cpu
+    python benchmarks/bench_engine.py --device cuda --repeats 3
+
+Builds (or reuses) a random-weights checkpoint with the exact Qwen3-1.7B layout and the real
+tokenizer, measures the device's memory bandwidth (the decode ceiling), then runs each engine
+in its own process: prefill tok/s and time to first token per prompt length, decode tok/s,
+peak memory and load time; and checks that both engines pick the same greedy tokens. Prints a
+Markdown table and writes every number to JSON. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path[:0] = [str(REPO), str(HERE)]
+
+from _bench_report import compare, correctness_line, git_commit, machine, table  # noqa: E402
+
+DEFAULT_CHECKPOINT = HERE / "checkpoints" / "qwen3-1.7b-random"
+DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+# Any text will do: the weights are random. Real words give the tokenizer ordinary ids.
+PROMPT_TEXT = (
+    "The lighthouse keeper climbed the spiral stairs each evening, counting one hundred and "
+    "twelve steps, to light the lamp that warned ships away from the rocks below. Over the "
+    "years he learned the moods of the sea, the smell of a coming storm, and the names of the "
+    "fishermen who waved to him from their boats as they came home with the tide. "
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except BenchError as err:
+        print(f"bench_engine: {err}", file=sys.stderr)
+        return 2
+
+
+class BenchError(Exception):
+    """A one-line problem with the benchmark's input; printed without a traceback."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--dtype", choices=tuple(DTYPE_BYTES), default="bfloat16")
+    p.add_argument("--quantize", choices=("int8",), default=None, help="our engine only")
+    p.add_argument("--decode-tokens", type=_positive, default=256)
+    p.add_argument("--prompt-lens", type=_lengths, default=[128, 2048], help="e.g. 128,2048")
+    p.add_argument(
+        "--repeats",
+        type=_positive,
+        default=None,
+        help="runs per prompt length, best kept (default: 1 on cpu, 3 on cuda)",
+    )
+    p.add_argument(
+        "--check-tokens",
+        type=_positive,
+        default=32,
+        help="greedy tokens compared between the engines",
+    )
+    p.add_argument("--skip-peer", action="store_true", help="do not run transformers")
+    p.add_argument(
+        "--peer-static",
+        action="store_true",
+        help="also run transformers with a static cache + torch.compile",
+    )
+    p.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        default=None,
+        help=f"checkpoint dir to reuse or build (default {_rel(DEFAULT_CHECKPOINT)})",
+    )
+    p.add_argument(
+        "--shared",
+        type=Path,
+        default=None,
+        help="dir with the real config.json and tokenizer files (for building)",
+    )
+    p.add_argument(
+        "--bandwidth-mib",
+        type=_positive,
+        default=None,
+        help="bandwidth buffer size (default: 1024 on cpu, 4096 on cuda)",
+    )
+    p.add_argument("--out", type=Path, default=None, help="JSON file (default benchmarks/out/)")
+    args = p.parse_args(argv)
+    cuda = args.device == "cuda"
+    args.repeats = args.repeats or (3 if cuda else 1)
+    args.bandwidth_mib = args.bandwidth_mib or (4096 if cuda else 1024)
+    return args
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _lengths(text: str) -> list[int]:
+    lens = [_positive(part.strip()) for part in text.split(",") if part.strip()]
+    if not lens:
+        raise argparse.ArgumentTypeError("give at least one prompt length, e.g. 128,2048")
+    return lens
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+# -- the run -------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise BenchError("--device cuda, but torch sees no CUDA device. Use --device cpu.")
+    started = dt.datetime.now(dt.timezone.utc)
+    ckpt = ensure_checkpoint(args.checkpoint, args.shared, args.dtype)
+    config = json.loads((ckpt / "config.json").read_text())
+    weight_bytes = parameter_count(config) * DTYPE_BYTES[args.dtype]
+    prompts = Prompts(ckpt)
+    lens = args.prompt_lens
+    short = min(lens)
+    context = _round_up(max(max(lens), short + 4) + args.decode_tokens + args.check_tokens + 64)
+    context = min(context, int(config.get("max_position_embeddings", context)))
+
+    _warm_page_cache(ckpt)
+    work = Path(tempfile.mkdtemp(prefix="bench_engine-"))
+    try:
+        job: dict[str, Any] = {
+            "checkpoint": str(ckpt),
+            "device": args.device,
+            "dtype": args.dtype,
+            "threads": args.threads,
+            "repeats": args.repeats,
+            "context_length": context,
+            "warmup_ids": prompts.ids(16, 7),
+            "warmup_tokens": 8,
+            "prompts": {str(n): prompts.ids(n) for n in lens},
+            # Alternatives, in case greedy decoding on random weights ends the reply early.
+            "decode_prompts": [prompts.ids(short, offset) for offset in (0, 3, 11, 29)],
+            "decode_tokens": args.decode_tokens,
+            "check_ids": prompts.ids(short),
+            "check_tokens": args.check_tokens,
+        }
+        _say(f"checkpoint: {ckpt} ({weight_bytes / 1e9:.2f} GB of weights in {args.dtype})")
+        bandwidth = _worker("bandwidth", {**job, "buffer_mib": args.bandwidth_mib}, work)
+        if "error" in bandwidth:
+            raise BenchError(f"measuring the bandwidth failed: {bandwidth['error']}")
+        gb_s = bandwidth["gb_s"]
+        _say(f"bandwidth: {gb_s:.1f} GB/s ({bandwidth['method']})")
+
+        results = []
+        ours_logits = str(work / "ours_logits.pt")
+        ours = _worker("ours", {**job, "quantize": args.quantize, "logits_path": ours_logits}, work)
+        ours_bytes = ours.get("model_bytes") if args.quantize else weight_bytes
+        results.append(_row(ours, _label_ours(args), ours_bytes or weight_bytes, gb_s, args))
+
+        peer_status = "skipped (--skip-peer)"
+        peer: dict[str, Any] | None = None
+        peer_logits = str(work / "peer_logits.pt")
+        if not args.skip_peer:
+            if importlib.util.find_spec("transformers") is None:
+                peer_status = "not installed"
+                _say("peer: not installed")
+            else:
+                peer = _worker("peer", {**job, "logits_path": peer_logits}, work)
+                peer_status = peer.get("error", "ran")
+                results.append(_row(peer, f"transformers ({args.dtype})", weight_bytes, gb_s, args))
+                if args.peer_static:
+                    static = _worker("peer", {**job, "static": True}, work)
+                    label = f"transformers static+compile ({args.dtype})"
+                    results.append(_row(static, label, weight_bytes, gb_s, args))
+
+        check = None
+        reason = f"peer {peer_status}"
+        if peer and "error" not in peer and "error" not in ours:
+            check = compare(
+                ours["check_tokens"],
+                peer["check_tokens"],
+                ours_logits if ours.get("check_logits_saved") else None,
+                peer_logits if peer.get("check_logits_saved") else None,
+            )
+            check["label"] = f"ours vs transformers, {args.dtype}, prompt of {short} tokens"
+        elif "error" in ours:
+            reason = "our engine failed"
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    report = {
+        "date": started.isoformat(timespec="seconds"),
+        "commit": git_commit(),
+        "device": args.device,
+        "dtype": args.dtype,
+        "quantize": args.quantize,
+        "threads": args.threads,
+        "machine": machine(args.device),
+        "checkpoint": str(ckpt),
+        "layout": _layout(config),
+        "weight_bytes": weight_bytes,
+        "bandwidth": bandwidth,
+        "ceiling_tok_s": gb_s * 1e9 / weight_bytes,
+        "context_length": context,
+        "prompt_lens": lens,
+        "decode_tokens": args.decode_tokens,
+        "repeats": args.repeats,
+        "peer": peer_status,
+        "correctness": check,
+        "results": results,
+        "wall_s": (dt.datetime.now(dt.timezone.utc) - started).total_seconds(),
+    }
+    print(render(report, check, reason))
+    out = args.out or HERE / "out" / f"{args.device}-{started:%Y%m%d-%H%M%S}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nJSON: {_rel(out.resolve())}")
+    return 0 if all("error" not in r for r in results) else 1
+
+
+def render(report: dict[str, Any], check: dict[str, Any] | None, reason: str) -> str:
+    m = report["machine"]
+    bw = report["bandwidth"]
+    hw = m.get("gpu") or m["cpu"]
+    quant = f", quantize {report['quantize']}" if report["quantize"] else ""
+    lines = [
+        f"## qwen3tui engine benchmark: {report['device']}, {report['dtype']}{quant}",
+        "",
+        f"- date {report['date']}, commit {report['commit']}",
+        f"- machine: {hw}; {m['cores']} CPU cores"
+        + (f", {report['threads']} threads" if report["threads"] else f", {bw['threads']} threads")
+        + f"; torch {m['torch']}"
+        + (f", CUDA {m['cuda']}" if m.get("cuda") else "")
+        + f"; transformers {m['transformers'] or 'not installed'}",
+        f"- bandwidth {bw['gb_s']:.1f} GB/s (read {bw['read_gb_s']:.1f},"
+        f" copy {bw['copy_gb_s']:.1f}: {bw['method']})",
+        f"- decode ceiling {report['ceiling_tok_s']:.1f} tok/s"
+        f" = {report['weight_bytes'] / 1e9:.2f} GB of weights read per token / bandwidth"
+        + (" (int8 row: its own weight bytes)" if report["quantize"] else ""),
+        f"- checkpoint {report['checkpoint']} ({report['layout']}); decode over"
+        f" {report['decode_tokens']} new tokens after a {min(report['prompt_lens'])}-token prompt;"
+        f" best of {report['repeats']} per prompt length; peak memory ="
+        + (" peak CUDA allocated" if report["device"] == "cuda" else " peak RSS"),
+        "",
+        table(report["results"], report["prompt_lens"]),
+        "",
+        correctness_line(check, reason),
+    ]
+    return "\n".join(lines)
+
+
+def _row(
+    result: dict[str, Any], label: str, weight_bytes: int, gb_s: float, args: argparse.Namespace
+) -> dict[str, Any]:
+    row = {**result, "label": label}
+    if "error" in result:
+        _say(f"{label}: failed: {result['error']}")
+        return row
+    row["weight_bytes"] = weight_bytes
+    row["ceiling_tok_s"] = gb_s * 1e9 / weight_bytes
+    row["decode"] = {**result["decode"], "wanted": args.decode_tokens}
+    peak = result["peak"]
+    row["peak_bytes"] = peak.get("peak_cuda_allocated_bytes", peak["peak_rss_bytes"])
+    return row
+
+
+def _label_ours(args: argparse.Namespace) -> str:
+    return f"ours ({args.dtype}" + (f", {args.quantize})" if args.quantize else ")")
+
+
+def _worker(name: str, job: dict[str, Any], work: Path) -> dict[str, Any]:
+    """Run benchmarks/_bench_<name>.py on `job` in a fresh process; its JSON result."""
+    script = {
+        "bandwidth": "_bench_bandwidth.py",
+        "ours": "_bench_ours.py",
+        "peer": "_bench_peer.py",
+    }[name]
+    tag = f"{name}{'-static' if job.get('static') else ''}"
+    job_file, result_file = work / f"{tag}.job.json", work / f"{tag}.result.json"
+    job_file.write_text(json.dumps(job))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO), str(HERE)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])
+    )
+    if job.get("threads"):
+        env["OMP_NUM_THREADS"] = str(job["threads"])
+    _say(f"running {tag} ...")
+    t0 = time.perf_counter()
+    # Worker chatter (warnings, progress) goes to stderr; stdout stays the report.
+    proc = subprocess.run(
+        [sys.executable, str(HERE / script), str(job_file), str(result_file)],
+        env=env,
+        stdout=sys.stderr,
+        stderr=sys.stderr,
+    )
+    _say(f"{tag} done in {time.perf_counter() - t0:.1f} s")
+    if result_file.exists():
+        return json.loads(result_file.read_text())
+    return {"error": f"worker exited with status {proc.returncode} and no result (killed?)"}
+
+
+def _say(text: str) -> None:
+    print(f"[bench] {text}", file=sys.stderr, flush=True)
+
+
+# -- checkpoint and prompts ----------------------------------------------------------------
+
+
+def ensure_checkpoint(wanted: Path | None, shared: Path | None, dtype: str) -> Path:
+    """A complete checkpoint dir: `wanted` (or the default) if complete, else built there."""
+    target = (wanted or DEFAULT_CHECKPOINT).expanduser().resolve()
+    if checkpoint_complete(target):
+        return target
+    if wanted is not None and target.exists() and any(target.iterdir()):
+        raise BenchError(
+            f"{target} is not a complete checkpoint (config.json and every weight file)."
+            " Point --checkpoint at one, or at an empty or new dir to build one."
+        )
+    source = find_shared_dir(shared)
+    _say(f"building a random Qwen3-1.7B-shaped checkpoint in {target} (a few minutes) ...")
+    import torch
+
+    from qwen3tui.engine.random_checkpoint import write_random_checkpoint
+
+    config = json.loads((source / "config.json").read_text())
+    partial = target.with_name(target.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    write_random_checkpoint(
+        partial,
+        config=config,
+        tokenizer_dir=source,
+        dtype=getattr(torch, dtype),
+        shards=2,
+    )
+    if target.exists():
+        target.rmdir()  # empty (checked above)
+    partial.rename(target)  # an interrupted build is never mistaken for a complete one
+    return target
+
+
+def checkpoint_complete(path: Path) -> bool:
+    if not (path / "config.json").is_file() or not (path / "tokenizer.json").is_file():
+        return False
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        files = set(json.loads(index.read_text())["weight_map"].values())
+        return all((path / f).is_file() for f in files)
+    return (path / "model.safetensors").is_file()
+
+
+def find_shared_dir(given: Path | None) -> Path:
+    candidates = [given] if given else []
+    if not given:
+        env = os.environ.get("QWEN3TUI_SHARED_DIR")
+        candidates += [Path(env)] if env else []
+        candidates += [REPO.parent / "shared" / "qwen3-1.7b", REPO / "shared" / "qwen3-1.7b"]
+    for c in candidates:
+        if (c / "config.json").is_file() and (c / "tokenizer.json").is_file():
+            return c
+    tried = ", ".join(str(c) for c in candidates)
+    raise BenchError(
+        f"no dir with the real Qwen3-1.7B config.json and tokenizer.json (tried {tried})."
+        " Pass --shared DIR, set QWEN3TUI_SHARED_DIR, or --checkpoint an existing checkpoint."
+    )
+
+
+def parameter_count(config: dict[str, Any]) -> int:
+    """Parameters of the checkpoint's layout; a tied lm_head reads the embedding, counted once."""
+    from qwen3tui.engine.random_checkpoint import tensor_shapes
+
+    total = 0
+    for shape in tensor_shapes(config).values():
+        n = 1
+        for d in shape:
+            n *= d
+        total += n
+    return total
+
+
+class Prompts:
+    """Exact-length prompts: real text tokenized and repeated, rotated by an offset."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(checkpoint / "tokenizer.json"))
+        self.base = tok.encode(PROMPT_TEXT, add_special_tokens=False).ids
+
+    def ids(self, n: int, offset: int = 0) -> list[int]:
+        reps = (n + offset) // len(self.base) + 1
+        return (self.base * reps)[offset : offset + n]
+
+
+def _layout(config: dict[str, Any]) -> str:
+    return (
+        f"{config['num_hidden_layers']} layers, hidden {config['hidden_size']},"
+        f" vocab {config['vocab_size']}"
+        + (", tied embeddings" if config.get("tie_word_embeddings", True) else "")
+    )
+
+
+def _round_up(n: int, step: int = 256) -> int:
+    return -(-n // step) * step
+
+
+def _warm_page_cache(ckpt: Path) -> None:
+    """Read the weight files once so that neither engine's load time pays for a cold disk."""
+    for f in sorted(ckpt.glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            while fh.read(64 * 2**20):
+                pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())
