@@ -7,6 +7,7 @@ both engines see the same tokens.
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Any
 
@@ -45,8 +46,17 @@ def main(job: dict[str, Any]) -> dict[str, Any]:
         "quantize": job.get("quantize"),
         "model_bytes": _model_bytes(engine.model),
         "kv_cache_bytes": _kv_bytes(engine.cache),
-        "after_load": memory_now(device),
+        "after_load": {**memory_now(device), **peak_memory(device)},
     }
+    # The engine keeps one decode step (with its captured CUDA graphs) for every turn; a step
+    # made per call would capture again each time, which no chat turn pays.
+    step_kwargs = {}
+    if (
+        getattr(engine, "step", None) is not None
+        and "step" in inspect.signature(generate).parameters
+    ):
+        step_kwargs["step"] = engine.step
+    result["shared_step"] = bool(step_kwargs)
 
     def run(ids: list[int], new_tokens: int) -> Summary:
         engine.reset_cache()
@@ -58,7 +68,8 @@ def main(job: dict[str, Any]) -> dict[str, Any]:
             sampling=SamplingParams(temperature=0),
         )
         summary = None
-        for event in generate(engine.model, engine.cache, engine.tokenizer, request):
+        events = generate(engine.model, engine.cache, engine.tokenizer, request, **step_kwargs)
+        for event in events:
             if isinstance(event, Summary):
                 summary = event
         sync(device)
@@ -98,28 +109,38 @@ def main(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _decode(run, job: dict[str, Any]) -> dict[str, Any]:
-    """Decode speed over `decode_tokens` new tokens.
+    """Decode speed over `decode_tokens` new tokens, best of `repeats` runs.
 
-    Random weights under greedy decoding can pick an end-of-turn id early, which ends the
-    reply; try the next prompt then, and keep the longest run.
+    Repeats matter on CUDA: the engine captures a graph the first time the cache reaches a new
+    bucket, once per engine lifetime, and the first run pays for it. Random weights under greedy
+    decoding can pick an end-of-turn id early, which ends the reply; the next prompt is tried
+    then, and the longest run kept.
     """
     wanted = job["decode_tokens"]
     best: dict[str, Any] | None = None
+    runs = []
     for attempt, ids in enumerate(job["decode_prompts"]):
-        s = run(ids, wanted)
-        got = {
-            "decode_tok_s": s.timings.decode_tok_s,
-            "tokens": len(s.token_ids),
-            "finish_reason": s.finish_reason,
-            "prompt_tokens": len(ids),
-            "attempt": attempt,
-        }
-        if best is None or got["tokens"] > best["tokens"]:
-            best = got
-        if got["tokens"] >= wanted:
+        for _ in range(job["repeats"]):
+            s = run(ids, wanted)
+            got = {
+                "decode_tok_s": s.timings.decode_tok_s,
+                "tokens": len(s.token_ids),
+                "finish_reason": s.finish_reason,
+                "prompt_tokens": len(ids),
+                "attempt": attempt,
+            }
+            runs.append(got)
+            if best is None or (got["tokens"], got["decode_tok_s"]) > (
+                best["tokens"],
+                best["decode_tok_s"],
+            ):
+                best = got
+            if got["tokens"] < wanted:
+                break  # this prompt ends early every time: greedy is deterministic
+        if best is not None and best["tokens"] >= wanted:
             break
     assert best is not None, "no decode prompt given"
-    return best
+    return {**best, "runs": runs}
 
 
 def _last_logits(engine, job: dict[str, Any], torch) -> bool:

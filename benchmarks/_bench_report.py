@@ -78,7 +78,7 @@ def table(rows: list[dict[str, Any]], prompt_lens: list[int]) -> str:
     for r in rows:
         cells = [r["label"]]
         if "error" in r:
-            cells += [f"failed: {r['error']}"] + [""] * (len(head) - 2)
+            cells += [f"failed: {_short(r['error'])}"] + [""] * (len(head) - 2)
             lines.append("| " + " | ".join(cells) + " |")
             continue
         for n in lens:
@@ -97,6 +97,10 @@ def table(rows: list[dict[str, Any]], prompt_lens: list[int]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _num(x: float | None) -> str:

@@ -169,11 +169,8 @@ def run(args: argparse.Namespace) -> int:
             "check_tokens": args.check_tokens,
         }
         _say(f"checkpoint: {ckpt} ({weight_bytes / 1e9:.2f} GB of weights in {args.dtype})")
-        bandwidth = _worker("bandwidth", {**job, "buffer_mib": args.bandwidth_mib}, work)
-        if "error" in bandwidth:
-            raise BenchError(f"measuring the bandwidth failed: {bandwidth['error']}")
+        bandwidth = _bandwidth(job, args.bandwidth_mib, work)
         gb_s = bandwidth["gb_s"]
-        _say(f"bandwidth: {gb_s:.1f} GB/s ({bandwidth['method']})")
 
         results = []
         ours_logits = str(work / "ours_logits.pt")
@@ -196,6 +193,14 @@ def run(args: argparse.Namespace) -> int:
                     static = _worker("peer", {**job, "static": True}, work)
                     label = f"transformers static+compile ({args.dtype})"
                     results.append(_row(static, label, weight_bytes, gb_s, args))
+
+        # Measured again at the end: on a shared machine one measurement can catch a busy
+        # moment, and a low bandwidth would flatter every engine's % of the ceiling.
+        bandwidth = _bandwidth(job, args.bandwidth_mib, work, before=bandwidth)
+        gb_s = bandwidth["gb_s"]
+        for row in results:
+            if "ceiling_tok_s" in row:
+                row["ceiling_tok_s"] = gb_s * 1e9 / row["weight_bytes"]
 
         check = None
         reason = f"peer {peer_status}"
@@ -257,7 +262,8 @@ def render(report: dict[str, Any], check: dict[str, Any] | None, reason: str) ->
         + (f", CUDA {m['cuda']}" if m.get("cuda") else "")
         + f"; transformers {m['transformers'] or 'not installed'}",
         f"- bandwidth {bw['gb_s']:.1f} GB/s (read {bw['read_gb_s']:.1f},"
-        f" copy {bw['copy_gb_s']:.1f}: {bw['method']})",
+        f" copy {bw['copy_gb_s']:.1f}: {bw['method']}; measured before and after the engines:"
+        f" {', '.join(f'{x:.1f}' for x in bw['measurements_gb_s'])} GB/s, the higher used)",
         f"- decode ceiling {report['ceiling_tok_s']:.1f} tok/s"
         f" = {report['weight_bytes'] / 1e9:.2f} GB of weights read per token / bandwidth"
         + (" (int8 row: its own weight bytes)" if report["quantize"] else ""),
@@ -286,6 +292,20 @@ def _row(
     peak = result["peak"]
     row["peak_bytes"] = peak.get("peak_cuda_allocated_bytes", peak["peak_rss_bytes"])
     return row
+
+
+def _bandwidth(
+    job: dict[str, Any], mib: int, work: Path, before: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Bandwidth measured now; with `before`, the better of the two measurements."""
+    now = _worker("bandwidth", {**job, "buffer_mib": mib}, work)
+    if "error" in now:
+        raise BenchError(f"measuring the bandwidth failed: {now['error']}")
+    _say(f"bandwidth: {now['gb_s']:.1f} GB/s ({now['method']})")
+    if before is None:
+        return {**now, "measurements_gb_s": [now["gb_s"]]}
+    best = now if now["gb_s"] > before["gb_s"] else before
+    return {**best, "measurements_gb_s": [*before["measurements_gb_s"], now["gb_s"]]}
 
 
 def _label_ours(args: argparse.Namespace) -> str:
