@@ -29,6 +29,11 @@ def notices(app: object) -> list[str]:
     return [n.text for n in chat(app).conversation.query(Notice)]  # type: ignore[arg-type]
 
 
+def shown(widget: object) -> list[str]:
+    """The Markdown source of the blocks actually mounted on screen under `widget`."""
+    return [block.source for block in widget.query("MarkdownParagraph")]  # type: ignore[attr-defined]
+
+
 def saved(app: object) -> list:  # the current session's saved messages
     c = chat(app)  # type: ignore[arg-type]
     return c.qapp.store.get_session(c.session_id).messages
@@ -47,11 +52,14 @@ async def test_a_thinking_reply_streams_into_an_open_pane_that_collapses_when_th
                          what="the live title")
         assert reply.pane.collapsed is False
         assert reply.thinking_text == "Let me think"
+        await wait_until(pilot, lambda: shown(reply.pane) == ["Let me think"],
+                         what="the thinking text on screen")
         engine.release.set()
         await finish_turn(pilot)
         assert reply.pane.collapsed is True
         assert reply.pane.title == "Thought for 4.2 s · 6 tokens"
         assert reply.answer_text == "**Hello** from the fake engine."
+        assert shown(reply.answer) == ["**Hello** from the fake engine."]
         assert engine.calls[0].options.thinking is True
         assert engine.calls[0].options.thinking_budget == 1024
         user, answer = saved(app)

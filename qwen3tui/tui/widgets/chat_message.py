@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Markdown, Static
-from textual.widgets.markdown import MarkdownStream
+from textual.widgets import Static
 
+from .streaming_markdown import StreamingMarkdown
 from .thinking_pane import ThinkingPane, thought_title
 
 STATUS_LABELS = {
@@ -64,9 +64,8 @@ class AssistantMessage(Vertical):
         self.pane: ThinkingPane | None = None
         if thinking_enabled:
             self.pane = ThinkingPane(budget=budget, text=thinking, live=live, title=thought)
-        self.answer = Markdown(answer, classes="answer")
+        self.answer = StreamingMarkdown(answer, classes="answer")
         self.meta = Static("", markup=False, classes="reply-meta")
-        self._stream: MarkdownStream | None = None
 
     def compose(self) -> ComposeResult:
         if self.pane is not None:
@@ -91,17 +90,11 @@ class AssistantMessage(Vertical):
             await self.pane.finish(seconds=seconds, tokens=tokens, budget_hit=budget_hit)
 
     async def append_answer(self, text: str) -> None:
-        if self._stream is None:
-            self._stream = Markdown.get_stream(self.answer)
-        await self._stream.write(text)
+        await self.answer.append(text)
 
     async def finish(self, status: str, meta: str) -> None:
         """The reply is over: stop streaming, render the whole answer once, show how it ended."""
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
-        # A final full render: streamed appends re-parse only the tail, this fixes up the rest.
-        await self.answer.update(self.answer.source)
+        await self.answer.finish()
         if self.pane is not None:
             await self.pane.stop()
         self.status = status

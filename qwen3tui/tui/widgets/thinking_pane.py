@@ -6,8 +6,9 @@ collapsed to a one-line summary when the answer starts. Any pane can be reopened
 
 from __future__ import annotations
 
-from textual.widgets import Collapsible, Markdown
-from textual.widgets.markdown import MarkdownStream
+from textual.widgets import Collapsible
+
+from .streaming_markdown import StreamingMarkdown
 
 
 def thinking_title(tokens: int, budget: int | None) -> str:
@@ -33,25 +34,22 @@ class ThinkingPane(Collapsible):
         self.budget = budget
         self.tokens = 0
         self.live = live
-        self.body = Markdown(text, classes="thinking-text")
+        self.body = StreamingMarkdown(text, classes="thinking-text")
         super().__init__(self.body, title=title or thinking_title(0, budget),
                          collapsed=not live, classes="thinking-pane")
-        self._stream: MarkdownStream | None = None
 
     @property
     def text(self) -> str:
         return self.body.source
 
     async def append(self, text: str, tokens: int) -> None:
-        if self._stream is None:
-            self._stream = Markdown.get_stream(self.body)
         self.tokens = tokens
         self.title = thinking_title(tokens, self.budget)
-        await self._stream.write(text)
+        await self.body.append(text)
 
     async def finish(self, *, seconds: float, tokens: int, budget_hit: bool) -> None:
         """Thinking is over: final render, collapse, and summarise in the title."""
-        await self._stop_stream()
+        await self.body.finish()
         self.tokens = tokens
         self.live = False
         self.title = thought_title(seconds, tokens, budget_hit)
@@ -59,12 +57,7 @@ class ThinkingPane(Collapsible):
 
     async def stop(self) -> None:
         """Generation ended while still thinking (stopped or failed)."""
-        await self._stop_stream()
+        await self.body.finish()
         if self.live:
             self.live = False
             self.title = stopped_title(self.tokens)
-
-    async def _stop_stream(self) -> None:
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None

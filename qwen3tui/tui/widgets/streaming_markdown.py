@@ -1,0 +1,118 @@
+"""Markdown that streams in, kept fast for long replies by splitting it into chunks.
+
+One Textual `Markdown` widget re-arranges all of its blocks whenever it grows, so a
+4,000-token reply gets slower with every token. Here the text goes to the last of a series
+of `Markdown` chunks through `MarkdownStream`; once a chunk holds `CHUNK_CHARS` characters,
+the next paragraph boundary (a blank line outside a code fence) closes it with one full
+render and a new chunk starts. Finished chunks never change again, so Textual's layout
+cache keeps them cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Markdown
+from textual.widgets.markdown import MarkdownStream
+
+CHUNK_CHARS = 1500
+_FENCE = re.compile(r"^ {0,3}(```|~~~)", re.MULTILINE)
+
+
+def find_cut(text: str, min_chars: int = CHUNK_CHARS) -> int:
+    """Where to end a chunk: just after the first blank line at or past `min_chars` that is
+    not inside a code fence; -1 when there is none yet."""
+    start = min_chars
+    while True:
+        pos = text.find("\n\n", start)
+        if pos < 0:
+            return -1
+        cut = pos + 2
+        if len(_FENCE.findall(text, 0, cut)) % 2 == 0:
+            return cut
+        start = pos + 1
+
+
+def split_chunks(text: str, min_chars: int = CHUNK_CHARS) -> list[str]:
+    """Cut a whole text the way streaming would (used for saved replies)."""
+    chunks: list[str] = []
+    while True:
+        cut = find_cut(text, min_chars)
+        if cut < 0 or cut >= len(text):
+            chunks.append(text)
+            return chunks
+        chunks.append(text[:cut])
+        text = text[cut:]
+
+
+class StreamingMarkdown(Vertical):
+    """A Markdown document that grows by `append` and ends with `finish`."""
+
+    DEFAULT_CSS = """
+    StreamingMarkdown { height: auto; }
+    StreamingMarkdown > Markdown { margin: 0; padding: 0; }
+    """
+
+    def __init__(self, text: str = "", *, classes: str | None = None) -> None:
+        super().__init__(classes=classes)
+        self._texts = split_chunks(text)
+        self._chunks = [Markdown(t) for t in self._texts]
+        self._stream: MarkdownStream | None = None
+
+    def compose(self) -> ComposeResult:
+        yield from self._chunks
+
+    @property
+    def source(self) -> str:
+        return "".join(self._texts)
+
+    @property
+    def chunk_count(self) -> int:
+        return len(self._chunks)
+
+    async def append(self, text: str) -> None:
+        if not text:
+            return
+        combined = self._texts[-1] + text
+        cut = find_cut(combined)
+        if cut < 0 or cut >= len(combined):
+            self._texts[-1] = combined
+            await (await self._get_stream()).write(text)
+            return
+        # Close this chunk at the paragraph boundary, then continue in a new one.
+        done = combined[:cut]
+        await (await self._get_stream()).write(done[len(self._texts[-1]):])
+        self._texts[-1] = done
+        await self._close_chunk()
+        chunk = Markdown("")
+        self._chunks.append(chunk)
+        self._texts.append("")
+        await self.mount(chunk)
+        await self.append(combined[cut:])
+
+    async def finish(self) -> None:
+        """Stop streaming and render the last chunk in full once."""
+        if self._stream is not None:
+            await self._close_chunk()
+
+    async def _get_stream(self) -> MarkdownStream:
+        if self._stream is None:
+            chunk = self._chunks[-1]
+            # A Markdown widget renders its initial text when mounted; text streamed in before
+            # that would be wiped by it, so wait (briefly) for the mount to finish.
+            deadline = time.monotonic() + 2.0
+            while not chunk.is_mounted and time.monotonic() < deadline:
+                await asyncio.sleep(0.002)
+            self._stream = Markdown.get_stream(chunk)
+        return self._stream
+
+    async def _close_chunk(self) -> None:
+        if self._stream is not None:
+            await self._stream.stop()
+            self._stream = None
+        # Streamed appends re-parse only the tail; one full parse fixes up the rest.
+        await self._chunks[-1].update(self._texts[-1])
