@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,35 @@ async def test_clear_empties_the_screen_but_keeps_the_context(qwen3tui_home: Pat
         await send(pilot, "again")
         await finish_turn(pilot)
         assert [m["content"] for m in engine.calls[1].messages][0] == "remember me"
+
+
+async def test_tab_completes_a_partly_typed_command(qwen3tui_home: Path) -> None:
+    app = make_app(FakeEngine(), qwen3tui_home)
+    async with app.run_test(size=SIZE) as pilot:
+        c = await ready(pilot)
+        c.composer.focus()
+        await pilot.press("slash", "r", "e", "n", "tab")
+        assert c.composer.text == "/rename "
+        c.composer.text = ""
+        await pilot.press("slash", "n", "o", "tab")
+        assert c.composer.text == "/no_think"
+
+
+async def test_quitting_while_the_model_loads_does_not_wait_for_it(qwen3tui_home: Path) -> None:
+    never = threading.Event()
+
+    def stuck(progress) -> FakeEngine:  # noqa: ANN001
+        never.wait(30)
+        return FakeEngine()
+
+    app = make_app(None, qwen3tui_home, engine_factory=stuck)
+    started = time.monotonic()
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await pilot.press("ctrl+q")
+            await pilot.press("y")
+            await wait_until(pilot, lambda: app.return_code is not None, what="the exit")
+        assert time.monotonic() - started < 10
+    finally:
+        never.set()

@@ -6,6 +6,7 @@ the engine is created by `engine_factory` inside a thread worker.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -96,8 +97,9 @@ class Qwen3App(App[int]):
         for warning in [*self.user_settings.warnings, *self.store.warnings]:
             self.chat.notice(warning, kind="error")
         self._open_requested_session()
-        self.run_worker(self._load_engine, thread=True, group="load", exit_on_error=False,
-                        name="load engine")
+        # A daemon thread, not a Textual worker: Textual waits for its workers on exit, and a
+        # download can take minutes; quitting must not wait for it.
+        threading.Thread(target=self._load_engine, name="qwen3tui-load", daemon=True).start()
 
     def _initial_turn_settings(self) -> TurnSettings:
         s = self.user_settings
@@ -140,7 +142,7 @@ class Qwen3App(App[int]):
                 chat.notice(f"{err}", kind="error")
 
     def _load_engine(self) -> None:
-        """Thread worker: load the model, reporting progress as messages."""
+        """Load the model (in a background thread), reporting progress as messages."""
         last = 0.0
 
         def progress(p: LoadProgress) -> None:

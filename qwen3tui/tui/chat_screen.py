@@ -21,6 +21,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Static, Switch, TextArea
@@ -64,6 +65,14 @@ if TYPE_CHECKING:
 
 FINISH_STATUS = {"stop": "complete", "length": "partial", "cancelled": "cancelled"}
 DEFAULT_MAX_TOKENS = ChatOptions().max_new_tokens
+
+
+class ContextCounted(Message):
+    """Posted from a background thread: the conversation's prompt size in tokens."""
+
+    def __init__(self, tokens: int) -> None:
+        super().__init__()
+        self.tokens = tokens
 
 
 @dataclass
@@ -194,9 +203,14 @@ class ChatScreen(Screen[None]):
                 used = engine.count_tokens(messages, thinking)
             except Exception:  # noqa: BLE001 -- the status line is informative only
                 return
-            self.app.call_from_thread(self.status.set, context_used=used)
+            self.post_message(ContextCounted(used))
 
-        self.run_worker(count, thread=True, group="count", exclusive=True, exit_on_error=False)
+        # Tokenizing a long conversation takes a moment: off the UI thread, never waited for.
+        threading.Thread(target=count, name="qwen3tui-count", daemon=True).start()
+
+    def on_context_counted(self, message: ContextCounted) -> None:
+        if self.turn is None:
+            self.status.set(context_used=message.tokens)
 
     # ----- composing -----
 

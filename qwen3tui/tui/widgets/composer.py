@@ -1,6 +1,7 @@
 """The composer: a multi-line TextArea where Enter sends and Shift+Enter / Ctrl+J add a line.
 
-Up/Down in an empty composer (or while showing a recalled prompt) walk earlier prompts.
+Up/Down in an empty composer (or while showing a recalled prompt) walk earlier prompts;
+Tab completes a partly typed slash command.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 from textual import events
 from textual.message import Message
 from textual.widgets import TextArea
+
+from .. import slash_commands
 
 NEWLINE_KEYS = ("shift+enter", "ctrl+j")
 
@@ -64,12 +67,25 @@ class Composer(TextArea):
             event.prevent_default()
             self.post_message(self.Submitted(self, self.text))
             return
+        if event.key == "tab" and self._complete_command():
+            event.stop()
+            event.prevent_default()
+            return
         if event.key in NEWLINE_KEYS:
             event.stop()
             event.prevent_default()
             self.insert("\n")
             return
         await super()._on_key(event)
+
+    def _complete_command(self) -> bool:
+        """Tab after a partial "/comm": complete to the first suggested command."""
+        matches = slash_commands.suggest(self.text)
+        if not matches or self.text.strip() == matches[0].usage:
+            return False
+        first = matches[0]
+        self._show(f"/{first.name} " if first.args else f"/{first.name}")
+        return True
 
     def _browsing(self) -> bool:
         return self.text == "" or self.text == self.prompts.current()
