@@ -381,6 +381,11 @@ class ChatScreen(Screen[None]):
             self.turn.cancel.set()
             self.status.set(state="stopping…")
 
+    def on_unmount(self) -> None:
+        # However the app ends, a running generation must not keep the process alive.
+        if self.turn is not None:
+            self.turn.cancel.set()
+
     async def stop_and_wait(self, timeout: float = 10.0) -> None:
         """Cancel a running turn and wait until it is saved (used when quitting)."""
         turn = self.turn
