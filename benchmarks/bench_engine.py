@@ -275,8 +275,25 @@ def render(report: dict[str, Any], check: dict[str, Any] | None, reason: str) ->
         table(report["results"], report["prompt_lens"]),
         "",
         correctness_line(check, reason),
+        *_compile_lines(report["results"]),
     ]
     return "\n".join(lines)
+
+
+def _compile_lines(results: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for r in results:
+        c = r.get("compile")
+        if not c:
+            continue
+        before = c.get("decode_before_compiled")
+        text = f"{r['label']}: background compile " + (
+            f"ready after {c['waited_s']:.1f} s more" if c["compiled"] else f"FAILED ({c['error']})"
+        )
+        if before:
+            text += f"; decode before it was ready {before['decode_tok_s']:.1f} tok/s"
+        lines.append(text + " (the table is after it)")
+    return lines
 
 
 def _row(
