@@ -1,15 +1,22 @@
-"""Run one decode step: plainly, or replayed from CUDA graphs.
+"""Run one decode step: plainly, or replayed from CUDA graphs of compiled kernels.
 
 At batch 1 a decode step is hundreds of small kernels; launching them from Python costs more
 than the GPU takes to run them. A CUDA graph launches them all at once. Graphs need fixed
 shapes, so attention reads a fixed window of the cache (the filled length rounded up to a
 bucket) with the unfilled tail masked; one graph per bucket, captured the first time a
 conversation reaches it and kept for the life of the engine.
+
+torch.compile then fuses each layer's small element-wise kernels. Compiling takes tens of
+seconds the first time, so it runs in a background thread: replies stream at once from
+graphs of the plain kernels, and switch to compiled ones when they are ready. Inductor's
+on-disk cache makes later launches fast.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from pathlib import Path
 
 import torch
 
@@ -28,15 +35,41 @@ class EagerStep:
 
 
 class GraphedStep:
-    def __init__(self, model: Qwen3, cache: KVCache) -> None:
+    def __init__(self, model: Qwen3, cache: KVCache, compile: bool = True) -> None:
         self.model, self.cache = model, cache
         device = model.rope_cos.device
         self.token = torch.zeros((1, 1), dtype=torch.long, device=device)
         self.pos = torch.zeros((1,), dtype=torch.long, device=device)
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.pool = None
+        self.compiled_ready: list | None = None
+        self.compile_error: str | None = None
+        self.compiler = None
+        if compile:
+            self.compiler = threading.Thread(
+                target=self._compile, name="qwen3tui-compile", daemon=True
+            )
+            self.compiler.start()
+
+    def _compile(self) -> None:
+        try:
+            self.compiled_ready = compile_layers(self.model)
+        except Exception as err:  # compiling is an optimization: keep the plain graphs
+            self.compile_error = (
+                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            )
+
+    def wait_compiled(self, timeout: float | None = None) -> bool:
+        if self.compiler is not None:
+            self.compiler.join(timeout)
+        return self.compiled_ready is not None
 
     def __call__(self, token: torch.Tensor, pos: int) -> torch.Tensor:
+        if self.compiled_ready is not None and self.model.compiled is None:
+            # Compiled kernels just became ready: recapture the graphs with them.
+            self.model.compiled = self.compiled_ready
+            self.graphs.clear()
+            self.pool = None
         self.token.copy_(token.view(1, 1))
         self.pos.fill_(pos)
         kv_len = min(-(-(pos + 1) // BUCKET) * BUCKET, self.cache.max_tokens)
@@ -55,7 +88,8 @@ class GraphedStep:
                 self.model.decode_step(self.token, self.pos, self.cache, kv_len)
             torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        # thread_local: the compile thread may use the GPU while this thread captures.
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
             logits = self.model.decode_step(self.token, self.pos, self.cache, kv_len)[0, -1]
         self.pool = graph.pool()
         return graph, logits
@@ -64,8 +98,50 @@ class GraphedStep:
 def make_step(model: Qwen3, cache: KVCache) -> EagerStep | GraphedStep:
     device = model.rope_cos.device
     if device.type == "cuda" and os.environ.get("QWEN3TUI_CUDA_GRAPHS", "1") != "0":
-        return GraphedStep(model, cache)
+        quantized = model.layers[0].inputs.qkv_proj.__class__ is not torch.nn.Linear
+        compile = os.environ.get("QWEN3TUI_COMPILE", "1") != "0" and not quantized
+        return GraphedStep(model, cache, compile=compile)
     return EagerStep(model, cache)
+
+
+def compile_layers(model: Qwen3) -> list[tuple[torch.nn.Module, torch.nn.Module]]:
+    """Each layer's pre- and post-attention modules compiled for the one-token shape.
+
+    All layers share one compiled graph (their parameters are graph inputs), so this
+    compiles twice, not 2 x layers times. Calling them once here does the compiling.
+    """
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
+    import torch._dynamo
+
+    # Every layer is the same code with other weights: allow one cache entry per layer.
+    torch._dynamo.config.cache_size_limit = max(
+        torch._dynamo.config.cache_size_limit, 2 * len(model.layers) + 8
+    )
+    compiled = [
+        (
+            torch.compile(layer.inputs, fullgraph=True, dynamic=False),
+            torch.compile(layer.output, fullgraph=True, dynamic=False),
+        )
+        for layer in model.layers
+    ]
+    emb = model.embed_tokens.weight
+    x = torch.zeros((1, 1, emb.shape[1]), dtype=emb.dtype, device=emb.device)
+    cos, sin = model.rope_cos[:1], model.rope_sin[:1]
+    stream = torch.cuda.Stream(device=emb.device)
+    with torch.inference_mode(), torch.cuda.stream(stream):
+        for inputs, output in compiled:
+            q, _, _ = inputs(x, cos, sin)
+            output(x, q)
+    stream.synchronize()
+    return compiled
+
+
+def compile_cache_dir() -> Path:
+    home = os.environ.get("QWEN3TUI_HOME")
+    if home:
+        return Path(home) / "cache" / "inductor"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "qwen3tui" / "inductor"
 
 
 class HostToken:

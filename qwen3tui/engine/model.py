@@ -29,87 +29,104 @@ class RMSNorm(nn.Module):
         return self.weight * x.to(dtype)
 
 
-class Attention(nn.Module):
-    def __init__(self, config: Qwen3Config, layer: int) -> None:
+class AttentionInputs(nn.Module):
+    """Norm, fused q/k/v projection, per-head q/k norms and RoPE: everything before the cache."""
+
+    def __init__(self, config: Qwen3Config) -> None:
         super().__init__()
-        self.layer = layer
         self.n_heads = config.num_attention_heads
         self.n_kv = config.num_key_value_heads
         self.head_dim = config.head_dim
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.qkv_proj = nn.Linear(
             config.hidden_size, (self.n_heads + 2 * self.n_kv) * self.head_dim, bias=False
         )
-        self.o_proj = nn.Linear(self.n_heads * self.head_dim, config.hidden_size, bias=False)
         self.q_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
         self.k_norm = RMSNorm(self.head_dim, config.rms_norm_eps)
-        # MPS has had bugs in grouped-query SDPA; prefill expands K/V there instead.
-        self.native_gqa = True
 
-    def forward(
-        self,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        cache: KVCache,
-        pos: int | torch.Tensor,
-        kv_len: int,
-        mask: torch.Tensor | None,
-    ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        """x (b, t, hidden) -> q (b, heads, t, hd), k and v (b, kv_heads, t, hd)."""
         b, t, _ = x.shape
-        q, k, v = self.qkv_proj(x).split(
-            [self.n_heads * self.head_dim, self.n_kv * self.head_dim, self.n_kv * self.head_dim],
-            dim=-1,
+        hd = self.head_dim
+        q, k, v = self.qkv_proj(self.norm(x)).split(
+            [self.n_heads * hd, self.n_kv * hd, self.n_kv * hd], dim=-1
         )
-        q = self.q_norm(q.view(b, t, self.n_heads, self.head_dim)).transpose(1, 2)
-        k = self.k_norm(k.view(b, t, self.n_kv, self.head_dim)).transpose(1, 2)
-        v = v.view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        keys, values = cache.store(self.layer, pos, k, v, kv_len)
-        if t == 1:
-            # One query per head: the query heads sharing a KV head become rows of one
-            # attention over that head's keys. Plain SDPA on every backend, K/V never copied.
-            group = self.n_heads // self.n_kv
-            out = F.scaled_dot_product_attention(
-                q.view(b, self.n_kv, group, self.head_dim), keys, values, attn_mask=mask
-            ).view(b, self.n_heads, 1, self.head_dim)
-        elif self.native_gqa:
-            out = F.scaled_dot_product_attention(
-                q, keys, values, attn_mask=mask, is_causal=mask is None, enable_gqa=True
-            )
-        else:
-            group = self.n_heads // self.n_kv
-            out = F.scaled_dot_product_attention(
-                q,
-                keys.repeat_interleave(group, dim=1),
-                values.repeat_interleave(group, dim=1),
-                attn_mask=mask,
-                is_causal=mask is None,
-            )
-        return self.o_proj(out.transpose(1, 2).reshape(b, t, self.n_heads * self.head_dim))
+        q = self.q_norm(q.view(b, t, self.n_heads, hd)).transpose(1, 2)
+        k = self.k_norm(k.view(b, t, self.n_kv, hd)).transpose(1, 2)
+        v = v.view(b, t, self.n_kv, hd).transpose(1, 2)
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
 
-class MLP(nn.Module):
+class LayerOutput(nn.Module):
+    """Output projection and residual, then the SwiGLU MLP block and its residual."""
+
     def __init__(self, config: Qwen3Config) -> None:
         super().__init__()
+        inner = config.num_attention_heads * config.head_dim
+        self.o_proj = nn.Linear(inner, config.hidden_size, bias=False)
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.gate_up_proj = nn.Linear(config.hidden_size, 2 * config.intermediate_size, bias=False)
         self.down_proj = nn.Linear(config.intermediate_size, config.hidden_size, bias=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        return self.down_proj(F.silu(gate) * up)
+    def forward(self, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        """attended (b, heads, t, hd) -> the layer's output (b, t, hidden)."""
+        b, h, t, hd = attended.shape
+        x = x + self.o_proj(attended.transpose(1, 2).reshape(b, t, h * hd))
+        gate, up = self.gate_up_proj(self.norm(x)).chunk(2, dim=-1)
+        return x + self.down_proj(F.silu(gate) * up)
+
+
+def decode_attention(
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask
+) -> torch.Tensor:
+    """Attention of one query position over the cache, as two matmuls.
+
+    The query heads sharing a KV head become rows of one product, so K/V are read once and
+    never copied; matmuls spread a long cache over the whole GPU where fused attention
+    kernels would give each head one block. Scores are softmaxed in fp32, as the reference does.
+    """
+    b, h, _, hd = q.shape
+    n_kv = keys.shape[1]
+    grouped = (q * hd**-0.5).view(b, n_kv, h // n_kv, hd)
+    scores = torch.matmul(grouped, keys.transpose(-1, -2)).float()
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    probs = torch.softmax(scores, dim=-1).to(values.dtype)
+    return torch.matmul(probs, values).view(b, h, 1, hd)
 
 
 class DecoderLayer(nn.Module):
     def __init__(self, config: Qwen3Config, layer: int) -> None:
         super().__init__()
-        self.input_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.attn = Attention(config, layer)
-        self.post_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.mlp = MLP(config)
+        self.index = layer
+        self.inputs = AttentionInputs(config)
+        self.output = LayerOutput(config)
+        # MPS has had bugs in grouped-query SDPA; prefill expands K/V there instead.
+        self.native_gqa = True
 
-    def forward(self, x, cos, sin, cache, pos, kv_len, mask):
-        x = x + self.attn(self.input_norm(x), cos, sin, cache, pos, kv_len, mask)
-        return x + self.mlp(self.post_norm(x))
+    def attend(self, q, k, v, cache: KVCache, pos, kv_len: int, mask) -> torch.Tensor:
+        keys, values = cache.store(self.index, pos, k, v, kv_len)
+        if q.shape[2] == 1:
+            return decode_attention(q, keys, values, mask)
+        if self.native_gqa:
+            return F.scaled_dot_product_attention(
+                q, keys, values, attn_mask=mask, is_causal=mask is None, enable_gqa=True
+            )
+        group = q.shape[1] // keys.shape[1]
+        return F.scaled_dot_product_attention(
+            q,
+            keys.repeat_interleave(group, dim=1),
+            values.repeat_interleave(group, dim=1),
+            attn_mask=mask,
+            is_causal=mask is None,
+        )
+
+    def forward(self, x, cos, sin, cache, pos, kv_len, mask, inputs=None, output=None):
+        # `inputs`/`output` may be compiled versions of the same modules (decode on CUDA).
+        inputs = self.inputs if inputs is None else inputs
+        output = self.output if output is None else output
+        q, k, v = inputs(x, cos, sin)
+        return output(x, self.attend(q, k, v, cache, pos, kv_len, mask))
 
 
 class Qwen3(nn.Module):
@@ -128,6 +145,8 @@ class Qwen3(nn.Module):
         self.max_positions = max_positions
         self.rope_cos: torch.Tensor | None = None
         self.rope_sin: torch.Tensor | None = None
+        # Per layer (inputs, output) compiled for the one-token decode shape, once ready.
+        self.compiled: list[tuple[nn.Module, nn.Module]] | None = None
 
     def setup_rope(self, device: torch.device, dtype: torch.dtype) -> None:
         """cos/sin tables built in fp32, kept in the compute dtype (as the reference casts)."""
@@ -136,7 +155,6 @@ class Qwen3(nn.Module):
 
     def output_weight(self) -> torch.Tensor:
         return self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
-
 
     def forward(
         self, ids: torch.Tensor, start: int, cache: KVCache, last_only: bool = True
@@ -168,12 +186,13 @@ class Qwen3(nn.Module):
         """
         cos, sin = self.rope_cos.index_select(0, pos), self.rope_sin.index_select(0, pos)
         mask = (torch.arange(kv_len, device=pos.device) <= pos).view(1, kv_len)
-        return self._run(token, cos, sin, cache, pos, kv_len, mask, True)
+        return self._run(token, cos, sin, cache, pos, kv_len, mask, True, self.compiled)
 
-    def _run(self, ids, cos, sin, cache, pos, kv_len, mask, last_only) -> torch.Tensor:
+    def _run(self, ids, cos, sin, cache, pos, kv_len, mask, last_only, fast=None) -> torch.Tensor:
         x = self.embed_tokens(ids)
-        for layer in self.layers:
-            x = layer(x, cos, sin, cache, pos, kv_len, mask)
+        for i, layer in enumerate(self.layers):
+            inputs, output = fast[i] if fast else (None, None)
+            x = layer(x, cos, sin, cache, pos, kv_len, mask, inputs, output)
         if last_only:
             x = x[:, -1:]
         x = self.norm(x)

@@ -38,10 +38,10 @@ def quantize_int8(model: Qwen3) -> Qwen3:
     """Replace every projection (and the output head) with Int8Linear, one at a time."""
     for layer in model.layers:
         for owner, name in (
-            (layer.attn, "qkv_proj"),
-            (layer.attn, "o_proj"),
-            (layer.mlp, "gate_up_proj"),
-            (layer.mlp, "down_proj"),
+            (layer.inputs, "qkv_proj"),
+            (layer.output, "o_proj"),
+            (layer.output, "gate_up_proj"),
+            (layer.output, "down_proj"),
         ):
             setattr(owner, name, Int8Linear(getattr(owner, name).weight))
     # The output head reads a vocab x hidden matrix every token: quantize it too. With tied

@@ -34,17 +34,17 @@ def placements(config: Qwen3Config) -> dict[str, Placement]:
         hub, ours = f"model.layers.{i}.", f"layers.{i}."
         plan.update(
             {
-                hub + "input_layernorm.weight": (ours + "input_norm.weight", 0),
-                hub + "post_attention_layernorm.weight": (ours + "post_norm.weight", 0),
-                hub + "self_attn.q_proj.weight": (ours + "attn.qkv_proj.weight", 0),
-                hub + "self_attn.k_proj.weight": (ours + "attn.qkv_proj.weight", q),
-                hub + "self_attn.v_proj.weight": (ours + "attn.qkv_proj.weight", q + kv),
-                hub + "self_attn.o_proj.weight": (ours + "attn.o_proj.weight", 0),
-                hub + "self_attn.q_norm.weight": (ours + "attn.q_norm.weight", 0),
-                hub + "self_attn.k_norm.weight": (ours + "attn.k_norm.weight", 0),
-                hub + "mlp.gate_proj.weight": (ours + "mlp.gate_up_proj.weight", 0),
-                hub + "mlp.up_proj.weight": (ours + "mlp.gate_up_proj.weight", inter),
-                hub + "mlp.down_proj.weight": (ours + "mlp.down_proj.weight", 0),
+                hub + "input_layernorm.weight": (ours + "inputs.norm.weight", 0),
+                hub + "self_attn.q_proj.weight": (ours + "inputs.qkv_proj.weight", 0),
+                hub + "self_attn.k_proj.weight": (ours + "inputs.qkv_proj.weight", q),
+                hub + "self_attn.v_proj.weight": (ours + "inputs.qkv_proj.weight", q + kv),
+                hub + "self_attn.q_norm.weight": (ours + "inputs.q_norm.weight", 0),
+                hub + "self_attn.k_norm.weight": (ours + "inputs.k_norm.weight", 0),
+                hub + "self_attn.o_proj.weight": (ours + "output.o_proj.weight", 0),
+                hub + "post_attention_layernorm.weight": (ours + "output.norm.weight", 0),
+                hub + "mlp.gate_proj.weight": (ours + "output.gate_up_proj.weight", 0),
+                hub + "mlp.up_proj.weight": (ours + "output.gate_up_proj.weight", inter),
+                hub + "mlp.down_proj.weight": (ours + "output.down_proj.weight", 0),
             }
         )
     if not config.tie_word_embeddings:
@@ -121,7 +121,7 @@ def load_model(
             "Re-download the model.",
         )
     for layer in model.layers:
-        layer.attn.native_gqa = device.type != "mps"
+        layer.native_gqa = device.type != "mps"
     model.setup_rope(device, dtype)
     model.eval()
     return model
