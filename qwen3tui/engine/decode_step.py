@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .kv_cache import KVCache
-from .model import Qwen3
+from .model import CompiledDecode, Qwen3, decode_attention
 
 BUCKET = 256  # tokens; at most 255 masked positions are read beyond the filled part
 
@@ -42,7 +42,7 @@ class GraphedStep:
         self.pos = torch.zeros((1,), dtype=torch.long, device=device)
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.pool = None
-        self.compiled_ready: list | None = None
+        self.compiled_ready: CompiledDecode | None = None
         self.compile_error: str | None = None
         self.compiler = None
         if compile:
@@ -104,7 +104,7 @@ def make_step(model: Qwen3, cache: KVCache) -> EagerStep | GraphedStep:
     return EagerStep(model, cache)
 
 
-def compile_layers(model: Qwen3) -> list[tuple[torch.nn.Module, torch.nn.Module]]:
+def compile_layers(model: Qwen3) -> CompiledDecode:
     """Each layer's pre- and post-attention modules compiled for the one-token shape.
 
     All layers share one compiled graph (their parameters are graph inputs), so this
@@ -117,21 +117,31 @@ def compile_layers(model: Qwen3) -> list[tuple[torch.nn.Module, torch.nn.Module]
     torch._dynamo.config.cache_size_limit = max(
         torch._dynamo.config.cache_size_limit, 2 * len(model.layers) + 8
     )
-    compiled = [
-        (
-            torch.compile(layer.inputs, fullgraph=True, dynamic=False),
-            torch.compile(layer.output, fullgraph=True, dynamic=False),
-        )
-        for layer in model.layers
-    ]
+    compiled = CompiledDecode(
+        layers=[
+            (
+                torch.compile(layer.inputs, fullgraph=True, dynamic=False),
+                torch.compile(layer.output, fullgraph=True, dynamic=False),
+            )
+            for layer in model.layers
+        ]
+    )
+    if os.environ.get("QWEN3TUI_COMPILE_ATTENTION", "1") != "0":
+        # One kernel set for every cache length: the length is a dynamic dimension.
+        compiled.attention = torch.compile(decode_attention, fullgraph=True, dynamic=True)
     emb = model.embed_tokens.weight
     x = torch.zeros((1, 1, emb.shape[1]), dtype=emb.dtype, device=emb.device)
     cos, sin = model.rope_cos[:1], model.rope_sin[:1]
     stream = torch.cuda.Stream(device=emb.device)
     with torch.inference_mode(), torch.cuda.stream(stream):
-        for inputs, output in compiled:
-            q, _, _ = inputs(x, cos, sin)
+        for inputs, output in compiled.layers:
+            q, k, v = inputs(x, cos, sin)
             output(x, q)
+        if compiled.attention is not None:
+            for kv_len in (BUCKET, 2 * BUCKET):
+                keys = k.new_zeros(1, k.shape[1], kv_len, k.shape[3])
+                mask = torch.ones(1, kv_len, dtype=torch.bool, device=emb.device)
+                compiled.attention(q, keys, keys, mask)
     stream.synchronize()
     return compiled
 

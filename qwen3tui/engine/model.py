@@ -6,6 +6,9 @@ activations once, which matters at batch 1 where decode is bound by memory bandw
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -104,10 +107,10 @@ class DecoderLayer(nn.Module):
         # MPS has had bugs in grouped-query SDPA; prefill expands K/V there instead.
         self.native_gqa = True
 
-    def attend(self, q, k, v, cache: KVCache, pos, kv_len: int, mask) -> torch.Tensor:
+    def attend(self, q, k, v, cache: KVCache, pos, kv_len: int, mask, attention=None):
         keys, values = cache.store(self.index, pos, k, v, kv_len)
         if q.shape[2] == 1:
-            return decode_attention(q, keys, values, mask)
+            return (attention or decode_attention)(q, keys, values, mask)
         if self.native_gqa:
             return F.scaled_dot_product_attention(
                 q, keys, values, attn_mask=mask, is_causal=mask is None, enable_gqa=True
@@ -121,12 +124,20 @@ class DecoderLayer(nn.Module):
             is_causal=mask is None,
         )
 
-    def forward(self, x, cos, sin, cache, pos, kv_len, mask, inputs=None, output=None):
-        # `inputs`/`output` may be compiled versions of the same modules (decode on CUDA).
-        inputs = self.inputs if inputs is None else inputs
-        output = self.output if output is None else output
+    def forward(self, x, cos, sin, cache, pos, kv_len, mask, fast: CompiledDecode | None = None):
+        # On CUDA, decode uses compiled versions of the same modules once they are ready.
+        inputs, output = fast.layers[self.index] if fast else (self.inputs, self.output)
         q, k, v = inputs(x, cos, sin)
-        return output(x, self.attend(q, k, v, cache, pos, kv_len, mask))
+        attention = fast.attention if fast else None
+        return output(x, self.attend(q, k, v, cache, pos, kv_len, mask, attention))
+
+
+@dataclass
+class CompiledDecode:
+    """torch.compile'd (inputs, output) per layer and the decode attention."""
+
+    layers: list[tuple[Callable, Callable]]
+    attention: Callable | None = None
 
 
 class Qwen3(nn.Module):
@@ -145,8 +156,7 @@ class Qwen3(nn.Module):
         self.max_positions = max_positions
         self.rope_cos: torch.Tensor | None = None
         self.rope_sin: torch.Tensor | None = None
-        # Per layer (inputs, output) compiled for the one-token decode shape, once ready.
-        self.compiled: list[tuple[nn.Module, nn.Module]] | None = None
+        self.compiled: CompiledDecode | None = None  # set when compiled kernels are ready
 
     def setup_rope(self, device: torch.device, dtype: torch.dtype) -> None:
         """cos/sin tables built in fp32, kept in the compute dtype (as the reference casts)."""
@@ -190,9 +200,8 @@ class Qwen3(nn.Module):
 
     def _run(self, ids, cos, sin, cache, pos, kv_len, mask, last_only, fast=None) -> torch.Tensor:
         x = self.embed_tokens(ids)
-        for i, layer in enumerate(self.layers):
-            inputs, output = fast[i] if fast else (None, None)
-            x = layer(x, cos, sin, cache, pos, kv_len, mask, inputs, output)
+        for layer in self.layers:
+            x = layer(x, cos, sin, cache, pos, kv_len, mask, fast)
         if last_only:
             x = x[:, -1:]
         x = self.norm(x)

@@ -40,9 +40,7 @@ def read_json_file(path: Path) -> dict[str, Any] | None:
             "Re-download the checkpoint (or delete the broken file from the folder).",
         ) from None
     if not isinstance(data, dict):
-        raise ModelLoadError(
-            f"{path} does not hold a JSON object.", "Re-download the checkpoint."
-        )
+        raise ModelLoadError(f"{path} does not hold a JSON object.", "Re-download the checkpoint.")
     return data
 
 
@@ -61,7 +59,13 @@ def _token_content(value: Any) -> str | None:
 
 
 _NAMED_SPECIAL_KEYS = (
-    "bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token",
+    "bos_token",
+    "eos_token",
+    "unk_token",
+    "sep_token",
+    "pad_token",
+    "cls_token",
+    "mask_token",
 )
 
 
