@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from fake_engine import FakeEngine
 
 from qwen3tui.engine.errors import ContextOverflowError
 from qwen3tui.engine.events import AnswerDelta, ContextNotice, Summary, ThinkingDelta, ThinkingDone
 from qwen3tui.engine.options import ChatOptions
-from qwen3tui.tui.generation_worker import GenerationFailed, Mailbox, coalesce, run_generation
+from qwen3tui.tui.generation_worker import (
+    GenerationFailed,
+    Mailbox,
+    UpdatePacer,
+    coalesce,
+    run_generation,
+)
 
 
 def test_coalesce_merges_runs_of_deltas_and_keeps_the_latest_token_count() -> None:
@@ -72,3 +79,15 @@ def test_a_generator_that_stops_without_summary_is_a_failure() -> None:
 
     items, _ = run(Quiet())
     assert isinstance(items[-1], GenerationFailed)
+
+
+def test_the_pacer_spaces_costly_updates_to_leave_the_ui_half_its_time() -> None:
+    pacer = UpdatePacer(min_interval=0.03, max_interval=0.25, share=0.5)
+    assert pacer.delay(now=100.0) == 0.0  # the first update goes at once
+    pacer.started(100.0)
+    pacer.finished(0.005)  # cheap: as often as the minimum interval allows
+    assert pacer.delay(now=100.01) == pytest.approx(0.02)
+    pacer.finished(0.08)  # costly: wait twice the cost
+    assert pacer.delay(now=100.01) == pytest.approx(0.15)
+    pacer.finished(1.0)  # never slower than the maximum
+    assert pacer.interval == 0.25

@@ -50,3 +50,22 @@ async def test_streamed_text_is_split_into_chunks_and_reads_back_whole() -> None
         assert app.doc.chunk_count > 3
         # Each chunk parsed on its own still shows every code block whole.
         assert len(app.doc.query("MarkdownFence")) == 12
+
+
+@pytest.mark.anyio
+async def test_finished_chunks_are_pinned_and_re_measured_after_a_resize() -> None:
+    text = "".join(f"Paragraph {i}: " + "lorem ipsum dolor " * 20 + "\n\n" for i in range(20))
+    app = Host()
+    async with app.run_test(size=(80, 30)) as pilot:
+        for i in range(0, len(text), 50):
+            await app.doc.append(text[i:i + 50])
+        await app.doc.finish()
+        await pilot.pause()
+        first = app.doc.query("Markdown").first()
+        height_at_80 = first.outer_size.height
+        assert str(first.styles.height) == f"{height_at_80}"  # pinned
+        await pilot.resize_terminal(40, 30)
+        await pilot.pause()
+        await pilot.pause()
+        assert first.outer_size.height > height_at_80  # narrower: re-measured, taller
+        assert str(first.styles.height) == f"{first.outer_size.height}"

@@ -38,11 +38,11 @@ from qwen3tui.engine.options import ChatOptions, SamplingOverrides
 
 from . import slash_commands
 from .generation_worker import (
-    FLUSH_INTERVAL_S,
     GenerationFailed,
     Mailbox,
     StreamItem,
     StreamReady,
+    UpdatePacer,
     coalesce,
     run_generation,
 )
@@ -143,7 +143,7 @@ class ChatScreen(Screen[None]):
         self.turn: Turn | None = None
         self.pending_prompt: str | None = None  # typed before the engine was ready
         self._turn_counter = 0
-        self._last_drain = 0.0
+        self.pacer = UpdatePacer()
         self._drain_timer: Timer | None = None
         self._syncing_controls = False
         self.status = StatusBar(id="status-bar")
@@ -315,7 +315,7 @@ class ChatScreen(Screen[None]):
         turn = self.turn
         if turn is None or message.turn_id != turn.turn_id:
             return
-        wait = FLUSH_INTERVAL_S - (time.monotonic() - self._last_drain)
+        wait = self.pacer.delay(time.monotonic())
         if wait <= 0:
             await self.drain()
         elif self._drain_timer is None:
@@ -330,11 +330,14 @@ class ChatScreen(Screen[None]):
         turn = self.turn
         if turn is None:
             return
-        self._last_drain = time.monotonic()
+        started = time.monotonic()
+        self.pacer.started(started)
         items = coalesce(turn.mailbox.take())
         with self.app.batch_update():
             for item in items:
                 await self._apply(turn, item)
+        # The cost of an update includes the re-layout and paint that follow it.
+        self.call_after_refresh(lambda: self.pacer.finished(time.monotonic() - started))
 
     async def _apply(self, turn: Turn, item: StreamItem) -> None:
         widget = turn.widget

@@ -2,9 +2,10 @@
 
 The worker thread never touches a widget. It puts engine events into a `Mailbox` and posts
 one `StreamReady` message when the mailbox goes from empty to non-empty; the UI drains the
-mailbox at most every `FLUSH_INTERVAL_S`, coalescing a burst of deltas into one update. So
-at 1,000 tok/s the UI does ~30 updates a second instead of 1,000, and nothing waits: a
-lone token after a pause is shown as soon as the UI gets to it.
+mailbox at most every `FLUSH_INTERVAL_S` (longer when updates get costly, see
+`UpdatePacer`), coalescing a burst of deltas into one update. So at 1,000 tok/s the UI does
+at most ~30 updates a second instead of 1,000, and nothing waits: a lone token after a pause
+is shown as soon as the UI gets to it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from qwen3tui.engine.errors import EngineError
 from qwen3tui.engine.events import AnswerDelta, Event, Summary, ThinkingDelta
 from qwen3tui.engine.options import ChatOptions
 
-FLUSH_INTERVAL_S = 1 / 30
+FLUSH_INTERVAL_S = 1 / 30  # the fastest the UI applies stream updates
+MAX_FLUSH_INTERVAL_S = 0.25  # the slowest, however costly an update gets
+STREAM_SHARE = 0.5  # at most this share of the UI's time goes to stream updates
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,35 @@ class Mailbox:
         with self._lock:
             items, self._items = self._items, []
         return items
+
+
+class UpdatePacer:
+    """Decides when the UI applies the next stream update.
+
+    An update (apply the batch, re-layout, paint) of a long reply costs more than a short
+    one. The pacer measures each update and spaces them so they take at most `share` of the
+    UI's time: typing and scrolling always get the rest.
+    """
+
+    def __init__(self, min_interval: float = FLUSH_INTERVAL_S,
+                 max_interval: float = MAX_FLUSH_INTERVAL_S, share: float = STREAM_SHARE) -> None:
+        self.min_interval = min_interval
+        self.max_interval = max_interval
+        self.share = share
+        self.interval = min_interval
+        self.last_start = float("-inf")
+
+    def delay(self, now: float) -> float:
+        """How long to wait before the next update (0: now)."""
+        return max(0.0, self.interval - (now - self.last_start))
+
+    def started(self, now: float) -> None:
+        self.last_start = now
+
+    def finished(self, cost: float) -> None:
+        """The update started at `last_start` is on screen after `cost` seconds."""
+        wanted = cost / self.share
+        self.interval = min(self.max_interval, max(self.min_interval, wanted))
 
 
 def coalesce(items: Iterable[StreamItem]) -> list[StreamItem]:

@@ -4,8 +4,9 @@ One Textual `Markdown` widget re-arranges all of its blocks whenever it grows, s
 4,000-token reply gets slower with every token. Here the text goes to the last of a series
 of `Markdown` chunks through `MarkdownStream`; once a chunk holds `CHUNK_CHARS` characters,
 the next paragraph boundary (a blank line outside a code fence) closes it with one full
-render and a new chunk starts. Finished chunks never change again, so Textual's layout
-cache keeps them cheap.
+render and a new chunk starts. A finished chunk never changes again, so once it is laid out
+its height is pinned: re-layouts while the reply streams then skip measuring its contents
+(at the width it was measured; a resize unpins and re-measures).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class StreamingMarkdown(Vertical):
         self._texts = split_chunks(text)
         self._chunks = [Markdown(t) for t in self._texts]
         self._stream: MarkdownStream | None = None
+        self._pinned: dict[int, int] = {}  # id(chunk) -> width its height was pinned at
 
     def compose(self) -> ComposeResult:
         yield from self._chunks
@@ -88,6 +90,7 @@ class StreamingMarkdown(Vertical):
         await (await self._get_stream()).write(done[len(self._texts[-1]):])
         self._texts[-1] = done
         await self._close_chunk()
+        self.call_after_refresh(self._pin, self._chunks[-1])
         chunk = Markdown("")
         self._chunks.append(chunk)
         self._texts.append("")
@@ -98,6 +101,21 @@ class StreamingMarkdown(Vertical):
         """Stop streaming and render the last chunk in full once."""
         if self._stream is not None:
             await self._close_chunk()
+
+    def _pin(self, chunk: Markdown) -> None:
+        """Fix a finished chunk's height to what it measures now."""
+        width, height = chunk.outer_size
+        if chunk.is_mounted and width and height:
+            chunk.styles.height = height
+            self._pinned[id(chunk)] = width
+
+    def on_resize(self) -> None:
+        for chunk in self._chunks:
+            pinned_width = self._pinned.get(id(chunk))
+            if pinned_width is not None and pinned_width != chunk.outer_size.width:
+                del self._pinned[id(chunk)]
+                chunk.styles.height = "auto"
+                self.call_after_refresh(self._pin, chunk)
 
     async def _get_stream(self) -> MarkdownStream:
         if self._stream is None:
