@@ -274,6 +274,9 @@ async def test_continue_restores_messages_settings_and_the_engine_conversation(
         assert reply.pane.title == "Thought for 1.5 s · 7 tokens"
         assert reply.answer_text == "earlier answer"
         assert c.controls.slider.value == 2048
+        # The prompt size is counted off the UI thread (the fake counts words + 4 per message).
+        await wait_until(pilot, lambda: "ctx 11 / 4,096" in str(c.status.render()),
+                         what="the restored context size")
         await send(pilot, "and now?")
         await finish_turn(pilot)
         assert engine.calls[0].messages == [
