@@ -285,6 +285,9 @@ async def test_continue_restores_messages_settings_and_the_engine_conversation(
             {"role": "user", "content": "and now?"}]
         assert engine.calls[0].options.thinking_budget == 2048
         assert len(saved(app)) == 4
+        c.composer.focus()
+        await pilot.press("up", "up")
+        assert c.composer.text == "earlier"  # the restored prompts are in the history
 
 
 async def test_a_message_typed_while_the_model_loads_is_sent_when_it_is_ready(

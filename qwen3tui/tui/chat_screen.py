@@ -55,7 +55,7 @@ from .widgets.chat_message import (
     reply_meta,
     restored_thought_title,
 )
-from .widgets.composer import Composer
+from .widgets.composer import Composer, PromptHistory
 from .widgets.controls import Controls
 from .widgets.load_progress import LoadProgressPanel
 from .widgets.status_bar import StatusBar
@@ -482,6 +482,9 @@ class ChatScreen(Screen[None]):
             else:
                 self.conversation.mount(self._restored_reply(m))
         self.conversation.scroll_end(animate=False)
+        # Up in the composer walks this session's earlier prompts too.
+        self.composer.prompts = PromptHistory(
+            [m.content for m in session.messages if m.role == "user"])
         self._sync_controls()
         self.title = session.title
         self.refresh_context_count()
