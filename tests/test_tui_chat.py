@@ -214,6 +214,9 @@ async def test_an_unknown_command_is_answered_inline_and_the_composer_keeps_the_
         assert notices(app)[-1] == "/set top_p must be between 0.0 and 1.0"
         assert c.composer.text == "/set top_p 7"
         assert engine.calls == []
+        await send(pilot, "//etc/hosts is a file")  # a doubled slash sends a message
+        await finish_turn(pilot)
+        assert engine.calls[0].messages[-1]["content"] == "/etc/hosts is a file"
 
 
 async def test_set_and_system_change_what_the_next_turn_sends(qwen3tui_home: Path) -> None:

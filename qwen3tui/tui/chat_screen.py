@@ -253,6 +253,8 @@ class ChatScreen(Screen[None]):
         if switch is not None:
             self.set_thinking(switch == "think")
         self.composer.clear_sent(text)
+        if text.lstrip().startswith("//"):  # "//x" sends "/x": how to start a message with /
+            text = text.replace("//", "/", 1)
         if self.qapp.engine is None:
             if self.pending_prompt is not None:
                 self.notice("The model is still loading; your first message will be sent when "
