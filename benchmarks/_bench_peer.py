@@ -115,11 +115,35 @@ def main(job: dict[str, Any]) -> dict[str, Any]:
     if not static:
         out = gen(job["check_ids"], job["check_tokens"], force=False)
         result["check_tokens"] = out[0, len(job["check_ids"]) :].tolist()
+        result["divergence"] = _divergence(forward, job, result["check_tokens"])
         if job.get("logits_path"):
             save_logits(job["logits_path"], forward(job["check_ids"])[0, -1])
             result["check_logits_saved"] = True
     result["peak"] = peak_memory(device)
     return result
+
+
+def _divergence(forward, job: dict[str, Any], reference: list[int]) -> dict[str, Any] | None:
+    """Where our greedy tokens first differ: how far our pick is below the reference's best.
+
+    With bf16 logits a near-tie (our pick within a rounding step of the best) can flip either
+    way; a pick far below the best means the engine computes something else.
+    """
+    ours = job.get("ours_check_tokens")
+    if not ours:
+        return None
+    k = next((i for i, (a, b) in enumerate(zip(ours, reference, strict=False)) if a != b), None)
+    if k is None:
+        return None
+    logits = forward(job["check_ids"] + reference[:k])[0, -1].float()
+    top2 = logits.topk(2).values
+    return {
+        "step": k,
+        "reference_token": reference[k],
+        "ours_token": ours[k],
+        "ours_below_best": float(logits.max() - logits[ours[k]]),
+        "reference_top1_margin": float(top2[0] - top2[1]),
+    }
 
 
 def _load(auto, checkpoint: str, dtype):

@@ -168,4 +168,12 @@ def correctness_line(check: dict[str, Any] | None, reason: str = "") -> str:
         )
     else:
         line += "; logits not compared"
+    d = check.get("divergence")
+    if d:
+        line += (
+            f"\n  first difference at step {d['step']}: ours {d['ours_token']}, reference"
+            f" {d['reference_token']}; on the reference's logits our pick is"
+            f" {d['ours_below_best']:.4f} below the best (reference top-1 margin there"
+            f" {d['reference_top1_margin']:.4f}; a bf16 near-tie if both are a rounding step)"
+        )
     return line

@@ -186,7 +186,9 @@ def run(args: argparse.Namespace) -> int:
                 peer_status = "not installed"
                 _say("peer: not installed")
             else:
-                peer = _worker("peer", {**job, "logits_path": peer_logits}, work)
+                peer_job = {**job, "logits_path": peer_logits}
+                peer_job["ours_check_tokens"] = ours.get("check_tokens")
+                peer = _worker("peer", peer_job, work)
                 peer_status = peer.get("error", "ran")
                 results.append(_row(peer, f"transformers ({args.dtype})", weight_bytes, gb_s, args))
                 if args.peer_static:
@@ -212,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
                 peer_logits if peer.get("check_logits_saved") else None,
             )
             check["label"] = f"ours vs transformers, {args.dtype}, prompt of {short} tokens"
+            check["divergence"] = peer.get("divergence")
         elif "error" in ours:
             reason = "our engine failed"
     finally:
