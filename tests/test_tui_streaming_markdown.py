@@ -53,19 +53,31 @@ async def test_streamed_text_is_split_into_chunks_and_reads_back_whole() -> None
 
 
 @pytest.mark.anyio
-async def test_finished_chunks_are_pinned_and_re_measured_after_a_resize() -> None:
-    text = "".join(f"Paragraph {i}: " + "lorem ipsum dolor " * 20 + "\n\n" for i in range(20))
+async def test_finished_chunks_are_pinned_to_their_measured_height_at_each_width() -> None:
+    text = "".join(f"Paragraph {i}: " + "lorem ipsum dolor " * 20 + "\n\n- a\n- b\n\n"
+                   for i in range(20))
     app = Host()
+
+    async def pinned_matches_auto() -> tuple[int, int]:
+        first = app.doc.query("Markdown").first()
+        pinned = first.styles.height
+        assert pinned is not None and pinned.is_cells
+        first.styles.height = "auto"  # what would Textual measure by itself?
+        await pilot.pause()
+        auto = first.outer_size.height
+        first.styles.height = pinned
+        await pilot.pause()
+        return int(pinned.value), auto
+
     async with app.run_test(size=(80, 30)) as pilot:
         for i in range(0, len(text), 50):
             await app.doc.append(text[i:i + 50])
         await app.doc.finish()
         await pilot.pause()
-        first = app.doc.query("Markdown").first()
-        height_at_80 = first.outer_size.height
-        assert str(first.styles.height) == f"{height_at_80}"  # pinned
+        assert app.doc.chunk_count > 2
+        wide, auto = await pinned_matches_auto()
+        assert wide == auto
         await pilot.resize_terminal(40, 30)
         await pilot.pause()
-        await pilot.pause()
-        assert first.outer_size.height > height_at_80  # narrower: re-measured, taller
-        assert str(first.styles.height) == f"{first.outer_size.height}"
+        narrow, auto = await pinned_matches_auto()
+        assert narrow == auto > wide  # narrower: re-measured, taller

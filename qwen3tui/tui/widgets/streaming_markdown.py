@@ -90,7 +90,7 @@ class StreamingMarkdown(Vertical):
         await (await self._get_stream()).write(done[len(self._texts[-1]):])
         self._texts[-1] = done
         await self._close_chunk()
-        self.call_after_refresh(self._pin, self._chunks[-1])
+        self._pin(self._chunks[-1])
         chunk = Markdown("")
         self._chunks.append(chunk)
         self._texts.append("")
@@ -103,19 +103,21 @@ class StreamingMarkdown(Vertical):
             await self._close_chunk()
 
     def _pin(self, chunk: Markdown) -> None:
-        """Fix a finished chunk's height to what it measures now."""
-        width, height = chunk.outer_size
-        if chunk.is_mounted and width and height:
-            chunk.styles.height = height
-            self._pinned[id(chunk)] = width
+        """Fix a finished chunk's height to what its contents measure at the current width."""
+        width = self.content_size.width
+        if not chunk.is_mounted or width <= 0:
+            return
+        # Measured from the chunk's blocks, not read off the last layout (which may be stale).
+        height = chunk.get_content_height(self.content_size, self.app.size, width)
+        chunk.styles.height = height + chunk.gutter.height
+        self._pinned[id(chunk)] = width
 
     def on_resize(self) -> None:
+        width = self.content_size.width
         for chunk in self._chunks:
             pinned_width = self._pinned.get(id(chunk))
-            if pinned_width is not None and pinned_width != chunk.outer_size.width:
-                del self._pinned[id(chunk)]
-                chunk.styles.height = "auto"
-                self.call_after_refresh(self._pin, chunk)
+            if pinned_width is not None and pinned_width != width:
+                self._pin(chunk)
 
     async def _get_stream(self) -> MarkdownStream:
         if self._stream is None:
