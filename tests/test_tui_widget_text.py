@@ -35,9 +35,7 @@ def test_load_progress_reads_as_size_and_speed() -> None:
     assert describe_progress(LoadProgress("load", 3, 310), None) == \
         "Loading weights · 3 / 310 tensors"
     assert human_bytes(999) == "999 B"
-    # The engine's own descriptions are lower-case phrases.
-    assert describe_progress(LoadProgress("download", 0, 0, "downloading"), None) == \
-        "Downloading · 0 B"
+    assert describe_progress(LoadProgress("download", 0, 0), None) == "Downloading model · 0 B"
 
 
 def test_reply_meta_says_how_a_reply_ended() -> None:
