@@ -13,6 +13,7 @@ from tui_helpers import chat, finish_turn, make_app, ready, send, wait_until
 from qwen3tui.engine.errors import ContextOverflowError
 from qwen3tui.engine.events import ContextNotice
 from qwen3tui.engine.info import LoadProgress
+from qwen3tui.settings import UserSettings
 from qwen3tui.store import SessionStore
 from qwen3tui.tui.app import EngineProgress
 from qwen3tui.tui.command_palette import palette_entries
@@ -238,3 +239,16 @@ async def test_quitting_while_the_model_loads_does_not_wait_for_it(qwen3tui_home
         assert time.monotonic() - started < 10
     finally:
         never.set()
+
+
+async def test_broken_theme_and_settings_files_are_reported_in_the_window(
+        qwen3tui_home: Path) -> None:
+    (qwen3tui_home / "themes").mkdir()
+    (qwen3tui_home / "themes" / "broken.toml").write_text("name = [oops\n")
+    (qwen3tui_home / "settings.toml").write_text("thinking_budget = 'lots'\n")
+    app = make_app(FakeEngine(), qwen3tui_home, settings=UserSettings.load())
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        shown = notices(app)
+        assert any("broken.toml" in n for n in shown)
+        assert any("thinking_budget" in n for n in shown)

@@ -23,6 +23,7 @@ from qwen3tui.settings import UserSettings
 from . import slash_commands
 from .chat_screen import ChatScreen, Turn, TurnSettings
 from .command_palette import SlashCommandProvider
+from .themes import register_themes
 
 EngineFactory = Callable[[Callable[[LoadProgress], None]], Any]
 PROGRESS_INTERVAL_S = 0.1
@@ -91,10 +92,10 @@ class Qwen3App(App[int]):
         return self._store
 
     async def on_mount(self) -> None:
-        self._register_themes()
+        theme_warnings = self._register_themes()
         self.chat = ChatScreen(self._initial_turn_settings())
         await self.push_screen(self.chat)
-        for warning in [*self.user_settings.warnings, *self.store.warnings]:
+        for warning in [*self.user_settings.warnings, *theme_warnings, *self.store.warnings]:
             self.chat.notice(warning, kind="error")
         self._open_requested_session()
         # A daemon thread, not a Textual worker: Textual waits for its workers on exit, and a
@@ -112,17 +113,14 @@ class Qwen3App(App[int]):
         except (TypeError, ValueError):
             return base
 
-    def _register_themes(self) -> None:
-        try:
-            from .themes import register_themes
-
-            register_themes(self)
-        except ImportError:
-            pass
+    def _register_themes(self) -> list[str]:
+        """Register shipped and user themes, apply the remembered one; returns warnings."""
+        registered = register_themes(self)
         wanted = self.user_settings.theme
         if wanted in self.available_themes:
             self.theme = wanted
         self._theme_ready = True
+        return list(registered.warnings)
 
     def _open_requested_session(self) -> None:
         assert self.chat is not None
