@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import statistics
 import sys
 import tempfile
 import threading
@@ -282,10 +281,6 @@ async def run(rate: float, tokens: int, thinking: int, size: tuple[int, int]) ->
         "loop stall max ms": max(probe.stalls, default=0.0) * 1000,
         "loop stall p95 ms": percentile(probe.stalls, 0.95) * 1000,
         "chars shown": shown,
-        "mean ms/update": statistics.fmean(
-            [b[0] - a[0] for a, b in zip(probe.drains, probe.drains[1:])] or [0]
-        )
-        * 1000,
     }
 
 
@@ -308,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
                 asyncio.run(run(args.rate, args.tokens, args.thinking, (120, 40))),
             )
         )
-    keys = [k for k in rows[0][1] if k not in ("thinking", "mean ms/update")]
+    keys = [k for k in rows[0][1] if k != "thinking"]
     width = max(len(k) for k in keys)
     print(
         f"qwen3tui UI under a {args.rate:.0f} tok/s stream of {args.tokens} tokens (headless "
