@@ -16,9 +16,10 @@ def test_int8_linear_computes_with_its_dequantized_weights():
     weight = torch.randn(96, 64)
     layer = Int8Linear(weight)
     assert layer.weight.dtype == torch.int8 and layer.scale.shape == (96,)
-    x = torch.randn(5, 64)
     dequantized = layer.weight.float() * layer.scale[:, None]
-    assert torch.allclose(layer(x), x @ dequantized.T, atol=1e-4)
+    for rows in (1, 5, 40):  # the fused decode kernel and the dequantizing prefill path
+        x = torch.randn(rows, 64)
+        assert torch.allclose(layer(x), x @ dequantized.T, atol=1e-4)
     # Per-channel rounding error is at most half a step of that channel.
     assert ((dequantized - weight).abs() <= layer.scale[:, None] / 2 + 1e-6).all()
 

@@ -121,6 +121,8 @@ def generate(
         cache.truncate(reused)
         prefill_ids = request.prompt_ids[reused:]
         logits = forward(prefill_ids)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # so the prefill time is the GPU's, not the launch
         prefill_s = time.perf_counter() - started
 
         split = _Split(tokenizer, request.opens_thinking, started)
@@ -143,6 +145,7 @@ def generate(
             logits = forward(budget_ids)
         step = step or make_step(model, cache)
         host = HostToken(device)
+        overlap = device.type == "cuda"  # kernels run asynchronously only there
         while True:
             if cancel is not None and cancel.is_set():
                 finish = "cancelled"
@@ -151,13 +154,15 @@ def generate(
                 break
             sampled_token = sampler(logits)
             host.start(sampled_token)
-            # Feed the token before the host knows it: the GPU computes the next logits while
-            # the host streams text. Wasted only if the reply ends here.
-            pos = cache.length
-            next_logits = step(sampled_token, pos)
+            pos, next_logits = cache.length, None
+            if overlap:
+                # Feed the token before the host knows it: the GPU computes the next logits
+                # while the host streams text. Wasted only if the reply ends here.
+                next_logits = step(sampled_token, pos)
             sampler.observe(sampled_token)
             token = host.get()
-            cache.tokens.append(token)
+            if overlap:
+                cache.tokens.append(token)
             sampled += 1
             last_token_at = time.perf_counter()
             first_token_at = first_token_at or last_token_at
@@ -166,6 +171,10 @@ def generate(
             if token in tokenizer.eos_token_ids:
                 finish = "stop"
                 break
+            if not overlap:
+                # A synchronous device: the caller had the token first, now compute onwards.
+                next_logits = step(sampled_token, pos)
+                cache.tokens.append(token)
             logits = next_logits
             if over_budget() and len(budget_ids) <= cache.free:
                 # Out of thinking budget: close the block for the model with a prefilled

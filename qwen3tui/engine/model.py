@@ -128,7 +128,7 @@ class DecoderLayer(nn.Module):
         # On CUDA, decode uses compiled versions of the same modules once they are ready.
         inputs, output = fast.layers[self.index] if fast else (self.inputs, self.output)
         q, k, v = inputs(x, cos, sin)
-        attention = fast.attention if fast else None
+        attention = fast.attention if fast and kv_len <= fast.attention_max_len else None
         return output(x, self.attend(q, k, v, cache, pos, kv_len, mask, attention))
 
 
@@ -138,6 +138,7 @@ class CompiledDecode:
 
     layers: list[tuple[Callable, Callable]]
     attention: Callable | None = None
+    attention_max_len: int = 0  # beyond this the plain matmuls spread the cache better
 
 
 class Qwen3(nn.Module):

@@ -13,6 +13,10 @@ from torch import nn
 
 from .model import Qwen3
 
+# The fused int8 kernel reads each weight once, ideal for decode, but is slow per row; past a
+# few rows dequantize-then-matmul wins.
+FUSED_MAX_ROWS = 8
+
 
 class Int8Linear(nn.Module):
     def __init__(self, weight: torch.Tensor) -> None:
@@ -27,10 +31,11 @@ class Int8Linear(nn.Module):
         self.fused = weight.device.type in ("cpu", "mps")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused:
-            flat = x.reshape(-1, self.in_features)
+        flat = x.reshape(-1, self.in_features)
+        if self.fused and flat.shape[0] <= FUSED_MAX_ROWS:
             out = torch._weight_int8pack_mm(flat, self.weight, self.scale.to(x.dtype))
             return out.view(*x.shape[:-1], self.out_features)
+        # Prefill is compute-bound: one dequantized copy per call feeds the fast matmul.
         return F.linear(x, self.weight.to(x.dtype) * self.scale.to(x.dtype)[:, None])
 
 
