@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -17,6 +18,7 @@ from torch import nn
 from .config import Qwen3Config
 from .errors import ModelLoadError
 from .model import Qwen3
+from .safetensors_reader import CorruptFile, StoredTensor, open_safetensors
 
 # Where a checkpoint tensor goes: (our parameter, row offset into it).
 Placement = tuple[str, int]
@@ -97,18 +99,17 @@ def load_model(
     total, done = len(plan), 0
     for file in files:
         try:
-            with safe_open(str(file), framework="pt", device=_safetensors_device(device)) as f:
-                for name in f.keys():
+            with _open_weights(file, device) as tensors:
+                for name, source in tensors.items():
                     if name not in plan:
                         continue  # lm_head.weight in a tied checkpoint: the reference skips it
                     target, row = plan[name]
-                    tensor = f.get_tensor(name)
-                    _place(model, params, target, row, tensor, device, dtype, file)
-                    filled[target] = filled.get(target, 0) + tensor.shape[0]
+                    _place(model, params, target, row, source, device, dtype, file)
+                    filled[target] = filled.get(target, 0) + source.shape[0]
                     done += 1
                     if progress:
                         progress(done, total)
-        except (SafetensorError, OSError, RuntimeError) as err:
+        except (CorruptFile, SafetensorError, OSError, RuntimeError) as err:
             raise ModelLoadError(
                 f"{file.name} is corrupt or unreadable ({str(err).splitlines()[0]}).",
                 "Delete it and download the model again.",
@@ -127,9 +128,27 @@ def load_model(
     return model
 
 
-def _safetensors_device(device: torch.device) -> str:
-    # safetensors can read straight into CUDA memory; MPS goes through the CPU.
-    return str(device) if device.type == "cuda" else "cpu"
+class _LibraryTensor:
+    """A tensor read through the safetensors library (straight into CUDA memory there)."""
+
+    def __init__(self, handle, name: str) -> None:
+        self.handle, self.name = handle, name
+        self.shape = tuple(handle.get_slice(name).get_shape())
+
+    def read_into(self, dest: torch.Tensor) -> None:
+        dest.copy_(self.handle.get_tensor(self.name))
+
+
+@contextmanager
+def _open_weights(file: Path, device: torch.device):
+    if device.type == "cpu":
+        with open_safetensors(file) as tensors:
+            yield tensors
+        return
+    # MPS goes through the CPU; CUDA reads straight into device memory.
+    where = str(device) if device.type == "cuda" else "cpu"
+    with safe_open(str(file), framework="pt", device=where) as handle:
+        yield {name: _LibraryTensor(handle, name) for name in handle.keys()}
 
 
 def _place(
@@ -137,7 +156,7 @@ def _place(
     params: dict[str, nn.Parameter],
     target: str,
     row: int,
-    tensor: torch.Tensor,
+    source: StoredTensor | _LibraryTensor,
     device: torch.device,
     dtype: torch.dtype,
     file: Path,
@@ -151,11 +170,11 @@ def _place(
         owner_name, _, attr = target.rpartition(".")
         setattr(model.get_submodule(owner_name), attr, param)
         params[target] = param
-    rows = tensor.shape[0]
-    if tuple(tensor.shape[1:]) != tuple(param.shape[1:]) or row + rows > param.shape[0]:
+    rows = source.shape[0]
+    if tuple(source.shape[1:]) != tuple(param.shape[1:]) or row + rows > param.shape[0]:
         raise ModelLoadError(
-            f"{file.name}: tensor for {target} has shape {tuple(tensor.shape)}, which does not fit"
+            f"{file.name}: tensor for {target} has shape {source.shape}, which does not fit"
             f" {tuple(param.shape)} from config.json.",
             "The weights and config.json belong to different models; re-download.",
         )
-    param.data[row : row + rows].copy_(tensor)
+    source.read_into(param.data[row : row + rows])
