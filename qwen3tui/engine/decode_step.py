@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .kv_cache import KVCache
-from .model import CompiledDecode, Qwen3, decode_attention
+from .model import CompiledLayers, Qwen3, decode_attention
 
 BUCKET = 256  # tokens; at most 255 masked positions are read beyond the filled part
 
@@ -42,7 +42,7 @@ class GraphedStep:
         self.pos = torch.zeros((1,), dtype=torch.long, device=device)
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.pool = None
-        self.compiled_ready: CompiledDecode | None = None
+        self.compiled_ready: CompiledLayers | None = None
         self.compile_error: str | None = None
         self.compiler = None
         if compile:
@@ -104,7 +104,7 @@ def make_step(model: Qwen3, cache: KVCache) -> EagerStep | GraphedStep:
     return EagerStep(model, cache)
 
 
-def compile_layers(model: Qwen3) -> CompiledDecode:
+def compile_layers(model: Qwen3) -> CompiledLayers:
     """Each layer's pre- and post-attention modules compiled for the one-token shape.
 
     All layers share one compiled graph (their parameters are graph inputs), so this
@@ -118,8 +118,8 @@ def compile_layers(model: Qwen3) -> CompiledDecode:
         torch._dynamo.config.cache_size_limit, 2 * len(model.layers) + 8
     )
     mode = os.environ.get("QWEN3TUI_COMPILE_MODE") or None
-    compiled = CompiledDecode(
-        layers=[
+    compiled = CompiledLayers(
+        decode=[
             (
                 torch.compile(layer.inputs, fullgraph=True, dynamic=False, mode=mode),
                 torch.compile(layer.output, fullgraph=True, dynamic=False, mode=mode),
@@ -127,6 +127,15 @@ def compile_layers(model: Qwen3) -> CompiledDecode:
             for layer in model.layers
         ]
     )
+    if os.environ.get("QWEN3TUI_COMPILE_PREFILL", "1") != "0":
+        # Prefill is launch-bound for short prompts: fused kernels cut the launches ~5x.
+        compiled.prefill = [
+            (
+                torch.compile(layer.inputs, fullgraph=True, dynamic=True),
+                torch.compile(layer.output, fullgraph=True, dynamic=True),
+            )
+            for layer in model.layers
+        ]
     if os.environ.get("QWEN3TUI_COMPILE_ATTENTION", "1") != "0":
         # One kernel set for every cache length: the length is a dynamic dimension. Measured
         # on an H100: faster than plain matmuls up to a few thousand tokens, slower at 16k.
@@ -137,9 +146,15 @@ def compile_layers(model: Qwen3) -> CompiledDecode:
     cos, sin = model.rope_cos[:1], model.rope_sin[:1]
     stream = torch.cuda.Stream(device=emb.device)
     with torch.inference_mode(), torch.cuda.stream(stream):
-        for inputs, output in compiled.layers:
+        for inputs, output in compiled.decode:
             q, k, v = inputs(x, cos, sin)
             output(x, q)
+        for length in (16, 48) if compiled.prefill else ():
+            xs = x.expand(1, length, x.shape[2]).contiguous()
+            c, s = model.rope_cos[:length], model.rope_sin[:length]
+            for inputs, output in compiled.prefill:
+                qs, _, _ = inputs(xs, c, s)
+                output(xs, qs)
         if compiled.attention is not None:
             for kv_len in (BUCKET, 2 * BUCKET):
                 keys = k.new_zeros(1, k.shape[1], kv_len, k.shape[3])

@@ -124,19 +124,27 @@ class DecoderLayer(nn.Module):
             is_causal=mask is None,
         )
 
-    def forward(self, x, cos, sin, cache, pos, kv_len, mask, fast: CompiledDecode | None = None):
-        # On CUDA, decode uses compiled versions of the same modules once they are ready.
-        inputs, output = fast.layers[self.index] if fast else (self.inputs, self.output)
+    def forward(self, x, cos, sin, cache, pos, kv_len, mask, fast: CompiledLayers | None = None):
+        # On CUDA, compiled versions of the same modules take over once they are ready.
+        inputs, output, attention = self.inputs, self.output, None
+        if fast is not None:
+            if x.shape[1] == 1:
+                inputs, output = fast.decode[self.index]
+                if kv_len <= fast.attention_max_len:
+                    attention = fast.attention
+            elif fast.prefill is not None:
+                inputs, output = fast.prefill[self.index]
         q, k, v = inputs(x, cos, sin)
-        attention = fast.attention if fast and kv_len <= fast.attention_max_len else None
         return output(x, self.attend(q, k, v, cache, pos, kv_len, mask, attention))
 
 
 @dataclass
-class CompiledDecode:
-    """torch.compile'd (inputs, output) per layer and the decode attention."""
+class CompiledLayers:
+    """torch.compile'd (inputs, output) per layer: for one-token decode steps (static shapes),
+    for prefill chunks (dynamic length), and the decode attention."""
 
-    layers: list[tuple[Callable, Callable]]
+    decode: list[tuple[Callable, Callable]]
+    prefill: list[tuple[Callable, Callable]] | None = None
     attention: Callable | None = None
     attention_max_len: int = 0  # beyond this the plain matmuls spread the cache better
 
@@ -157,7 +165,7 @@ class Qwen3(nn.Module):
         self.max_positions = max_positions
         self.rope_cos: torch.Tensor | None = None
         self.rope_sin: torch.Tensor | None = None
-        self.compiled: CompiledDecode | None = None  # set when compiled kernels are ready
+        self.compiled: CompiledLayers | None = None  # set when compiled kernels are ready
 
     def setup_rope(self, device: torch.device, dtype: torch.dtype) -> None:
         """cos/sin tables built in fp32, kept in the compute dtype (as the reference casts)."""
@@ -185,7 +193,7 @@ class Qwen3(nn.Module):
             q_pos = torch.arange(start, end, device=ids.device)[:, None]
             mask = torch.arange(end, device=ids.device)[None, :] <= q_pos
         cos, sin = self.rope_cos[start:end], self.rope_sin[start:end]
-        return self._run(ids, cos, sin, cache, start, end, mask, last_only)
+        return self._run(ids, cos, sin, cache, start, end, mask, last_only, self.compiled)
 
     def decode_step(
         self, token: torch.Tensor, pos: torch.Tensor, cache: KVCache, kv_len: int
