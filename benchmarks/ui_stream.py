@@ -1,8 +1,9 @@
 """Can the chat UI keep up with a fast model? A simulated 1,000 tok/s stream through the real app.
 
 A paced fake engine streams a 4,000-token Markdown reply (optionally thinking first) at a fixed
-token rate into the real Qwen3App (headless, 120x40). While it streams, a separate thread types
-into the composer the way the terminal's input thread does. Reported:
+token rate into the real Qwen3App (headless, 120x40). In the last scenario a separate thread also
+types into the composer (a key every 50 ms) the way the terminal's input thread does.
+Reported:
 
   ui updates/s      stream batches applied to the widgets per second
   frames/s          screen updates composed (rendered to terminal sequences, not written)
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import sys
 import tempfile
 import threading
@@ -212,7 +214,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def run(rate: float, tokens: int, thinking: int, size: tuple[int, int]) -> dict[str, float]:
+async def run(
+    rate: float, tokens: int, thinking: int, size: tuple[int, int], typing: bool
+) -> dict[str, float]:
     engine = PacedEngine(rate, tokens - thinking, thinking)
     home = Path(tempfile.mkdtemp(prefix="qwen3tui-bench-"))
     settings = UserSettings(thinking=thinking > 0, thinking_budget=None)
@@ -233,12 +237,16 @@ async def run(rate: float, tokens: int, thinking: int, size: tuple[int, int]) ->
         stop_typing, stop_ticker = threading.Event(), asyncio.Event()
         chat.submit("Write a long Markdown document.")
         tick = asyncio.create_task(ticker(probe, stop_ticker))
-        typing = threading.Thread(target=typist, args=(app, probe, stop_typing, 0.05), daemon=True)
-        typing.start()
+        typist_thread = threading.Thread(
+            target=typist, args=(app, probe, stop_typing, 0.05), daemon=True
+        )
+        if typing:
+            typist_thread.start()
         while not probe.turn_done:
             await asyncio.sleep(0.01)
         stop_typing.set()
-        typing.join()
+        if typing:
+            typist_thread.join()
         await asyncio.sleep(0.2)
         stop_ticker.set()
         await tick
@@ -295,14 +303,15 @@ def main(argv: list[str] | None = None) -> int:
         help="of which thinking tokens, streamed into the thinking pane (1000)",
     )
     args = p.parse_args(argv)
-    rows = [("answer only", asyncio.run(run(args.rate, args.tokens, 0, (120, 40))))]
+    size = (120, 40)
+    scenarios = [("answer only", 0, False)]
     if args.thinking:
-        rows.append(
-            (
-                f"{args.thinking} thinking + answer",
-                asyncio.run(run(args.rate, args.tokens, args.thinking, (120, 40))),
-            )
-        )
+        scenarios.append((f"{args.thinking} thinking + answer", args.thinking, False))
+    scenarios.append(("answer, user typing", 0, True))
+    rows = [
+        (name, asyncio.run(run(args.rate, args.tokens, thinking, size, typing)))
+        for name, thinking, typing in scenarios
+    ]
     keys = [k for k in rows[0][1] if k != "thinking"]
     width = max(len(k) for k in keys)
     print(
@@ -314,7 +323,10 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for _, r in rows:
             v = r[k]
-            cells.append(f"{v:>24.1f}" if isinstance(v, float) else f"{v:>24}")
+            if isinstance(v, float) and math.isnan(v):
+                cells.append(f"{'-':>24}")
+            else:
+                cells.append(f"{v:>24.1f}" if isinstance(v, float) else f"{v:>24}")
         print(f"{k:<{width}}  " + "  ".join(cells))
     return 0
 

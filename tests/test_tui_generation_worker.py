@@ -91,3 +91,15 @@ def test_the_pacer_spaces_costly_updates_to_leave_the_ui_half_its_time() -> None
     assert pacer.delay(now=100.01) == pytest.approx(0.15)
     pacer.finished(1.0)  # never slower than the maximum
     assert pacer.interval == 0.25
+
+
+def test_while_the_user_types_stream_updates_wait_for_a_pause_but_not_too_long() -> None:
+    pacer = UpdatePacer(min_interval=0.03, max_interval=0.25, share=0.5,
+                        typing_quiet=0.25, typing_max_wait=0.5)
+    pacer.started(10.0)
+    pacer.finished(0.01)
+    pacer.typed(10.1)
+    assert pacer.delay(10.1) == pytest.approx(0.25)  # wait for a pause in typing
+    pacer.typed(10.3)
+    assert pacer.delay(10.3) == pytest.approx(0.2)  # capped: 0.5 s after the last update
+    assert pacer.delay(10.6) == 0.0  # typing paused long enough

@@ -317,15 +317,21 @@ class ChatScreen(Screen[None]):
         turn = self.turn
         if turn is None or message.turn_id != turn.turn_id:
             return
+        await self._drain_when_due()
+
+    async def _drain_when_due(self) -> None:
+        if self._drain_timer is not None:
+            return
+        self.pacer.typed(self.composer.last_keystroke)
         wait = self.pacer.delay(time.monotonic())
         if wait <= 0:
             await self.drain()
-        elif self._drain_timer is None:
+        else:
             self._drain_timer = self.set_timer(wait, self._timed_drain)
 
     async def _timed_drain(self) -> None:
         self._drain_timer = None
-        await self.drain()
+        await self._drain_when_due()  # the user may have typed meanwhile
 
     async def drain(self) -> None:
         """Apply everything the worker produced since the last drain (UI thread)."""

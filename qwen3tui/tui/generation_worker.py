@@ -23,6 +23,8 @@ from qwen3tui.engine.options import ChatOptions
 FLUSH_INTERVAL_S = 1 / 30  # the fastest the UI applies stream updates
 MAX_FLUSH_INTERVAL_S = 0.25  # the slowest, however costly an update gets
 STREAM_SHARE = 0.5  # at most this share of the UI's time goes to stream updates
+TYPING_QUIET_S = 0.25  # after a keystroke, hold stream updates this long (echo comes first)
+TYPING_MAX_WAIT_S = 0.5  # but never hold the stream longer than this
 
 
 @dataclass(frozen=True)
@@ -67,20 +69,35 @@ class UpdatePacer:
 
     An update (apply the batch, re-layout, paint) of a long reply costs more than a short
     one. The pacer measures each update and spaces them so they take at most `share` of the
-    UI's time: typing and scrolling always get the rest.
+    UI's time: typing and scrolling always get the rest. While the user types, updates wait
+    until a short pause (at most `typing_max_wait`), so a keystroke's echo never queues
+    behind a Markdown re-layout.
     """
 
     def __init__(self, min_interval: float = FLUSH_INTERVAL_S,
-                 max_interval: float = MAX_FLUSH_INTERVAL_S, share: float = STREAM_SHARE) -> None:
+                 max_interval: float = MAX_FLUSH_INTERVAL_S, share: float = STREAM_SHARE,
+                 typing_quiet: float = TYPING_QUIET_S,
+                 typing_max_wait: float = TYPING_MAX_WAIT_S) -> None:
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.share = share
+        self.typing_quiet = typing_quiet
+        self.typing_max_wait = typing_max_wait
         self.interval = min_interval
         self.last_start = float("-inf")
+        self.quiet_until = float("-inf")
 
     def delay(self, now: float) -> float:
         """How long to wait before the next update (0: now)."""
-        return max(0.0, self.interval - (now - self.last_start))
+        paced = self.interval - (now - self.last_start)
+        if now < self.quiet_until:
+            longest = self.typing_max_wait - (now - self.last_start)
+            paced = max(paced, min(self.quiet_until - now, longest))
+        return max(0.0, paced)
+
+    def typed(self, now: float) -> None:
+        """The user pressed a key."""
+        self.quiet_until = now + self.typing_quiet
 
     def started(self, now: float) -> None:
         self.last_start = now

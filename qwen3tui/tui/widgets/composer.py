@@ -6,6 +6,8 @@ Tab completes a partly typed slash command.
 
 from __future__ import annotations
 
+import time
+
 from textual import events
 from textual.message import Message
 from textual.widgets import TextArea
@@ -60,8 +62,11 @@ class Composer(TextArea):
         super().__init__(id=id, soft_wrap=True, show_line_numbers=False, tab_behavior="focus",
                          compact=True, placeholder="Message Qwen3  (/ for commands)")
         self.prompts = PromptHistory()
+        self.last_keystroke = float("-inf")  # time.monotonic() of the last edit by the user
 
     async def _on_key(self, event: events.Key) -> None:
+        if event.is_printable or event.key in ("backspace", "delete"):
+            self.last_keystroke = time.monotonic()
         if event.key == "enter":
             event.stop()
             event.prevent_default()
