@@ -252,3 +252,20 @@ async def test_broken_theme_and_settings_files_are_reported_in_the_window(
         shown = notices(app)
         assert any("broken.toml" in n for n in shown)
         assert any("thinking_budget" in n for n in shown)
+
+
+async def test_a_reply_the_store_cannot_save_still_streams_and_says_so(
+        qwen3tui_home: Path) -> None:
+    class FullDiskStore(SessionStore):
+        def begin_reply(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
+            raise OSError("No space left on device")
+
+    store = FullDiskStore.open(qwen3tui_home / "sessions.db")
+    app = make_app(FakeEngine(), qwen3tui_home, store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        c = await ready(pilot)
+        await send(pilot, "hi")
+        await finish_turn(pilot)
+        assert c.replies()[-1].answer_text == "**Hello** from the fake engine."
+        warnings = [n for n in notices(app) if n.startswith("Not saved:")]
+        assert len(warnings) == 1 and "No space left on device" in warnings[0]

@@ -9,6 +9,7 @@ the widgets and to the ReplyRecorder -> the Summary (or a failure) ends the turn
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import time
@@ -120,6 +121,7 @@ class Turn:
     mailbox: Mailbox = field(default_factory=Mailbox)
     worker: Worker[None] | None = None
     done: bool = False
+    warned: bool = False  # the user was told the store could not save this reply
 
 
 class ChatScreen(Screen[None]):
@@ -374,10 +376,9 @@ class ChatScreen(Screen[None]):
             meta = reply_meta(status, answer_tokens=u.answer_tokens,
                               decode_tok_s=t.decode_tok_s, ttft_s=t.ttft_s)
             await self._end_turn(turn, status, meta)
-        warning = getattr(turn.recorder, "warning", None)
-        if warning and not getattr(turn, "_warned", False):
-            turn._warned = True  # type: ignore[attr-defined]
-            self.notice(f"Not saved: {warning}", kind="error")
+        if turn.recorder.warning and not turn.warned:
+            turn.warned = True
+            self.notice(f"Not saved: {turn.recorder.warning}", kind="error")
 
     async def _end_turn(self, turn: Turn, status: str, meta: str) -> None:
         turn.done = True
@@ -406,7 +407,7 @@ class ChatScreen(Screen[None]):
         if turn.worker is not None:
             deadline = time.monotonic() + timeout
             while not turn.worker.is_finished and time.monotonic() < deadline:
-                await _sleep(0.02)
+                await asyncio.sleep(0.02)
         await self.drain()
         if not turn.done:  # the worker did not answer in time: save what we have
             turn.recorder.fail("interrupted: qwen3tui was closed")
@@ -683,9 +684,3 @@ class ChatScreen(Screen[None]):
 
     def _cmd_quit(self, command: ParsedCommand) -> None:
         self.qapp.run_worker(self.qapp.quit_cleanly(), group="quit", exclusive=True)
-
-
-async def _sleep(seconds: float) -> None:
-    import asyncio
-
-    await asyncio.sleep(seconds)
