@@ -3,8 +3,8 @@
 On a CUDA machine, with a full-size random Qwen3-1.7B-shaped checkpoint:
 - float32: greedy tokens of the plain eager decode, the CUDA-graph decode and the compiled +
   graph decode are identical over --tokens steps;
-- bfloat16: with the same tokens forced, the fast path's logits stay within bf16 tolerance of
-  the plain path's at every step (max |diff| / max |logit|).
+- bfloat16: with the same tokens forced, the fast path's logits are no further from the
+  float32 logits than the plain bf16 path's are (max |diff| / max |logit|, 1.5x slack).
 
     python benchmarks/check_fast_paths.py --checkpoint DIR [--tokens 300]
 """
@@ -46,6 +46,10 @@ def forced_logits(engine, step, prompt: list[int], forced: list[int]) -> torch.T
     return torch.stack(rows)
 
 
+def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
@@ -57,6 +61,7 @@ def main() -> int:
     prompt = torch.randint(1000, 100000, (100,), generator=torch.Generator().manual_seed(0))
     prompt = prompt.tolist()
     ok = True
+    exact = None  # float32 plain-path logits: the yardstick for bf16 error
     for dtype in ("float32", "bfloat16"):
         engine = load_engine(args.checkpoint, device="cuda", dtype=dtype, context_length=4096)
         eager = EagerStep(engine.model, engine.cache)
@@ -70,20 +75,23 @@ def main() -> int:
                 same = greedy(engine, step, prompt, args.tokens) == plain
                 ok &= same
                 print(f"float32 greedy, {args.tokens} tokens: {name} == plain: {same}")
-        else:
-            forced = greedy(engine, eager, prompt, 64)
+            forced = plain[:64]
             engine.model.compiled = None
-            reference = forced_logits(engine, eager, prompt, forced)
+            exact = forced_logits(engine, eager, prompt, forced)
+        else:
+            # bf16 rounds differently on every path; the fast path must not be further from
+            # the float32 answer than the plain bf16 path is (with a little slack).
+            engine.model.compiled = None
+            plain_err = rel_diff(forced_logits(engine, eager, prompt, forced), exact)
             fast = forced_logits(engine, compiled, prompt, forced)
-            rel = ((fast - reference).abs().max() / reference.abs().max()).item()
-            agree = (fast.argmax(-1) == reference.argmax(-1)).float().mean().item()
-            ok &= rel < 0.02
+            fast_err = rel_diff(fast, exact)
+            ok &= fast_err <= 1.5 * plain_err
             print(
-                f"bfloat16 logits, compiled + graphs vs plain, {len(forced)} forced steps: "
-                f"max rel diff {rel:.2e}, top-1 agreement {agree:.0%}"
+                f"bfloat16 logits vs float32, {len(forced)} forced steps: plain path max rel diff "
+                f"{plain_err:.2e}, compiled + graphs {fast_err:.2e}"
             )
         print(f"  ({dtype}: compiled kernels ready: {ready}, error: {compiled.compile_error})")
-        del engine
+        del engine, eager, graphs, compiled
         torch.cuda.empty_cache()
     print("fast paths:", "OK" if ok else "MISMATCH")
     return 0 if ok else 1
