@@ -81,3 +81,36 @@ async def test_finished_chunks_are_pinned_to_their_measured_height_at_each_width
         await pilot.pause()
         narrow, auto = await pinned_matches_auto()
         assert narrow == auto > wide  # narrower: re-measured, taller
+
+
+VARIED = "".join(
+    f"# Title {i}\n\nA paragraph with **bold** and a [link](https://x.y).\n"
+    "Setext heading\n--------------\n\n"
+    "- item one\n- item two\n  continued\n\n"
+    "1. first\n2. second\n\n"
+    "> a quote\n> over two lines\n\n"
+    "| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+    "```python\nprint('x')\n\nprint('y')\n```\n\n"
+    for i in range(24))
+
+
+def blocks(markdown: object) -> list[tuple[str, str]]:
+    return [(type(b).__name__, b.source or "") for b in markdown.children]  # type: ignore[attr-defined]
+
+
+@pytest.mark.anyio
+async def test_streamed_chunks_show_what_a_full_parse_shows_at_the_right_height() -> None:
+    app = Host()
+    async with app.run_test(size=(90, 40)) as pilot:
+        for i in range(0, len(VARIED), 5):
+            await app.doc.append(VARIED[i:i + 5])
+        await pilot.pause()
+        chunks = list(app.doc.query("StreamingMarkdown > Markdown"))
+        assert len(chunks) > 2
+        for chunk, text in zip(chunks[:-1], app.doc._texts[:-1], strict=True):
+            streamed, pinned = blocks(chunk), chunk.styles.height
+            chunk.styles.height = "auto"
+            await chunk.update(text)  # a full parse of the same text
+            await pilot.pause()
+            assert blocks(chunk) == streamed
+            assert pinned is not None and int(pinned.value) == chunk.outer_size.height

@@ -3,8 +3,10 @@
 One Textual `Markdown` widget re-arranges all of its blocks whenever it grows, so a
 4,000-token reply gets slower with every token. Here the text goes to the last of a series
 of `Markdown` chunks through `MarkdownStream`; once a chunk holds `CHUNK_CHARS` characters,
-the next paragraph boundary (a blank line outside a code fence) closes it with one full
-render and a new chunk starts. A finished chunk never changes again, so once it is laid out
+the next paragraph boundary (a blank line outside a code fence) closes it and a new chunk
+starts. A closed chunk keeps what streaming built (MarkdownStream re-parses from the last
+top-level block, so that equals a full parse of the chunk); `finish` fully re-renders the
+last chunk once. A finished chunk never changes again, so once it is laid out
 its height is pinned: re-layouts while the reply streams then skip measuring its contents
 (at the width it was measured; a resize unpins and re-measures).
 """
@@ -89,7 +91,7 @@ class StreamingMarkdown(Vertical):
         done = combined[:cut]
         await (await self._get_stream()).write(done[len(self._texts[-1]):])
         self._texts[-1] = done
-        await self._close_chunk()
+        await self._stop_stream()  # no full re-render here: it would stall the stream
         self._pin(self._chunks[-1])
         chunk = Markdown("")
         self._chunks.append(chunk)
@@ -100,7 +102,9 @@ class StreamingMarkdown(Vertical):
     async def finish(self) -> None:
         """Stop streaming and render the last chunk in full once."""
         if self._stream is not None:
-            await self._close_chunk()
+            await self._stop_stream()
+            # Streamed appends re-parse only the tail; one full parse fixes up the rest.
+            await self._chunks[-1].update(self._texts[-1])
 
     def _pin(self, chunk: Markdown) -> None:
         """Fix a finished chunk's height to what its contents measure at the current width."""
@@ -130,9 +134,7 @@ class StreamingMarkdown(Vertical):
             self._stream = Markdown.get_stream(chunk)
         return self._stream
 
-    async def _close_chunk(self) -> None:
+    async def _stop_stream(self) -> None:
         if self._stream is not None:
             await self._stream.stop()
             self._stream = None
-        # Streamed appends re-parse only the tail; one full parse fixes up the rest.
-        await self._chunks[-1].update(self._texts[-1])
