@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Answer one prompt (from the argument or stdin) and exit.",
     )
     p.add_argument("prompt", nargs="?", help="the message (read from stdin when omitted)")
-    add_model_arguments(p)
+    add_model_arguments(p, subcommand=True)
     p.add_argument(
         "--think",
         action=argparse.BooleanOptionalAction,

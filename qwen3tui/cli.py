@@ -20,29 +20,54 @@ class UserError(Exception):
     """A problem with the user's input: printed as one line, exit code 2."""
 
 
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
+def add_model_arguments(p: argparse.ArgumentParser, *, subcommand: bool = False) -> None:
+    """The model options, on the main parser and again on `ask`.
+
+    On a subcommand their defaults are SUPPRESS, so `qwen3tui --model X ask` keeps X instead
+    of the subparser writing its own default over it.
+    """
+
+    def default(value):
+        return argparse.SUPPRESS if subcommand else value
+
     p.add_argument(
         "--model",
         "-m",
-        default=DEFAULT_MODEL,
-        help=f"Hugging Face model id or local directory (default: {DEFAULT_MODEL})",
+        default=default(None),
+        help="Hugging Face model id or local directory (default: `model` in settings.toml,"
+        f" else {DEFAULT_MODEL})",
     )
     p.add_argument(
-        "--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default: auto)"
+        "--device", default=default("auto"), help="auto, cpu, cuda, cuda:N or mps (default: auto)"
     )
     p.add_argument(
-        "--dtype", default="auto", help="auto, bfloat16, float16 or float32 (default: auto)"
+        "--dtype",
+        default=default("auto"),
+        help="auto, bfloat16, float16 or float32 (default: auto)",
     )
     p.add_argument(
         "--context",
         type=int,
-        default=None,
+        default=default(None),
         metavar="N",
-        help="context window in tokens (KV cache size; default: 32768 or the model's limit)",
+        help="context window in tokens (KV cache size; default: 32768 on CUDA, 16384 on MPS,"
+        " 8192 on CPU, at most the model's limit)",
     )
     p.add_argument(
-        "--quantize", choices=["int8"], default=None, help="weight-only quantization at load time"
+        "--quantize",
+        choices=["int8"],
+        default=default(None),
+        help="weight-only quantization at load time",
     )
+
+
+def chosen_model(args: argparse.Namespace) -> str:
+    """--model, else the model in the user's settings, else the default."""
+    if args.model:
+        return args.model
+    from qwen3tui.settings import UserSettings
+
+    return UserSettings.load().model or DEFAULT_MODEL
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command != "sessions":
+            args.model = chosen_model(args)
         if args.command == "ask":
             from qwen3tui import ask
 
