@@ -1,0 +1,80 @@
+"""Time to first token of a new turn after a long conversation, with and without prefix reuse.
+
+The engine keeps the KV cache of the conversation and prefills only what the next prompt adds
+(the template drops earlier reasoning, so the last reply is prefilled again). This compares:
+- the same new message with no history (the floor),
+- after ~N tokens of history, on the engine that just produced that history (reuse),
+- after the same history on an empty cache (what an engine without reuse pays).
+
+    python benchmarks/bench_multiturn.py --checkpoint DIR [--device cpu] [--history 4000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from qwen3tui.engine import ChatOptions, SamplingOverrides, Summary, load_engine  # noqa: E402
+
+WORDS = "the quick brown fox jumps over the lazy dog while the river runs to the sea ".split()
+
+
+def ttft(engine, messages, *, reset: bool) -> Summary:
+    if reset:
+        engine.reset_cache()
+    options = ChatOptions(
+        thinking=False, max_new_tokens=8, sampling=SamplingOverrides(temperature=0)
+    )
+    return list(engine.chat(messages, options))[-1]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", default="bfloat16")
+    p.add_argument("--history", type=int, default=4000, help="tokens of earlier conversation")
+    args = p.parse_args()
+    engine = load_engine(args.checkpoint, device=args.device, dtype=args.dtype, context_length=8192)
+    new = {"role": "user", "content": "And what about the mountains in winter?"}
+    ttft(engine, [new], reset=True)  # warm-up
+    floor = ttft(engine, [new], reset=True)
+
+    # Build the history turn by turn, as a chat would, so the cache holds it.
+    history: list[dict[str, str]] = []
+    engine.reset_cache()
+    turn = 0
+    while engine.count_tokens(history + [new], thinking=False) < args.history:
+        question = " ".join(WORDS[(turn + i) % len(WORDS)] for i in range(300))
+        history.append({"role": "user", "content": f"Question {turn}: {question}"})
+        reply = ttft(engine, history, reset=False)
+        history.append({"role": "assistant", "content": reply.answer or "ok"})
+        turn += 1
+    reused = ttft(engine, history + [new], reset=False)
+    cold = ttft(engine, history + [new], reset=True)
+
+    print(
+        f"device {engine.info.device}, {engine.info.dtype}; history {cold.usage.prompt_tokens} tokens"
+    )
+    print("| new message | prompt tokens | prefilled | TTFT |")
+    print("|---|---|---|---|")
+    for name, s in (
+        ("no history", floor),
+        ("after history, cache reused", reused),
+        ("after history, empty cache", cold),
+    ):
+        print(
+            f"| {name} | {s.usage.prompt_tokens} | {s.prefilled_tokens} | {s.timings.ttft_s * 1e3:.0f} ms |"
+        )
+    print(
+        f"reuse: TTFT {reused.timings.ttft_s / floor.timings.ttft_s:.2f}x the no-history TTFT"
+        f" (target <= 1.5x); without reuse {cold.timings.ttft_s / floor.timings.ttft_s:.1f}x"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
