@@ -56,9 +56,8 @@ def main() -> int:
     reused = ttft(engine, history + [new], reset=False)
     cold = ttft(engine, history + [new], reset=True)
 
-    print(
-        f"device {engine.info.device}, {engine.info.dtype}; history {cold.usage.prompt_tokens} tokens"
-    )
+    info = engine.info
+    print(f"device {info.device}, {info.dtype}; prompt after history {cold.usage.prompt_tokens}")
     print("| new message | prompt tokens | prefilled | TTFT |")
     print("|---|---|---|---|")
     for name, s in (
@@ -66,9 +65,8 @@ def main() -> int:
         ("after history, cache reused", reused),
         ("after history, empty cache", cold),
     ):
-        print(
-            f"| {name} | {s.usage.prompt_tokens} | {s.prefilled_tokens} | {s.timings.ttft_s * 1e3:.0f} ms |"
-        )
+        ms = s.timings.ttft_s * 1e3
+        print(f"| {name} | {s.usage.prompt_tokens} | {s.prefilled_tokens} | {ms:.0f} ms |")
     print(
         f"reuse: TTFT {reused.timings.ttft_s / floor.timings.ttft_s:.2f}x the no-history TTFT"
         f" (target <= 1.5x); without reuse {cold.timings.ttft_s / floor.timings.ttft_s:.1f}x"
