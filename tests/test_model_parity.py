@@ -115,16 +115,19 @@ def test_second_turn_reusing_the_cache_matches_a_fresh_computation(pair):
     assert our_greedy(ours, cache, second, 64) == ref_greedy(ref, second, 64)
 
 
-def test_chunked_prefill_equals_one_shot_prefill(pair):
+@pytest.mark.parametrize("split", [17, 30])
+def test_chunked_prefill_equals_one_shot_prefill(pair, split):
+    """A chunk after cached tokens: short ones attend as grouped matmuls, long ones via SDPA."""
     config, ours, _ = pair
-    ids = torch.randint(0, config.vocab_size, (1, 40), generator=torch.Generator().manual_seed(5))
+    ids = torch.randint(0, config.vocab_size, (1, 130), generator=torch.Generator().manual_seed(5))
     whole = KVCache(config, 512, torch.device("cpu"), torch.float32)
     parts = KVCache(config, 512, torch.device("cpu"), torch.float32)
     with torch.inference_mode():
         expected = ours(ids, 0, whole, last_only=False)
-        head = ours(ids[:, :17], 0, parts, last_only=False)
-        tail = ours(ids[:, 17:], 17, parts, last_only=False)
-    assert rel_err(torch.cat([head, tail], dim=1), expected) < 1e-5
+        head = ours(ids[:, :split], 0, parts, last_only=False)
+        middle = ours(ids[:, split : split + 20], split, parts, last_only=False)
+        tail = ours(ids[:, split + 20 :], split + 20, parts, last_only=False)  # > 64 queries
+    assert rel_err(torch.cat([head, middle, tail], dim=1), expected) < 1e-5
 
 
 def test_position_as_tensor_decode_step_over_a_padded_cache_equals_plain_decode(pair):

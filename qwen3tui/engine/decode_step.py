@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .kv_cache import KVCache
-from .model import CompiledLayers, Qwen3, decode_attention
+from .model import CompiledLayers, Qwen3, grouped_attention
 
 BUCKET = 256  # tokens; at most 255 masked positions are read beyond the filled part
 
@@ -139,7 +139,7 @@ def compile_layers(model: Qwen3) -> CompiledLayers:
     if os.environ.get("QWEN3TUI_COMPILE_ATTENTION", "1") != "0":
         # One kernel set for every cache length: the length is a dynamic dimension. Measured
         # on an H100: faster than plain matmuls up to a few thousand tokens, slower at 16k.
-        compiled.attention = torch.compile(decode_attention, fullgraph=True, dynamic=True)
+        compiled.attention = torch.compile(grouped_attention, fullgraph=True, dynamic=True)
         compiled.attention_max_len = int(os.environ.get("QWEN3TUI_COMPILED_ATTENTION_MAX", 4096))
     emb = model.embed_tokens.weight
     x = torch.zeros((1, 1, emb.shape[1]), dtype=emb.dtype, device=emb.device)

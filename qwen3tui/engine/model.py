@@ -79,23 +79,31 @@ class LayerOutput(nn.Module):
         return x + self.down_proj(F.silu(gate) * up)
 
 
-def decode_attention(
-    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask
+# Up to this many queries attend as grouped matmuls (decode steps, short follow-up prompts);
+# longer chunks use fused SDPA, whose scores never exist in memory.
+GROUPED_MAX_QUERIES = 64
+
+
+def grouped_attention(
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None
 ) -> torch.Tensor:
-    """Attention of one query position over the cache, as two matmuls.
+    """Attention of a few query positions over the cache, as two matmuls.
 
     The query heads sharing a KV head become rows of one product, so K/V are read once and
-    never copied; matmuls spread a long cache over the whole GPU where fused attention
-    kernels would give each head one block. Scores are softmaxed in fp32, as the reference does.
+    never copied or expanded (SDPA's masked GQA fallback expands them); matmuls also spread a
+    long cache over the whole GPU where fused kernels give each head one block. Scores are
+    softmaxed in fp32, as the reference does. `mask` is (t, kv_len) or (1, kv_len), True = see.
     """
-    b, h, _, hd = q.shape
+    b, h, t, hd = q.shape
     n_kv = keys.shape[1]
-    grouped = (q * hd**-0.5).view(b, n_kv, h // n_kv, hd)
+    group = h // n_kv
+    grouped = (q * hd**-0.5).reshape(b, n_kv, group * t, hd)
     scores = torch.matmul(grouped, keys.transpose(-1, -2)).float()
     if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
+        scores = scores.view(b, n_kv, group, t, -1).masked_fill(~mask, float("-inf"))
+        scores = scores.view(b, n_kv, group * t, -1)
     probs = torch.softmax(scores, dim=-1).to(values.dtype)
-    return torch.matmul(probs, values).view(b, h, 1, hd)
+    return torch.matmul(probs, values).view(b, h, t, hd)
 
 
 class DecoderLayer(nn.Module):
@@ -110,7 +118,9 @@ class DecoderLayer(nn.Module):
     def attend(self, q, k, v, cache: KVCache, pos, kv_len: int, mask, attention=None):
         keys, values = cache.store(self.index, pos, k, v, kv_len)
         if q.shape[2] == 1:
-            return (attention or decode_attention)(q, keys, values, mask)
+            return (attention or grouped_attention)(q, keys, values, mask)
+        if mask is not None and q.shape[2] <= GROUPED_MAX_QUERIES:
+            return grouped_attention(q, keys, values, mask)
         if self.native_gqa:
             return F.scaled_dot_product_attention(
                 q, keys, values, attn_mask=mask, is_causal=mask is None, enable_gqa=True
