@@ -145,3 +145,27 @@ def test_position_as_tensor_decode_step_over_a_padded_cache_equals_plain_decode(
             padded.keys[0][:, :, p + 1 :] = 1e3
             got = ours.decode_step(ids[:, p : p + 1], torch.tensor([p]), padded, kv_len=64)
             assert rel_err(got, expected) < 1e-5
+
+
+def test_grouped_matmul_attention_equals_sdpa(pair):
+    """CUDA attends with grouped matmuls, the CPU with SDPA: both must give the same logits."""
+    config, ours, _ = pair
+    ids = torch.randint(0, config.vocab_size, (1, 60), generator=torch.Generator().manual_seed(7))
+
+    def run() -> torch.Tensor:
+        cache = KVCache(config, 512, torch.device("cpu"), torch.float32)
+        with torch.inference_mode():
+            prompt = ours(ids[:, :40], 0, cache, last_only=False)
+            chunk = ours(ids[:, 40:55], 40, cache, last_only=False)  # masked short chunk
+            steps = [ours(ids[:, p : p + 1], p, cache) for p in range(55, 60)]  # decode
+        return torch.cat([prompt, chunk, *steps], dim=1)
+
+    sdpa = run()
+    try:
+        for layer in ours.layers:
+            layer.matmul_attention = True
+        matmul = run()
+    finally:
+        for layer in ours.layers:
+            layer.matmul_attention = False
+    assert rel_err(matmul, sdpa) < 1e-5

@@ -114,13 +114,23 @@ class DecoderLayer(nn.Module):
         self.output = LayerOutput(config)
         # MPS has had bugs in grouped-query SDPA; prefill expands K/V there instead.
         self.native_gqa = True
+        # Grouped matmuls beat SDPA on CUDA (long caches, masked chunks); on the CPU, SDPA's
+        # fused kernel is faster (measured), so weights.load_model sets this per device.
+        self.matmul_attention = False
 
     def attend(self, q, k, v, cache: KVCache, pos, kv_len: int, mask, attention=None):
         keys, values = cache.store(self.index, pos, k, v, kv_len)
-        if q.shape[2] == 1:
+        t = q.shape[2]
+        if attention is not None or (
+            self.matmul_attention and (t == 1 or (mask is not None and t <= GROUPED_MAX_QUERIES))
+        ):
             return (attention or grouped_attention)(q, keys, values, mask)
-        if mask is not None and q.shape[2] <= GROUPED_MAX_QUERIES:
-            return grouped_attention(q, keys, values, mask)
+        if t == 1:
+            # One query per head: the heads sharing a KV head become rows of one SDPA call.
+            b, h, _, hd = q.shape
+            grouped = q.reshape(b, keys.shape[1], h // keys.shape[1], hd)
+            out = F.scaled_dot_product_attention(grouped, keys, values, attn_mask=mask)
+            return out.view(b, h, 1, hd)
         if self.native_gqa:
             return F.scaled_dot_product_attention(
                 q, keys, values, attn_mask=mask, is_causal=mask is None, enable_gqa=True

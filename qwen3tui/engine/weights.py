@@ -123,6 +123,7 @@ def load_model(
         )
     for layer in model.layers:
         layer.native_gqa = device.type != "mps"
+        layer.matmul_attention = device.type == "cuda"
     model.setup_rope(device, dtype)
     model.eval()
     return model
