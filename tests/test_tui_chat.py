@@ -438,3 +438,16 @@ def test_the_ui_never_imports_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+async def test_a_think_block_closed_at_once_leaves_no_empty_pane(qwen3tui_home: Path) -> None:
+    """The model may close its think block at once (e.g. /no_think in the system prompt)."""
+    engine = FakeEngine(thinking_tokens=["\n"])
+    app = make_app(engine, qwen3tui_home)
+    async with app.run_test(size=SIZE) as pilot:
+        c = await ready(pilot)
+        await send(pilot, "hi")
+        await finish_turn(pilot)
+        reply = c.replies()[-1]
+        assert reply.pane is not None and reply.pane.display is False
+        assert reply.answer_text == "**Hello** from the fake engine."

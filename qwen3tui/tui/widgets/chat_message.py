@@ -62,7 +62,7 @@ class AssistantMessage(Vertical):
         self.thinking_enabled = thinking_enabled
         self.status = "streaming" if live else "complete"
         self.pane: ThinkingPane | None = None
-        if thinking_enabled:
+        if thinking_enabled and (live or thinking.strip()):
             self.pane = ThinkingPane(budget=budget, text=thinking, live=live, title=thought)
         self.answer = StreamingMarkdown(answer, classes="answer")
         self.meta = Static("", markup=False, classes="reply-meta")
@@ -88,6 +88,8 @@ class AssistantMessage(Vertical):
     async def thinking_done(self, *, seconds: float, tokens: int, budget_hit: bool) -> None:
         if self.pane is not None:
             await self.pane.finish(seconds=seconds, tokens=tokens, budget_hit=budget_hit)
+            # A block the model closed at once (Qwen's /no_think soft switch) holds nothing.
+            self.pane.display = bool(self.pane.text.strip())
 
     async def append_answer(self, text: str) -> None:
         await self.answer.append(text)
