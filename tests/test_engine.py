@@ -140,3 +140,17 @@ def test_presence_penalty_pushes_away_tokens_already_generated():
     first = int(sampler(logits))
     sampler.observe(first)
     assert (first, int(sampler(logits))) == (0, 1)
+
+
+def test_device_and_dtype_choices():
+    from qwen3tui.engine.device import pick_device, pick_dtype
+    from qwen3tui.engine.errors import DeviceError
+
+    cpu = pick_device("cpu")
+    assert cpu.type == "cpu"
+    assert pick_dtype("float32", cpu) == torch.float32
+    assert pick_dtype("auto", cpu) in (torch.bfloat16, torch.float32)
+    with pytest.raises(DeviceError, match="unknown dtype 'int4'"):
+        pick_dtype("int4", cpu)
+    with pytest.raises(DeviceError, match="unknown device 'tpu'"):
+        pick_device("tpu")

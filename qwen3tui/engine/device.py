@@ -60,7 +60,8 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
     if device.type == "mps":
         # bf16 on MPS needs macOS 14; fp16 everywhere else it runs.
         return torch.bfloat16 if _mps_bf16() else torch.float16
-    return torch.bfloat16
+    # CPUs without native bf16 (AVX512-BF16/AMX) run bf16 matmuls far slower than fp32.
+    return torch.bfloat16 if _cpu_bf16() else torch.float32
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -77,4 +78,11 @@ def _mps_bf16() -> bool:
         torch.zeros(1, dtype=torch.bfloat16, device="mps")
         return True
     except (RuntimeError, TypeError):
+        return False
+
+
+def _cpu_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
         return False
