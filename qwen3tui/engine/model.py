@@ -213,6 +213,10 @@ class Qwen3(nn.Module):
             q_pos = torch.arange(start, end, device=ids.device)[:, None]
             mask = torch.arange(end, device=ids.device)[None, :] <= q_pos
         cos, sin = self.rope_cos[start:end], self.rope_sin[start:end]
+        if self.compiled is not None:
+            # Compiled prefill guards on the inputs' storage offset: a slice at each new
+            # position would recompile (seconds). Copies start at offset 0.
+            cos, sin = cos.clone(), sin.clone()
         return self._run(ids, cos, sin, cache, start, end, mask, last_only, self.compiled)
 
     def decode_step(
