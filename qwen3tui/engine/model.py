@@ -155,7 +155,12 @@ class DecoderLayer(nn.Module):
             elif fast.prefill is not None:
                 inputs, output = fast.prefill[self.index]
         q, k, v = inputs(x, cos, sin)
-        return output(x, self.attend(q, k, v, cache, pos, kv_len, mask, attention))
+        attended = self.attend(q, k, v, cache, pos, kv_len, mask, attention)
+        if fast is not None:
+            # SDPA and the grouped matmuls lay out their output differently; compiled code
+            # guards on strides and would recompile (seconds) on the first switch.
+            attended = attended.contiguous()
+        return output(x, attended)
 
 
 @dataclass
