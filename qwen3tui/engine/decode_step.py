@@ -127,8 +127,9 @@ def compile_layers(model: Qwen3) -> CompiledLayers:
             for layer in model.layers
         ]
     )
-    if os.environ.get("QWEN3TUI_COMPILE_PREFILL", "1") != "0":
-        # Prefill is launch-bound for short prompts: fused kernels cut the launches ~5x.
+    if os.environ.get("QWEN3TUI_COMPILE_PREFILL", "0") == "1":
+        # Off by default: with dynamic lengths the compiled prefill still recompiled on new
+        # shapes on an H100 (2-3 s stalls mid-conversation), which costs more than it saves.
         compiled.prefill = [
             (
                 torch.compile(layer.inputs, fullgraph=True, dynamic=True),
