@@ -154,3 +154,17 @@ def test_device_and_dtype_choices():
         pick_dtype("int4", cpu)
     with pytest.raises(DeviceError, match="unknown device 'tpu'"):
         pick_device("tpu")
+
+
+def test_a_long_prompt_prefilled_in_chunks_gives_the_same_reply(engine, monkeypatch):
+    import qwen3tui.engine.generate as generate_module
+
+    messages = [{"role": "user", "content": "many words " * 500}]
+    options = dict(thinking=False, max_new_tokens=6, sampling=GREEDY)
+    engine.reset_cache()
+    _, chunked = reply(engine, messages, **options)
+    assert chunked.prefilled_tokens > 2 * generate_module.PREFILL_CHUNK_DEFAULT
+    monkeypatch.setattr(generate_module, "PREFILL_CHUNK_DEFAULT", 100_000)
+    engine.reset_cache()
+    _, whole = reply(engine, messages, **options)
+    assert chunked.token_ids == whole.token_ids
