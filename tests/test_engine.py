@@ -159,7 +159,7 @@ def test_device_and_dtype_choices():
 def test_a_long_prompt_prefilled_in_chunks_gives_the_same_reply(engine, monkeypatch):
     import qwen3tui.engine.generate as generate_module
 
-    messages = [{"role": "user", "content": "many words " * 500}]
+    messages = [{"role": "user", "content": "many words " * 700}]
     options = dict(thinking=False, max_new_tokens=6, sampling=GREEDY)
     engine.reset_cache()
     _, chunked = reply(engine, messages, **options)
