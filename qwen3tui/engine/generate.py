@@ -139,13 +139,23 @@ def generate(
         finish = "length"
 
         def over_budget() -> bool:
-            return split.in_thinking and budget is not None and split.thinking_tokens >= budget
+            return (
+                split.in_thinking
+                and budget is not None
+                and split.thinking_tokens >= budget
+                and len(budget_ids) <= cache.free
+            )
 
-        if over_budget() and len(budget_ids) <= cache.free:  # a budget of 0: no thinking at all
+        def close_thinking() -> Iterator[Event]:
+            # Out of thinking budget: close the block for the model with a prefilled sentence
+            # (never sampled); the caller then prefills it and the model answers.
             split.budget_hit = True
-            for token in budget_ids:
-                yield from split.feed(token, sampled=False)
+            for injected in budget_ids:
+                yield from split.feed(injected, sampled=False)
             generated.extend(budget_ids)
+
+        if over_budget():  # a budget of 0: no thinking at all
+            yield from close_thinking()
             logits = forward(budget_ids)
         step = step or make_step(model, cache)
         host = HostToken(device)
@@ -180,13 +190,8 @@ def generate(
                 next_logits = step(sampled_token, pos)
                 cache.tokens.append(token)
             logits = next_logits
-            if over_budget() and len(budget_ids) <= cache.free:
-                # Out of thinking budget: close the block for the model with a prefilled
-                # sentence (never sampled), then let it answer.
-                split.budget_hit = True
-                for injected in budget_ids:
-                    yield from split.feed(injected, sampled=False)
-                generated.extend(budget_ids)
+            if over_budget():
+                yield from close_thinking()
                 logits = forward(budget_ids)
         yield from split.finish()
 
