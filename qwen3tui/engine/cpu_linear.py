@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .model import Qwen3
+from .model import Qwen3, layer_projections
 
 
 class PackedLinear(nn.Module):
@@ -39,12 +39,6 @@ def available() -> bool:
 def pack_linears(model: Qwen3) -> Qwen3:
     """Pack every layer projection, one at a time. The output head stays a plain matrix: with
     tied embeddings it is also the lookup table, and a packed copy would cost 600 MB."""
-    for layer in model.layers:
-        for owner, name in (
-            (layer.inputs, "qkv_proj"),
-            (layer.output, "o_proj"),
-            (layer.output, "gate_up_proj"),
-            (layer.output, "down_proj"),
-        ):
-            setattr(owner, name, PackedLinear(getattr(owner, name).weight))
+    for owner, name in layer_projections(model):
+        setattr(owner, name, PackedLinear(getattr(owner, name).weight))
     return model

@@ -6,7 +6,7 @@ activations once, which matters at batch 1 where decode is bound by memory bandw
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -244,3 +244,12 @@ class Qwen3(nn.Module):
             x = x[:, -1:]
         x = self.norm(x)
         return self.lm_head(x) if self.lm_head is not None else F.linear(x, self.output_weight())
+
+
+def layer_projections(model: Qwen3) -> Iterator[tuple[nn.Module, str]]:
+    """(owner, attribute name) of every layer's projection: what load-time rewrites replace."""
+    for layer in model.layers:
+        yield layer.inputs, "qkv_proj"
+        yield layer.output, "o_proj"
+        yield layer.output, "gate_up_proj"
+        yield layer.output, "down_proj"

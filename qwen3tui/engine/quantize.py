@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import Qwen3
+from .model import Qwen3, layer_projections
 
 # The fused int8 kernel reads each weight once, ideal for decode, but is slow per row; past a
 # few rows dequantize-then-matmul wins.
@@ -41,14 +41,8 @@ class Int8Linear(nn.Module):
 
 def quantize_int8(model: Qwen3) -> Qwen3:
     """Replace every projection (and the output head) with Int8Linear, one at a time."""
-    for layer in model.layers:
-        for owner, name in (
-            (layer.inputs, "qkv_proj"),
-            (layer.output, "o_proj"),
-            (layer.output, "gate_up_proj"),
-            (layer.output, "down_proj"),
-        ):
-            setattr(owner, name, Int8Linear(getattr(owner, name).weight))
+    for owner, name in layer_projections(model):
+        setattr(owner, name, Int8Linear(getattr(owner, name).weight))
     # The output head reads a vocab x hidden matrix every token: quantize it too. With tied
     # embeddings the bf16 table stays for lookups (one row per token, cheap to read).
     model.lm_head = Int8Linear(model.output_weight())
