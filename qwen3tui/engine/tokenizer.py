@@ -8,7 +8,7 @@ Qwen3's chat format is defined by.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -273,9 +273,6 @@ class StreamDecoder:
     def held_tokens(self) -> int:
         """Ids decoded again on the next push (normally 0 to 3)."""
         return len(self._window)
-
-    def push_many(self, token_ids: Iterable[int]) -> str:
-        return "".join(self.push(t) for t in token_ids)
 
     def _shrink_window(self, text: str) -> None:
         # Only reached by byte garbage that never forms a character; keeps each push cheap.
