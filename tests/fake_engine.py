@@ -48,6 +48,7 @@ class FakeEngine:
     ttft_s: float = 0.25
     context_length: int = 4096
     calls: list[ChatCall] = field(default_factory=list)
+    warmed: list[list[dict[str, str]]] = field(default_factory=list)  # prepare_next_turn calls
     release: threading.Event = field(default_factory=threading.Event)
     holding: threading.Event = field(default_factory=threading.Event)
 
@@ -59,6 +60,14 @@ class FakeEngine:
 
     def count_tokens(self, messages: list[dict[str, str]], thinking: bool) -> int:
         return sum(len(m["content"].split()) + 4 for m in messages)
+
+    def prepare_next_turn(self, messages: list[dict[str, str]],
+                          cancel: threading.Event | None = None) -> int:
+        self.warmed.append([dict(m) for m in messages])
+        return 0
+
+    def stop_warming(self) -> None:
+        pass
 
     def chat(self, messages: list[dict[str, str]], options: ChatOptions,
              cancel: threading.Event | None = None) -> Iterator[Event]:

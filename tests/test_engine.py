@@ -168,3 +168,73 @@ def test_a_long_prompt_prefilled_in_chunks_gives_the_same_reply(engine, monkeypa
     engine.reset_cache()
     _, whole = reply(engine, messages, **options)
     assert chunked.token_ids == whole.token_ids
+
+
+def test_warming_after_a_reply_leaves_only_the_new_message_to_prefill(engine):
+    engine.reset_cache()
+    first = [{"role": "user", "content": "Tell me about the sea. " * 10}]
+    options = dict(thinking=True, max_new_tokens=12, sampling=GREEDY)
+    _, s1 = reply(engine, first, **options)
+    history = first + [{"role": "assistant", "content": s1.answer or "ok"}]
+    warmed = engine.prepare_next_turn(history)
+    assert warmed > 0  # the reply is rendered without its reasoning: that part is new
+
+    second = history + [{"role": "user", "content": "And the sky?"}]
+    _, s2 = reply(engine, second, **options)
+    # Left for the turn: the new message's own tokens and the generation prompt, no more.
+    new_part = engine.tokenizer.encode(
+        "And the sky?<|im_end|>\n<|im_start|>assistant\n<think>\n"
+    )
+    assert s2.prefilled_tokens == len(new_part)
+    # Warming changes nothing: the same turn from an empty cache gives the same tokens.
+    engine.reset_cache()
+    _, fresh = reply(engine, second, **options)
+    assert fresh.token_ids == s2.token_ids
+
+
+def test_warming_is_idempotent_and_skips_what_is_cached(engine):
+    engine.reset_cache()
+    history = [
+        {"role": "user", "content": "Hello there."},
+        {"role": "assistant", "content": "Hi! How can I help?"},
+    ]
+    assert engine.prepare_next_turn(history) > 0
+    assert engine.prepare_next_turn(history) == 0
+
+
+def test_a_reply_asked_for_while_warming_takes_over_at_the_next_chunk(engine, monkeypatch):
+    import threading
+
+    import qwen3tui.engine.generate as generate_module
+
+    monkeypatch.setattr(generate_module, "PREFILL_CHUNK_DEFAULT", 4)  # many small chunks
+    history = [
+        {"role": "user", "content": "many words " * 200},
+        {"role": "assistant", "content": "fine " * 200},
+    ]
+    second = history + [{"role": "user", "content": "And then?"}]
+    options = dict(thinking=False, max_new_tokens=6, sampling=GREEDY)
+    engine.reset_cache()
+    warmed: list[int] = []
+    warm = threading.Thread(target=lambda: warmed.append(engine.prepare_next_turn(history)))
+    warm.start()
+    while not engine._warming and warm.is_alive():
+        pass
+    _, during = reply(engine, second, **options)  # no "already generating" error
+    warm.join()
+    assert 0 < warmed[0] < engine.count_tokens(history, thinking=False)  # it stopped early
+    # The cache holds the reply's prompt and tokens: the warm-up wrote nothing after it.
+    assert engine.cache.tokens == engine.prompt_ids(second, thinking=False) + during.token_ids
+    assert during.prefilled_tokens < during.usage.prompt_tokens  # the warm-up's part is kept
+    engine.reset_cache()
+    _, fresh = reply(engine, second, **options)
+    assert fresh.token_ids == during.token_ids
+
+
+def test_warming_does_nothing_while_a_reply_runs(engine):
+    engine.reset_cache()
+    messages = [{"role": "user", "content": "Hi"}]
+    stream = engine.chat(messages, ChatOptions(thinking=False, max_new_tokens=4, sampling=GREEDY))
+    next(stream, None)  # the reply now holds the engine
+    assert engine.prepare_next_turn(messages + [{"role": "assistant", "content": "x"}]) == 0
+    list(stream)

@@ -81,6 +81,28 @@ def test_a_generator_that_stops_without_summary_is_a_failure() -> None:
     assert isinstance(items[-1], GenerationFailed)
 
 
+def test_after_a_reply_the_worker_warms_the_engine_for_the_next_turn() -> None:
+    engine = FakeEngine()
+    run(engine)
+    assert engine.warmed == [[{"role": "user", "content": "hi"},
+                              {"role": "assistant", "content": "**Hello** from the fake engine."}]]
+
+
+def test_a_cancelled_reply_is_not_warmed_and_a_failing_warm_up_is_not_the_users_concern() -> None:
+    engine, box, cancel = FakeEngine(), Mailbox(), threading.Event()
+    cancel.set()
+    run_generation(engine, [{"role": "user", "content": "hi"}], ChatOptions(), cancel, box,
+                   lambda: None)
+    assert engine.warmed == []
+
+    class BrokenWarmUp(FakeEngine):
+        def prepare_next_turn(self, messages: object, cancel: object = None) -> int:
+            raise RuntimeError("no memory")
+
+    items, _ = run(BrokenWarmUp())
+    assert isinstance(items[-1], Summary)  # the reply stands; nothing after it
+
+
 def test_the_pacer_spaces_costly_updates_to_leave_the_ui_half_its_time() -> None:
     pacer = UpdatePacer(min_interval=0.03, max_interval=0.25, share=0.5)
     assert pacer.delay(now=100.0) == 0.0  # the first update goes at once

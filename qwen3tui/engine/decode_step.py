@@ -33,6 +33,9 @@ class EagerStep:
     def __call__(self, token: torch.Tensor, pos: int) -> torch.Tensor:
         return self.model(token.view(1, 1), pos, self.cache)[0, -1]
 
+    def prepare(self, first: int, last: int) -> None:
+        """Nothing to prepare: each step runs the plain modules."""
+
 
 class GraphedStep:
     def __init__(self, model: Qwen3, cache: KVCache, compile: bool = True) -> None:
@@ -53,7 +56,7 @@ class GraphedStep:
 
     def _compile(self) -> None:
         try:
-            self.compiled_ready = compile_layers(self.model)
+            self.compiled_ready = compile_layers(self.model, self.cache)
         except Exception as err:  # compiling is an optimization: keep the plain graphs
             self.compile_error = (
                 f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
@@ -65,19 +68,35 @@ class GraphedStep:
         return self.compiled_ready is not None
 
     def __call__(self, token: torch.Tensor, pos: int) -> torch.Tensor:
+        self._use_compiled_if_ready()
+        self.token.copy_(token.view(1, 1))
+        self.pos.fill_(pos)
+        graph, logits = self._graph(self._bucket(pos))
+        graph.replay()
+        return logits
+
+    def prepare(self, first: int, last: int) -> None:
+        """Capture now the graphs that steps at positions first..last will replay, so no
+        reply pays for a capture (tens of ms) before its first token."""
+        self._use_compiled_if_ready()
+        for pos in range(first, min(last, self.cache.max_tokens - 1) + 1, BUCKET):
+            self._graph(self._bucket(pos))
+        self._graph(self._bucket(min(last, self.cache.max_tokens - 1)))
+
+    def _use_compiled_if_ready(self) -> None:
         if self.compiled_ready is not None and self.model.compiled is None:
             # Compiled kernels just became ready: recapture the graphs with them.
             self.model.compiled = self.compiled_ready
             self.graphs.clear()
             self.pool = None
-        self.token.copy_(token.view(1, 1))
-        self.pos.fill_(pos)
-        kv_len = min(-(-(pos + 1) // BUCKET) * BUCKET, self.cache.max_tokens)
+
+    def _bucket(self, pos: int) -> int:
+        return min(-(-(pos + 1) // BUCKET) * BUCKET, self.cache.max_tokens)
+
+    def _graph(self, kv_len: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         if kv_len not in self.graphs:
             self.graphs[kv_len] = self._capture(kv_len)
-        graph, logits = self.graphs[kv_len]
-        graph.replay()
-        return logits
+        return self.graphs[kv_len]
 
     def _capture(self, kv_len: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         if not self.graphs:
@@ -104,7 +123,7 @@ def make_step(model: Qwen3, cache: KVCache) -> EagerStep | GraphedStep:
     return EagerStep(model, cache)
 
 
-def compile_layers(model: Qwen3) -> CompiledLayers:
+def compile_layers(model: Qwen3, cache: KVCache) -> CompiledLayers:
     """Each layer's pre- and post-attention modules compiled for the one-token shape.
 
     All layers share one compiled graph (their parameters are graph inputs), so this
@@ -142,6 +161,9 @@ def compile_layers(model: Qwen3) -> CompiledLayers:
         # on an H100: faster than plain matmuls up to a few thousand tokens, slower at 16k.
         compiled.attention = torch.compile(grouped_attention, fullgraph=True, dynamic=True)
         compiled.attention_max_len = int(os.environ.get("QWEN3TUI_COMPILED_ATTENTION_MAX", 4096))
+        if os.environ.get("QWEN3TUI_COMPILE_LAYER_STEP", "1") != "0":
+            compiled.steps = [torch.compile(layer.decode, fullgraph=True) for layer in model.layers]
+    compiled.norm = torch.compile(model.norm, fullgraph=True, dynamic=False)
     emb = model.embed_tokens.weight
     x = torch.zeros((1, 1, emb.shape[1]), dtype=emb.dtype, device=emb.device)
     cos, sin = model.rope_cos[:1], model.rope_sin[:1]
@@ -161,6 +183,17 @@ def compile_layers(model: Qwen3) -> CompiledLayers:
                 keys = k.new_zeros(1, k.shape[1], kv_len, k.shape[3])
                 mask = torch.ones(1, kv_len, dtype=torch.bool, device=emb.device)
                 compiled.attention(q, keys, keys, mask)
+        if compiled.steps is not None:
+            # Stand-ins shaped like the live cache (guards check shapes), never the cache
+            # itself: a reply may be running.
+            keys, values = torch.empty_like(cache.keys[0]), torch.empty_like(cache.values[0])
+            pos = torch.zeros(1, dtype=torch.long, device=emb.device)
+            mask = torch.ones(1, BUCKET, dtype=torch.bool, device=emb.device)
+            torch._dynamo.mark_dynamic(mask, 1)  # one compiled step for every window
+            for step in compiled.steps:
+                step(x, cos, sin, keys, values, pos, mask)
+            del keys, values
+        compiled.norm(x)
     stream.synchronize()
     return compiled
 

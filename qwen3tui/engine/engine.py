@@ -17,7 +17,7 @@ from .decode_step import make_step
 from .device import dtype_name, pick_device, pick_dtype
 from .errors import EngineError
 from .events import ContextNotice, Event
-from .generate import Request, generate
+from .generate import Request, generate, prefill
 from .hub import resolve_model_dir
 from .info import EngineInfo, LoadProgress
 from .kv_cache import KVCache
@@ -27,6 +27,8 @@ from .tokenizer import Qwen3Tokenizer
 from .weights import load_model
 
 THINK_OPENING = "<think>\n"  # Qwen3 opens every thinking reply with this; the engine places it
+WARM_HEADROOM = 256  # tokens a next user message and its reply's start are expected to need
+WARM_GIVE_WAY_TIMEOUT_S = 60.0  # a warm-up stops within one prefill chunk, far less than this
 
 
 def default_context(device: torch.device, config: Qwen3Config) -> int:
@@ -52,6 +54,8 @@ class Engine:
         self.info = info
         self.checkpoint_sampling = checkpoint_sampling or {}
         self._busy = threading.Lock()
+        self._warming = False  # a prepare_next_turn holds _busy and gives way to chat()
+        self._give_way = threading.Event()
         self.step = make_step(model, cache)  # kept: captured CUDA graphs serve every turn
 
     @classmethod
@@ -136,13 +140,13 @@ class Engine:
         options = options or ChatOptions()
         if not messages:
             raise EngineError("there is no message to answer.", "Send a message first.")
-        if not self._busy.acquire(blocking=False):
+        if not self._acquire_for_reply():
             raise EngineError("the engine is already generating.", "Wait for it or cancel it.")
         try:
-            ctx = self.cache.max_tokens
-            reserve = min(options.max_new_tokens, 1024, ctx // 4)  # room for the reply
             kept, dropped = fit_messages(
-                messages, lambda m: self.count_tokens(m, options.thinking), ctx - reserve
+                messages,
+                lambda m: self.count_tokens(m, options.thinking),
+                self._prompt_limit(options.max_new_tokens),
             )
             if dropped:
                 yield ContextNotice(
@@ -162,6 +166,70 @@ class Engine:
             )
         finally:
             self._busy.release()
+
+    def _prompt_limit(self, max_new_tokens: int) -> int:
+        ctx = self.cache.max_tokens
+        return ctx - min(max_new_tokens, 1024, ctx // 4)  # room for the reply
+
+    def stop_warming(self) -> None:
+        """Make a running prepare_next_turn stop at its next chunk (e.g. the app quits)."""
+        if self._warming:
+            self._give_way.set()
+
+    def _acquire_for_reply(self) -> bool:
+        if self._busy.acquire(blocking=False):
+            return True
+        if self._warming:
+            # Warming stops at its next chunk; what it prefilled is the new prompt's start.
+            self._give_way.set()
+            return self._busy.acquire(timeout=WARM_GIVE_WAY_TIMEOUT_S)
+        return self._busy.acquire(blocking=False)  # a warm-up may have ended just now
+
+    def prepare_next_turn(
+        self, messages: list[Message], cancel: threading.Event | None = None
+    ) -> int:
+        """Prefill, while the user reads and types, what the next prompt will start with.
+
+        The template renders an earlier reply differently from how it was generated (its
+        reasoning is dropped), so without this the next turn would prefill the whole last
+        reply before its first token. `messages` end with that reply. Gives way at once to
+        chat(); returns how many tokens it prefilled.
+        """
+        if not self._busy.acquire(blocking=False):
+            return 0  # a reply is running: it owns the cache
+        self._warming = True
+        self._give_way.clear()
+        try:
+            ids = self._next_prompt_start(messages)
+            limit = self._prompt_limit(ChatOptions().max_new_tokens)
+            if not ids or len(ids) + WARM_HEADROOM > limit:
+                return 0  # the next turn will drop old messages: this prefix won't be its start
+            self.cache.truncate(self.cache.matching_prefix(ids))
+            todo = ids[self.cache.length :]
+
+            def stop() -> bool:
+                return self._give_way.is_set() or (cancel is not None and cancel.is_set())
+
+            with torch.inference_mode():
+                prefill(self.model, self.cache, todo, stop)
+                if not stop():
+                    # The next reply's first steps replay graphs captured now, not then.
+                    length = self.cache.length
+                    self.step.prepare(length, length + WARM_HEADROOM)
+            return self.cache.length - (len(ids) - len(todo))
+        finally:
+            self._warming = False
+            self._busy.release()
+
+    def _next_prompt_start(self, messages: list[Message]) -> list[int]:
+        # Every next prompt is these messages plus one user message: the tokens two
+        # different user messages share are the part that is known now.
+        a = self.prompt_ids([*messages, {"role": "user", "content": "a"}], thinking=False)
+        b = self.prompt_ids([*messages, {"role": "user", "content": "b"}], thinking=False)
+        n = 0
+        while n < min(len(a), len(b)) and a[n] == b[n]:
+            n += 1
+        return a[:n]
 
     def reset_cache(self) -> None:
         self.cache.truncate(0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -98,6 +98,27 @@ class _Split:
             events.append(AnswerDelta(text))
 
 
+def prefill(
+    model: Qwen3, cache: KVCache, ids: list[int], stop: Callable[[], bool] | None = None
+) -> torch.Tensor | None:
+    """Append `ids` to the cache chunk by chunk; the logits (vocab,) of the last one.
+
+    `stop` is asked between chunks: when it says so, what is done stays in the cache and
+    None is returned.
+    """
+    device = model.rope_cos.device
+    size = PREFILL_CHUNK.get(device.type, PREFILL_CHUNK_DEFAULT)
+    logits = None
+    for i in range(0, len(ids), size):
+        if stop is not None and stop():
+            return None
+        chunk = ids[i : i + size]
+        t = torch.tensor([chunk], dtype=torch.long, device=device)
+        logits = model(t, cache.length, cache)
+        cache.tokens.extend(chunk)  # only after the step ran: an interrupt leaves it consistent
+    return None if logits is None else logits[0, -1]
+
+
 def generate(
     model: Qwen3,
     cache: KVCache,
@@ -109,22 +130,11 @@ def generate(
     device = model.rope_cos.device
     started = time.perf_counter()
 
-    def forward(ids: list[int]) -> torch.Tensor:
-        start = cache.length
-        logits = None
-        size = PREFILL_CHUNK.get(device.type, PREFILL_CHUNK_DEFAULT)
-        for i in range(0, len(ids), size):
-            chunk = ids[i : i + size]
-            t = torch.tensor([chunk], dtype=torch.long, device=device)
-            logits = model(t, start + i, cache)
-            cache.tokens.extend(chunk)  # only after the step ran: an interrupt leaves it consistent
-        return logits[0, -1]
-
     with torch.inference_mode():
         reused = cache.reusable_prefix(request.prompt_ids)
         cache.truncate(reused)
         prefill_ids = request.prompt_ids[reused:]
-        logits = forward(prefill_ids)
+        logits = prefill(model, cache, prefill_ids)
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # so the prefill time is the GPU's, not the launch
         prefill_s = time.perf_counter() - started
@@ -156,7 +166,7 @@ def generate(
 
         if over_budget():  # a budget of 0: no thinking at all
             yield from close_thinking()
-            logits = forward(budget_ids)
+            logits = prefill(model, cache, budget_ids)
         step = step or make_step(model, cache)
         host = HostToken(device)
         overlap = device.type == "cuda"  # kernels run asynchronously only there
@@ -192,7 +202,7 @@ def generate(
             logits = next_logits
             if over_budget():
                 yield from close_thinking()
-                logits = forward(budget_ids)
+                logits = prefill(model, cache, budget_ids)
         yield from split.finish()
 
     decode_s = (last_token_at - first_token_at) if first_token_at else 0.0

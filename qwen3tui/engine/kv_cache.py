@@ -45,17 +45,21 @@ class KVCache:
             self.values[layer].index_copy_(2, pos, v)
         return self.keys[layer][:, :, :kv_len], self.values[layer][:, :, :kv_len]
 
-    def reusable_prefix(self, ids: list[int]) -> int:
-        """How many leading ids of a new prompt already sit in the cache.
-
-        At least one token is always left to prefill: its logits start the reply.
-        """
+    def matching_prefix(self, ids: list[int]) -> int:
+        """How many leading ids of `ids` already sit in the cache."""
         n = 0
         for held, new in zip(self.tokens, ids, strict=False):
             if held != new:
                 break
             n += 1
-        return min(n, len(ids) - 1)
+        return n
+
+    def reusable_prefix(self, ids: list[int]) -> int:
+        """How many leading ids of a new prompt can be reused.
+
+        At least one token is always left to prefill: its logits start the reply.
+        """
+        return min(self.matching_prefix(ids), len(ids) - 1)
 
     def truncate(self, length: int) -> None:
         # Positions past `length` are simply overwritten later; attention never reads them.

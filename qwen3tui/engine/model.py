@@ -144,10 +144,38 @@ class DecoderLayer(nn.Module):
             is_causal=mask is None,
         )
 
+    def decode(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        pos: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """One decode step written for torch.compile: the whole layer, cache write included,
+        as one graph, so the compiler fuses across the pieces forward() keeps apart.
+
+        keys/values are this layer's whole cache tensors; attention reads the window of
+        `mask`'s length (1, window), True = see.
+        """
+        q, k, v = self.inputs(x, cos, sin)
+        keys[:, :, pos] = k
+        values[:, :, pos] = v
+        window = mask.shape[-1]
+        attended = grouped_attention(q, keys[:, :, :window], values[:, :, :window], mask)
+        return self.output(x, attended)
+
     def forward(self, x, cos, sin, cache, pos, kv_len, mask, fast: CompiledLayers | None = None):
         # On CUDA, compiled versions of the same modules take over once they are ready.
         inputs, output, attention = self.inputs, self.output, None
         if fast is not None:
+            if fast.steps is not None and isinstance(pos, torch.Tensor) and (
+                kv_len <= fast.attention_max_len
+            ):
+                i = self.index
+                return fast.steps[i](x, cos, sin, cache.keys[i], cache.values[i], pos, mask)
             if x.shape[1] == 1:
                 inputs, output = fast.decode[self.index]
                 if kv_len <= fast.attention_max_len:
@@ -172,6 +200,8 @@ class CompiledLayers:
     prefill: list[tuple[Callable, Callable]] | None = None
     attention: Callable | None = None
     attention_max_len: int = 0  # beyond this the plain matmuls spread the cache better
+    steps: list[Callable] | None = None  # compiled DecoderLayer.decode, up to attention_max_len
+    norm: Callable | None = None  # the final norm
 
 
 class Qwen3(nn.Module):
@@ -242,7 +272,7 @@ class Qwen3(nn.Module):
             x = layer(x, cos, sin, cache, pos, kv_len, mask, fast)
         if last_only:
             x = x[:, -1:]
-        x = self.norm(x)
+        x = self.norm(x) if fast is None or fast.norm is None or x.shape[1] != 1 else fast.norm(x)
         return self.lm_head(x) if self.lm_head is not None else F.linear(x, self.output_weight())
 
 

@@ -397,6 +397,8 @@ class ChatScreen(Screen[None]):
         # However the app ends, a running generation must not keep the process alive.
         if self.turn is not None:
             self.turn.cancel.set()
+        if self.qapp.engine is not None:
+            self.qapp.engine.stop_warming()  # the warm-up after the last reply, if running
 
     async def stop_and_wait(self, timeout: float = 10.0) -> None:
         """Cancel a running turn and wait until it is saved (used when quitting)."""

@@ -142,14 +142,31 @@ def run_generation(
         if mailbox.put(item):
             wake()
 
+    summary: Summary | None = None
     try:
-        saw_summary = False
         for event in engine.chat(messages, options, cancel):  # type: ignore[attr-defined]
             put(event)
-            saw_summary = saw_summary or isinstance(event, Summary)
-        if not saw_summary:
+            if isinstance(event, Summary):
+                summary = event
+        if summary is None:
             put(GenerationFailed("the engine stopped without a summary"))
     except EngineError as err:
         put(GenerationFailed(str(err)))
     except Exception as err:  # noqa: BLE001 -- shown to the user as one line, never a traceback
         put(GenerationFailed(f"generation failed: {type(err).__name__}: {err}".splitlines()[0]))
+    if summary is not None and summary.answer and not cancel.is_set():
+        warm_next_turn(engine, [*messages, {"role": "assistant", "content": summary.answer}],
+                       cancel)
+
+
+def warm_next_turn(engine: object, messages: list[dict[str, str]],
+                   cancel: threading.Event) -> None:
+    """While the user reads the reply, let the engine prefill the next prompt's start.
+
+    Only an optimization: it gives way to the next reply, and a failure here is not the
+    user's concern (the next turn simply prefills more).
+    """
+    try:
+        engine.prepare_next_turn(messages, cancel)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001, S110
+        pass
