@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from qwen3tui.engine.config import Qwen3Config
+from qwen3tui.engine.decode_step import reduction_twin
 from qwen3tui.engine.kv_cache import KVCache
 from qwen3tui.engine.model import CompiledLayers, Qwen3
 
@@ -29,13 +30,17 @@ def tiny_model() -> Qwen3:
 
 
 @pytest.mark.filterwarnings("ignore")
-def test_compiled_whole_layer_step_equals_the_plain_step_across_windows():
+@pytest.mark.parametrize("projections", ["matmul", "reduction"])
+def test_compiled_whole_layer_step_equals_the_plain_step_across_windows(projections):
     model = tiny_model()
     config = model.config
+    layers = [
+        reduction_twin(layer) if projections == "reduction" else layer for layer in model.layers
+    ]
     compiled = CompiledLayers(
         decode=[(layer.inputs, layer.output) for layer in model.layers],
         attention_max_len=1024,
-        steps=[torch.compile(layer.decode, fullgraph=True) for layer in model.layers],
+        steps=[torch.compile(layer.decode, fullgraph=True) for layer in layers],
         norm=torch.compile(model.norm, fullgraph=True, dynamic=False),
     )
     ids = torch.randint(0, config.vocab_size, (1, 300), generator=torch.Generator().manual_seed(1))

@@ -272,7 +272,10 @@ class Qwen3(nn.Module):
             x = layer(x, cos, sin, cache, pos, kv_len, mask, fast)
         if last_only:
             x = x[:, -1:]
-        x = self.norm(x) if fast is None or fast.norm is None or x.shape[1] != 1 else fast.norm(x)
+        # The compiled norm serves decode steps only: a prefill's last-row slice sits at a new
+        # storage offset each time, and compiled code would recompile for each.
+        graphed = fast is not None and fast.norm is not None and isinstance(pos, torch.Tensor)
+        x = fast.norm(x) if graphed else self.norm(x)
         return self.lm_head(x) if self.lm_head is not None else F.linear(x, self.output_weight())
 
 
