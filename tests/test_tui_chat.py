@@ -309,11 +309,14 @@ async def test_a_message_typed_while_the_model_loads_is_sent_when_it_is_ready(
         await send(pilot, "early bird")
         assert [u.text for u in c.conversation.query(UserMessage)] == ["early bird"]
         assert engine.calls == []
+        # Already on disk: quitting before the model is ready would lose nothing.
+        assert [(m.role, m.content) for m in saved(app)] == [("user", "early bird")]
         loaded.set()
         await wait_until(pilot, lambda: engine.calls, what="the queued message to be sent")
         await finish_turn(pilot)
-        assert engine.calls[0].messages[-1]["content"] == "early bird"
+        assert engine.calls[0].messages == [{"role": "user", "content": "early bird"}]
         assert len(c.conversation.query(UserMessage)) == 1  # not shown twice
+        assert [m.role for m in saved(app)] == ["user", "assistant"]  # nor saved twice
 
 
 async def test_a_model_that_cannot_load_is_explained_in_the_window(qwen3tui_home: Path) -> None:

@@ -182,7 +182,7 @@ class ChatScreen(Screen[None]):
         self.refresh_context_count()
         if self.pending_prompt is not None:
             prompt, self.pending_prompt = self.pending_prompt, None
-            self.start_turn(prompt, mount_user=False)
+            self.start_turn(prompt, mount_user=False, save_user=False)
 
     def engine_failed(self, message: str) -> None:
         self.load_panel.display = False
@@ -263,6 +263,7 @@ class ChatScreen(Screen[None]):
                             "it is ready.", kind="error")
                 return
             self.pending_prompt = text
+            self.save_user_message(text)  # on disk now: quitting before the load loses nothing
             self.mount_message(UserMessage(text))
             self.notice("The model is still loading; this message will be sent when it is "
                         "ready.", kind="info")
@@ -286,14 +287,17 @@ class ChatScreen(Screen[None]):
     def session_settings(self) -> dict[str, Any]:
         return self.settings.to_dict()
 
+    def save_user_message(self, text: str) -> None:
+        self.qapp.store.add_user_message(self.ensure_session(), text)
+        self.history.append({"role": "user", "content": text})
+
     def start_turn(self, text: str, *, mount_user: bool = True, save_user: bool = True) -> None:
         from qwen3tui.recording import ReplyRecorder
 
         store = self.qapp.store
         session_id = self.ensure_session()
         if save_user:
-            store.add_user_message(session_id, text)
-            self.history.append({"role": "user", "content": text})
+            self.save_user_message(text)
         if mount_user:
             self.mount_message(UserMessage(text))
         options = self.settings.options()
