@@ -22,7 +22,7 @@ from qwen3tui.engine.events import (
     Usage,
 )
 from qwen3tui.engine.info import EngineInfo
-from qwen3tui.engine.options import ChatOptions
+from qwen3tui.engine.options import ChatOptions, SamplingParams, default_sampling
 
 THINKING = ["Let", " me", " think", " about", " that", "."]
 ANSWER = ["**Hello**", " from", " the", " fake", " engine", "."]
@@ -60,6 +60,9 @@ class FakeEngine:
 
     def count_tokens(self, messages: list[dict[str, str]], thinking: bool) -> int:
         return sum(len(m["content"].split()) + 4 for m in messages)
+
+    def sampling_for(self, options: ChatOptions) -> SamplingParams:
+        return options.sampling.apply(default_sampling(options.thinking, {}))
 
     def prepare_next_turn(self, messages: list[dict[str, str]],
                           cancel: threading.Event | None = None) -> int:

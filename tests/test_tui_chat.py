@@ -232,6 +232,10 @@ async def test_set_and_system_change_what_the_next_turn_sends(qwen3tui_home: Pat
         call = engine.calls[0]
         assert call.options.sampling.temperature == 0.2
         assert call.options.max_new_tokens == 64
+        # The reply records the sampling it ran with: the override and the mode's defaults.
+        recorded = saved(app)[-1].sampling
+        assert recorded["temperature"] == 0.2
+        assert (recorded["top_p"], recorded["top_k"]) == (0.95, 20)  # thinking-mode defaults
         assert call.messages[0] == {"role": "system", "content": "You are terse."}
         assert c.qapp.store.get_session(c.session_id).system_prompt == "You are terse."
         await send(pilot, "/system")

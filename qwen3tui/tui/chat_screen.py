@@ -13,7 +13,7 @@ import asyncio
 import json
 import threading
 import time
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -303,7 +303,7 @@ class ChatScreen(Screen[None]):
         options = self.settings.options()
         recorder = ReplyRecorder(store, session_id, thinking_enabled=options.thinking,
                                  budget=options.thinking_budget,
-                                 sampling=self.settings.sampling_dict())
+                                 sampling=asdict(self.qapp.engine.sampling_for(options)))
         widget = AssistantMessage(thinking_enabled=options.thinking,
                                   budget=options.thinking_budget)
         self._turn_counter += 1
