@@ -54,19 +54,28 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--tokens", type=int, default=300)
+    parser.add_argument("--long", type=int, default=3500, help="tokens of the long prompt")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("check_fast_paths: needs a CUDA GPU")
         return 2
     prompt = torch.randint(1000, 100000, (100,), generator=torch.Generator().manual_seed(0))
     prompt = prompt.tolist()
+    # A long prompt too: decode attention then reads a window of many buckets.
+    long_prompt = torch.randint(
+        1000, 100000, (args.long,), generator=torch.Generator().manual_seed(1)
+    )
+    long_prompt, long_forced = long_prompt.tolist(), list(range(2000, 2032))
     ok = True
     exact = None  # float32 plain-path logits: the yardstick for bf16 error
+    long_exact = None
     for dtype in ("float32", "bfloat16"):
         engine = load_engine(args.checkpoint, device="cuda", dtype=dtype, context_length=4096)
         eager = EagerStep(engine.model, engine.cache)
         graphs = GraphedStep(engine.model, engine.cache, compile=False)
-        compiled = GraphedStep(engine.model, engine.cache, compile=True)
+        # The engine's own step: a second compiling GraphedStep would compile in a second
+        # thread at the same time, and Dynamo is not thread-safe.
+        compiled = engine.step
         ready = compiled.wait_compiled(900)
         if dtype == "float32":
             plain = greedy(engine, eager, prompt, args.tokens)
@@ -78,18 +87,22 @@ def main() -> int:
             forced = plain[:64]
             engine.model.compiled = None
             exact = forced_logits(engine, eager, prompt, forced)
+            long_exact = forced_logits(engine, eager, long_prompt, long_forced)
         else:
             # bf16 rounds differently on every path; the fast path must not be further from
             # the float32 answer than the plain bf16 path is (with a little slack).
-            engine.model.compiled = None
-            plain_err = rel_diff(forced_logits(engine, eager, prompt, forced), exact)
-            fast = forced_logits(engine, compiled, prompt, forced)
-            fast_err = rel_diff(fast, exact)
-            ok &= fast_err <= 1.5 * plain_err
-            print(
-                f"bfloat16 logits vs float32, {len(forced)} forced steps: plain path max rel diff "
-                f"{plain_err:.2e}, compiled + graphs {fast_err:.2e}"
-            )
+            for what, ids, steps, yardstick in (
+                (f"{len(prompt)}-token prompt", prompt, forced, exact),
+                (f"{len(long_prompt)}-token prompt", long_prompt, long_forced, long_exact),
+            ):
+                engine.model.compiled = None
+                plain_err = rel_diff(forced_logits(engine, eager, ids, steps), yardstick)
+                fast_err = rel_diff(forced_logits(engine, compiled, ids, steps), yardstick)
+                ok &= fast_err <= 1.5 * plain_err
+                print(
+                    f"bfloat16 logits vs float32, {what}, {len(steps)} forced steps: plain path"
+                    f" max rel diff {plain_err:.2e}, compiled + graphs {fast_err:.2e}"
+                )
         print(f"  ({dtype}: compiled kernels ready: {ready}, error: {compiled.compile_error})")
         del engine, eager, graphs, compiled
         torch.cuda.empty_cache()

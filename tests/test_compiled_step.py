@@ -63,3 +63,27 @@ def test_compiled_whole_layer_step_equals_the_plain_step_across_windows(projecti
     for layer in range(config.num_hidden_layers):
         torch.testing.assert_close(fast.keys[layer][:, :, :262], plain.keys[layer][:, :, :262])
         torch.testing.assert_close(fast.values[layer][:, :, :262], plain.values[layer][:, :, :262])
+
+
+def test_a_chunk_after_cached_tokens_attends_the_same_through_the_flash_path():
+    """CUDA's flash path states the chunk's mask as causal aligned to the end of the keys; on
+    the CPU PyTorch applies the same bias by materializing it, which checks the alignment."""
+    model = tiny_model()
+    config = model.config
+    ids = torch.randint(0, config.vocab_size, (1, 300), generator=torch.Generator().manual_seed(2))
+
+    def run() -> torch.Tensor:
+        cache = KVCache(config, 1024, torch.device("cpu"), torch.float32)
+        with torch.inference_mode():
+            model(ids[:, :150], 0, cache)
+            return model(ids[:, 150:], 150, cache, last_only=False)  # 150 queries after 150
+
+    masked = run()
+    for layer in model.layers:
+        layer.flash = True
+    try:
+        flash = run()
+    finally:
+        for layer in model.layers:
+            layer.flash = False
+    torch.testing.assert_close(flash, masked, rtol=1e-4, atol=1e-4)

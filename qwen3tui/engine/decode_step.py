@@ -27,6 +27,7 @@ from .model import CompiledLayers, DecoderLayer, Qwen3, grouped_attention
 
 BUCKET = 256  # tokens; at most 255 masked positions are read beyond the filled part
 REDUCTION_PROJECTIONS = ("o_proj", "down_proj")  # see ReductionLinear
+FLASH_DECODE_FROM = 1024  # cache windows longer than this decode through flash attention
 
 
 class EagerStep:
@@ -159,18 +160,29 @@ def compile_layers(model: Qwen3, cache: KVCache) -> CompiledLayers:
             )
             for layer in model.layers
         ]
-    if os.environ.get("QWEN3TUI_COMPILE_ATTENTION", "1") != "0":
+    steps = os.environ.get("QWEN3TUI_COMPILE_LAYER_STEP", "1") != "0"
+    names = os.environ.get("QWEN3TUI_REDUCTION_GEMV")
+    names = REDUCTION_PROJECTIONS if names is None else tuple(names.split(","))
+    if steps and model.layers[0].flash:
+        # Short windows: the grouped matmuls, fused into the layer's step, are fastest. Long
+        # ones: flash attention's split kernel reads the cache fastest (measured on an H100).
+        compiled.attention_max_len = int(
+            os.environ.get("QWEN3TUI_FLASH_DECODE_FROM", FLASH_DECODE_FROM)
+        )
+        compiled.long_steps = [
+            torch.compile(reduction_twin(layer, names, flash=True).decode, fullgraph=True)
+            for layer in model.layers
+        ]
+    elif os.environ.get("QWEN3TUI_COMPILE_ATTENTION", "1") != "0":
         # One kernel set for every cache length: the length is a dynamic dimension. Measured
         # on an H100: faster than plain matmuls up to a few thousand tokens, slower at 16k.
         compiled.attention = torch.compile(grouped_attention, fullgraph=True, dynamic=True)
         compiled.attention_max_len = int(os.environ.get("QWEN3TUI_COMPILED_ATTENTION_MAX", 4096))
-        if os.environ.get("QWEN3TUI_COMPILE_LAYER_STEP", "1") != "0":
-            names = os.environ.get("QWEN3TUI_REDUCTION_GEMV")
-            names = REDUCTION_PROJECTIONS if names is None else tuple(names.split(","))
-            compiled.steps = [
-                torch.compile(reduction_twin(layer, names).decode, fullgraph=True)
-                for layer in model.layers
-            ]
+    if steps and compiled.attention_max_len:
+        compiled.steps = [
+            torch.compile(reduction_twin(layer, names).decode, fullgraph=True)
+            for layer in model.layers
+        ]
     compiled.norm = torch.compile(model.norm, fullgraph=True, dynamic=False)
     device = model.embed_tokens.weight.device
     # Stand-ins made the way the real calls make theirs: guards check dispatch keys too, and
@@ -196,11 +208,16 @@ def compile_layers(model: Qwen3, cache: KVCache) -> CompiledLayers:
             for kv_len in (BUCKET, 2 * BUCKET):
                 mask = torch.ones(1, kv_len, dtype=torch.bool, device=device)
                 compiled.attention(q, keys[:, :, :kv_len], values[:, :, :kv_len], mask)
-        if compiled.steps is not None:
-            mask = torch.ones(1, BUCKET, dtype=torch.bool, device=device)
+        for steps, window in (
+            (compiled.steps, BUCKET),
+            (compiled.long_steps, compiled.attention_max_len + BUCKET),
+        ):
+            if steps is None or window > cache.max_tokens:
+                continue
+            mask = torch.ones(1, window, dtype=torch.bool, device=device)
             torch._dynamo.mark_dynamic(mask, 1)  # one compiled step for every window
-            for step in compiled.steps:
-                step(x, cos, sin, keys, values, pos, mask)
+            for step in steps:
+                step(x, cos, sin, keys, values, pos, mask, cache.flash_offsets)
         compiled.norm(x)
     del keys, values
     stream.synchronize()
@@ -221,11 +238,13 @@ class ReductionLinear(nn.Module):
 
 
 def reduction_twin(
-    layer: DecoderLayer, names: tuple[str, ...] = REDUCTION_PROJECTIONS
+    layer: DecoderLayer, names: tuple[str, ...] = REDUCTION_PROJECTIONS, flash: bool = False
 ) -> DecoderLayer:
-    """The same layer, same weights, with the projections `names` as ReductionLinear."""
+    """The same layer, same weights, with the projections `names` as ReductionLinear, and
+    decode() attending through flash attention if `flash`."""
     twin = copy.copy(layer)
     twin._modules = dict(twin._modules)
+    twin.flash_decode = flash
     for part in ("inputs", "output"):
         module = copy.copy(getattr(layer, part))
         module._modules = dict(module._modules)

@@ -23,6 +23,10 @@ class KVCache:
             torch.zeros(shape, device=device, dtype=dtype) for _ in range(config.num_hidden_layers)
         ]
         self.tokens: list[int] = []  # tokens[i] is the id whose K/V sit at position i
+        # Flash attention's variable-length kernel reads this cache as one sequence of one
+        # query: its cumulative query and key offsets, made once instead of every step.
+        offsets = torch.tensor([0, 1, 0, max_tokens], dtype=torch.int32, device=device)
+        self.flash_offsets = (offsets[:2], offsets[2:])
 
     @property
     def length(self) -> int:

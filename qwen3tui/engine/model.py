@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention.bias import causal_lower_right
 
 from .config import Qwen3Config
 from .kv_cache import KVCache
@@ -106,6 +107,41 @@ def grouped_attention(
     return torch.matmul(probs, values).view(b, h, t, hd)
 
 
+def flash_decode_attention(
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    pos: torch.Tensor,
+    window: int,
+    offsets: tuple[torch.Tensor, torch.Tensor],
+) -> torch.Tensor:
+    """One query position over the cache through flash attention's variable-length kernel
+    (CUDA, fp16/bf16), which splits a long cache across the GPU and reads K/V once.
+
+    It reads only the first pos+1 positions, given as a device tensor, so one CUDA graph per
+    `window` (the bound it plans its split for) serves every position below it. keys/values
+    are the layer's whole cache (1, kv_heads, max_tokens, hd), read as (tokens, heads, hd);
+    `offsets` are the cache's KVCache.flash_offsets.
+    """
+    _, h, _, hd = q.shape
+    query_offsets, key_offsets = offsets
+    out = torch.ops.aten._flash_attention_forward(
+        q.view(1, h, hd),
+        keys[0].transpose(0, 1),
+        values[0].transpose(0, 1),
+        query_offsets,
+        key_offsets,
+        1,
+        window,
+        0.0,
+        False,
+        False,
+        scale=hd**-0.5,
+        seqused_k=(pos + 1).to(torch.int32),
+    )[0]
+    return out.view(1, h, 1, hd)
+
+
 class DecoderLayer(nn.Module):
     def __init__(self, config: Qwen3Config, layer: int) -> None:
         super().__init__()
@@ -117,6 +153,10 @@ class DecoderLayer(nn.Module):
         # Grouped matmuls beat SDPA on CUDA (long caches, masked chunks); on the CPU, SDPA's
         # fused kernel is faster (measured), so weights.load_model sets this per device.
         self.matmul_attention = False
+        # CUDA in fp16/bf16 (set at load): flash kernels for chunks after cached tokens, and
+        # for decode() when it is compiled for long windows (see compile_layers).
+        self.flash = False
+        self.flash_decode = False
 
     def attend(self, q, k, v, cache: KVCache, pos, kv_len: int, mask, attention=None):
         keys, values = cache.store(self.index, pos, k, v, kv_len)
@@ -125,6 +165,13 @@ class DecoderLayer(nn.Module):
             self.matmul_attention and (t == 1 or (mask is not None and t <= GROUPED_MAX_QUERIES))
         ):
             return (attention or grouped_attention)(q, keys, values, mask)
+        if self.flash and mask is not None:
+            # A chunk after cached tokens is causal aligned to the end of the keys: flash
+            # attention does that natively (no mask, no expanded K/V).
+            causal = causal_lower_right(t, keys.shape[2])
+            return F.scaled_dot_product_attention(
+                q, keys, values, attn_mask=causal, enable_gqa=True
+            )
         if t == 1:
             # One query per head: the heads sharing a KV head become rows of one SDPA call.
             b, h, _, hd = q.shape
@@ -153,29 +200,34 @@ class DecoderLayer(nn.Module):
         values: torch.Tensor,
         pos: torch.Tensor,
         mask: torch.Tensor,
+        offsets: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """One decode step written for torch.compile: the whole layer, cache write included,
         as one graph, so the compiler fuses across the pieces forward() keeps apart.
 
         keys/values are this layer's whole cache tensors; attention reads the window of
-        `mask`'s length (1, window), True = see.
+        `mask`'s length (1, window), True = see. `offsets`: see flash_decode_attention.
         """
         q, k, v = self.inputs(x, cos, sin)
         keys[:, :, pos] = k
         values[:, :, pos] = v
         window = mask.shape[-1]
-        attended = grouped_attention(q, keys[:, :, :window], values[:, :, :window], mask)
+        if self.flash_decode:
+            attended = flash_decode_attention(q, keys, values, pos, window, offsets)
+        else:
+            attended = grouped_attention(q, keys[:, :, :window], values[:, :, :window], mask)
         return self.output(x, attended)
 
     def forward(self, x, cos, sin, cache, pos, kv_len, mask, fast: CompiledLayers | None = None):
         # On CUDA, compiled versions of the same modules take over once they are ready.
         inputs, output, attention = self.inputs, self.output, None
         if fast is not None:
-            if fast.steps is not None and isinstance(pos, torch.Tensor) and (
-                kv_len <= fast.attention_max_len
-            ):
+            graphed = isinstance(pos, torch.Tensor)
+            steps = fast.steps if kv_len <= fast.attention_max_len else fast.long_steps
+            if graphed and steps is not None:
                 i = self.index
-                return fast.steps[i](x, cos, sin, cache.keys[i], cache.values[i], pos, mask)
+                keys, values = cache.keys[i], cache.values[i]
+                return steps[i](x, cos, sin, keys, values, pos, mask, cache.flash_offsets)
             if x.shape[1] == 1:
                 inputs, output = fast.decode[self.index]
                 if kv_len <= fast.attention_max_len:
@@ -201,6 +253,7 @@ class CompiledLayers:
     attention: Callable | None = None
     attention_max_len: int = 0  # beyond this the plain matmuls spread the cache better
     steps: list[Callable] | None = None  # compiled DecoderLayer.decode, up to attention_max_len
+    long_steps: list[Callable] | None = None  # the same with flash attention, beyond it
     norm: Callable | None = None  # the final norm
 
 

@@ -121,9 +121,15 @@ def load_model(
             f" ({len(incomplete)} tensors incomplete).",
             "Re-download the model.",
         )
+    flash = (
+        device.type == "cuda"
+        and dtype in (torch.float16, torch.bfloat16)
+        and torch.backends.cuda.is_flash_attention_available()
+    )
     for layer in model.layers:
         layer.native_gqa = device.type != "mps"
         layer.matmul_attention = device.type == "cuda"
+        layer.flash = flash
     if device.type == "cuda":
         # cuDNN attention builds a plan for each new prompt length: about 100 ms on an H100
         # (measured), paid on nearly every turn. Flash and memory-efficient SDPA need none.
