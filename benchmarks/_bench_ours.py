@@ -44,7 +44,7 @@ def main(job: dict[str, Any]) -> dict[str, Any]:
         "load_s": load_s,
         "info": {k: getattr(engine.info, k) for k in ("device", "dtype", "context_length")},
         "quantize": job.get("quantize"),
-        "model_bytes": _model_bytes(engine.model),
+        "model_bytes": _bytes_read_per_token(engine.model),
         "kv_cache_bytes": _kv_bytes(engine.cache),
         "after_load": {**memory_now(device), **peak_memory(device)},
     }
@@ -203,6 +203,16 @@ def _model_bytes(model) -> int:
         except (RuntimeError, NotImplementedError):
             seen[id(t)] = t.numel() * t.element_size()
     return sum(seen.values())
+
+
+def _bytes_read_per_token(model) -> int:
+    """What a decode step reads: every weight, except that of an embedding table with its own
+    output head (the int8 head, an untied model) only one row is looked up."""
+    total = _model_bytes(model)
+    if getattr(model, "lm_head", None) is not None:
+        table = model.embed_tokens.weight
+        total -= table.numel() * table.element_size()
+    return total
 
 
 def _kv_bytes(cache) -> int | None:

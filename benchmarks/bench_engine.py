@@ -289,7 +289,7 @@ def _quantized_ceiling(results: list[dict[str, Any]]) -> str:
         if r.get("quantize") and r.get("ceiling_tok_s"):
             return (
                 f"; {r['label']}: {r['ceiling_tok_s']:.1f} tok/s"
-                f" = {r['weight_bytes'] / 1e9:.2f} GB of tensors held / bandwidth"
+                f" = {r['weight_bytes'] / 1e9:.2f} GB of weights read per token / bandwidth"
             )
     return ""
 

@@ -1,22 +1,38 @@
-"""int8 weight-only quantization: exact against its own dequantized weights, close to bf16."""
+"""int8 weight-only quantization: exact against its own dequantized weights, close to bf16, and
+the C kernel's fast paths agree with PyTorch's plain path."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
+from qwen3tui.engine import int8_cpu_kernel, quantize
 from qwen3tui.engine.config import Qwen3Config
 from qwen3tui.engine.kv_cache import KVCache
+from qwen3tui.engine.native_build import NativeUnavailable
 from qwen3tui.engine.quantize import Int8Linear, quantize_int8
 from qwen3tui.engine.random_checkpoint import TINY_CONFIG, write_random_checkpoint
 from qwen3tui.engine.weights import load_model
+
+needs_kernel = pytest.mark.skipif(
+    int8_cpu_kernel.load() is None,
+    reason=f"int8 C kernel unavailable: {int8_cpu_kernel.unavailable_reason}",
+)
+
+
+@pytest.fixture
+def plain(monkeypatch):
+    """Int8Linear built while the kernel is unavailable: PyTorch's path on (out, in) weights."""
+    monkeypatch.setattr(int8_cpu_kernel, "load", lambda: None)
 
 
 def test_int8_linear_computes_with_its_dequantized_weights():
     torch.manual_seed(0)
     weight = torch.randn(96, 64)
     layer = Int8Linear(weight)
-    assert layer.weight.dtype == torch.int8 and layer.scale.shape == (96,)
-    dequantized = layer.weight.float() * layer.scale[:, None]
+    q = layer.int8_weight()
+    assert q.dtype == torch.int8 and q.shape == (96, 64) and layer.scale.shape == (96,)
+    dequantized = q.float() * layer.scale[:, None]
     for rows in (1, 5, 40):  # the fused decode kernel and the dequantizing prefill path
         x = torch.randn(rows, 64)
         assert torch.allclose(layer(x), x @ dequantized.T, atol=1e-4)
@@ -24,19 +40,115 @@ def test_int8_linear_computes_with_its_dequantized_weights():
     assert ((dequantized - weight).abs() <= layer.scale[:, None] / 2 + 1e-6).all()
 
 
-def test_quantized_model_stays_close_to_the_full_precision_model(tmp_path):
+def test_plain_path_computes_with_its_dequantized_weights(plain):
+    torch.manual_seed(0)
+    layer = Int8Linear(torch.randn(96, 64))
+    assert layer.kernel is None and layer.weight.shape == (96, 64)
+    dequantized = layer.weight.float() * layer.scale[:, None]
+    for rows in (1, 5, 40):
+        x = torch.randn(rows, 64)
+        assert torch.allclose(layer(x), x @ dequantized.T, atol=1e-4)
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_kernel_matches_the_plain_path(dtype, monkeypatch):
+    # 200 outputs: not a multiple of the kernel's 16-row blocks, so padding is exercised too.
+    weight = (torch.randn(200, 256, generator=torch.Generator().manual_seed(1)) * 0.05).to(dtype)
+    fast = Int8Linear(weight)
+    assert fast.kernel is not None
+    monkeypatch.setattr(int8_cpu_kernel, "load", lambda: None)
+    slow = Int8Linear(weight)
+    assert torch.equal(fast.int8_weight(), slow.weight) and torch.equal(fast.scale, slow.scale)
+    gen = torch.Generator().manual_seed(2)
+    for rows in (1, 2, 3, 4, 5, 6, 7, 8, 9, 33):  # every few-row kernel, then the prefill path
+        x = torch.randn(1, rows, 256, generator=gen).to(dtype)
+        a, b = fast(x), slow(x)
+        assert a.shape == b.shape == (1, rows, 200) and a.dtype == dtype
+        # Both accumulate in fp32; only where the scale is applied and the rounding differ.
+        tol = 1e-2 if dtype == torch.bfloat16 else 1e-5
+        assert ((a.float() - b.float()).abs().max() / b.float().abs().max()).item() < tol, rows
+
+
+@needs_kernel
+def test_prefill_dequantizes_in_slabs(monkeypatch):
+    weight = torch.randn(96, 64, generator=torch.Generator().manual_seed(3))
+    layer = Int8Linear(weight)
+    x = torch.randn(20, 64, generator=torch.Generator().manual_seed(4))
+    whole = layer(x)
+    monkeypatch.setattr(quantize, "SCRATCH_BYTES", 32 * 64 * 4)  # 32 rows at a time: 3 slabs
+    assert torch.equal(layer(x), whole)
+    dequantized = layer.int8_weight().float() * layer.scale[:, None]
+    assert torch.allclose(whole, x @ dequantized.T, atol=1e-4)
+
+
+def test_kernel_is_optional(monkeypatch, tmp_path):
+    # load() turns any failure into None, and Int8Linear then keeps PyTorch's path.
+    monkeypatch.setenv("QWEN3TUI_HOME", str(tmp_path))
+    monkeypatch.setenv("QWEN3TUI_CPU_KERNELS", "0")
+    with pytest.raises(NativeUnavailable, match="turned off"):
+        int8_cpu_kernel._load()
+    monkeypatch.setenv("QWEN3TUI_CPU_KERNELS", "1")
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
+    with pytest.raises(NativeUnavailable, match="does not run"):
+        int8_cpu_kernel._load()
+    assert not (tmp_path / "cache" / "kernels").exists()
+
+
+def _models(tmp_path):
     config = {**TINY_CONFIG, "vocab_size": 512}
     path = write_random_checkpoint(tmp_path, config=config, seed=1, std=0.08)
     cfg = Qwen3Config.from_dir(path)
-    full = load_model(path, cfg, torch.device("cpu"), torch.bfloat16, 128)
-    quant = quantize_int8(load_model(path, cfg, torch.device("cpu"), torch.bfloat16, 128))
+
+    def load():
+        return load_model(path, cfg, torch.device("cpu"), torch.bfloat16, 128)
+
+    return cfg, load
+
+
+def _run(model, cfg, ids):
+    """Logits of a prefill, then of three one-token decode steps."""
+    cache = KVCache(cfg, 128, torch.device("cpu"), torch.bfloat16)
+    with torch.inference_mode():
+        prefill = model(ids, 0, cache, last_only=False)
+        steps = [model(ids[:, i : i + 1], ids.shape[1] + i, cache) for i in range(3)]
+    return prefill, steps
+
+
+def test_quantized_model_stays_close_to_the_full_precision_model(tmp_path):
+    cfg, load = _models(tmp_path)
+    full = load()
+    quant = quantize_int8(load())
     linears = [m for m in quant.modules() if isinstance(m, Int8Linear)]
     assert len(linears) == 4 * cfg.num_hidden_layers + 1  # every projection and the head
     ids = torch.randint(0, 512, (1, 24), generator=torch.Generator().manual_seed(2))
-    with torch.inference_mode():
-        a = full(ids, 0, KVCache(cfg, 128, torch.device("cpu"), torch.bfloat16), last_only=False)
-        b = quant(ids, 0, KVCache(cfg, 128, torch.device("cpu"), torch.bfloat16), last_only=False)
+    a, _ = _run(full, cfg, ids)
+    b, _ = _run(quant, cfg, ids)
     rel = ((a.float() - b.float()).abs().max() / a.float().abs().max()).item()
     assert rel < 0.05, rel
     cosine = torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1)
     assert cosine.min().item() > 0.99
+
+
+@needs_kernel
+def test_kernel_model_gives_the_plain_quantized_models_logits(tmp_path, monkeypatch):
+    cfg, load = _models(tmp_path)
+    fast = quantize_int8(load())
+    assert fast.lm_head.kernel is not None
+    monkeypatch.setattr(int8_cpu_kernel, "load", lambda: None)
+    slow = quantize_int8(load())
+    ids = torch.randint(0, 512, (1, 20), generator=torch.Generator().manual_seed(3))
+    (a, steps_a), (b, steps_b) = _run(fast, cfg, ids), _run(slow, cfg, ids)
+    rel = ((a.float() - b.float()).abs().max() / a.float().abs().max()).item()
+    assert rel < 1e-2, rel
+    for x, y in zip(steps_a, steps_b, strict=True):  # decode: the one-row kernel
+        assert ((x.float() - y.float()).abs().max() / y.float().abs().max()).item() < 1e-2
+        assert torch.equal(x.argmax(-1), y.argmax(-1))
+
+
+@needs_kernel
+def test_kernel_builds_into_its_cache(monkeypatch, tmp_path):
+    monkeypatch.setenv("QWEN3TUI_HOME", str(tmp_path))
+    kernel = int8_cpu_kernel._load()  # compiles, loads and self-tests
+    assert isinstance(kernel, int8_cpu_kernel.Int8Kernel)
+    assert len(list((tmp_path / "cache" / "kernels").glob("int8_kernel-*"))) == 1
