@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from qwen3tui.engine import load_engine  # noqa: E402
 from qwen3tui.engine.decode_step import EagerStep, GraphedStep  # noqa: E402
-from qwen3tui.engine.generate import Request, generate  # noqa: E402
+from qwen3tui.engine.generate import Request, generate, prefill  # noqa: E402
 from qwen3tui.engine.options import SamplingParams  # noqa: E402
 
 
@@ -44,6 +44,15 @@ def forced_logits(engine, step, prompt: list[int], forced: list[int]) -> torch.T
             logits = step(torch.tensor(token, device="cuda"), engine.cache.length)
             engine.cache.tokens.append(token)
     return torch.stack(rows)
+
+
+def prefill_logits(engine, history: list[int], chunk: list[int], step) -> torch.Tensor:
+    """The first token's logits for `chunk` after `history` (prefilled plainly)."""
+    engine.reset_cache()
+    with torch.inference_mode():
+        if history:
+            prefill(engine.model, engine.cache, history)
+        return prefill(engine.model, engine.cache, chunk, step=step).float()
 
 
 def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -69,6 +78,16 @@ def main() -> int:
     ok = True
     exact = None  # float32 plain-path logits: the yardstick for bf16 error
     long_exact = None
+    # Prefill graphs (bf16 on CUDA): prompts padded to 128, 1024 and 2048, and a short chunk
+    # after a long history.
+    ids = torch.randint(1000, 100000, (3100,), generator=torch.Generator().manual_seed(2)).tolist()
+    prefills = {
+        "100-token prompt": ([], ids[:100]),
+        "1000-token prompt": ([], ids[:1000]),
+        "2048-token prompt": ([], ids[:2048]),
+        "50 tokens after 3000": (ids[:3000], ids[3000:3050]),
+    }
+    prefill_exact = {}
     for dtype in ("float32", "bfloat16"):
         engine = load_engine(args.checkpoint, device="cuda", dtype=dtype, context_length=4096)
         eager = EagerStep(engine.model, engine.cache)
@@ -88,6 +107,8 @@ def main() -> int:
             engine.model.compiled = None
             exact = forced_logits(engine, eager, prompt, forced)
             long_exact = forced_logits(engine, eager, long_prompt, long_forced)
+            for what, (history, chunk) in prefills.items():
+                prefill_exact[what] = prefill_logits(engine, history, chunk, None)
         else:
             # bf16 rounds differently on every path; the fast path must not be further from
             # the float32 answer than the plain bf16 path is (with a little slack).
@@ -102,6 +123,17 @@ def main() -> int:
                 print(
                     f"bfloat16 logits vs float32, {what}, {len(steps)} forced steps: plain path"
                     f" max rel diff {plain_err:.2e}, compiled + graphs {fast_err:.2e}"
+                )
+            for what, (history, chunk) in prefills.items():
+                yardstick = prefill_exact[what]
+                plain_err = rel_diff(prefill_logits(engine, history, chunk, None), yardstick)
+                fast = prefill_logits(engine, history, chunk, compiled)
+                fast_err = rel_diff(fast, yardstick)
+                ok &= fast_err <= 1.5 * plain_err
+                print(
+                    f"bfloat16 first-token logits vs float32, {what}: plain prefill max rel diff"
+                    f" {plain_err:.2e}, prefill graphs {fast_err:.2e}"
+                    f" (graphs for {sorted(compiled.prefills)})"
                 )
         print(f"  ({dtype}: compiled kernels ready: {ready}, error: {compiled.compile_error})")
         del engine, eager, graphs, compiled

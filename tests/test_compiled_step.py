@@ -87,3 +87,34 @@ def test_a_chunk_after_cached_tokens_attends_the_same_through_the_flash_path():
         for layer in model.layers:
             layer.flash = False
     torch.testing.assert_close(flash, masked, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("start", [0, 150])
+def test_a_padded_chunk_at_device_positions_equals_the_plain_prefill(start):
+    """CUDA's prefill graphs: a chunk padded to its graph's length, positions on the device.
+    The padding must change neither this chunk's logits nor any later step."""
+    model = tiny_model()
+    config = model.config
+    ids = torch.randint(0, config.vocab_size, (1, 200), generator=torch.Generator().manual_seed(3))
+    real, padded = 20, 32
+    plain = KVCache(config, 1024, torch.device("cpu"), torch.float32)
+    graphed = KVCache(config, 1024, torch.device("cpu"), torch.float32)
+    chunk = ids[:, start : start + real]
+    garbage = torch.full((1, padded - real), 7)
+    with torch.inference_mode():
+        if start:
+            model(ids[:, :start], 0, plain)
+            model(ids[:, :start], 0, graphed)
+        expected = model(chunk, start, plain)[0, -1]
+        got = model.prefill_chunk(
+            torch.cat([chunk, garbage], dim=1),
+            torch.arange(start, start + padded),
+            torch.tensor([real - 1]),
+            graphed,
+            torch.tensor([0, padded], dtype=torch.int32),
+        )
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+        # The next token overwrites the first padded position and never sees the rest.
+        after = start + real
+        nxt = ids[:, after : after + 1]
+        torch.testing.assert_close(model(nxt, after, graphed), model(nxt, after, plain))

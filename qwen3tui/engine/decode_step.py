@@ -28,6 +28,7 @@ from .model import CompiledLayers, DecoderLayer, Qwen3, grouped_attention
 BUCKET = 256  # tokens; at most 255 masked positions are read beyond the filled part
 REDUCTION_PROJECTIONS = ("o_proj", "down_proj")  # see ReductionLinear
 FLASH_DECODE_FROM = 1024  # cache windows longer than this decode through flash attention
+PREFILL_MIN, PREFILL_MAX = 16, 2048  # chunk lengths with prefill graphs (powers of two)
 
 
 class EagerStep:
@@ -40,6 +41,9 @@ class EagerStep:
     def prepare(self, first: int, last: int) -> None:
         """Nothing to prepare: each step runs the plain modules."""
 
+    def prefill_chunk(self, chunk: list[int], start: int) -> torch.Tensor | None:
+        return None  # the caller runs the plain modules
+
 
 class GraphedStep:
     def __init__(self, model: Qwen3, cache: KVCache, compile: bool = True) -> None:
@@ -48,6 +52,8 @@ class GraphedStep:
         self.token = torch.zeros((1, 1), dtype=torch.long, device=device)
         self.pos = torch.zeros((1,), dtype=torch.long, device=device)
         self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self.prefills: dict[int, PrefillGraph] = {}
+        self.prefill_pool = None
         self.pool = None
         self.compiled_ready: CompiledLayers | None = None
         self.compile_error: str | None = None
@@ -87,6 +93,29 @@ class GraphedStep:
             self._graph(self._bucket(pos))
         self._graph(self._bucket(min(last, self.cache.max_tokens - 1)))
 
+    def prefill_chunk(self, chunk: list[int], start: int) -> torch.Tensor | None:
+        """Logits of the chunk's last token from a CUDA graph of the whole prefill, or None
+        where there is none to use (then the caller runs the plain modules).
+
+        An uncompiled prefill launches ~30 kernels per layer from Python, which takes longer
+        than the GPU needs to run them. The chunk is padded to a power of two (16 to 2,048):
+        at most 8 graphs, each captured the first time a prompt needs it.
+        """
+        bucket = max(PREFILL_MIN, 1 << (len(chunk) - 1).bit_length())
+        if (
+            not self.model.layers[0].flash
+            or bucket > PREFILL_MAX
+            or start + bucket > self.cache.max_tokens
+            or os.environ.get("QWEN3TUI_PREFILL_GRAPHS", "1") == "0"
+        ):
+            return None
+        if bucket not in self.prefills:
+            self.prefills[bucket] = PrefillGraph(self.model, self.cache, bucket, self.prefill_pool)
+        prefill = self.prefills[bucket]
+        logits = prefill(chunk, start)
+        self.prefill_pool = prefill.pool
+        return logits
+
     def _use_compiled_if_ready(self) -> None:
         if self.compiled_ready is not None and self.model.compiled is None:
             # Compiled kernels just became ready: recapture the graphs with them.
@@ -116,6 +145,50 @@ class GraphedStep:
             logits = self.model.decode_step(self.token, self.pos, self.cache, kv_len)[0, -1]
         self.pool = graph.pool()
         return graph, logits
+
+
+class PrefillGraph:
+    """One chunk length's whole prefill as a CUDA graph (see GraphedStep.prefill_chunk)."""
+
+    def __init__(self, model: Qwen3, cache: KVCache, length: int, pool=None) -> None:
+        self.model, self.cache, self.pool = model, cache, pool
+        device = model.rope_cos.device
+        self.ids = torch.zeros((1, length), dtype=torch.long, device=device)
+        self.steps = torch.arange(length, dtype=torch.long, device=device)
+        self.positions = self.steps.clone()
+        self.last = torch.zeros((1,), dtype=torch.long, device=device)
+        self.offsets = torch.tensor([0, length], dtype=torch.int32, device=device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+
+    def _run(self) -> torch.Tensor:
+        ids, positions, last, offsets = self.ids, self.positions, self.last, self.offsets
+        return self.model.prefill_chunk(ids, positions, last, self.cache, offsets)
+
+    def __call__(self, chunk: list[int], start: int) -> torch.Tensor:
+        n = len(chunk)
+        self.ids[0, :n].copy_(torch.tensor(chunk, dtype=torch.long), non_blocking=True)
+        self.positions.copy_(self.steps).add_(start)
+        self.last.fill_(n - 1)
+        if self.graph is None:
+            self._capture()
+        self.graph.replay()
+        return self.logits
+
+    def _capture(self) -> None:
+        # Run once off the capture stream first (first-use work such as cuBLAS plans can't be
+        # captured); it computes this very chunk, so its cache writes are the right ones.
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            self._run()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        # One pool for all chunk lengths (never replayed at once), apart from the decode
+        # graphs' pool, which is replaced when compiled kernels arrive. thread_local: the
+        # compile thread may use the GPU meanwhile.
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
+            self.logits = self._run()
+        self.graph, self.pool = graph, graph.pool()
 
 
 def make_step(model: Qwen3, cache: KVCache) -> EagerStep | GraphedStep:

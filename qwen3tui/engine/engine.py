@@ -211,7 +211,7 @@ class Engine:
                 return self._give_way.is_set() or (cancel is not None and cancel.is_set())
 
             with torch.inference_mode():
-                prefill(self.model, self.cache, todo, stop)
+                prefill(self.model, self.cache, todo, stop, self.step)
                 if not stop():
                     # The next reply's first steps replay graphs captured now, not then.
                     length = self.cache.length

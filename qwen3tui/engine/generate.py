@@ -99,12 +99,16 @@ class _Split:
 
 
 def prefill(
-    model: Qwen3, cache: KVCache, ids: list[int], stop: Callable[[], bool] | None = None
+    model: Qwen3,
+    cache: KVCache,
+    ids: list[int],
+    stop: Callable[[], bool] | None = None,
+    step: EagerStep | GraphedStep | None = None,
 ) -> torch.Tensor | None:
     """Append `ids` to the cache chunk by chunk; the logits (vocab,) of the last one.
 
     `stop` is asked between chunks: when it says so, what is done stays in the cache and
-    None is returned.
+    None is returned. A `step` with prefill graphs (CUDA) runs the chunks it can.
     """
     device = model.rope_cos.device
     size = PREFILL_CHUNK.get(device.type, PREFILL_CHUNK_DEFAULT)
@@ -113,10 +117,12 @@ def prefill(
         if stop is not None and stop():
             return None
         chunk = ids[i : i + size]
-        t = torch.tensor([chunk], dtype=torch.long, device=device)
-        logits = model(t, cache.length, cache)
+        logits = step.prefill_chunk(chunk, cache.length) if step is not None else None
+        if logits is None:
+            t = torch.tensor([chunk], dtype=torch.long, device=device)
+            logits = model(t, cache.length, cache)[0, -1]
         cache.tokens.extend(chunk)  # only after the step ran: an interrupt leaves it consistent
-    return None if logits is None else logits[0, -1]
+    return logits
 
 
 def generate(
@@ -134,7 +140,7 @@ def generate(
         reused = cache.reusable_prefix(request.prompt_ids)
         cache.truncate(reused)
         prefill_ids = request.prompt_ids[reused:]
-        logits = prefill(model, cache, prefill_ids)
+        logits = prefill(model, cache, prefill_ids, step=step)
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # so the prefill time is the GPU's, not the launch
         prefill_s = time.perf_counter() - started
@@ -166,7 +172,7 @@ def generate(
 
         if over_budget():  # a budget of 0: no thinking at all
             yield from close_thinking()
-            logits = prefill(model, cache, budget_ids)
+            logits = prefill(model, cache, budget_ids, step=step)
         step = step or make_step(model, cache)
         host = HostToken(device)
         overlap = device.type == "cuda"  # kernels run asynchronously only there
@@ -202,7 +208,7 @@ def generate(
             logits = next_logits
             if over_budget():
                 yield from close_thinking()
-                logits = prefill(model, cache, budget_ids)
+                logits = prefill(model, cache, budget_ids, step=step)
         yield from split.finish()
 
     decode_s = (last_token_at - first_token_at) if first_token_at else 0.0

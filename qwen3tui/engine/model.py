@@ -141,6 +141,42 @@ def flash_decode_attention(
     return out.view(1, h, 1, hd)
 
 
+def chunk_attention(
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    positions: torch.Tensor,
+    query_offsets: torch.Tensor,
+    key_offsets: torch.Tensor,
+    flash: bool,
+) -> torch.Tensor:
+    """A chunk of queries at consecutive device `positions` over the whole cache, causal.
+
+    With `flash` (CUDA, fp16/bf16) the variable-length kernel reads only the filled keys, its
+    causal mask aligned to their end; otherwise a mask over the whole cache (tests, float32).
+    `query_offsets` = [0, chunk length], `key_offsets` = [0, cache capacity], int32.
+    """
+    _, h, t, hd = q.shape
+    if not flash:
+        mask = torch.arange(keys.shape[2], device=q.device) <= positions[:, None]
+        return grouped_attention(q, keys, values, mask)
+    out = torch.ops.aten._flash_attention_forward(
+        q[0].transpose(0, 1),
+        keys[0].transpose(0, 1),
+        values[0].transpose(0, 1),
+        query_offsets,
+        key_offsets,
+        t,
+        keys.shape[2],
+        0.0,
+        True,
+        False,
+        scale=hd**-0.5,
+        seqused_k=(positions[-1:] + 1).to(torch.int32),
+    )[0]
+    return out.view(1, t, h, hd).transpose(1, 2)
+
+
 class DecoderLayer(nn.Module):
     def __init__(self, config: Qwen3Config, layer: int) -> None:
         super().__init__()
@@ -215,6 +251,26 @@ class DecoderLayer(nn.Module):
             attended = flash_decode_attention(q, keys, values, pos, window, offsets)
         else:
             attended = grouped_attention(q, keys[:, :, :window], values[:, :, :window], mask)
+        return self.output(x, attended)
+
+    def prefill_chunk(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: KVCache,
+        positions: torch.Tensor,
+        query_offsets: torch.Tensor,
+    ) -> torch.Tensor:
+        """A chunk at device `positions`: no host value involved, for CUDA graph capture."""
+        q, k, v = self.inputs(x, cos, sin)
+        keys, values = cache.keys[self.index], cache.values[self.index]
+        keys.index_copy_(2, positions, k)
+        values.index_copy_(2, positions, v)
+        key_offsets = cache.flash_offsets[1]
+        attended = chunk_attention(
+            q, keys, values, positions, query_offsets, key_offsets, self.flash
+        )
         return self.output(x, attended)
 
     def forward(self, x, cos, sin, cache, pos, kv_len, mask, fast: CompiledLayers | None = None):
@@ -317,6 +373,31 @@ class Qwen3(nn.Module):
         cos, sin = self.rope_cos.index_select(0, pos), self.rope_sin.index_select(0, pos)
         mask = (torch.arange(kv_len, device=pos.device) <= pos).view(1, kv_len)
         return self._run(token, cos, sin, cache, pos, kv_len, mask, True, self.compiled)
+
+    def prefill_chunk(
+        self,
+        ids: torch.Tensor,
+        positions: torch.Tensor,
+        last: torch.Tensor,
+        cache: KVCache,
+        query_offsets: torch.Tensor,
+    ) -> torch.Tensor:
+        """Logits (vocab,) of row `last` (a (1,) device index) of the chunk `ids` (1, T) at the
+        consecutive device `positions` (T,); its K/V go to the cache.
+
+        No host value is involved, so one CUDA graph per chunk length serves every start. A
+        shorter chunk is padded at its end: the padding's K/V land past the real tokens,
+        where the next tokens overwrite them before anything reads them, and causal
+        attention keeps them out of the real rows. `query_offsets` = [0, T] (int32).
+        """
+        cos = self.rope_cos.index_select(0, positions)
+        sin = self.rope_sin.index_select(0, positions)
+        x = self.embed_tokens(ids)
+        for layer in self.layers:
+            x = layer.prefill_chunk(x, cos, sin, cache, positions, query_offsets)
+        x = self.norm(x.index_select(1, last))
+        logits = self.lm_head(x) if self.lm_head is not None else F.linear(x, self.output_weight())
+        return logits[0, -1]
 
     def _run(self, ids, cos, sin, cache, pos, kv_len, mask, last_only, fast=None) -> torch.Tensor:
         x = self.embed_tokens(ids)
