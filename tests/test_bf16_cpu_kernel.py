@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not cpu_linear.available(), reason="no fast bf16
 
 def _need_kernel():
     if bf16_cpu_kernel.load() is None:
-        pytest.skip(f"bf16 C kernel unavailable: {bf16_cpu_kernel.unavailable_reason}")
+        pytest.skip(f"bf16 C kernel unavailable: {bf16_cpu_kernel.why_unavailable()}")
 
 
 def _need_onednn():

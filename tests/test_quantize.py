@@ -16,7 +16,7 @@ from qwen3tui.engine.weights import load_model
 
 needs_kernel = pytest.mark.skipif(
     int8_cpu_kernel.load() is None,
-    reason=f"int8 C kernel unavailable: {int8_cpu_kernel.unavailable_reason}",
+    reason=f"int8 C kernel unavailable: {int8_cpu_kernel.why_unavailable()}",
 )
 
 

@@ -16,11 +16,10 @@ Built by native_build; `load()` returns None where it cannot be had.
 from __future__ import annotations
 
 import ctypes
-import threading
 
 import torch
 
-from .native_build import NativeUnavailable, load_library
+from .native_build import NativeUnavailable, OnceKernel, load_library
 
 C_SOURCE = r"""
 #include <stdint.h>
@@ -196,12 +195,6 @@ void bf16_gemv_vnni64(const uint16_t* x, const uint16_t* wp, uint16_t* y, int64_
 }
 """
 
-_lock = threading.Lock()
-_loaded: Bf16Kernel | None = None
-_tried = False
-unavailable_reason: str | None = None  # why load() returned None, for diagnostics
-
-
 class Bf16Kernel:
     def __init__(self, lib: ctypes.CDLL) -> None:
         i64, ptr = ctypes.c_int64, ctypes.c_void_p
@@ -229,16 +222,12 @@ class Bf16Kernel:
 
 def load() -> Bf16Kernel | None:
     """The kernel, built on first use and cached on disk; None where it cannot be had."""
-    global _loaded, _tried, unavailable_reason
-    with _lock:
-        if not _tried:
-            _tried = True
-            try:
-                _loaded = _load()
-            except Exception as err:  # any failure only costs speed: keep PyTorch's path
-                _loaded = None
-                unavailable_reason = f"{type(err).__name__}: {err}"
-        return _loaded
+    return _once.get()
+
+
+def why_unavailable() -> str | None:
+    """Why load() returned None, for diagnostics."""
+    return _once.unavailable_reason
 
 
 def _load() -> Bf16Kernel:
@@ -257,3 +246,6 @@ def _load() -> Bf16Kernel:
     if not torch.allclose(got.float(), (x.float() @ w.float().T), rtol=2e-2, atol=2e-2):
         raise NativeUnavailable("self-test failed (packed layout)")
     return kernel
+
+
+_once = OnceKernel(_load)

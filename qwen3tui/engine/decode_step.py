@@ -17,11 +17,11 @@ from __future__ import annotations
 import copy
 import os
 import threading
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from .cache_dirs import user_cache_dir
 from .kv_cache import KVCache
 from .model import CompiledLayers, DecoderLayer, Qwen3, grouped_attention
 
@@ -206,7 +206,7 @@ def compile_layers(model: Qwen3, cache: KVCache) -> CompiledLayers:
     All layers share one compiled graph (their parameters are graph inputs), so this
     compiles twice, not 2 x layers times. Calling them once here does the compiling.
     """
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(compile_cache_dir()))
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(user_cache_dir("inductor")))
     import torch._dynamo
 
     # Every layer is the same code with other weights: allow one cache entry per layer.
@@ -326,14 +326,6 @@ def reduction_twin(
                 setattr(module, name, ReductionLinear(child.weight))
         setattr(twin, part, module)
     return twin
-
-
-def compile_cache_dir() -> Path:
-    home = os.environ.get("QWEN3TUI_HOME")
-    if home:
-        return Path(home) / "cache" / "inductor"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "qwen3tui" / "inductor"
 
 
 class HostToken:

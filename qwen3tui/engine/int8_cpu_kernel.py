@@ -17,11 +17,10 @@ and callers keep PyTorch's path.
 from __future__ import annotations
 
 import ctypes
-import threading
 
 import torch
 
-from .native_build import NativeUnavailable, load_library
+from .native_build import NativeUnavailable, OnceKernel, load_library
 
 BLOCK = 16  # output rows per packed block: one 512-bit vector of fp32 accumulators
 MAX_ROWS = 8  # activation rows one kernel call takes
@@ -241,12 +240,6 @@ void q8_dequant_t(const int8_t* wp, const float* scale, void* wt, int bf16, int6
 
 _DTYPES = (torch.bfloat16, torch.float32)
 
-_lock = threading.Lock()
-_loaded: Int8Kernel | None = None
-_tried = False
-unavailable_reason: str | None = None  # why load() returned None, for diagnostics
-
-
 class Int8Kernel:
     """The loaded library: packing, the few-row matmul and the prefill dequantization."""
 
@@ -324,16 +317,12 @@ class Int8Kernel:
 
 def load() -> Int8Kernel | None:
     """The kernel, built on first use and cached on disk; None where it cannot be had."""
-    global _loaded, _tried, unavailable_reason
-    with _lock:
-        if not _tried:
-            _tried = True
-            try:
-                _loaded = _load()
-            except Exception as err:  # any failure only costs speed: keep PyTorch's kernel
-                _loaded = None
-                unavailable_reason = f"{type(err).__name__}: {err}"
-        return _loaded
+    return _once.get()
+
+
+def why_unavailable() -> str | None:
+    """Why load() returned None, for diagnostics."""
+    return _once.unavailable_reason
 
 
 def _load() -> Int8Kernel:
@@ -358,3 +347,6 @@ def _self_test(kernel: Int8Kernel) -> None:
     out = torch.empty(64, 32)
     if not torch.equal(kernel.dequantize_t(packed, scale, 16, 48, out), ref_w[16:48].T):
         raise NativeUnavailable("self-test failed (dequantize)")
+
+
+_once = OnceKernel(_load)

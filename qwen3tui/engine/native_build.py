@@ -18,13 +18,40 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Generic, TypeVar
 
+from .cache_dirs import user_cache_dir
+
+K = TypeVar("K")
 FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
 
 
 class NativeUnavailable(Exception):
     """Why a kernel cannot be had here; callers fall back to PyTorch."""
+
+
+class OnceKernel(Generic[K]):
+    """A kernel built at most once per process; None where it cannot be had, and why."""
+
+    def __init__(self, build: Callable[[], K]) -> None:
+        self._build = build
+        self._lock = threading.Lock()
+        self._tried = False
+        self._kernel: K | None = None
+        self.unavailable_reason: str | None = None
+
+    def get(self) -> K | None:
+        with self._lock:
+            if not self._tried:
+                self._tried = True
+                try:
+                    self._kernel = self._build()
+                except Exception as err:  # any failure only costs speed: PyTorch's path runs
+                    self.unavailable_reason = f"{type(err).__name__}: {err}"
+            return self._kernel
 
 
 def load_library(name: str, source: str) -> ctypes.CDLL:
@@ -42,7 +69,7 @@ def load_library(name: str, source: str) -> ctypes.CDLL:
     except (OSError, subprocess.SubprocessError) as err:
         raise NativeUnavailable(f"the C compiler {cc} does not run ({err})") from None
     key = hashlib.sha256("\0".join([source, *FLAGS, cc, *version, _cpu_flags()]).encode())
-    target = cache_dir() / f"{name}-{key.hexdigest()[:16]}.so"
+    target = user_cache_dir("kernels") / f"{name}-{key.hexdigest()[:16]}.so"
     if not target.exists():
         _build(cc, source, target)
     return ctypes.CDLL(str(target))
@@ -74,11 +101,3 @@ def _cpu_flags() -> str:
     except OSError:
         pass
     return platform.processor()
-
-
-def cache_dir() -> Path:
-    home = os.environ.get("QWEN3TUI_HOME")
-    if home:
-        return Path(home) / "cache" / "kernels"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "qwen3tui" / "kernels"
