@@ -41,7 +41,7 @@ from qwen3tui.engine.events import (
     Usage,
 )
 from qwen3tui.engine.info import EngineInfo
-from qwen3tui.engine.options import ChatOptions
+from qwen3tui.engine.options import ChatOptions, SamplingParams, default_sampling
 from qwen3tui.settings import UserSettings
 from qwen3tui.store import SessionStore
 from qwen3tui.tui import chat_screen
@@ -99,6 +99,15 @@ class PacedEngine:
 
     def count_tokens(self, messages: list[dict[str, str]], thinking: bool) -> int:
         return 10
+
+    def sampling_for(self, options: ChatOptions) -> SamplingParams:
+        return options.sampling.apply(default_sampling(options.thinking, {}))
+
+    def prepare_next_turn(self, messages: list[dict[str, str]], cancel: object = None) -> int:
+        return 0  # nothing to warm: the stream is scripted
+
+    def stop_warming(self) -> None:
+        pass
 
     def chat(
         self,

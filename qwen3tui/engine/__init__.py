@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .chat_engine import ChatEngine
 from .errors import (
     ContextOverflowError,
     DeviceError,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 __all__ = [
+    "ChatEngine",
     "DEFAULT_MODEL",
     "AnswerDelta",
     "ChatOptions",

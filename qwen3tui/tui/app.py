@@ -16,6 +16,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import TextArea
 
+from qwen3tui.engine.chat_engine import ChatEngine
 from qwen3tui.engine.errors import EngineError
 from qwen3tui.engine.info import LoadProgress
 from qwen3tui.settings import UserSettings
@@ -36,7 +37,7 @@ class EngineProgress(Message):
 
 
 class EngineReady(Message):
-    def __init__(self, engine: Any) -> None:
+    def __init__(self, engine: ChatEngine) -> None:
         super().__init__()
         self.engine = engine
 
@@ -69,7 +70,7 @@ class Qwen3App(App[int]):
         super().__init__()
         self.engine_factory = engine_factory
         self.model_name = model_name
-        self.engine: Any = None
+        self.engine: ChatEngine | None = None
         self.load_error: str | None = None
         self._store = store
         self.user_settings = settings if settings is not None else UserSettings.load()
