@@ -106,39 +106,40 @@ def grouped_attention(
     return torch.matmul(probs, values).view(b, h, t, hd)
 
 
-def flash_decode_attention(
+def flash_cache_attention(
     q: torch.Tensor,
     keys: torch.Tensor,
     values: torch.Tensor,
-    pos: torch.Tensor,
-    window: int,
+    used: torch.Tensor,
     offsets: tuple[torch.Tensor, torch.Tensor],
+    max_keys: int,
 ) -> torch.Tensor:
-    """One query position over the cache through flash attention's variable-length kernel
-    (CUDA, fp16/bf16), which splits a long cache across the GPU and reads K/V once.
+    """Queries (1, heads, t, hd) over the first `used` cached positions through flash
+    attention's variable-length kernel (CUDA, fp16/bf16): causal, aligned to the end of those
+    keys, which are read once and, for a long cache, split across the GPU.
 
-    It reads only the first pos+1 positions, given as a device tensor, so one CUDA graph per
-    `window` (the bound it plans its split for) serves every position below it. keys/values
-    are the layer's whole cache (1, kv_heads, max_tokens, hd), read as (tokens, heads, hd);
-    `offsets` are the cache's KVCache.flash_offsets.
+    `used` is a (1,) int32 device tensor, so one CUDA graph serves every length; `max_keys`
+    is the bound the kernel plans its split for. keys/values are the layer's whole cache
+    (1, kv_heads, max_tokens, hd), read as (tokens, heads, hd); `offsets` are the cumulative
+    query offsets [0, t] and key offsets [0, max_tokens], int32.
     """
-    _, h, _, hd = q.shape
+    _, h, t, hd = q.shape
     query_offsets, key_offsets = offsets
     out = torch.ops.aten._flash_attention_forward(
-        q.view(1, h, hd),
+        q[0].transpose(0, 1),
         keys[0].transpose(0, 1),
         values[0].transpose(0, 1),
         query_offsets,
         key_offsets,
-        1,
-        window,
+        t,
+        max_keys,
         0.0,
-        False,
+        t > 1,  # one query sees every used key
         False,
         scale=hd**-0.5,
-        seqused_k=(pos + 1).to(torch.int32),
+        seqused_k=used,
     )[0]
-    return out.view(1, h, 1, hd)
+    return out.view(1, t, h, hd).transpose(1, 2)
 
 
 def chunk_attention(
@@ -156,25 +157,11 @@ def chunk_attention(
     causal mask aligned to their end; otherwise a mask over the whole cache (tests, float32).
     `query_offsets` = [0, chunk length], `key_offsets` = [0, cache capacity], int32.
     """
-    _, h, t, hd = q.shape
     if not flash:
         mask = torch.arange(keys.shape[2], device=q.device) <= positions[:, None]
         return grouped_attention(q, keys, values, mask)
-    out = torch.ops.aten._flash_attention_forward(
-        q[0].transpose(0, 1),
-        keys[0].transpose(0, 1),
-        values[0].transpose(0, 1),
-        query_offsets,
-        key_offsets,
-        t,
-        keys.shape[2],
-        0.0,
-        True,
-        False,
-        scale=hd**-0.5,
-        seqused_k=(positions[-1:] + 1).to(torch.int32),
-    )[0]
-    return out.view(1, t, h, hd).transpose(1, 2)
+    used = (positions[-1:] + 1).to(torch.int32)
+    return flash_cache_attention(q, keys, values, used, (query_offsets, key_offsets), keys.shape[2])
 
 
 class DecoderLayer(nn.Module):
@@ -241,14 +228,16 @@ class DecoderLayer(nn.Module):
         as one graph, so the compiler fuses across the pieces forward() keeps apart.
 
         keys/values are this layer's whole cache tensors; attention reads the window of
-        `mask`'s length (1, window), True = see. `offsets`: see flash_decode_attention.
+        `mask`'s length (1, window), True = see. `offsets`: the cache's
+        KVCache.flash_offsets, for flash_cache_attention.
         """
         q, k, v = self.inputs(x, cos, sin)
         keys[:, :, pos] = k
         values[:, :, pos] = v
         window = mask.shape[-1]
         if self.flash_decode:
-            attended = flash_decode_attention(q, keys, values, pos, window, offsets)
+            used = (pos + 1).to(torch.int32)
+            attended = flash_cache_attention(q, keys, values, used, offsets, window)
         else:
             attended = grouped_attention(q, keys[:, :, :window], values[:, :, :window], mask)
         return self.output(x, attended)
