@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import os
 import threading
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -132,19 +133,33 @@ class GraphedStep:
         return self.graphs[kv_len]
 
     def _capture(self, kv_len: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
-        if not self.graphs:
-            # Warm up once off the capture stream (lazy cuBLAS/allocator init can't be captured).
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                self.model.decode_step(self.token, self.pos, self.cache, kv_len)
-            torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        # thread_local: the compile thread may use the GPU while this thread captures.
-        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
-            logits = self.model.decode_step(self.token, self.pos, self.cache, kv_len)[0, -1]
+        def run() -> torch.Tensor:
+            return self.model.decode_step(self.token, self.pos, self.cache, kv_len)[0, -1]
+
+        graph, logits = capture_graph(run, self.pool, warm_up=not self.graphs)
         self.pool = graph.pool()
         return graph, logits
+
+
+def capture_graph(
+    run: Callable[[], torch.Tensor], pool, warm_up: bool
+) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+    """`run` captured as a CUDA graph in memory `pool` (None: a new one), and its output.
+
+    With `warm_up` it runs once first, off the capture stream: first-use work such as lazy
+    cuBLAS or allocator initialization can't be captured. thread_local: the compile thread
+    may use the GPU meanwhile.
+    """
+    if warm_up:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            run()
+        torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+        out = run()
+    return graph, out
 
 
 class PrefillGraph:
@@ -175,20 +190,11 @@ class PrefillGraph:
         return self.logits
 
     def _capture(self) -> None:
-        # Run once off the capture stream first (first-use work such as cuBLAS plans can't be
-        # captured); it computes this very chunk, so its cache writes are the right ones.
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            self._run()
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        # One pool for all chunk lengths (never replayed at once), apart from the decode
-        # graphs' pool, which is replaced when compiled kernels arrive. thread_local: the
-        # compile thread may use the GPU meanwhile.
-        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
-            self.logits = self._run()
-        self.graph, self.pool = graph, graph.pool()
+        # The warm-up computes this very chunk, so its cache writes are the right ones. One
+        # pool for all chunk lengths (never replayed at once), apart from the decode graphs'
+        # pool, which is replaced when compiled kernels arrive.
+        self.graph, self.logits = capture_graph(self._run, self.pool, warm_up=True)
+        self.pool = self.graph.pool()
 
 
 def make_step(model: Qwen3, cache: KVCache) -> EagerStep | GraphedStep:
