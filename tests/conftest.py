@@ -54,3 +54,13 @@ def qwen3tui_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("QWEN3TUI_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def reference(shared_dir: Path):
+    """transformers' tokenizer (with the official chat template) for the shared folder: the
+    test-only reference for our tokenizer and template."""
+    transformers = pytest.importorskip("transformers")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        return transformers.AutoTokenizer.from_pretrained(str(shared_dir))

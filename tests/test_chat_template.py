@@ -79,15 +79,6 @@ UNFINISHED_REPLIES = {
 
 
 @pytest.fixture(scope="module")
-def reference(shared_dir: Path):
-    """transformers' tokenizer with the official template (test-only reference)."""
-    transformers = pytest.importorskip("transformers")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        return transformers.AutoTokenizer.from_pretrained(str(shared_dir))
-
-
-@pytest.fixture(scope="module")
 def no_template_dir(shared_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real checkpoint files with `chat_template` removed from tokenizer_config.json."""
     folder = tmp_path_factory.mktemp("no-template")

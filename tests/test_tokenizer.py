@@ -29,15 +29,6 @@ def tok(shared_dir: Path) -> Qwen3Tokenizer:
     return Qwen3Tokenizer.from_dir(shared_dir)
 
 
-@pytest.fixture(scope="module")
-def reference(shared_dir: Path):
-    """transformers' tokenizer for the same folder (test-only reference)."""
-    transformers = pytest.importorskip("transformers")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        return transformers.AutoTokenizer.from_pretrained(str(shared_dir))
-
-
 def stream(decoder: StreamDecoder, ids: list[int]) -> list[str]:
     chunks = [decoder.push(i) for i in ids]
     chunks.append(decoder.flush())
