@@ -20,7 +20,7 @@ from .events import ContextNotice, Event
 from .generate import Request, generate, prefill
 from .hub import resolve_model_dir
 from .info import EngineInfo, LoadProgress
-from .kv_cache import KVCache
+from .kv_cache import KVCache, common_prefix_length
 from .model import Qwen3
 from .options import ChatOptions, SamplingParams, default_sampling
 from .tokenizer import Qwen3Tokenizer
@@ -226,10 +226,7 @@ class Engine:
         # different user messages share are the part that is known now.
         a = self.prompt_ids([*messages, {"role": "user", "content": "a"}], thinking=False)
         b = self.prompt_ids([*messages, {"role": "user", "content": "b"}], thinking=False)
-        n = 0
-        while n < min(len(a), len(b)) and a[n] == b[n]:
-            n += 1
-        return a[:n]
+        return a[: common_prefix_length(a, b)]
 
     def reset_cache(self) -> None:
         self.cache.truncate(0)

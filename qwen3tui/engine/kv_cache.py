@@ -51,12 +51,7 @@ class KVCache:
 
     def matching_prefix(self, ids: list[int]) -> int:
         """How many leading ids of `ids` already sit in the cache."""
-        n = 0
-        for held, new in zip(self.tokens, ids, strict=False):
-            if held != new:
-                break
-            n += 1
-        return n
+        return common_prefix_length(self.tokens, ids)
 
     def reusable_prefix(self, ids: list[int]) -> int:
         """How many leading ids of a new prompt can be reused.
@@ -71,3 +66,13 @@ class KVCache:
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in self.keys + self.values)
+
+
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    """How many leading ids `a` and `b` share."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
