@@ -20,8 +20,15 @@ _STATUS_FOR_FINISH = {"stop": "complete", "length": "complete", "cancelled": "ca
 class ReplyRecorder:
     """Records one reply. Feed it every engine event; call `fail` if generation raised."""
 
-    def __init__(self, store: SessionStore, session_id: str, *, thinking_enabled: bool,
-                 budget: int | None, sampling: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        session_id: str,
+        *,
+        thinking_enabled: bool,
+        budget: int | None,
+        sampling: dict[str, Any],
+    ) -> None:
         self.store = store
         self.session_id = session_id
         self.thinking_enabled = thinking_enabled
@@ -69,8 +76,11 @@ class ReplyRecorder:
         if summary.thinking or summary.answer:
             self.thinking, self.answer = summary.thinking, summary.answer
         status = _STATUS_FOR_FINISH.get(summary.finish_reason, "complete")
-        usage: dict[str, Any] = {**asdict(summary.usage), "finish_reason": summary.finish_reason,
-                                 "thinking_budget_hit": summary.thinking_budget_hit}
+        usage: dict[str, Any] = {
+            **asdict(summary.usage),
+            "finish_reason": summary.finish_reason,
+            "thinking_budget_hit": summary.thinking_budget_hit,
+        }
         timings = asdict(summary.timings)
         self.status = status
 
@@ -88,8 +98,11 @@ class ReplyRecorder:
         try:
             if self.writer is None:
                 self.writer = self.store.begin_reply(
-                    self.session_id, thinking_enabled=self.thinking_enabled, budget=self.budget,
-                    sampling=self.sampling)
+                    self.session_id,
+                    thinking_enabled=self.thinking_enabled,
+                    budget=self.budget,
+                    sampling=self.sampling,
+                )
                 # The row is created at the first token; that token's text is already in
                 # self.thinking/answer and goes out with the next throttled flush.
                 self.writer.replace_text(thinking=self.thinking, answer=self.answer)

@@ -23,9 +23,12 @@ class _CommandError(Exception):
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sessions", help="list, search, export and manage saved sessions",
-                       description="Manage saved chat sessions. IDs may be given by a unique"
-                                   " prefix. Without a subcommand: list.")
+    p = sub.add_parser(
+        "sessions",
+        help="list, search, export and manage saved sessions",
+        description="Manage saved chat sessions. IDs may be given by a unique"
+        " prefix. Without a subcommand: list.",
+    )
     cmds = p.add_subparsers(dest="sessions_command", metavar="SUBCOMMAND")
 
     c = cmds.add_parser("list", help="saved sessions, most recent first")
@@ -69,8 +72,9 @@ def run(args: argparse.Namespace) -> int:
         command = getattr(args, "sessions_command", None) or "list"
         code = _COMMANDS[command](store, args)
         if command in _CHANGES and not store.persistent:
-            raise _CommandError(f"the change could not be saved to {store.path}"
-                                " (see the warning above)")
+            raise _CommandError(
+                f"the change could not be saved to {store.path} (see the warning above)"
+            )
         return code
     except (StoreError, _CommandError) as err:
         return _fail(str(err))
@@ -97,16 +101,29 @@ def _local_time(iso: str) -> str:
 def _list(store: SessionStore, args: argparse.Namespace) -> int:
     sessions = store.list_sessions(getattr(args, "limit", None))
     if getattr(args, "json", False):
-        _print_json([{"id": s.id, "title": s.title, "created": s.created, "updated": s.updated,
-                      "model": s.model, "message_count": s.message_count} for s in sessions])
+        _print_json(
+            [
+                {
+                    "id": s.id,
+                    "title": s.title,
+                    "created": s.created,
+                    "updated": s.updated,
+                    "model": s.model,
+                    "message_count": s.message_count,
+                }
+                for s in sessions
+            ]
+        )
         return EXIT_OK
     if not sessions:
         print("No saved sessions.")
         return EXIT_OK
     print(f"{'ID':<8}  {'UPDATED':<16}  {'MSGS':>4}  TITLE")
     for s in sessions:
-        print(f"{s.id[:8]}  {_local_time(s.updated):<16}  {s.message_count:>4}"
-              f"  {s.title or '(untitled)'}")
+        print(
+            f"{s.id[:8]}  {_local_time(s.updated):<16}  {s.message_count:>4}"
+            f"  {s.title or '(untitled)'}"
+        )
     return EXIT_OK
 
 
@@ -122,9 +139,19 @@ def _show(store: SessionStore, args: argparse.Namespace) -> int:
 def _search(store: SessionStore, args: argparse.Namespace) -> int:
     hits = store.search(" ".join(args.query), include_thinking=args.thinking)
     if args.json:
-        _print_json([{"id": h.session_id, "title": h.title, "snippet": h.snippet,
-                      "matched": h.kind, "message_order": h.message_order,
-                      "updated": h.updated} for h in hits])
+        _print_json(
+            [
+                {
+                    "id": h.session_id,
+                    "title": h.title,
+                    "snippet": h.snippet,
+                    "matched": h.kind,
+                    "message_order": h.message_order,
+                    "updated": h.updated,
+                }
+                for h in hits
+            ]
+        )
         return EXIT_OK
     if not hits:
         print("No matches.")
@@ -156,8 +183,9 @@ def _import(store: SessionStore, args: argparse.Namespace) -> int:
     try:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise _CommandError(f"cannot read {name}: {getattr(err, 'strerror', None) or err}") \
-            from None
+        raise _CommandError(
+            f"cannot read {name}: {getattr(err, 'strerror', None) or err}"
+        ) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
@@ -177,8 +205,9 @@ def _delete(store: SessionStore, args: argparse.Namespace) -> int:
     if not args.yes:
         title = store.get_session(session_id).title or "(untitled)"
         if not sys.stdin.isatty():
-            raise _CommandError(f"not deleting {session_id[:8]} ({title}) without confirmation;"
-                                " pass --yes")
+            raise _CommandError(
+                f"not deleting {session_id[:8]} ({title}) without confirmation; pass --yes"
+            )
         answer = input(f"Delete session {session_id[:8]} ({title})? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("Not deleted.", file=sys.stderr)
@@ -189,5 +218,12 @@ def _delete(store: SessionStore, args: argparse.Namespace) -> int:
 
 
 _CHANGES = ("import", "rename", "delete")
-_COMMANDS = {"list": _list, "show": _show, "search": _search, "export": _export,
-             "import": _import, "rename": _rename, "delete": _delete}
+_COMMANDS = {
+    "list": _list,
+    "show": _show,
+    "search": _search,
+    "export": _export,
+    "import": _import,
+    "rename": _rename,
+    "delete": _delete,
+}

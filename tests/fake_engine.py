@@ -54,9 +54,14 @@ class FakeEngine:
 
     @property
     def info(self) -> EngineInfo:
-        return EngineInfo(model="fake/Qwen3-Fake", path="/nowhere", device="cpu",
-                          dtype="float32", context_length=self.context_length,
-                          num_parameters=1000)
+        return EngineInfo(
+            model="fake/Qwen3-Fake",
+            path="/nowhere",
+            device="cpu",
+            dtype="float32",
+            context_length=self.context_length,
+            num_parameters=1000,
+        )
 
     def count_tokens(self, messages: list[dict[str, str]], thinking: bool) -> int:
         return sum(len(m["content"].split()) + 4 for m in messages)
@@ -64,16 +69,21 @@ class FakeEngine:
     def sampling_for(self, options: ChatOptions) -> SamplingParams:
         return options.sampling.apply(default_sampling(options.thinking, {}))
 
-    def prepare_next_turn(self, messages: list[dict[str, str]],
-                          cancel: threading.Event | None = None) -> int:
+    def prepare_next_turn(
+        self, messages: list[dict[str, str]], cancel: threading.Event | None = None
+    ) -> int:
         self.warmed.append([dict(m) for m in messages])
         return 0
 
     def stop_warming(self) -> None:
         pass
 
-    def chat(self, messages: list[dict[str, str]], options: ChatOptions,
-             cancel: threading.Event | None = None) -> Iterator[Event]:
+    def chat(
+        self,
+        messages: list[dict[str, str]],
+        options: ChatOptions,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[Event]:
         self.calls.append(ChatCall([dict(m) for m in messages], options))
         cancel = cancel or threading.Event()
         produced = 0
@@ -124,7 +134,11 @@ class FakeEngine:
             thinking_budget=options.thinking_budget,
             thinking_budget_hit=budget_hit,
             usage=Usage(prompt_tokens, len(thinking_text), len(answer_text)),
-            timings=Timings(ttft_s=self.ttft_s, prefill_tok_s=1000.0,
-                            decode_tok_s=self.decode_tok_s, thinking_s=self.thinking_seconds,
-                            total_s=self.thinking_seconds + 1.0),
+            timings=Timings(
+                ttft_s=self.ttft_s,
+                prefill_tok_s=1000.0,
+                decode_tok_s=self.decode_tok_s,
+                thinking_s=self.thinking_seconds,
+                total_s=self.thinking_seconds + 1.0,
+            ),
         )

@@ -27,8 +27,10 @@ CONVERSATIONS = {
     "multi-turn with system and reasoning in earlier replies": [
         SYSTEM,
         {"role": "user", "content": "Name a prime."},
-        {"role": "assistant",
-         "content": "<think>\nSmall primes: 2, 3, 5, 7.\n</think>\n\n7 is prime."},
+        {
+            "role": "assistant",
+            "content": "<think>\nSmall primes: 2, 3, 5, 7.\n</think>\n\n7 is prime.",
+        },
         {"role": "user", "content": "And an even one?"},
         {"role": "assistant", "content": "<think>\n\n</think>\n\n2"},
         {"role": "user", "content": "Thanks /no_think"},
@@ -40,11 +42,15 @@ CONVERSATIONS = {
     ],
     "multi-line content and code": [
         SYSTEM,
-        {"role": "user",
-         "content": "Fix this:\n```python\ndef f(x):\n    return x+1\n```\n\n谢谢 🙏"},
-        {"role": "assistant",
-         "content": "<think>\nIt is fine.\n\nMaybe indent?\n</think>\n\n\n```python\n"
-                    "def f(x):\n\treturn x + 1\n```"},
+        {
+            "role": "user",
+            "content": "Fix this:\n```python\ndef f(x):\n    return x+1\n```\n\n谢谢 🙏",
+        },
+        {
+            "role": "assistant",
+            "content": "<think>\nIt is fine.\n\nMaybe indent?\n</think>\n\n\n```python\n"
+            "def f(x):\n\treturn x + 1\n```",
+        },
         {"role": "user", "content": "  leading spaces\nand trailing newline\n"},
     ],
     "a system message later in the conversation": [
@@ -158,7 +164,10 @@ def test_token_ids_of_rendered_prompts_equal_transformers(
 ) -> None:
     for messages in CONVERSATIONS.values():
         expected = reference.apply_chat_template(
-            messages, tokenize=True, return_dict=False, add_generation_prompt=True,
+            messages,
+            tokenize=True,
+            return_dict=False,
+            add_generation_prompt=True,
             enable_thinking=thinking,
         )
         rendered = templates["checkpoint"].render(messages, enable_thinking=thinking)
@@ -203,8 +212,11 @@ def test_environment_matches_transformers_on_a_feature_heavy_template(reference)
         {"role": "assistant", "content": "x"},
         {"role": "user", "content": "never shown"},
     ]
-    ours = ChatTemplate(template, source="test", special_tokens={"eos_token": "<|im_end|>",
-                                                                 "pad_token": "<|endoftext|>"})
+    ours = ChatTemplate(
+        template,
+        source="test",
+        special_tokens={"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"},
+    )
     expected = reference.apply_chat_template(
         messages, chat_template=template, tokenize=False, enable_thinking=False
     )
@@ -214,10 +226,13 @@ def test_environment_matches_transformers_on_a_feature_heavy_template(reference)
 
 
 def test_named_templates_use_the_default_one(tmp_path: Path) -> None:
-    folder = write_config(tmp_path, [
-        {"name": "tool_use", "template": "TOOLS"},
-        {"name": "default", "template": "{{ messages[0].content }}!"},
-    ])
+    folder = write_config(
+        tmp_path,
+        [
+            {"name": "tool_use", "template": "TOOLS"},
+            {"name": "default", "template": "{{ messages[0].content }}!"},
+        ],
+    )
     assert ChatTemplate.from_dir(folder).render([{"role": "user", "content": "hey"}]) == "hey!"
 
 
@@ -269,8 +284,9 @@ def test_missing_tokenizer_config_falls_back_to_builtin(tmp_path: Path) -> None:
 
 def test_builtin_rejects_roles_it_cannot_render() -> None:
     with pytest.raises(ValueError, match="tool"):
-        ChatTemplate.builtin().render([{"role": "user", "content": "x"},
-                                       {"role": "tool", "content": "y"}])
+        ChatTemplate.builtin().render(
+            [{"role": "user", "content": "x"}, {"role": "tool", "content": "y"}]
+        )
 
 
 def test_empty_conversation_is_rejected(templates: dict[str, ChatTemplate]) -> None:

@@ -15,10 +15,18 @@ from qwen3tui.engine.model import CompiledLayers, Qwen3
 def tiny_model() -> Qwen3:
     config = Qwen3Config.from_dict(
         {
-            "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
-            "vocab_size": 300, "max_position_embeddings": 1024, "rms_norm_eps": 1e-6,
-            "rope_theta": 1e6, "tie_word_embeddings": True, "model_type": "qwen3",
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "vocab_size": 300,
+            "max_position_embeddings": 1024,
+            "rms_norm_eps": 1e-6,
+            "rope_theta": 1e6,
+            "tie_word_embeddings": True,
+            "model_type": "qwen3",
         }
     )
     torch.manual_seed(0)

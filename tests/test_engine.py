@@ -182,9 +182,7 @@ def test_warming_after_a_reply_leaves_only_the_new_message_to_prefill(engine):
     second = history + [{"role": "user", "content": "And the sky?"}]
     _, s2 = reply(engine, second, **options)
     # Left for the turn: the new message's own tokens and the generation prompt, no more.
-    new_part = engine.tokenizer.encode(
-        "And the sky?<|im_end|>\n<|im_start|>assistant\n<think>\n"
-    )
+    new_part = engine.tokenizer.encode("And the sky?<|im_end|>\n<|im_start|>assistant\n<think>\n")
     assert s2.prefilled_tokens == len(new_part)
     # Warming changes nothing: the same turn from an empty cache gives the same tokens.
     engine.reset_cache()

@@ -52,19 +52,29 @@ def recorder_for(store, session_id, **kw):
 
 
 def summary(finish="stop", thinking="Let me see.", answer="Hello world", budget_hit=False):
-    return Summary(finish_reason=finish, thinking=thinking, answer=answer, thinking_enabled=True,
-                   thinking_budget=128, thinking_budget_hit=budget_hit,
-                   usage=Usage(prompt_tokens=7, thinking_tokens=3, answer_tokens=2),
-                   timings=Timings(ttft_s=0.25, prefill_tok_s=100.0, decode_tok_s=20.0,
-                                   thinking_s=0.1, total_s=0.5))
+    return Summary(
+        finish_reason=finish,
+        thinking=thinking,
+        answer=answer,
+        thinking_enabled=True,
+        thinking_budget=128,
+        thinking_budget_hit=budget_hit,
+        usage=Usage(prompt_tokens=7, thinking_tokens=3, answer_tokens=2),
+        timings=Timings(
+            ttft_s=0.25, prefill_tok_s=100.0, decode_tok_s=20.0, thinking_s=0.1, total_s=0.5
+        ),
+    )
 
 
 def stream(thinking="Let me see.", answer="Hello world"):
-    return [ContextNotice(dropped_messages=0, message="fits"),
-            ThinkingDelta(text=thinking[:4], thinking_tokens=1),
-            ThinkingDelta(text=thinking[4:], thinking_tokens=3),
-            ThinkingDone(thinking_tokens=3, seconds=0.1, budget_hit=False),
-            AnswerDelta(text=answer[:5]), AnswerDelta(text=answer[5:])]
+    return [
+        ContextNotice(dropped_messages=0, message="fits"),
+        ThinkingDelta(text=thinking[:4], thinking_tokens=1),
+        ThinkingDelta(text=thinking[4:], thinking_tokens=3),
+        ThinkingDone(thinking_tokens=3, seconds=0.1, budget_hit=False),
+        AnswerDelta(text=answer[:5]),
+        AnswerDelta(text=answer[5:]),
+    ]
 
 
 def reply(store, session_id):
@@ -77,14 +87,26 @@ def test_a_whole_stream_is_saved_complete_with_usage_and_timings(store, session_
     for event in [*stream(), summary()]:
         rec.on_event(event)
     m = reply(store, session_id)
-    assert (m.role, m.thinking, m.content, m.status) == ("assistant", "Let me see.", "Hello world",
-                                                          "complete")
+    assert (m.role, m.thinking, m.content, m.status) == (
+        "assistant",
+        "Let me see.",
+        "Hello world",
+        "complete",
+    )
     assert (m.thinking_enabled, m.budget, m.sampling) == (True, 128, {"temperature": 0.6})
     assert {k: m.usage[k] for k in ("prompt_tokens", "thinking_tokens", "answer_tokens")} == {
-        "prompt_tokens": 7, "thinking_tokens": 3, "answer_tokens": 2}
+        "prompt_tokens": 7,
+        "thinking_tokens": 3,
+        "answer_tokens": 2,
+    }
     assert m.usage["finish_reason"] == "stop"
-    assert m.timings == {"ttft_s": 0.25, "prefill_tok_s": 100.0, "decode_tok_s": 20.0,
-                         "thinking_s": 0.1, "total_s": 0.5}
+    assert m.timings == {
+        "ttft_s": 0.25,
+        "prefill_tok_s": 100.0,
+        "decode_tok_s": 20.0,
+        "thinking_s": 0.1,
+        "total_s": 0.5,
+    }
     assert rec.status == "complete" and rec.warning is None
 
 
@@ -108,8 +130,9 @@ def test_streamed_text_is_flushed_every_half_second(store, session_id, clock):
     assert rec.answer == "one two three"
 
 
-@pytest.mark.parametrize("finish, status", [("stop", "complete"), ("length", "complete"),
-                                            ("cancelled", "cancelled")])
+@pytest.mark.parametrize(
+    "finish, status", [("stop", "complete"), ("length", "complete"), ("cancelled", "cancelled")]
+)
 def test_the_finish_reason_sets_the_status(store, session_id, finish, status):
     rec = recorder_for(store, session_id)
     for event in [*stream(), summary(finish=finish)]:
@@ -141,8 +164,13 @@ def test_the_summary_text_is_authoritative(store, session_id):
     rec = recorder_for(store, session_id)
     for event in stream():
         rec.on_event(event)
-    rec.on_event(summary(thinking="Let me see.\n\nConsidering the budget, I'll answer now.",
-                         answer="Hello world", budget_hit=True))
+    rec.on_event(
+        summary(
+            thinking="Let me see.\n\nConsidering the budget, I'll answer now.",
+            answer="Hello world",
+            budget_hit=True,
+        )
+    )
     m = reply(store, session_id)
     assert m.thinking.endswith("answer now.") and m.usage["thinking_budget_hit"] is True
 

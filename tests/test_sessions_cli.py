@@ -67,9 +67,16 @@ def test_show_json_has_the_session_and_its_messages(home, capsys):
     user, reply = shown["messages"]
     assert (user["role"], user["content"]) == ("user", "What is pi?")
     assert (reply["role"], reply["content"], reply["thinking"], reply["status"]) == (
-        "assistant", "About 3.14159", "circle ratio", "complete")
+        "assistant",
+        "About 3.14159",
+        "circle ratio",
+        "complete",
+    )
     assert (reply["thinking_enabled"], reply["budget"], reply["usage"]) == (
-        True, 256, {"answer_tokens": 4})
+        True,
+        256,
+        {"answer_tokens": 4},
+    )
     assert reply["created"]
 
 
@@ -126,14 +133,17 @@ def test_rename_and_delete(home, capsys):
     assert json.loads(run_cli(capsys, "list", "--json")[1]) == []
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["show", "ffff"], "no session id starts with 'ffff'"),
-    (["export", "nope"], "no session id starts with"),
-    (["rename", "nope", "x"], "no session id starts with"),
-    (["delete", "nope", "--yes"], "no session id starts with"),
-    (["import", "/no/such/file.json"], "cannot read /no/such/file.json"),
-    (["search", "*"], "search needs at least one word"),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["show", "ffff"], "no session id starts with 'ffff'"),
+        (["export", "nope"], "no session id starts with"),
+        (["rename", "nope", "x"], "no session id starts with"),
+        (["delete", "nope", "--yes"], "no session id starts with"),
+        (["import", "/no/such/file.json"], "cannot read /no/such/file.json"),
+        (["search", "*"], "search needs at least one word"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_code_2(home, capsys, argv, expected):
     make_session("q", "a")
     code, out, err = run_cli(capsys, *argv)
@@ -203,10 +213,22 @@ def test_changes_that_cannot_be_saved_fail_after_the_warning(capsys, monkeypatch
 def test_the_installed_command_lists_sessions_as_json(home):
     sid = make_session("from a real process", "yes")
     env = {**os.environ, "QWEN3TUI_HOME": str(home)}
-    done = subprocess.run([sys.executable, "-m", "qwen3tui", "sessions", "list", "--json"],
-                          env=env, capture_output=True, text=True, timeout=120, cwd=home)
+    done = subprocess.run(
+        [sys.executable, "-m", "qwen3tui", "sessions", "list", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=home,
+    )
     assert done.returncode == 0, done.stderr
     assert [x["id"] for x in json.loads(done.stdout)] == [sid]
-    bad = subprocess.run([sys.executable, "-m", "qwen3tui", "sessions", "show", "zz"],
-                         env=env, capture_output=True, text=True, timeout=120, cwd=home)
+    bad = subprocess.run(
+        [sys.executable, "-m", "qwen3tui", "sessions", "show", "zz"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=home,
+    )
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr

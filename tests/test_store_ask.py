@@ -17,13 +17,29 @@ pytestmark = pytest.mark.slow
 
 
 def qwen3tui(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "qwen3tui", *args], capture_output=True,
-                          text=True, timeout=300, env={**os.environ, "QWEN3TUI_HOME": str(home)})
+    return subprocess.run(
+        [sys.executable, "-m", "qwen3tui", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "QWEN3TUI_HOME": str(home)},
+    )
 
 
 def ask(home: Path, checkpoint: Path, *args: str) -> subprocess.CompletedProcess:
-    return qwen3tui(home, "ask", "--model", str(checkpoint), "--dtype", "float32",
-                    "--max-new-tokens", "6", "--seed", "3", *args)
+    return qwen3tui(
+        home,
+        "ask",
+        "--model",
+        str(checkpoint),
+        "--dtype",
+        "float32",
+        "--max-new-tokens",
+        "6",
+        "--seed",
+        "3",
+        *args,
+    )
 
 
 def show(home: Path, session_id: str) -> dict:
@@ -38,8 +54,10 @@ def saved_reply_text(db: Path) -> str:
         return ""
     conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
     try:
-        row = conn.execute("SELECT thinking || content FROM messages WHERE role = 'assistant'"
-                           " ORDER BY id DESC LIMIT 1").fetchone()
+        row = conn.execute(
+            "SELECT thinking || content FROM messages WHERE role = 'assistant'"
+            " ORDER BY id DESC LIMIT 1"
+        ).fetchone()
         return row[0] if row else ""
     except sqlite3.OperationalError:  # schema not created yet
         return ""
@@ -60,14 +78,17 @@ def test_ask_then_ask_continue_is_one_two_turn_session(tiny_checkpoint, qwen3tui
     assert session["title"] == "first question"
     messages = session["messages"]
     assert [(m["role"], m["status"]) for m in messages] == [
-        ("user", "complete"), ("assistant", "complete")] * 2
-    assert [messages[0]["content"], messages[2]["content"]] == ["first question",
-                                                                "second question"]
+        ("user", "complete"),
+        ("assistant", "complete"),
+    ] * 2
+    assert [messages[0]["content"], messages[2]["content"]] == ["first question", "second question"]
     reply = messages[3]
     assert reply["thinking_enabled"] is True
     assert reply["usage"]["thinking_tokens"] + reply["usage"]["answer_tokens"] == 6
-    assert reply["thinking"] + reply["content"] == json.loads(second.stdout)["thinking"] + \
-        json.loads(second.stdout)["answer"]
+    assert (
+        reply["thinking"] + reply["content"]
+        == json.loads(second.stdout)["thinking"] + json.loads(second.stdout)["answer"]
+    )
 
 
 def test_a_session_can_be_named_and_no_save_records_nothing(tiny_checkpoint, qwen3tui_home):
@@ -75,11 +96,13 @@ def test_a_session_can_be_named_and_no_save_records_nothing(tiny_checkpoint, qwe
     session_id = json.loads(first.stdout)["session_id"]
     other = ask(qwen3tui_home, tiny_checkpoint, "--json", "--no-think", "two")
     assert json.loads(other.stdout)["session_id"] != session_id
-    again = ask(qwen3tui_home, tiny_checkpoint, "--json", "--no-think", "--session",
-                session_id[:8], "three")
+    again = ask(
+        qwen3tui_home, tiny_checkpoint, "--json", "--no-think", "--session", session_id[:8], "three"
+    )
     assert again.returncode == 0, again.stderr
-    assert [m["content"] for m in show(qwen3tui_home, session_id)["messages"]
-            if m["role"] == "user"] == ["one", "three"]
+    assert [
+        m["content"] for m in show(qwen3tui_home, session_id)["messages"] if m["role"] == "user"
+    ] == ["one", "three"]
     assert show(qwen3tui_home, session_id)["messages"][1]["thinking_enabled"] is False
     unsaved = ask(qwen3tui_home, tiny_checkpoint, "--json", "--no-save", "four")
     assert unsaved.returncode == 0 and json.loads(unsaved.stdout)["session_id"] is None
@@ -88,14 +111,30 @@ def test_a_session_can_be_named_and_no_save_records_nothing(tiny_checkpoint, qwe
 
 
 def test_a_killed_ask_leaves_the_flushed_partial_reply_and_continue_works(
-        tiny_checkpoint, qwen3tui_home):
+    tiny_checkpoint, qwen3tui_home
+):
     db = qwen3tui_home / "sessions.db"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "qwen3tui", "ask", "--model", str(tiny_checkpoint), "--dtype",
-         "float32", "--think", "--max-new-tokens", "100000", "--temperature", "1",
-         "Write a very long essay"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        env={**os.environ, "QWEN3TUI_HOME": str(qwen3tui_home)})
+        [
+            sys.executable,
+            "-m",
+            "qwen3tui",
+            "ask",
+            "--model",
+            str(tiny_checkpoint),
+            "--dtype",
+            "float32",
+            "--think",
+            "--max-new-tokens",
+            "100000",
+            "--temperature",
+            "1",
+            "Write a very long essay",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "QWEN3TUI_HOME": str(qwen3tui_home)},
+    )
     try:
         deadline = time.monotonic() + 120
         flushed = ""
@@ -121,8 +160,10 @@ def test_a_killed_ask_leaves_the_flushed_partial_reply_and_continue_works(
     assert json.loads(resumed.stdout)["session_id"] == session["id"]
     messages = show(qwen3tui_home, session["id"])["messages"]
     assert [(m["role"], m["status"]) for m in messages] == [
-        ("user", "complete"), ("assistant", "partial"), ("user", "complete"),
-        ("assistant", "complete")]
-    assert messages[1]["thinking"] + messages[1]["content"] == reply["thinking"] + \
-        reply["content"]
+        ("user", "complete"),
+        ("assistant", "partial"),
+        ("user", "complete"),
+        ("assistant", "complete"),
+    ]
+    assert messages[1]["thinking"] + messages[1]["content"] == reply["thinking"] + reply["content"]
     assert messages[2]["content"] == "Go on"

@@ -23,8 +23,11 @@ def session_id(store):
     w = store.begin_reply(s.id, thinking_enabled=True, budget=64, sampling={"temperature": 0.6})
     w.append_thinking("Rayleigh scattering... </details> oops")
     w.append_answer("Short wavelengths scatter more.")
-    w.finish("complete", {"prompt_tokens": 12, "thinking_tokens": 5, "answer_tokens": 6},
-             {"ttft_s": 0.2, "decode_tok_s": 30.5})
+    w.finish(
+        "complete",
+        {"prompt_tokens": 12, "thinking_tokens": 5, "answer_tokens": 6},
+        {"ttft_s": 0.2, "decode_tok_s": 30.5},
+    )
     store.add_user_message(s.id, "And sunsets?")
     w = store.begin_reply(s.id, thinking_enabled=False, budget=None, sampling={})
     w.append_answer("Longer path thro")
@@ -55,7 +58,11 @@ def test_json_export_has_the_documented_message_fields(store, session_id):
     assert data["format"] == "qwen3tui-session" and data["version"] == 1
     s = data["session"]
     assert (s["id"], s["model"], s["system_prompt"], s["message_count"]) == (
-        session_id, "Qwen/Qwen3-1.7B", "Be kind.", 4)
+        session_id,
+        "Qwen/Qwen3-1.7B",
+        "Be kind.",
+        4,
+    )
     reply = s["messages"][1]
     assert reply["content"] == "Short wavelengths scatter more."
     assert reply["thinking"].startswith("Rayleigh")
@@ -70,24 +77,38 @@ def test_markdown_export_folds_thinking_into_a_details_block(store, session_id):
     assert "> Be kind." in md
     details = md.index("<details>")
     assert md.index("## User") < details < md.index("Short wavelengths scatter more.")
-    block = md[details:md.index("</details>\n")]
+    block = md[details : md.index("</details>\n")]
     assert "<summary>Thinking</summary>" in block and "Rayleigh scattering" in block
     assert md.count("</details>") == 1  # the one inside the reasoning was defused
     assert "## Assistant (cancelled)" in md and "Longer path thro" in md
 
 
-@pytest.mark.parametrize("mangle, complaint", [
-    (lambda d: [], "top level"),
-    (lambda d: {**d, "format": "other"}, "format"),
-    (lambda d: {**d, "version": 99}, "version"),
-    (lambda d: {**d, "session": {**d["session"], "model": 3}}, "session.model"),
-    (lambda d: {**d, "session": {**d["session"], "messages": [{"role": "robot"}]}},
-     "messages[0].role"),
-    (lambda d: {**d, "session": {**d["session"], "messages": [
-        {**d["session"]["messages"][0], "status": "weird"}]}}, "messages[0].status"),
-])
+@pytest.mark.parametrize(
+    "mangle, complaint",
+    [
+        (lambda d: [], "top level"),
+        (lambda d: {**d, "format": "other"}, "format"),
+        (lambda d: {**d, "version": 99}, "version"),
+        (lambda d: {**d, "session": {**d["session"], "model": 3}}, "session.model"),
+        (
+            lambda d: {**d, "session": {**d["session"], "messages": [{"role": "robot"}]}},
+            "messages[0].role",
+        ),
+        (
+            lambda d: {
+                **d,
+                "session": {
+                    **d["session"],
+                    "messages": [{**d["session"]["messages"][0], "status": "weird"}],
+                },
+            },
+            "messages[0].status",
+        ),
+    ],
+)
 def test_importing_something_else_fails_with_one_line_naming_the_problem(
-        store, session_id, mangle, complaint):
+    store, session_id, mangle, complaint
+):
     before = len(store.list_sessions())
     with pytest.raises(ImportFormatError) as caught:
         store.import_json(mangle(store.export_json(session_id)))

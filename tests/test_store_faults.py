@@ -59,7 +59,7 @@ def test_a_database_with_damaged_pages_is_kept_aside_too(tmp_path):
     page = 4096
     assert len(data) > 8 * page
     for start in range(2 * page, len(data) - page, 3 * page):  # scribble over many pages
-        data[start:start + page] = b"\xde\xad\xbe\xef" * (page // 4)
+        data[start : start + page] = b"\xde\xad\xbe\xef" * (page // 4)
     path.write_bytes(bytes(data))
     store = SessionStore.open(path)
     (backup,) = backups(tmp_path)
@@ -116,8 +116,7 @@ def test_a_read_only_folder_gives_an_in_memory_store_with_a_warning():
             assert "memory" in warning and "\n" not in warning
             s = store.create_session("m")
             add_exchange(store, s.id, "kept in memory", "ok")
-            assert [m.content for m in store.get_session(s.id).messages] == ["kept in memory",
-                                                                             "ok"]
+            assert [m.content for m in store.get_session(s.id).messages] == ["kept in memory", "ok"]
             assert [h.session_id for h in store.search("memory")] == [s.id]
             store.close()
         assert list(folder.iterdir()) == []
@@ -134,8 +133,10 @@ def test_a_read_only_folder_still_shows_saved_sessions_and_changes_nothing():
         with unprivileged():
             store = SessionStore.open(path)
             assert not store.persistent and len(store.warnings) == 1
-            assert [m.content for m in store.get_session(old.id).messages] == ["saved before",
-                                                                               "intact"]
+            assert [m.content for m in store.get_session(old.id).messages] == [
+                "saved before",
+                "intact",
+            ]
             new = store.create_session("m")
             add_exchange(store, new.id, "only in memory", "fine")
             assert [x.id for x in store.list_sessions()] == [new.id, old.id]
@@ -170,13 +171,20 @@ def test_a_full_disk_moves_the_conversation_to_memory_and_damages_nothing(tmp_pa
     w.append_answer(" and on")
     w.finish("complete")
     messages = store.get_session(s.id).messages
-    assert [m.content for m in messages] == ["saved first", "saved answer",
-                                             "streaming on and on", big]
+    assert [m.content for m in messages] == [
+        "saved first",
+        "saved answer",
+        "streaming on and on",
+        big,
+    ]
     store.close()
     with SessionStore.open(path) as on_disk:
         assert on_disk._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert [m.content for m in on_disk.get_session(s.id).messages] == [
-            "saved first", "saved answer", "streaming on"]
+            "saved first",
+            "saved answer",
+            "streaming on",
+        ]
         assert on_disk.get_session(s.id).messages[2].status == "partial"
 
 
@@ -210,9 +218,15 @@ def test_two_processes_writing_hundreds_of_messages_lose_nothing(tmp_path):
     with SessionStore.open(path) as store:
         shared = store.create_session("shared").id
     go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(path), shared, name, str(count),
-                               str(go)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name in ("alpha", "beta")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), shared, name, str(count), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("alpha", "beta")
+    ]
     own_ids = [p.stdout.readline().strip() for p in procs]
     go.touch()
     results = [p.communicate(timeout=240) for p in procs]
@@ -223,11 +237,15 @@ def test_two_processes_writing_hundreds_of_messages_lose_nothing(tmp_path):
         replies_each = len(range(0, count, 10))
         assert len(messages) == 2 * (count + replies_each)
         for name, own_id in zip(("alpha", "beta"), own_ids, strict=True):
-            users = [m.content for m in messages if m.role == "user"
-                     and m.content.startswith(name + "-")]
+            users = [
+                m.content for m in messages if m.role == "user" and m.content.startswith(name + "-")
+            ]
             assert users == [f"{name}-{i}" for i in range(count)]  # all there, in order
-            replies = [m.content for m in messages if m.role == "assistant"
-                       and m.content.startswith(name + "-")]
+            replies = [
+                m.content
+                for m in messages
+                if m.role == "assistant" and m.content.startswith(name + "-")
+            ]
             assert replies == [f"{name}-reply-{i}" for i in range(0, count, 10)]
             own = store.get_session(own_id).messages
             assert [m.content for m in own] == [f"{name}-{i}" for i in range(count)]
@@ -237,5 +255,6 @@ def test_two_processes_writing_hundreds_of_messages_lose_nothing(tmp_path):
         assert store._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         conn = sqlite3.connect(path)
         assert conn.execute("SELECT count(*) FROM messages").fetchone()[0] == (
-            len(messages) + 2 * count)
+            len(messages) + 2 * count
+        )
         conn.close()

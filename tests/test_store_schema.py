@@ -24,14 +24,20 @@ def build_database_at(path: Path, version: int) -> None:
     conn = sqlite3.connect(path, isolation_level=None)
     migrate(conn, target=version)
     if version >= 1:
-        conn.execute("INSERT INTO sessions (id, title, created, updated, model, settings) VALUES"
-                     " ('aa11', 'Old walrus chat', '2025-01-01T00:00:00+00:00',"
-                     " '2025-01-01T00:00:00+00:00', 'Qwen/Qwen3-1.7B', '{\"thinking\": true}')")
-        conn.execute("INSERT INTO messages (session_id, ord, role, content, created, updated)"
-                     " VALUES ('aa11', 0, 'user', 'tell me about tusks', 't', 't')")
-        conn.execute("INSERT INTO messages (session_id, ord, role, content, thinking, status,"
-                     " thinking_enabled, created, updated) VALUES ('aa11', 1, 'assistant',"
-                     " 'Tusks are elongated teeth', 'ivory musings', 'complete', 1, 't', 't')")
+        conn.execute(
+            "INSERT INTO sessions (id, title, created, updated, model, settings) VALUES"
+            " ('aa11', 'Old walrus chat', '2025-01-01T00:00:00+00:00',"
+            " '2025-01-01T00:00:00+00:00', 'Qwen/Qwen3-1.7B', '{\"thinking\": true}')"
+        )
+        conn.execute(
+            "INSERT INTO messages (session_id, ord, role, content, created, updated)"
+            " VALUES ('aa11', 0, 'user', 'tell me about tusks', 't', 't')"
+        )
+        conn.execute(
+            "INSERT INTO messages (session_id, ord, role, content, thinking, status,"
+            " thinking_enabled, created, updated) VALUES ('aa11', 1, 'assistant',"
+            " 'Tusks are elongated teeth', 'ivory musings', 'complete', 1, 't', 't')"
+        )
     conn.close()
     assert user_version(path) == version
 
@@ -76,8 +82,10 @@ def test_every_earlier_version_migrates_forward_keeping_and_indexing_its_data(tm
     if version >= 1:
         s = store.get_session("aa11")
         assert s.title == "Old walrus chat" and s.settings == {"thinking": True}
-        assert [m.content for m in s.messages] == ["tell me about tusks",
-                                                     "Tusks are elongated teeth"]
+        assert [m.content for m in s.messages] == [
+            "tell me about tusks",
+            "Tusks are elongated teeth",
+        ]
         assert s.messages[1].thinking_enabled is True
         # Search (added in v2) covers what was stored before it existed.
         assert [h.session_id for h in store.search("walrus")] == ["aa11"]
@@ -136,8 +144,12 @@ def test_processes_opening_an_old_database_at_once_migrate_it_once(tmp_path):
     path = tmp_path / "sessions.db"
     build_database_at(path, 1)
     start = str(time.time() + 1.0)
-    procs = [subprocess.Popen([sys.executable, "-c", OPENER, str(path), start],
-                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", OPENER, str(path), start], stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
     errors = [p.communicate(timeout=60)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0], errors
     assert user_version(path) == LATEST_VERSION

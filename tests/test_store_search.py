@@ -50,7 +50,8 @@ def test_each_session_appears_once_and_all_words_must_match(store):
     a = exchange(store, "apples and pears", "apples are red, pears are green")
     exchange(store, "only apples here", "nothing else")
     assert sorted(h.session_id for h in store.search("apples")) == sorted(
-        s.id for s in store.list_sessions())
+        s.id for s in store.list_sessions()
+    )
     assert [h.session_id for h in store.search("apples pears")] == [a]
 
 
@@ -62,7 +63,7 @@ def test_words_match_by_stem_and_by_prefix_with_a_star(store):
 
 def test_punctuation_and_fts_syntax_in_a_query_are_taken_literally(store):
     a = exchange(store, "q", "Use C++ and NOT python (really)")
-    for query in ['C++', '"unbalanced', 'NOT', 'python)', 'a OR', 'col:value', '( )', '-']:
+    for query in ["C++", '"unbalanced', "NOT", "python)", "a OR", "col:value", "( )", "-"]:
         store.search(query)  # never an FTS5 syntax error
     assert [h.session_id for h in store.search("(really")] == [a]
     for nothing in ("   ", "*"):

@@ -26,7 +26,10 @@ def test_a_session_keeps_model_system_prompt_and_settings(store):
     s = store.create_session("Qwen/Qwen3-1.7B", "Be brief.", {"thinking": False, "budget": 512})
     loaded = store.get_session(s.id)
     assert (loaded.model, loaded.system_prompt, loaded.settings) == (
-        "Qwen/Qwen3-1.7B", "Be brief.", {"thinking": False, "budget": 512})
+        "Qwen/Qwen3-1.7B",
+        "Be brief.",
+        {"thinking": False, "budget": 512},
+    )
     assert loaded.title == "" and loaded.messages == []
     assert loaded.created == s.created
 
@@ -40,11 +43,24 @@ def test_messages_come_back_in_order_with_every_field(store):
     w.finish("complete", {"prompt_tokens": 10, "answer_tokens": 1}, {"decode_tok_s": 50.0})
     user, reply = store.get_session(s.id).messages
     assert (user.order, user.role, user.content, user.status, user.thinking_enabled) == (
-        0, "user", "What is 2+2?", "complete", None)
+        0,
+        "user",
+        "What is 2+2?",
+        "complete",
+        None,
+    )
     assert (reply.order, reply.role, reply.content, reply.thinking, reply.status) == (
-        1, "assistant", "4", "Two plus two", "complete")
-    assert (reply.thinking_enabled, reply.budget, reply.sampling) == (True, 256,
-                                                                       {"temperature": 0.6})
+        1,
+        "assistant",
+        "4",
+        "Two plus two",
+        "complete",
+    )
+    assert (reply.thinking_enabled, reply.budget, reply.sampling) == (
+        True,
+        256,
+        {"temperature": 0.6},
+    )
     assert reply.usage == {"prompt_tokens": 10, "answer_tokens": 1}
     assert reply.timings == {"decode_tok_s": 50.0}
     assert reply.error is None and reply.created <= reply.updated
@@ -104,11 +120,14 @@ def test_ids_resolve_from_a_unique_prefix_and_complain_otherwise(store):
 
 
 def test_unknown_sessions_raise_lookup_errors(store):
-    for call in (lambda: store.get_session("nope"), lambda: store.add_user_message("nope", "x"),
-                 lambda: store.rename_session("nope", "t"), lambda: store.delete_session("nope"),
-                 lambda: store.update_settings("nope", {}),
-                 lambda: store.begin_reply("nope", thinking_enabled=False, budget=None,
-                                           sampling={})):
+    for call in (
+        lambda: store.get_session("nope"),
+        lambda: store.add_user_message("nope", "x"),
+        lambda: store.rename_session("nope", "t"),
+        lambda: store.delete_session("nope"),
+        lambda: store.update_settings("nope", {}),
+        lambda: store.begin_reply("nope", thinking_enabled=False, budget=None, sampling={}),
+    ):
         with pytest.raises(SessionLookupError):
             call()
 
@@ -159,8 +178,12 @@ def test_deleting_a_session_removes_its_messages_and_search_entries(store):
     add_exchange(store, gone.id, "drop pelican", "gone")
     store.delete_session(gone.id)
     assert [x.id for x in store.list_sessions()] == [keep.id]
-    assert store._conn.execute("SELECT count(*) FROM messages WHERE session_id = ?",
-                               (gone.id,)).fetchone()[0] == 0
+    assert (
+        store._conn.execute(
+            "SELECT count(*) FROM messages WHERE session_id = ?", (gone.id,)
+        ).fetchone()[0]
+        == 0
+    )
     assert [h.session_id for h in store.search("pelican")] == [keep.id]
 
 
@@ -170,6 +193,5 @@ def test_everything_is_still_there_after_reopening(tmp_path):
         s = store.create_session("m")
         add_exchange(store, s.id, "persist me", "persisted")
     with SessionStore.open(path) as store:
-        assert [m.content for m in store.get_session(s.id).messages] == ["persist me",
-                                                                         "persisted"]
+        assert [m.content for m in store.get_session(s.id).messages] == ["persist me", "persisted"]
         assert store.get_session(s.id).title == "persist me"

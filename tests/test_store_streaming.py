@@ -27,8 +27,9 @@ def saved_reply(path, message_id):
     """What another process reading the file sees now."""
     conn = sqlite3.connect(path)
     try:
-        return conn.execute("SELECT content, thinking, status FROM messages WHERE id = ?",
-                            (message_id,)).fetchone()
+        return conn.execute(
+            "SELECT content, thinking, status FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
     finally:
         conn.close()
 
@@ -128,8 +129,9 @@ WRITER_SCRIPT = textwrap.dedent("""
 
 @pytest.mark.slow
 def test_a_process_killed_mid_reply_leaves_the_flushed_text_marked_partial(db):
-    proc = subprocess.Popen([sys.executable, "-c", WRITER_SCRIPT, str(db)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER_SCRIPT, str(db)], stdout=subprocess.PIPE, text=True
+    )
     try:
         message_id = int(proc.stdout.readline())
         deadline = time.monotonic() + 30

@@ -50,8 +50,9 @@ def test_special_ids_of_the_real_qwen3_tokenizer(tok: Qwen3Tokenizer) -> None:
     assert tok.special_tokens == {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>"}
 
 
-def write_toy_tokenizer(folder: Path, tokens: list[str], config: dict | None = None,
-                        generation: dict | None = None) -> Path:
+def write_toy_tokenizer(
+    folder: Path, tokens: list[str], config: dict | None = None, generation: dict | None = None
+) -> Path:
     """A word-level tokenizer whose special tokens sit at ids unlike Qwen3's."""
     folder.mkdir(parents=True, exist_ok=True)
     vocab = {w: i for i, w in enumerate(["hello", "world", "[UNK]"])}
@@ -69,7 +70,8 @@ def write_toy_tokenizer(folder: Path, tokens: list[str], config: dict | None = N
 def test_special_ids_are_read_from_the_files_not_assumed(tmp_path: Path) -> None:
     tokens = ["<|endoftext|>", "</think>", "<|im_end|>", "<think>", "<|im_start|>", "<|stop|>"]
     folder = write_toy_tokenizer(
-        tmp_path / "toy", tokens,
+        tmp_path / "toy",
+        tokens,
         config={"eos_token": {"content": "<|stop|>"}, "pad_token": "<|endoftext|>"},
         generation={"eos_token_id": 4},
     )
@@ -99,13 +101,17 @@ def test_unknown_token_string_raises_key_error(tok: Qwen3Tokenizer) -> None:
 # -- encode / decode parity with transformers ------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", MIXED_TEXTS + [
-    "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
-    "literal <|im_start|>inside<|im_end|> text and <tool_call>{}</tool_call>",
-    "  leading spaces and trailing\n\n\n",
-    "Cafe\u0301 decomposed",
-    "",
-])
+@pytest.mark.parametrize(
+    "text",
+    MIXED_TEXTS
+    + [
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
+        "literal <|im_start|>inside<|im_end|> text and <tool_call>{}</tool_call>",
+        "  leading spaces and trailing\n\n\n",
+        "Cafe\u0301 decomposed",
+        "",
+    ],
+)
 def test_encode_matches_transformers(tok: Qwen3Tokenizer, reference, text: str) -> None:
     assert tok.encode(text) == reference.encode(text, add_special_tokens=False)
     # No BOS or other token is added around the text.

@@ -40,7 +40,8 @@ def saved(app: object) -> list:  # the current session's saved messages
 
 
 async def test_a_thinking_reply_streams_into_an_open_pane_that_collapses_when_the_answer_starts(
-        qwen3tui_home: Path) -> None:
+    qwen3tui_home: Path,
+) -> None:
     engine = FakeEngine(hold_after=3)
     app = make_app(engine, qwen3tui_home, settings=UserSettings(thinking_budget=1024))
     async with app.run_test(size=SIZE) as pilot:
@@ -48,12 +49,14 @@ async def test_a_thinking_reply_streams_into_an_open_pane_that_collapses_when_th
         await send(pilot, "why is the sky blue?")
         await wait_for_thread(engine.holding)
         reply = c.replies()[-1]
-        await wait_until(pilot, lambda: reply.pane.title == "Thinking… 3 / 1024",
-                         what="the live title")
+        await wait_until(
+            pilot, lambda: reply.pane.title == "Thinking… 3 / 1024", what="the live title"
+        )
         assert reply.pane.collapsed is False
         assert reply.thinking_text == "Let me think"
-        await wait_until(pilot, lambda: shown(reply.pane) == ["Let me think"],
-                         what="the thinking text on screen")
+        await wait_until(
+            pilot, lambda: shown(reply.pane) == ["Let me think"], what="the thinking text on screen"
+        )
         engine.release.set()
         await finish_turn(pilot)
         assert reply.pane.collapsed is True
@@ -65,7 +68,10 @@ async def test_a_thinking_reply_streams_into_an_open_pane_that_collapses_when_th
         user, answer = saved(app)
         assert (user.role, user.content) == ("user", "why is the sky blue?")
         assert (answer.status, answer.content, answer.thinking) == (
-            "complete", "**Hello** from the fake engine.", "Let me think about that.")
+            "complete",
+            "**Hello** from the fake engine.",
+            "Let me think about that.",
+        )
         assert "42.0 tok/s" in str(c.status.render())
 
 
@@ -84,7 +90,8 @@ async def test_a_reply_without_thinking_has_no_pane(qwen3tui_home: Path) -> None
 
 
 async def test_think_and_no_think_commands_flip_the_switch_and_the_next_prompt(
-        qwen3tui_home: Path) -> None:
+    qwen3tui_home: Path,
+) -> None:
     engine = FakeEngine()
     app = make_app(engine, qwen3tui_home)
     async with app.run_test(size=SIZE) as pilot:
@@ -102,7 +109,8 @@ async def test_think_and_no_think_commands_flip_the_switch_and_the_next_prompt(
 
 
 async def test_a_soft_switch_ending_a_message_applies_to_it_and_moves_the_switch(
-        qwen3tui_home: Path) -> None:
+    qwen3tui_home: Path,
+) -> None:
     engine = FakeEngine()
     app = make_app(engine, qwen3tui_home)
     async with app.run_test(size=SIZE) as pilot:
@@ -139,22 +147,29 @@ async def test_the_switch_and_the_budget_slider_set_the_next_turn(qwen3tui_home:
         await send(pilot, "three")
         await finish_turn(pilot)
         assert [(k.options.thinking, k.options.thinking_budget) for k in engine.calls] == [
-            (True, 6144), (True, None), (False, None)]
+            (True, 6144),
+            (True, None),
+            (False, None),
+        ]
         # Saved with the session and as the user's defaults.
         assert c.qapp.store.get_session(c.session_id).settings["thinking"] is False
         assert UserSettings.load().thinking_budget is None
 
 
 async def test_escape_stops_mid_stream_and_the_partial_reply_is_saved_as_cancelled(
-        qwen3tui_home: Path) -> None:
+    qwen3tui_home: Path,
+) -> None:
     engine = FakeEngine(hold_after=8)  # all 6 thinking tokens and 2 of the answer
     app = make_app(engine, qwen3tui_home)
     async with app.run_test(size=SIZE) as pilot:
         c = await ready(pilot)
         await send(pilot, "tell me")
         await wait_for_thread(engine.holding)
-        await wait_until(pilot, lambda: c.replies()[-1].answer_text == "**Hello** from",
-                         what="the partial answer on screen")
+        await wait_until(
+            pilot,
+            lambda: c.replies()[-1].answer_text == "**Hello** from",
+            what="the partial answer on screen",
+        )
         await pilot.press("escape")
         await finish_turn(pilot)
         reply = c.replies()[-1]
@@ -181,7 +196,9 @@ async def test_retry_regenerates_the_last_reply_in_place(qwen3tui_home: Path) ->
         assert [r.answer_text for r in c.replies()] == ["Another answer"]
         assert len(c.conversation.query(UserMessage)) == 1
         assert [(m.role, m.content) for m in saved(app)] == [
-            ("user", "first"), ("assistant", "Another answer")]
+            ("user", "first"),
+            ("assistant", "Another answer"),
+        ]
 
 
 async def test_export_writes_markdown_and_json(qwen3tui_home: Path, tmp_path: Path) -> None:
@@ -202,7 +219,8 @@ async def test_export_writes_markdown_and_json(qwen3tui_home: Path, tmp_path: Pa
 
 
 async def test_an_unknown_command_is_answered_inline_and_the_composer_keeps_the_text(
-        qwen3tui_home: Path) -> None:
+    qwen3tui_home: Path,
+) -> None:
     engine = FakeEngine()
     app = make_app(engine, qwen3tui_home)
     async with app.run_test(size=SIZE) as pilot:
@@ -243,7 +261,8 @@ async def test_set_and_system_change_what_the_next_turn_sends(qwen3tui_home: Pat
 
 
 async def test_the_sessions_screen_opens_from_the_app_and_opens_the_chosen_session(
-        qwen3tui_home: Path) -> None:
+    qwen3tui_home: Path,
+) -> None:
     store = SessionStore.open(qwen3tui_home / "sessions.db")
     old = store.create_session("fake", settings={"thinking": False})
     store.add_user_message(old.id, "an older question")
@@ -251,27 +270,35 @@ async def test_the_sessions_screen_opens_from_the_app_and_opens_the_chosen_sessi
     async with app.run_test(size=SIZE) as pilot:
         c = await ready(pilot)
         await pilot.press("ctrl+o")
-        await wait_until(pilot, lambda: isinstance(app.screen, SessionsScreen),
-                         what="the sessions screen")
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, SessionsScreen), what="the sessions screen"
+        )
         app.screen.dismiss(old.id)
         await wait_until(pilot, lambda: c.session_id == old.id, what="the session to open")
         assert [u.text for u in c.conversation.query(UserMessage)] == ["an older question"]
         assert c.controls.switch.value is False
         await send(pilot, "/sessions")
-        await wait_until(pilot, lambda: isinstance(app.screen, SessionsScreen),
-                         what="the sessions screen from /sessions")
+        await wait_until(
+            pilot,
+            lambda: isinstance(app.screen, SessionsScreen),
+            what="the sessions screen from /sessions",
+        )
 
 
 async def test_continue_restores_messages_settings_and_the_engine_conversation(
-        qwen3tui_home: Path) -> None:
+    qwen3tui_home: Path,
+) -> None:
     store = SessionStore.open(qwen3tui_home / "sessions.db")
     s = store.create_session("fake", settings={"thinking": True, "thinking_budget": 2048})
     store.add_user_message(s.id, "earlier")
     writer = store.begin_reply(s.id, thinking_enabled=True, budget=2048, sampling={})
     writer.append_thinking("hmm")
     writer.append_answer("earlier answer")
-    writer.finish("complete", {"thinking_tokens": 7, "answer_tokens": 2},
-                  {"thinking_s": 1.5, "decode_tok_s": 10.0})
+    writer.finish(
+        "complete",
+        {"thinking_tokens": 7, "answer_tokens": 2},
+        {"thinking_s": 1.5, "decode_tok_s": 10.0},
+    )
     engine = FakeEngine()
     app = make_app(engine, qwen3tui_home, store=store, continue_last=True)
     async with app.run_test(size=SIZE) as pilot:
@@ -282,14 +309,18 @@ async def test_continue_restores_messages_settings_and_the_engine_conversation(
         assert reply.answer_text == "earlier answer"
         assert c.controls.slider.value == 2048
         # The prompt size is counted off the UI thread (the fake counts words + 4 per message).
-        await wait_until(pilot, lambda: "ctx 11 / 4,096" in str(c.status.render()),
-                         what="the restored context size")
+        await wait_until(
+            pilot,
+            lambda: "ctx 11 / 4,096" in str(c.status.render()),
+            what="the restored context size",
+        )
         await send(pilot, "and now?")
         await finish_turn(pilot)
         assert engine.calls[0].messages == [
             {"role": "user", "content": "earlier"},
             {"role": "assistant", "content": "earlier answer"},
-            {"role": "user", "content": "and now?"}]
+            {"role": "user", "content": "and now?"},
+        ]
         assert engine.calls[0].options.thinking_budget == 2048
         assert len(saved(app)) == 4
         c.composer.focus()
@@ -298,7 +329,8 @@ async def test_continue_restores_messages_settings_and_the_engine_conversation(
 
 
 async def test_a_message_typed_while_the_model_loads_is_sent_when_it_is_ready(
-        qwen3tui_home: Path) -> None:
+    qwen3tui_home: Path,
+) -> None:
     engine = FakeEngine()
     loaded = threading.Event()
 
@@ -331,15 +363,17 @@ async def test_a_model_that_cannot_load_is_explained_in_the_window(qwen3tui_home
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: app.load_error is not None, what="the load error")
         await pilot.pause()
-        assert notices(app)[0] == ("Could not load the model: no Qwen3 checkpoint at ./nope. "
-                                   "Pass --model a hub id.")
+        assert notices(app)[0] == (
+            "Could not load the model: no Qwen3 checkpoint at ./nope. Pass --model a hub id."
+        )
         await send(pilot, "hello?")
         assert "No model is loaded" in notices(app)[-1]
         assert chat(app).composer.text == "hello?"
 
 
 async def test_ctrl_c_asks_before_quitting_and_quitting_mid_reply_saves_it(
-        qwen3tui_home: Path) -> None:
+    qwen3tui_home: Path,
+) -> None:
     engine = FakeEngine(hold_after=2)
     app = make_app(engine, qwen3tui_home)
     async with app.run_test(size=SIZE) as pilot:
@@ -440,10 +474,11 @@ async def test_new_rename_and_delete(qwen3tui_home: Path) -> None:
 
 
 def test_the_ui_never_imports_torch() -> None:
-    code = ("import sys, qwen3tui.tui, qwen3tui.tui.app, qwen3tui.tui.chat_screen; "
-            "print('torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys, qwen3tui.tui, qwen3tui.tui.app, qwen3tui.tui.chat_screen; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
 

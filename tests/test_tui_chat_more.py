@@ -31,8 +31,10 @@ def notices(app: object) -> list[str]:
 class FailingEngine(FakeEngine):
     def chat(self, messages, options, cancel=None):  # noqa: ANN001, ANN201
         yield from list(super().chat(messages, options, cancel))[:3]  # a little thinking
-        raise ContextOverflowError("the conversation no longer fits in 4096 tokens.",
-                                   "Start a /new conversation or use --context 8192.")
+        raise ContextOverflowError(
+            "the conversation no longer fits in 4096 tokens.",
+            "Start a /new conversation or use --context 8192.",
+        )
 
 
 class NoticeEngine(FakeEngine):
@@ -71,7 +73,8 @@ async def test_context_notices_appear_above_the_reply(qwen3tui_home: Path) -> No
 
 
 async def test_download_and_load_progress_are_shown_while_the_model_loads(
-        qwen3tui_home: Path) -> None:
+    qwen3tui_home: Path,
+) -> None:
     go = threading.Event()
 
     def loading(progress) -> FakeEngine:  # noqa: ANN001
@@ -83,15 +86,17 @@ async def test_download_and_load_progress_are_shown_while_the_model_loads(
         await pilot.pause()
         c = chat(app)
         assert "loading model…" in str(c.status.render())
-        app.post_message(EngineProgress(LoadProgress("download", 0, 3_000_000_000,
-                                                     "model.safetensors")))
+        app.post_message(
+            EngineProgress(LoadProgress("download", 0, 3_000_000_000, "model.safetensors"))
+        )
         await pilot.pause()
         panel = c.load_panel
         assert str(panel.label.render()).startswith("model.safetensors · 0 B / 3.0 GB")
         t = time.monotonic()
         panel.show(LoadProgress("download", 0, 3_000_000_000, "model.safetensors"), now=t + 1)
-        panel.show(LoadProgress("download", 1_500_000_000, 3_000_000_000, "model.safetensors"),
-                   now=t + 2)
+        panel.show(
+            LoadProgress("download", 1_500_000_000, 3_000_000_000, "model.safetensors"), now=t + 2
+        )
         assert str(panel.label.render()) == "model.safetensors · 1.5 GB / 3.0 GB · 1.5 GB/s"
         assert panel.bar.percentage == pytest.approx(0.5)
         app.post_message(EngineProgress(LoadProgress("load", 3, 10)))
@@ -115,7 +120,8 @@ async def test_copy_puts_the_last_answer_on_the_clipboard(qwen3tui_home: Path) -
 
 
 async def test_ctrl_c_copies_the_composer_selection_instead_of_quitting(
-        qwen3tui_home: Path) -> None:
+    qwen3tui_home: Path,
+) -> None:
     app = make_app(FakeEngine(), qwen3tui_home)
     async with app.run_test(size=SIZE) as pilot:
         c = await ready(pilot)
@@ -130,8 +136,9 @@ async def test_ctrl_c_copies_the_composer_selection_instead_of_quitting(
 
 async def test_the_command_palette_offers_the_slash_commands(qwen3tui_home: Path) -> None:
     titles = [title for title, _, _ in palette_entries()]
-    assert {"/new", "/sessions", "/retry", "/help", "/quit", "/export md",
-            "/budget off"} <= set(titles)
+    assert {"/new", "/sessions", "/retry", "/help", "/quit", "/export md", "/budget off"} <= set(
+        titles
+    )
     assert "/resume" not in titles  # needs an id: typed, not picked
     engine = FakeEngine()
     app = make_app(engine, qwen3tui_home)
@@ -142,15 +149,17 @@ async def test_the_command_palette_offers_the_slash_commands(qwen3tui_home: Path
         await pilot.press(*"no_think")
         await pilot.pause(0.3)
         await pilot.press("enter")
-        await wait_until(pilot, lambda: c.controls.switch.value is False,
-                         what="the palette to run /no_think")
+        await wait_until(
+            pilot, lambda: c.controls.switch.value is False, what="the palette to run /no_think"
+        )
 
 
 async def test_resume_without_id_opens_the_sessions_screen(qwen3tui_home: Path) -> None:
     app = make_app(FakeEngine(), qwen3tui_home, resume="")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: isinstance(app.screen, SessionsScreen),
-                         what="the sessions screen")
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, SessionsScreen), what="the sessions screen"
+        )
 
 
 async def test_resume_with_an_unknown_id_says_so_and_starts_fresh(qwen3tui_home: Path) -> None:
@@ -176,8 +185,7 @@ async def test_continue_with_no_saved_session_starts_a_new_one(qwen3tui_home: Pa
         assert c.session_id is None
 
 
-async def test_the_view_follows_the_stream_unless_the_user_scrolls_up(
-        qwen3tui_home: Path) -> None:
+async def test_the_view_follows_the_stream_unless_the_user_scrolls_up(qwen3tui_home: Path) -> None:
     engine = FakeEngine(answer_tokens=[f"line {i}\n\n" for i in range(80)], hold_after=40)
     app = make_app(engine, qwen3tui_home)
     async with app.run_test(size=SIZE) as pilot:
@@ -242,7 +250,8 @@ async def test_quitting_while_the_model_loads_does_not_wait_for_it(qwen3tui_home
 
 
 async def test_broken_theme_and_settings_files_are_reported_in_the_window(
-        qwen3tui_home: Path) -> None:
+    qwen3tui_home: Path,
+) -> None:
     (qwen3tui_home / "themes").mkdir()
     (qwen3tui_home / "themes" / "broken.toml").write_text("name = [oops\n")
     (qwen3tui_home / "settings.toml").write_text("thinking_budget = 'lots'\n")
@@ -254,8 +263,7 @@ async def test_broken_theme_and_settings_files_are_reported_in_the_window(
         assert any("thinking_budget" in n for n in shown)
 
 
-async def test_a_reply_the_store_cannot_save_still_streams_and_says_so(
-        qwen3tui_home: Path) -> None:
+async def test_a_reply_the_store_cannot_save_still_streams_and_says_so(qwen3tui_home: Path) -> None:
     class FullDiskStore(SessionStore):
         def begin_reply(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
             raise OSError("No space left on device")

@@ -22,15 +22,20 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
 def real_app(checkpoint: Path, home: Path, **settings: object) -> Qwen3App:
-    args = argparse.Namespace(model=str(checkpoint), device="cpu", dtype="float32", context=1024,
-                              quantize=None)
-    return Qwen3App(engine_factory=engine_factory_for(args), model_name=str(checkpoint),
-                    store=SessionStore.open(home / "sessions.db"),
-                    settings=UserSettings(**settings))
+    args = argparse.Namespace(
+        model=str(checkpoint), device="cpu", dtype="float32", context=1024, quantize=None
+    )
+    return Qwen3App(
+        engine_factory=engine_factory_for(args),
+        model_name=str(checkpoint),
+        store=SessionStore.open(home / "sessions.db"),
+        settings=UserSettings(**settings),
+    )
 
 
 async def test_thinking_then_plain_turns_on_the_real_engine(
-        tiny_checkpoint: Path, qwen3tui_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_checkpoint: Path, qwen3tui_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     titles: list[str] = []  # the pane's title after every streamed batch
     original_append = ThinkingPane.append
 
@@ -39,8 +44,13 @@ async def test_thinking_then_plain_turns_on_the_real_engine(
         titles.append(str(pane.title))
 
     monkeypatch.setattr(ThinkingPane, "append", recording_append)
-    app = real_app(tiny_checkpoint, qwen3tui_home, thinking=True, thinking_budget=128,
-                   sampling={"max_tokens": 160})
+    app = real_app(
+        tiny_checkpoint,
+        qwen3tui_home,
+        thinking=True,
+        thinking_budget=128,
+        sampling={"max_tokens": 160},
+    )
     async with app.run_test(size=(100, 36)) as pilot:
         c = await ready(pilot)
         assert app.engine.info.device == "cpu"
@@ -73,14 +83,19 @@ async def test_thinking_then_plain_turns_on_the_real_engine(
 
 
 async def test_escape_stops_the_real_engine_and_keeps_the_partial_reply(
-        tiny_checkpoint: Path, qwen3tui_home: Path) -> None:
-    app = real_app(tiny_checkpoint, qwen3tui_home, thinking=False, thinking_budget=None,
-                   sampling={"max_tokens": 4000})
+    tiny_checkpoint: Path, qwen3tui_home: Path
+) -> None:
+    app = real_app(
+        tiny_checkpoint,
+        qwen3tui_home,
+        thinking=False,
+        thinking_budget=None,
+        sampling={"max_tokens": 4000},
+    )
     async with app.run_test(size=(100, 36)) as pilot:
         c = await ready(pilot)
         await send(pilot, "Write a very long story")
-        await wait_until(pilot, lambda: c.replies()[-1].answer_text, what="answer text",
-                         timeout=60)
+        await wait_until(pilot, lambda: c.replies()[-1].answer_text, what="answer text", timeout=60)
         await pilot.press("escape")
         await finish_turn(pilot)
         reply = chat(app).replies()[-1]

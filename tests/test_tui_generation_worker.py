@@ -20,11 +20,23 @@ from qwen3tui.tui.generation_worker import (
 
 
 def test_coalesce_merges_runs_of_deltas_and_keeps_the_latest_token_count() -> None:
-    items = [ThinkingDelta("a", 1), ThinkingDelta("b", 2), ThinkingDelta("c", 3),
-             ThinkingDone(3, 1.0, False), AnswerDelta("x"), AnswerDelta("y"),
-             ContextNotice(1, "dropped"), AnswerDelta("z")]
-    assert coalesce(items) == [ThinkingDelta("abc", 3), ThinkingDone(3, 1.0, False),
-                               AnswerDelta("xy"), ContextNotice(1, "dropped"), AnswerDelta("z")]
+    items = [
+        ThinkingDelta("a", 1),
+        ThinkingDelta("b", 2),
+        ThinkingDelta("c", 3),
+        ThinkingDone(3, 1.0, False),
+        AnswerDelta("x"),
+        AnswerDelta("y"),
+        ContextNotice(1, "dropped"),
+        AnswerDelta("z"),
+    ]
+    assert coalesce(items) == [
+        ThinkingDelta("abc", 3),
+        ThinkingDone(3, 1.0, False),
+        AnswerDelta("xy"),
+        ContextNotice(1, "dropped"),
+        AnswerDelta("z"),
+    ]
 
 
 def test_mailbox_asks_for_a_wake_only_when_it_was_empty() -> None:
@@ -38,8 +50,14 @@ def test_mailbox_asks_for_a_wake_only_when_it_was_empty() -> None:
 
 def run(engine: object) -> tuple[list[object], int]:
     box, wakes = Mailbox(), []
-    run_generation(engine, [{"role": "user", "content": "hi"}], ChatOptions(), threading.Event(),
-                   box, lambda: wakes.append(1))
+    run_generation(
+        engine,
+        [{"role": "user", "content": "hi"}],
+        ChatOptions(),
+        threading.Event(),
+        box,
+        lambda: wakes.append(1),
+    )
     return box.take(), len(wakes)
 
 
@@ -48,8 +66,10 @@ def test_a_generation_ends_with_exactly_one_summary() -> None:
     assert isinstance(items[-1], Summary)
     assert sum(isinstance(i, Summary) for i in items) == 1
     assert wakes == 1  # nobody drained in between: one wake for the whole burst
-    assert "".join(i.text for i in items if isinstance(i, AnswerDelta)) == \
-        "**Hello** from the fake engine."
+    assert (
+        "".join(i.text for i in items if isinstance(i, AnswerDelta))
+        == "**Hello** from the fake engine."
+    )
 
 
 class RaisingEngine:
@@ -84,15 +104,20 @@ def test_a_generator_that_stops_without_summary_is_a_failure() -> None:
 def test_after_a_reply_the_worker_warms_the_engine_for_the_next_turn() -> None:
     engine = FakeEngine()
     run(engine)
-    assert engine.warmed == [[{"role": "user", "content": "hi"},
-                              {"role": "assistant", "content": "**Hello** from the fake engine."}]]
+    assert engine.warmed == [
+        [
+            {"role": "user", "content": "hi"},
+            {"role": "assistant", "content": "**Hello** from the fake engine."},
+        ]
+    ]
 
 
 def test_a_cancelled_reply_is_not_warmed_and_a_failing_warm_up_is_not_the_users_concern() -> None:
     engine, box, cancel = FakeEngine(), Mailbox(), threading.Event()
     cancel.set()
-    run_generation(engine, [{"role": "user", "content": "hi"}], ChatOptions(), cancel, box,
-                   lambda: None)
+    run_generation(
+        engine, [{"role": "user", "content": "hi"}], ChatOptions(), cancel, box, lambda: None
+    )
     assert engine.warmed == []
 
     class BrokenWarmUp(FakeEngine):
@@ -116,8 +141,9 @@ def test_the_pacer_spaces_costly_updates_to_leave_the_ui_half_its_time() -> None
 
 
 def test_while_the_user_types_stream_updates_wait_for_a_pause_but_not_too_long() -> None:
-    pacer = UpdatePacer(min_interval=0.03, max_interval=0.25, share=0.5,
-                        typing_quiet=0.25, typing_max_wait=0.5)
+    pacer = UpdatePacer(
+        min_interval=0.03, max_interval=0.25, share=0.5, typing_quiet=0.25, typing_max_wait=0.5
+    )
     pacer.started(10.0)
     pacer.finished(0.01)
     pacer.typed(10.1)

@@ -9,9 +9,27 @@ from qwen3tui.tui import slash_commands as sc
 
 def test_every_command_in_the_issue_is_listed_once() -> None:
     names = [c.name for c in sc.COMMANDS]
-    assert sorted(names) == sorted([
-        "think", "no_think", "budget", "new", "sessions", "resume", "rename", "delete", "export",
-        "system", "set", "retry", "copy", "theme", "clear", "help", "quit"])
+    assert sorted(names) == sorted(
+        [
+            "think",
+            "no_think",
+            "budget",
+            "new",
+            "sessions",
+            "resume",
+            "rename",
+            "delete",
+            "export",
+            "system",
+            "set",
+            "retry",
+            "copy",
+            "theme",
+            "clear",
+            "help",
+            "quit",
+        ]
+    )
     assert len(names) == len(set(names))
     assert ("/budget N|off", sc.COMMANDS_BY_NAME["budget"].description) in sc.help_rows()
 
@@ -27,8 +45,10 @@ def test_is_command_tells_commands_from_messages() -> None:
     assert not sc.is_command("//not a command, a message starting with a slash")
 
 
-@pytest.mark.parametrize(("arg", "budget"), [
-    ("2048", 2048), ("off", None), ("unlimited", None), ("2k", 2048), ("1_000", 1000)])
+@pytest.mark.parametrize(
+    ("arg", "budget"),
+    [("2048", 2048), ("off", None), ("unlimited", None), ("2k", 2048), ("1_000", 1000)],
+)
 def test_budget_values(arg: str, budget: int | None) -> None:
     assert sc.parse(f"/budget {arg}").budget == budget
 
@@ -48,15 +68,18 @@ def test_set_parses_typed_values() -> None:
     assert sc.parse("/set max_tokens 256").value == 256
 
 
-@pytest.mark.parametrize(("text", "fragment"), [
-    ("/set", "needs NAME VALUE"),
-    ("/set temperature", "needs NAME VALUE"),
-    ("/set warmth 1", "unknown setting"),
-    ("/set top_k 1.5", "not a whole number"),
-    ("/set temperature hot", "not a number"),
-    ("/set top_p 1.5", "between 0.0 and 1.0"),
-    ("/set max_tokens 0", "at least 1"),
-])
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("/set", "needs NAME VALUE"),
+        ("/set temperature", "needs NAME VALUE"),
+        ("/set warmth 1", "unknown setting"),
+        ("/set top_k 1.5", "not a whole number"),
+        ("/set temperature hot", "not a number"),
+        ("/set top_p 1.5", "between 0.0 and 1.0"),
+        ("/set max_tokens 0", "at least 1"),
+    ],
+)
 def test_bad_settings_say_what_is_wrong(text: str, fragment: str) -> None:
     with pytest.raises(sc.SlashError, match=fragment):
         sc.parse(text)
@@ -93,14 +116,17 @@ def test_system_takes_free_text() -> None:
     assert sc.parse("/system").arg == ""
 
 
-@pytest.mark.parametrize(("text", "switch"), [
-    ("explain x /no_think", "no_think"),
-    ("explain x /think", "think"),
-    ("explain x /think   ", "think"),
-    ("explain /no_think x", None),
-    ("/think", None),  # alone it is a command, not a message
-    ("explain x/think", None),
-])
+@pytest.mark.parametrize(
+    ("text", "switch"),
+    [
+        ("explain x /no_think", "no_think"),
+        ("explain x /think", "think"),
+        ("explain x /think   ", "think"),
+        ("explain /no_think x", None),
+        ("/think", None),  # alone it is a command, not a message
+        ("explain x/think", None),
+    ],
+)
 def test_soft_switch_at_the_end_of_a_message(text: str, switch: str | None) -> None:
     kept, found = sc.split_soft_switch(text)
     assert kept == text  # Qwen expects to see the switch in the message

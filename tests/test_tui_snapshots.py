@@ -49,9 +49,20 @@ def test_main_screen_mid_thinking(snap_compare: Any, qwen3tui_home: Path) -> Non
 
 
 def test_main_screen_after_a_finished_reply(snap_compare: Any, qwen3tui_home: Path) -> None:
-    engine = FakeEngine(answer_tokens=["Rayleigh", " scattering:", " **blue**", " light",
-                                       " scatters", " more.\n\n", "- short", " waves\n",
-                                       "- long", " waves\n"])
+    engine = FakeEngine(
+        answer_tokens=[
+            "Rayleigh",
+            " scattering:",
+            " **blue**",
+            " light",
+            " scatters",
+            " more.\n\n",
+            "- short",
+            " waves\n",
+            "- long",
+            " waves\n",
+        ]
+    )
     app = make_app(engine, qwen3tui_home, settings=UserSettings(**SETTINGS))
 
     async def run_before(pilot: Any) -> None:
@@ -66,24 +77,37 @@ def test_main_screen_after_a_finished_reply(snap_compare: Any, qwen3tui_home: Pa
 def _fixed_session(title: str, day: int, question: str) -> dict[str, Any]:
     stamp = f"2026-03-{day:02d}T09:30:00+00:00"
     message = {"role": "user", "content": question, "created": stamp, "updated": stamp}
-    return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION,
-            "session": {"title": title, "created": stamp, "updated": stamp, "model": "fake",
-                        "system_prompt": None, "settings": {}, "messages": [message]}}
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "session": {
+            "title": title,
+            "created": stamp,
+            "updated": stamp,
+            "model": "fake",
+            "system_prompt": None,
+            "settings": {},
+            "messages": [message],
+        },
+    }
 
 
 def test_sessions_screen(snap_compare: Any, qwen3tui_home: Path, utc: None) -> None:
     store = SessionStore.open(qwen3tui_home / "sessions.db")
-    for title, day, question in [("Rust lifetimes", 3, "what is 'a?"),
-                                 ("Sourdough schedule", 5, "when do I feed it?"),
-                                 ("Trip to Lisbon", 9, "three days, what to see?")]:
+    for title, day, question in [
+        ("Rust lifetimes", 3, "what is 'a?"),
+        ("Sourdough schedule", 5, "when do I feed it?"),
+        ("Trip to Lisbon", 9, "three days, what to see?"),
+    ]:
         store.import_json(_fixed_session(title, day, question))
     app = make_app(FakeEngine(), qwen3tui_home, store=store, settings=UserSettings(**SETTINGS))
 
     async def run_before(pilot: Any) -> None:
         await ready(pilot)
         await pilot.press("ctrl+o")
-        await wait_until(pilot, lambda: isinstance(pilot.app.screen, SessionsScreen),
-                         what="the sessions screen")
+        await wait_until(
+            pilot, lambda: isinstance(pilot.app.screen, SessionsScreen), what="the sessions screen"
+        )
         await pilot.pause(0.1)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)

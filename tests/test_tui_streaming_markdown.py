@@ -38,12 +38,14 @@ class Host(App[None]):
 
 @pytest.mark.anyio
 async def test_streamed_text_is_split_into_chunks_and_reads_back_whole() -> None:
-    text = "".join(f"## Part {i}\n\n" + "Some *words* here. " * 30 + "\n\n"
-                   "```\ncode\n\nmore code\n```\n\n" for i in range(12))
+    text = "".join(
+        f"## Part {i}\n\n" + "Some *words* here. " * 30 + "\n\n```\ncode\n\nmore code\n```\n\n"
+        for i in range(12)
+    )
     app = Host()
     async with app.run_test() as pilot:
         for i in range(0, len(text), 7):
-            await app.doc.append(text[i:i + 7])
+            await app.doc.append(text[i : i + 7])
         await app.doc.finish()
         await pilot.pause()
         assert app.doc.source == text
@@ -54,8 +56,9 @@ async def test_streamed_text_is_split_into_chunks_and_reads_back_whole() -> None
 
 @pytest.mark.anyio
 async def test_finished_chunks_are_pinned_to_their_measured_height_at_each_width() -> None:
-    text = "".join(f"Paragraph {i}: " + "lorem ipsum dolor " * 20 + "\n\n- a\n- b\n\n"
-                   for i in range(20))
+    text = "".join(
+        f"Paragraph {i}: " + "lorem ipsum dolor " * 20 + "\n\n- a\n- b\n\n" for i in range(20)
+    )
     app = Host()
 
     async def pinned_matches_auto() -> tuple[int, int]:
@@ -71,7 +74,7 @@ async def test_finished_chunks_are_pinned_to_their_measured_height_at_each_width
 
     async with app.run_test(size=(80, 30)) as pilot:
         for i in range(0, len(text), 50):
-            await app.doc.append(text[i:i + 50])
+            await app.doc.append(text[i : i + 50])
         await app.doc.finish()
         await pilot.pause()
         assert app.doc.chunk_count > 2
@@ -91,7 +94,8 @@ VARIED = "".join(
     "> a quote\n> over two lines\n\n"
     "| a | b |\n|---|---|\n| 1 | 2 |\n\n"
     "```python\nprint('x')\n\nprint('y')\n```\n\n"
-    for i in range(24))
+    for i in range(24)
+)
 
 
 def blocks(markdown: object) -> list[tuple[str, str]]:
@@ -103,7 +107,7 @@ async def test_streamed_chunks_show_what_a_full_parse_shows_at_the_right_height(
     app = Host()
     async with app.run_test(size=(90, 40)) as pilot:
         for i in range(0, len(VARIED), 5):
-            await app.doc.append(VARIED[i:i + 5])
+            await app.doc.append(VARIED[i : i + 5])
         await pilot.pause()
         chunks = list(app.doc.query("StreamingMarkdown > Markdown"))
         assert len(chunks) > 2

@@ -35,8 +35,9 @@ def tmux() -> Callable[..., str]:
     socket = f"qwen3tui-test-{uuid.uuid4().hex[:8]}"
 
     def run(*args: str) -> str:
-        out = subprocess.run(["tmux", "-L", socket, *args], capture_output=True, text=True,
-                             timeout=30)
+        out = subprocess.run(
+            ["tmux", "-L", socket, *args], capture_output=True, text=True, timeout=30
+        )
         return out.stdout
 
     yield run
@@ -47,8 +48,13 @@ def screen(tmux: Callable[..., str]) -> str:
     return tmux("capture-pane", "-p", "-t", "qt")
 
 
-def wait_for(tmux: Callable[..., str], condition: Callable[[str], bool], what: str,
-             timeout: float = 90.0, seen: list[str] | None = None) -> str:
+def wait_for(
+    tmux: Callable[..., str],
+    condition: Callable[[str], bool],
+    what: str,
+    timeout: float = 90.0,
+    seen: list[str] | None = None,
+) -> str:
     deadline = time.monotonic() + timeout
     text = ""
     while time.monotonic() < deadline:
@@ -62,18 +68,32 @@ def wait_for(tmux: Callable[..., str], condition: Callable[[str], bool], what: s
 
 
 def start(tmux: Callable[..., str], home: Path, checkpoint: Path, *extra: str) -> None:
-    command = " ".join([sys.executable, "-m", "qwen3tui", "--model", str(checkpoint),
-                        "--device", "cpu", "--dtype", "float32", "--context", "1024", *extra])
+    command = " ".join(
+        [
+            sys.executable,
+            "-m",
+            "qwen3tui",
+            "--model",
+            str(checkpoint),
+            "--device",
+            "cpu",
+            "--dtype",
+            "float32",
+            "--context",
+            "1024",
+            *extra,
+        ]
+    )
     # The shell stays after qwen3tui exits so the test can read the exit status.
     shell = f"{command}; echo QWEN3TUI-EXITED-$?; sleep 60"
     env = f"QWEN3TUI_HOME={home} TERM=xterm-256color COLORTERM=truecolor"
     tmux("kill-session", "-t", "qt")
-    tmux("new-session", "-d", "-s", "qt", "-x", str(WIDTH), "-y", str(HEIGHT),
-         f"env {env} {shell}")
+    tmux("new-session", "-d", "-s", "qt", "-x", str(WIDTH), "-y", str(HEIGHT), f"env {env} {shell}")
 
 
-def test_a_new_user_chats_quits_and_continues(tmux: Callable[..., str], tmp_path: Path,
-                                              tiny_checkpoint: Path) -> None:
+def test_a_new_user_chats_quits_and_continues(
+    tmux: Callable[..., str], tmp_path: Path, tiny_checkpoint: Path
+) -> None:
     home = tmp_path / "home"
     home.mkdir()
     # A user who prefers a short thinking budget (random weights never stop thinking alone).
@@ -84,10 +104,15 @@ def test_a_new_user_chats_quits_and_continues(tmux: Callable[..., str], tmp_path
     tmux("send-keys", "-t", "qt", "-l", "Hello from tmux")
     tmux("send-keys", "-t", "qt", "Enter")
     frames: list[str] = []
-    final = wait_for(tmux, lambda s: "Thought for" in s and "tok/s ·" in s.split("Thought")[-1],
-                     "the reply to finish", seen=frames)
-    counts = {int(m.group(1)) for f in frames for m in [re.search(r"Thinking… (\d+) / 128", f)]
-              if m}
+    final = wait_for(
+        tmux,
+        lambda s: "Thought for" in s and "tok/s ·" in s.split("Thought")[-1],
+        "the reply to finish",
+        seen=frames,
+    )
+    counts = {
+        int(m.group(1)) for f in frames for m in [re.search(r"Thinking… (\d+) / 128", f)] if m
+    }
     assert len(counts) >= 2, f"the thinking pane did not stream (counts seen: {counts})"
     assert "Hello from tmux" in final
     assert "budget reached" in final
@@ -98,8 +123,9 @@ def test_a_new_user_chats_quits_and_continues(tmux: Callable[..., str], tmp_path
     wait_for(tmux, lambda s: "QWEN3TUI-EXITED-0" in s, "qwen3tui to exit cleanly", timeout=30)
 
     start(tmux, home, tiny_checkpoint, "--continue")
-    resumed = wait_for(tmux, lambda s: "Hello from tmux" in s and "Thought for" in s,
-                       "the saved conversation")
+    resumed = wait_for(
+        tmux, lambda s: "Hello from tmux" in s and "Thought for" in s, "the saved conversation"
+    )
     assert "budget reached" in resumed
     tmux("send-keys", "-t", "qt", "C-q")
     wait_for(tmux, lambda s: "Quit qwen3tui?" in s, "the quit question")

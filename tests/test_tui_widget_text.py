@@ -19,12 +19,21 @@ def test_thinking_pane_titles() -> None:
 
 
 def test_status_line_shows_model_device_context_speed_and_ttft() -> None:
-    info = StatusInfo(model="Qwen/Qwen3-1.7B", device="cuda", dtype="bfloat16",
-                      context_used=1234, context_length=32768, tok_s=87.25, ttft_s=0.123)
-    assert format_status(info) == ("Qwen3-1.7B  │  cuda · bfloat16  │  ctx 1,234 / 32,768  │  "
-                                   "87.2 tok/s  │  TTFT 0.12 s")
-    assert "int8" in format_status(StatusInfo(model="m", device="cpu", dtype="float32",
-                                              quantize="int8"))
+    info = StatusInfo(
+        model="Qwen/Qwen3-1.7B",
+        device="cuda",
+        dtype="bfloat16",
+        context_used=1234,
+        context_length=32768,
+        tok_s=87.25,
+        ttft_s=0.123,
+    )
+    assert format_status(info) == (
+        "Qwen3-1.7B  │  cuda · bfloat16  │  ctx 1,234 / 32,768  │  87.2 tok/s  │  TTFT 0.12 s"
+    )
+    assert "int8" in format_status(
+        StatusInfo(model="m", device="cpu", dtype="float32", quantize="int8")
+    )
     assert format_status(StatusInfo(model="m", state="loading model…")) == "m  │  loading model…"
     assert short_model_name("/home/me/models/my-qwen/") == "my-qwen"
 
@@ -32,15 +41,18 @@ def test_status_line_shows_model_device_context_speed_and_ttft() -> None:
 def test_load_progress_reads_as_size_and_speed() -> None:
     p = LoadProgress("download", 1_500_000_000, 3_400_000_000, "model.safetensors")
     assert describe_progress(p, 45_300_000) == "model.safetensors · 1.5 GB / 3.4 GB · 45.3 MB/s"
-    assert describe_progress(LoadProgress("load", 3, 310), None) == \
-        "Loading weights · 3 / 310 tensors"
+    assert (
+        describe_progress(LoadProgress("load", 3, 310), None) == "Loading weights · 3 / 310 tensors"
+    )
     assert human_bytes(999) == "999 B"
     assert describe_progress(LoadProgress("download", 0, 0), None) == "Downloading model · 0 B"
 
 
 def test_reply_meta_says_how_a_reply_ended() -> None:
-    assert reply_meta("cancelled", answer_tokens=12, decode_tok_s=30.0) == \
-        "stopped · 12 tokens · 30.0 tok/s"
+    assert (
+        reply_meta("cancelled", answer_tokens=12, decode_tok_s=30.0)
+        == "stopped · 12 tokens · 30.0 tok/s"
+    )
     assert reply_meta("error", error="out of memory") == "failed · out of memory"
     assert reply_meta("complete") == ""
 

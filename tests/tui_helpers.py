@@ -16,17 +16,30 @@ from qwen3tui.tui.app import Qwen3App
 from qwen3tui.tui.chat_screen import ChatScreen
 
 
-def make_app(engine: Any, home: Path, *, store: SessionStore | None = None,
-             settings: UserSettings | None = None, engine_factory: Callable[..., Any] | None = None,
-             **kwargs: Any) -> Qwen3App:
-    return Qwen3App(engine_factory=engine_factory or (lambda progress: engine),
-                    model_name="fake/Qwen3-Fake",
-                    store=store or SessionStore.open(home / "sessions.db"),
-                    settings=settings or UserSettings(), **kwargs)
+def make_app(
+    engine: Any,
+    home: Path,
+    *,
+    store: SessionStore | None = None,
+    settings: UserSettings | None = None,
+    engine_factory: Callable[..., Any] | None = None,
+    **kwargs: Any,
+) -> Qwen3App:
+    return Qwen3App(
+        engine_factory=engine_factory or (lambda progress: engine),
+        model_name="fake/Qwen3-Fake",
+        store=store or SessionStore.open(home / "sessions.db"),
+        settings=settings or UserSettings(),
+        **kwargs,
+    )
 
 
-async def wait_until(pilot: Pilot[Any], condition: Callable[[], object], timeout: float = 10.0,
-                     what: str = "condition") -> None:
+async def wait_until(
+    pilot: Pilot[Any],
+    condition: Callable[[], object],
+    timeout: float = 10.0,
+    what: str = "condition",
+) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -51,8 +64,9 @@ def chat(app: Qwen3App) -> ChatScreen:
 async def ready(pilot: Pilot[Any]) -> ChatScreen:
     """Wait until the (fake) engine is loaded."""
     app: Qwen3App = pilot.app  # type: ignore[assignment]
-    await wait_until(pilot, lambda: app.engine is not None and app.chat is not None,
-                     what="the engine to load")
+    await wait_until(
+        pilot, lambda: app.engine is not None and app.chat is not None, what="the engine to load"
+    )
     await pilot.pause()
     return chat(app)
 

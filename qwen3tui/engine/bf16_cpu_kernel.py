@@ -195,6 +195,7 @@ void bf16_gemv_vnni64(const uint16_t* x, const uint16_t* wp, uint16_t* y, int64_
 }
 """
 
+
 class Bf16Kernel:
     def __init__(self, lib: ctypes.CDLL) -> None:
         i64, ptr = ctypes.c_int64, ctypes.c_void_p

@@ -240,6 +240,7 @@ void q8_dequant_t(const int8_t* wp, const float* scale, void* wt, int bf16, int6
 
 _DTYPES = (torch.bfloat16, torch.float32)
 
+
 class Int8Kernel:
     """The loaded library: packing, the few-row matmul and the prefill dequantization."""
 

@@ -17,23 +17,33 @@ BUSY_TIMEOUT_S = 15.0
 
 _CORRUPTION_MARKERS = ("file is not a database", "malformed", "file is encrypted")
 # Errors meaning "this file cannot be written (now)": the conversation moves to memory.
-_STORAGE_MARKERS = ("disk is full", "readonly", "read-only", "disk i/o error",
-                    "unable to open database file", "database is locked", "authorization denied")
+_STORAGE_MARKERS = (
+    "disk is full",
+    "readonly",
+    "read-only",
+    "disk i/o error",
+    "unable to open database file",
+    "database is locked",
+    "authorization denied",
+)
 
 
 def is_corruption(err: BaseException) -> bool:
     return isinstance(err, sqlite3.DatabaseError) and any(
-        m in str(err).lower() for m in _CORRUPTION_MARKERS)
+        m in str(err).lower() for m in _CORRUPTION_MARKERS
+    )
 
 
 def is_storage_failure(err: BaseException) -> bool:
     return isinstance(err, sqlite3.OperationalError) and any(
-        m in str(err).lower() for m in _STORAGE_MARKERS)
+        m in str(err).lower() for m in _STORAGE_MARKERS
+    )
 
 
 def _connect(target: str, uri: bool = False) -> sqlite3.Connection:
-    return sqlite3.connect(target, uri=uri, isolation_level=None, check_same_thread=False,
-                           timeout=BUSY_TIMEOUT_S)
+    return sqlite3.connect(
+        target, uri=uri, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S
+    )
 
 
 def _configure(conn: sqlite3.Connection, wal: bool) -> None:
@@ -159,11 +169,15 @@ def open_database(path: Path, warnings: list[str]) -> tuple[sqlite3.Connection, 
             try:
                 backup = move_aside(path)
             except OSError as move_err:
-                warnings.append(f"{path} is damaged ({err}) and could not be moved aside"
-                                f" ({move_err.strerror or move_err}); {memory_note}")
+                warnings.append(
+                    f"{path} is damaged ({err}) and could not be moved aside"
+                    f" ({move_err.strerror or move_err}); {memory_note}"
+                )
                 return new_memory_database(), False
-            warnings.append(f"{path} was not a valid session database ({err}); it was kept as"
-                            f" {backup.name} and a new, empty store was started")
+            warnings.append(
+                f"{path} was not a valid session database ({err}); it was kept as"
+                f" {backup.name} and a new, empty store was started"
+            )
             try:
                 return open_file(path), True
             except sqlite3.Error as again:

@@ -98,7 +98,8 @@ def check_not_newer(version: int, where: str) -> None:
     if version > LATEST_VERSION:
         raise SchemaTooNewError(
             f"{where} was written by a newer qwen3tui (schema version {version}, this one knows"
-            f" up to {LATEST_VERSION}); it was left unchanged -- upgrade qwen3tui to open it")
+            f" up to {LATEST_VERSION}); it was left unchanged -- upgrade qwen3tui to open it"
+        )
 
 
 def migrate(conn: sqlite3.Connection, target: int = LATEST_VERSION, where: str = "database") -> int:

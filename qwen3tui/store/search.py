@@ -27,8 +27,9 @@ def match_expression(query: str) -> str:
     return " AND ".join(parts)
 
 
-def search(conn: sqlite3.Connection, query: str, include_thinking: bool = False,
-           limit: int | None = 50) -> list[SearchHit]:
+def search(
+    conn: sqlite3.Connection, query: str, include_thinking: bool = False, limit: int | None = 50
+) -> list[SearchHit]:
     """Matching sessions, best first, each with its best-matching snippet."""
     kinds = _KINDS + (("thinking",) if include_thinking else ())
     marks = ",".join("?" * len(kinds))
@@ -38,7 +39,8 @@ def search(conn: sqlite3.Connection, query: str, include_thinking: bool = False,
             FROM search_index JOIN sessions AS s ON s.id = search_index.session_id
             WHERE search_index MATCH ? AND search_index.kind IN ({marks})
             ORDER BY bm25(search_index), s.updated DESC""",
-        (match_expression(query), *kinds)).fetchall()
+        (match_expression(query), *kinds),
+    ).fetchall()
     hits: list[SearchHit] = []
     seen: set[str] = set()
     for rowid, session_id, kind, snippet, title, updated in rows:
@@ -49,8 +51,16 @@ def search(conn: sqlite3.Connection, query: str, include_thinking: bool = False,
         if rowid > 0:  # a message row: rowid is 2*id or 2*id+1
             found = conn.execute("SELECT ord FROM messages WHERE id = ?", (rowid // 2,)).fetchone()
             order = found[0] if found else None
-        hits.append(SearchHit(session_id=session_id, title=title, snippet=snippet, kind=kind,
-                              message_order=order, updated=updated))
+        hits.append(
+            SearchHit(
+                session_id=session_id,
+                title=title,
+                snippet=snippet,
+                kind=kind,
+                message_order=order,
+                updated=updated,
+            )
+        )
         if limit is not None and len(hits) >= limit:
             break
     return hits

@@ -27,8 +27,10 @@ from .writer import FLUSH_INTERVAL_S, ReplyWriter
 
 T = TypeVar("T")
 TITLE_MAX_CHARS = 60
-_MESSAGE_COLUMNS = ("id, session_id, ord, role, content, thinking, status, thinking_enabled,"
-                    " budget, sampling, usage, timings, created, updated, error")
+_MESSAGE_COLUMNS = (
+    "id, session_id, ord, role, content, thinking, status, thinking_enabled,"
+    " budget, sampling, usage, timings, created, updated, error"
+)
 
 
 def now_iso() -> str:
@@ -41,24 +43,59 @@ def make_title(text: str) -> str:
     if len(flat) <= TITLE_MAX_CHARS:
         return flat
     cut = flat[:TITLE_MAX_CHARS]
-    if " " in cut[TITLE_MAX_CHARS // 2:]:
-        cut = cut[:cut.rindex(" ")]
+    if " " in cut[TITLE_MAX_CHARS // 2 :]:
+        cut = cut[: cut.rindex(" ")]
     return cut.rstrip(" ,.;:") + "…"
 
 
 def _message(row: tuple[Any, ...]) -> Message:
-    (id_, session_id, order, role, content, thinking, status, thinking_enabled, budget,
-     sampling, usage, timings, created, updated, error) = row
-    return Message(id=id_, session_id=session_id, order=order, role=role, content=content,
-                   thinking=thinking, status=status,
-                   thinking_enabled=None if thinking_enabled is None else bool(thinking_enabled),
-                   budget=budget, sampling=json.loads(sampling), usage=json.loads(usage),
-                   timings=json.loads(timings), created=created, updated=updated, error=error)
+    (
+        id_,
+        session_id,
+        order,
+        role,
+        content,
+        thinking,
+        status,
+        thinking_enabled,
+        budget,
+        sampling,
+        usage,
+        timings,
+        created,
+        updated,
+        error,
+    ) = row
+    return Message(
+        id=id_,
+        session_id=session_id,
+        order=order,
+        role=role,
+        content=content,
+        thinking=thinking,
+        status=status,
+        thinking_enabled=None if thinking_enabled is None else bool(thinking_enabled),
+        budget=budget,
+        sampling=json.loads(sampling),
+        usage=json.loads(usage),
+        timings=json.loads(timings),
+        created=created,
+        updated=updated,
+        error=error,
+    )
 
 
 class SessionStore:
-    def __init__(self, conn: sqlite3.Connection, path: Path | None, *, persistent: bool,
-                 warnings: list[str], clock: Callable[[], float], flush_interval: float) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path | None,
+        *,
+        persistent: bool,
+        warnings: list[str],
+        clock: Callable[[], float],
+        flush_interval: float,
+    ) -> None:
         self._conn = conn
         self._lock = threading.RLock()
         self.path = path
@@ -68,8 +105,13 @@ class SessionStore:
         self._flush_interval = flush_interval
 
     @classmethod
-    def open(cls, path: str | Path | None = None, *, clock: Callable[[], float] = time.monotonic,
-             flush_interval: float = FLUSH_INTERVAL_S) -> SessionStore:
+    def open(
+        cls,
+        path: str | Path | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        flush_interval: float = FLUSH_INTERVAL_S,
+    ) -> SessionStore:
         """Open the store (default: the sessions.db in qwen3tui's data dir).
 
         Raises SchemaTooNewError (file untouched) for a database from a newer qwen3tui.
@@ -81,8 +123,14 @@ class SessionStore:
         path = Path(path)
         warnings: list[str] = []
         conn, persistent = open_database(path, warnings)
-        return cls(conn, path, persistent=persistent, warnings=warnings, clock=clock,
-                   flush_interval=flush_interval)
+        return cls(
+            conn,
+            path,
+            persistent=persistent,
+            warnings=warnings,
+            clock=clock,
+            flush_interval=flush_interval,
+        )
 
     @property
     def persistent(self) -> bool:
@@ -148,14 +196,23 @@ class SessionStore:
             pass
         self.warnings.append(
             f"could not save to {self.path} ({err}); from now on this conversation is kept in"
-            " memory only and will be lost when qwen3tui exits (what was saved before is intact)")
+            " memory only and will be lost when qwen3tui exits (what was saved before is intact)"
+        )
 
     # -- sessions -----------------------------------------------------------------------
 
-    def create_session(self, model: str, system_prompt: str | None = None,
-                       settings: dict[str, Any] | None = None) -> Session:
-        session = Session(id=uuid.uuid4().hex, title="", created=now_iso(), updated="",
-                          model=model, system_prompt=system_prompt, settings=dict(settings or {}))
+    def create_session(
+        self, model: str, system_prompt: str | None = None, settings: dict[str, Any] | None = None
+    ) -> Session:
+        session = Session(
+            id=uuid.uuid4().hex,
+            title="",
+            created=now_iso(),
+            updated="",
+            model=model,
+            system_prompt=system_prompt,
+            settings=dict(settings or {}),
+        )
         session.updated = session.created
         self._write(lambda c: self._insert_session(c, session))
         return session
@@ -165,29 +222,44 @@ class SessionStore:
         conn.execute(
             "INSERT INTO sessions (id, title, created, updated, model, system_prompt, settings)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (s.id, s.title, s.created, s.updated, s.model, s.system_prompt,
-             json.dumps(s.settings)))
+            (s.id, s.title, s.created, s.updated, s.model, s.system_prompt, json.dumps(s.settings)),
+        )
 
     def list_sessions(self, limit: int | None = None) -> list[SessionSummary]:
         """Most recently updated first."""
-        rows = self._read(lambda c: c.execute(
-            "SELECT s.id, s.title, s.created, s.updated, s.model,"
-            " (SELECT count(*) FROM messages AS m WHERE m.session_id = s.id)"
-            " FROM sessions AS s ORDER BY s.updated DESC, s.pk DESC LIMIT ?",
-            (-1 if limit is None else limit,)).fetchall())
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT s.id, s.title, s.created, s.updated, s.model,"
+                " (SELECT count(*) FROM messages AS m WHERE m.session_id = s.id)"
+                " FROM sessions AS s ORDER BY s.updated DESC, s.pk DESC LIMIT ?",
+                (-1 if limit is None else limit,),
+            ).fetchall()
+        )
         return [SessionSummary(*row) for row in rows]
 
     def get_session(self, session_id: str) -> Session:
         def load(c: sqlite3.Connection) -> Session:
-            row = c.execute("SELECT id, title, created, updated, model, system_prompt, settings"
-                            " FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            row = c.execute(
+                "SELECT id, title, created, updated, model, system_prompt, settings"
+                " FROM sessions WHERE id = ?",
+                (session_id,),
+            ).fetchone()
             if row is None:
                 raise SessionLookupError(f"no session with id {session_id!r}")
-            messages = c.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ?"
-                                 " ORDER BY ord", (session_id,)).fetchall()
-            return Session(id=row[0], title=row[1], created=row[2], updated=row[3], model=row[4],
-                           system_prompt=row[5], settings=json.loads(row[6]),
-                           messages=[_message(m) for m in messages])
+            messages = c.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY ord",
+                (session_id,),
+            ).fetchall()
+            return Session(
+                id=row[0],
+                title=row[1],
+                created=row[2],
+                updated=row[3],
+                model=row[4],
+                system_prompt=row[5],
+                settings=json.loads(row[6]),
+                messages=[_message(m) for m in messages],
+            )
 
         return self._read(load)
 
@@ -196,21 +268,28 @@ class SessionStore:
         wanted = prefix.strip().lower()
         if not wanted:
             raise SessionLookupError("no session id given")
-        rows = self._read(lambda c: c.execute(
-            "SELECT id, title FROM sessions WHERE substr(id, 1, ?) = ?"
-            " ORDER BY updated DESC", (len(wanted), wanted)).fetchall())
+        rows = self._read(
+            lambda c: c.execute(
+                "SELECT id, title FROM sessions WHERE substr(id, 1, ?) = ? ORDER BY updated DESC",
+                (len(wanted), wanted),
+            ).fetchall()
+        )
         if len(rows) == 1:
             return rows[0][0]
         if not rows:
-            raise SessionLookupError(f"no session id starts with {prefix!r}"
-                                     " (see `qwen3tui sessions list`)")
+            raise SessionLookupError(
+                f"no session id starts with {prefix!r} (see `qwen3tui sessions list`)"
+            )
         shown = ", ".join(f"{sid[:12]} ({title or 'untitled'})" for sid, title in rows[:5])
         more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
         raise SessionLookupError(f"session id {prefix!r} is ambiguous: {shown}{more}")
 
     def most_recent_id(self) -> str | None:
-        row = self._read(lambda c: c.execute(
-            "SELECT id FROM sessions ORDER BY updated DESC, pk DESC LIMIT 1").fetchone())
+        row = self._read(
+            lambda c: c.execute(
+                "SELECT id FROM sessions ORDER BY updated DESC, pk DESC LIMIT 1"
+            ).fetchone()
+        )
         return row[0] if row else None
 
     def _update_session(self, session_id: str, sql: str, params: tuple[Any, ...]) -> None:
@@ -224,22 +303,28 @@ class SessionStore:
         title = " ".join(title.split())
         if not title:
             raise StoreError("a session title cannot be empty")
-        self._update_session(session_id, "UPDATE sessions SET title = ?, updated = ?",
-                             (title, now_iso()))
+        self._update_session(
+            session_id, "UPDATE sessions SET title = ?, updated = ?", (title, now_iso())
+        )
 
     def set_system_prompt(self, session_id: str, system_prompt: str | None) -> None:
-        self._update_session(session_id, "UPDATE sessions SET system_prompt = ?, updated = ?",
-                             (system_prompt, now_iso()))
+        self._update_session(
+            session_id,
+            "UPDATE sessions SET system_prompt = ?, updated = ?",
+            (system_prompt, now_iso()),
+        )
 
     def update_settings(self, session_id: str, settings: dict[str, Any]) -> None:
         """Merge `settings` into the session's settings (keys given replace old values)."""
+
         def run(c: sqlite3.Connection) -> None:
             row = c.execute("SELECT settings FROM sessions WHERE id = ?", (session_id,)).fetchone()
             if row is None:
                 raise SessionLookupError(f"no session with id {session_id!r}")
             merged = {**json.loads(row[0]), **settings}
-            c.execute("UPDATE sessions SET settings = ? WHERE id = ?",
-                      (json.dumps(merged), session_id))
+            c.execute(
+                "UPDATE sessions SET settings = ? WHERE id = ?", (json.dumps(merged), session_id)
+            )
 
         self._write(run)
 
@@ -252,8 +337,9 @@ class SessionStore:
     def _next_order(c: sqlite3.Connection, session_id: str) -> int:
         if c.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
             raise SessionLookupError(f"no session with id {session_id!r}")
-        return c.execute("SELECT coalesce(max(ord), -1) + 1 FROM messages WHERE session_id = ?",
-                         (session_id,)).fetchone()[0]
+        return c.execute(
+            "SELECT coalesce(max(ord), -1) + 1 FROM messages WHERE session_id = ?", (session_id,)
+        ).fetchone()[0]
 
     def add_user_message(self, session_id: str, content: str) -> Message:
         """Save what the user typed (before generation starts). The first one names the session."""
@@ -265,19 +351,40 @@ class SessionStore:
             cur = c.execute(
                 "INSERT INTO messages (session_id, ord, role, content, status, created, updated)"
                 " VALUES (?, ?, 'user', ?, 'complete', ?, ?)",
-                (session_id, order, content, now, now))
-            c.execute("UPDATE sessions SET updated = ?,"
-                      " title = CASE WHEN title = '' THEN ? ELSE title END WHERE id = ?",
-                      (now, title, session_id))
-            return Message(id=cur.lastrowid or 0, session_id=session_id, order=order, role="user",
-                           content=content, thinking="", status="complete",
-                           thinking_enabled=None, budget=None, sampling={}, usage={},
-                           timings={}, created=now, updated=now)
+                (session_id, order, content, now, now),
+            )
+            c.execute(
+                "UPDATE sessions SET updated = ?,"
+                " title = CASE WHEN title = '' THEN ? ELSE title END WHERE id = ?",
+                (now, title, session_id),
+            )
+            return Message(
+                id=cur.lastrowid or 0,
+                session_id=session_id,
+                order=order,
+                role="user",
+                content=content,
+                thinking="",
+                status="complete",
+                thinking_enabled=None,
+                budget=None,
+                sampling={},
+                usage={},
+                timings={},
+                created=now,
+                updated=now,
+            )
 
         return self._write(run)
 
-    def begin_reply(self, session_id: str, *, thinking_enabled: bool, budget: int | None,
-                    sampling: dict[str, Any]) -> ReplyWriter:
+    def begin_reply(
+        self,
+        session_id: str,
+        *,
+        thinking_enabled: bool,
+        budget: int | None,
+        sampling: dict[str, Any],
+    ) -> ReplyWriter:
         """Create the reply's row now (status `partial`, empty text); call at the first token."""
         now = now_iso()
 
@@ -286,30 +393,58 @@ class SessionStore:
             cur = c.execute(
                 "INSERT INTO messages (session_id, ord, role, status, thinking_enabled, budget,"
                 " sampling, created, updated) VALUES (?, ?, 'assistant', 'partial', ?, ?, ?, ?, ?)",
-                (session_id, order, int(thinking_enabled), budget, json.dumps(sampling), now, now))
+                (session_id, order, int(thinking_enabled), budget, json.dumps(sampling), now, now),
+            )
             c.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, session_id))
             return cur.lastrowid or 0, order
 
         message_id, order = self._write(run)
-        return ReplyWriter(self, message_id=message_id, session_id=session_id, order=order,
-                           clock=self._clock, interval=self._flush_interval)
+        return ReplyWriter(
+            self,
+            message_id=message_id,
+            session_id=session_id,
+            order=order,
+            clock=self._clock,
+            interval=self._flush_interval,
+        )
 
-    def _save_reply(self, message_id: int, session_id: str, *, thinking: str, answer: str,
-                    status: str | None = None, usage: dict[str, Any] | None = None,
-                    timings: dict[str, Any] | None = None, error: str | None = None,
-                    final: bool = False) -> None:
+    def _save_reply(
+        self,
+        message_id: int,
+        session_id: str,
+        *,
+        thinking: str,
+        answer: str,
+        status: str | None = None,
+        usage: dict[str, Any] | None = None,
+        timings: dict[str, Any] | None = None,
+        error: str | None = None,
+        final: bool = False,
+    ) -> None:
         now = now_iso()
 
         def run(c: sqlite3.Connection) -> None:
             if final:
-                c.execute("UPDATE messages SET content = ?, thinking = ?, status = ?, usage = ?,"
-                          " timings = ?, error = ?, updated = ? WHERE id = ?",
-                          (answer, thinking, status, json.dumps(usage or {}),
-                           json.dumps(timings or {}), error, now, message_id))
+                c.execute(
+                    "UPDATE messages SET content = ?, thinking = ?, status = ?, usage = ?,"
+                    " timings = ?, error = ?, updated = ? WHERE id = ?",
+                    (
+                        answer,
+                        thinking,
+                        status,
+                        json.dumps(usage or {}),
+                        json.dumps(timings or {}),
+                        error,
+                        now,
+                        message_id,
+                    ),
+                )
                 c.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, session_id))
             else:
-                c.execute("UPDATE messages SET content = ?, thinking = ?, updated = ?"
-                          " WHERE id = ?", (answer, thinking, now, message_id))
+                c.execute(
+                    "UPDATE messages SET content = ?, thinking = ?, updated = ? WHERE id = ?",
+                    (answer, thinking, now, message_id),
+                )
 
         self._write(run)
 
@@ -339,8 +474,9 @@ class SessionStore:
 
     # -- search, export, import ---------------------------------------------------------
 
-    def search(self, query: str, include_thinking: bool = False,
-               limit: int | None = 50) -> list[SearchHit]:
+    def search(
+        self, query: str, include_thinking: bool = False, limit: int | None = 50
+    ) -> list[SearchHit]:
         return self._read(lambda c: search_module.search(c, query, include_thinking, limit))
 
     def export_json(self, session_id: str) -> dict[str, Any]:
@@ -360,10 +496,26 @@ class SessionStore:
                 "INSERT INTO messages (session_id, ord, role, content, thinking, status,"
                 " thinking_enabled, budget, sampling, usage, timings, created, updated, error)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(s.id, m.order, m.role, m.content, m.thinking, m.status,
-                  None if m.thinking_enabled is None else int(m.thinking_enabled), m.budget,
-                  json.dumps(m.sampling), json.dumps(m.usage), json.dumps(m.timings),
-                  m.created, m.updated, m.error) for m in s.messages])
+                [
+                    (
+                        s.id,
+                        m.order,
+                        m.role,
+                        m.content,
+                        m.thinking,
+                        m.status,
+                        None if m.thinking_enabled is None else int(m.thinking_enabled),
+                        m.budget,
+                        json.dumps(m.sampling),
+                        json.dumps(m.usage),
+                        json.dumps(m.timings),
+                        m.created,
+                        m.updated,
+                        m.error,
+                    )
+                    for m in s.messages
+                ],
+            )
 
         self._write(run)
         return s.id

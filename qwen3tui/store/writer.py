@@ -21,8 +21,16 @@ class ReplyWriter:
     thus leaves the reply as of its last flush, marked `partial`.
     """
 
-    def __init__(self, store: SessionStore, *, message_id: int, session_id: str, order: int,
-                 clock: Callable[[], float], interval: float = FLUSH_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        store: SessionStore,
+        *,
+        message_id: int,
+        session_id: str,
+        order: int,
+        clock: Callable[[], float],
+        interval: float = FLUSH_INTERVAL_S,
+    ) -> None:
         self._store = store
         self.message_id = message_id
         self.session_id = session_id
@@ -78,20 +86,34 @@ class ReplyWriter:
         """Write the text collected so far now (one transaction)."""
         if not self._dirty:
             return
-        self._store._save_reply(self.message_id, self.session_id, thinking=self.thinking,
-                                answer=self.answer)
+        self._store._save_reply(
+            self.message_id, self.session_id, thinking=self.thinking, answer=self.answer
+        )
         self._dirty = False
         self._last_flush = self._clock()
         self.flushes += 1
 
-    def finish(self, status: str, usage: dict[str, Any] | None = None,
-               timings: dict[str, Any] | None = None, error: str | None = None) -> None:
+    def finish(
+        self,
+        status: str,
+        usage: dict[str, Any] | None = None,
+        timings: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
         """Write the final text, status, token counts and timings."""
         self._check_open()
         if status not in STATUSES:
             raise ValueError(f"unknown reply status {status!r}; expected one of {STATUSES}")
-        self._store._save_reply(self.message_id, self.session_id, thinking=self.thinking,
-                                answer=self.answer, status=status, usage=usage or {},
-                                timings=timings or {}, error=error, final=True)
+        self._store._save_reply(
+            self.message_id,
+            self.session_id,
+            thinking=self.thinking,
+            answer=self.answer,
+            status=status,
+            usage=usage or {},
+            timings=timings or {},
+            error=error,
+            final=True,
+        )
         self._dirty = False
         self.status = status

@@ -14,9 +14,14 @@ def engine_factory_for(args: argparse.Namespace) -> Callable[[Callable[..., None
     def load(progress: Callable[..., None]) -> Any:
         from qwen3tui.engine import load_engine
 
-        return load_engine(args.model, device=args.device, dtype=args.dtype,
-                           context_length=args.context, quantize=args.quantize,
-                           progress=progress)
+        return load_engine(
+            args.model,
+            device=args.device,
+            dtype=args.dtype,
+            context_length=args.context,
+            quantize=args.quantize,
+            progress=progress,
+        )
 
     return load
 
@@ -32,7 +37,12 @@ def run_app(args: argparse.Namespace) -> int:
     except Exception as err:  # noqa: BLE001 -- one line for the user, never a traceback
         print(f"qwen3tui: cannot open the session store: {err}", file=sys.stderr)
         return 2
-    app = Qwen3App(engine_factory=engine_factory_for(args), model_name=args.model, store=store,
-                   resume=args.resume, continue_last=args.continue_last)
+    app = Qwen3App(
+        engine_factory=engine_factory_for(args),
+        model_name=args.model,
+        store=store,
+        resume=args.resume,
+        continue_last=args.continue_last,
+    )
     result = app.run()
     return result if isinstance(result, int) else 0

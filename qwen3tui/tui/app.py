@@ -107,8 +107,12 @@ class Qwen3App(App[int]):
         s = self.user_settings
         sampling = dict(s.sampling)
         base = TurnSettings()
-        data = {"thinking": s.thinking, "thinking_budget": s.thinking_budget,
-                "max_tokens": sampling.pop("max_tokens", base.max_tokens), "sampling": sampling}
+        data = {
+            "thinking": s.thinking,
+            "thinking_budget": s.thinking_budget,
+            "max_tokens": sampling.pop("max_tokens", base.max_tokens),
+            "sampling": sampling,
+        }
         try:
             return TurnSettings.from_dict(data, base)
         except (TypeError, ValueError):
@@ -228,8 +232,9 @@ class Qwen3App(App[int]):
                 chat.new_conversation()  # deleted from the sessions screen
             if session_id:
                 if chat.turn is not None:
-                    chat.notice("Stop the reply first (Esc), then open another session.",
-                                kind="error")
+                    chat.notice(
+                        "Stop the reply first (Esc), then open another session.", kind="error"
+                    )
                     return
                 chat.open_session(session_id)
 
@@ -280,8 +285,9 @@ class Qwen3App(App[int]):
         if self._quit_question is not None and self.screen is self._quit_question:
             return
         busy = self.chat is not None and self.chat.turn is not None
-        question = ("A reply is still streaming. Stop it, save it and quit?" if busy
-                    else "Quit qwen3tui?")
+        question = (
+            "A reply is still streaming. Stop it, save it and quit?" if busy else "Quit qwen3tui?"
+        )
 
         def answered(yes: bool | None) -> None:
             self._quit_question = None

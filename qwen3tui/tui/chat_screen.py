@@ -86,28 +86,40 @@ class TurnSettings:
     max_tokens: int = DEFAULT_MAX_TOKENS
 
     def options(self) -> ChatOptions:
-        return ChatOptions(thinking=self.thinking,
-                           thinking_budget=self.budget if self.thinking else None,
-                           max_new_tokens=self.max_tokens, sampling=self.sampling)
+        return ChatOptions(
+            thinking=self.thinking,
+            thinking_budget=self.budget if self.thinking else None,
+            max_new_tokens=self.max_tokens,
+            sampling=self.sampling,
+        )
 
     def sampling_dict(self) -> dict[str, Any]:
         chosen = {f.name: getattr(self.sampling, f.name) for f in fields(self.sampling)}
         return {k: v for k, v in chosen.items() if v is not None}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"thinking": self.thinking, "thinking_budget": self.budget,
-                "sampling": self.sampling_dict(), "max_tokens": self.max_tokens}
+        return {
+            "thinking": self.thinking,
+            "thinking_budget": self.budget,
+            "sampling": self.sampling_dict(),
+            "max_tokens": self.max_tokens,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], base: TurnSettings) -> TurnSettings:
         known = {f.name for f in fields(SamplingOverrides)}
         sampling = data.get("sampling")
-        overrides = (SamplingOverrides(**{k: v for k, v in sampling.items() if k in known})
-                     if isinstance(sampling, dict) else base.sampling)
-        return cls(thinking=bool(data.get("thinking", base.thinking)),
-                   budget=data.get("thinking_budget", base.budget),
-                   sampling=overrides,
-                   max_tokens=int(data.get("max_tokens", base.max_tokens)))
+        overrides = (
+            SamplingOverrides(**{k: v for k, v in sampling.items() if k in known})
+            if isinstance(sampling, dict)
+            else base.sampling
+        )
+        return cls(
+            thinking=bool(data.get("thinking", base.thinking)),
+            budget=data.get("thinking_budget", base.budget),
+            sampling=overrides,
+            max_tokens=int(data.get("max_tokens", base.max_tokens)),
+        )
 
 
 @dataclass
@@ -177,8 +189,14 @@ class ChatScreen(Screen[None]):
     def engine_ready(self) -> None:
         info = self.qapp.engine.info
         self.load_panel.display = False
-        self.status.set(model=info.model, device=info.device, dtype=info.dtype,
-                        quantize=info.quantize, context_length=info.context_length, state="")
+        self.status.set(
+            model=info.model,
+            device=info.device,
+            dtype=info.dtype,
+            quantize=info.quantize,
+            context_length=info.context_length,
+            state="",
+        )
         self.refresh_context_count()
         if self.pending_prompt is not None:
             prompt, self.pending_prompt = self.pending_prompt, None
@@ -189,8 +207,11 @@ class ChatScreen(Screen[None]):
         self.status.set(state="model not loaded")
         self.pending_prompt = None
         self.notice(f"Could not load the model: {message}", kind="error")
-        self.notice("Fix the problem above, then restart qwen3tui (e.g. `qwen3tui --model "
-                    "DIR_OR_HUB_ID`). Your saved sessions are still here: /sessions.", kind="info")
+        self.notice(
+            "Fix the problem above, then restart qwen3tui (e.g. `qwen3tui --model "
+            "DIR_OR_HUB_ID`). Your saved sessions are still here: /sessions.",
+            kind="info",
+        )
 
     def refresh_context_count(self) -> None:
         engine = self.qapp.engine
@@ -223,8 +244,9 @@ class ChatScreen(Screen[None]):
         self.suggestions.display = bool(matches)
         if matches:
             width = max(len(c.usage) for c in matches)
-            self.suggestions.update("\n".join(f"{c.usage:<{width}}  {c.description}"
-                                              for c in matches))
+            self.suggestions.update(
+                "\n".join(f"{c.usage:<{width}}  {c.description}" for c in matches)
+            )
 
     @on(Composer.Submitted)
     def _submitted(self, event: Composer.Submitted) -> None:
@@ -244,12 +266,14 @@ class ChatScreen(Screen[None]):
             self.run_command(command)
             return
         if self.turn is not None:
-            self.notice("A reply is still streaming: wait for it, or press Esc to stop it.",
-                        kind="error")
+            self.notice(
+                "A reply is still streaming: wait for it, or press Esc to stop it.", kind="error"
+            )
             return
         if self.qapp.load_error is not None:
-            self.notice("No model is loaded, so nothing can be sent; see the error above.",
-                        kind="error")
+            self.notice(
+                "No model is loaded, so nothing can be sent; see the error above.", kind="error"
+            )
             return
         _, switch = slash_commands.split_soft_switch(text)
         if switch is not None:
@@ -259,14 +283,18 @@ class ChatScreen(Screen[None]):
             text = text.replace("//", "/", 1)
         if self.qapp.engine is None:
             if self.pending_prompt is not None:
-                self.notice("The model is still loading; your first message will be sent when "
-                            "it is ready.", kind="error")
+                self.notice(
+                    "The model is still loading; your first message will be sent when it is ready.",
+                    kind="error",
+                )
                 return
             self.pending_prompt = text
             self.save_user_message(text)  # on disk now: quitting before the load loses nothing
             self.mount_message(UserMessage(text))
-            self.notice("The model is still loading; this message will be sent when it is "
-                        "ready.", kind="info")
+            self.notice(
+                "The model is still loading; this message will be sent when it is ready.",
+                kind="info",
+            )
             return
         self.start_turn(text)
 
@@ -279,8 +307,10 @@ class ChatScreen(Screen[None]):
     def ensure_session(self) -> str:
         if self.session_id is None:
             session = self.qapp.store.create_session(
-                self.qapp.model_name, system_prompt=self.system_prompt,
-                settings=self.session_settings())
+                self.qapp.model_name,
+                system_prompt=self.system_prompt,
+                settings=self.session_settings(),
+            )
             self.session_id = session.id
         return self.session_id
 
@@ -301,11 +331,14 @@ class ChatScreen(Screen[None]):
         if mount_user:
             self.mount_message(UserMessage(text))
         options = self.settings.options()
-        recorder = ReplyRecorder(store, session_id, thinking_enabled=options.thinking,
-                                 budget=options.thinking_budget,
-                                 sampling=asdict(self.qapp.engine.sampling_for(options)))
-        widget = AssistantMessage(thinking_enabled=options.thinking,
-                                  budget=options.thinking_budget)
+        recorder = ReplyRecorder(
+            store,
+            session_id,
+            thinking_enabled=options.thinking,
+            budget=options.thinking_budget,
+            sampling=asdict(self.qapp.engine.sampling_for(options)),
+        )
+        widget = AssistantMessage(thinking_enabled=options.thinking, budget=options.thinking_budget)
         self._turn_counter += 1
         turn = Turn(self._turn_counter, widget, recorder)
         self.turn = turn
@@ -314,9 +347,20 @@ class ChatScreen(Screen[None]):
         self.status.set(state="thinking…" if options.thinking else "generating…")
         wake = partial(self.post_message, StreamReady(turn.turn_id))
         turn.worker = self.run_worker(
-            partial(run_generation, self.qapp.engine, self.engine_messages(), options,
-                    turn.cancel, turn.mailbox, wake),
-            thread=True, group="generation", exit_on_error=False, name="generation")
+            partial(
+                run_generation,
+                self.qapp.engine,
+                self.engine_messages(),
+                options,
+                turn.cancel,
+                turn.mailbox,
+                wake,
+            ),
+            thread=True,
+            group="generation",
+            exit_on_error=False,
+            name="generation",
+        )
 
     @on(StreamReady)
     async def _stream_ready(self, message: StreamReady) -> None:
@@ -363,8 +407,9 @@ class ChatScreen(Screen[None]):
         if isinstance(item, ThinkingDelta):
             await widget.append_thinking(item.text, item.thinking_tokens)
         elif isinstance(item, ThinkingDone):
-            await widget.thinking_done(seconds=item.seconds, tokens=item.thinking_tokens,
-                                       budget_hit=item.budget_hit)
+            await widget.thinking_done(
+                seconds=item.seconds, tokens=item.thinking_tokens, budget_hit=item.budget_hit
+            )
             self.status.set(state="generating…")
         elif isinstance(item, AnswerDelta):
             await widget.append_answer(item.text)
@@ -375,10 +420,14 @@ class ChatScreen(Screen[None]):
             if item.answer or status == "complete":
                 self.history.append({"role": "assistant", "content": item.answer})
             t, u = item.timings, item.usage
-            self.status.set(tok_s=t.decode_tok_s, ttft_s=t.ttft_s,
-                            context_used=u.prompt_tokens + u.thinking_tokens + u.answer_tokens)
-            meta = reply_meta(status, answer_tokens=u.answer_tokens,
-                              decode_tok_s=t.decode_tok_s, ttft_s=t.ttft_s)
+            self.status.set(
+                tok_s=t.decode_tok_s,
+                ttft_s=t.ttft_s,
+                context_used=u.prompt_tokens + u.thinking_tokens + u.answer_tokens,
+            )
+            meta = reply_meta(
+                status, answer_tokens=u.answer_tokens, decode_tok_s=t.decode_tok_s, ttft_s=t.ttft_s
+            )
             await self._end_turn(turn, status, meta)
         if turn.recorder.warning and not turn.warned:
             turn.warned = True
@@ -499,7 +548,8 @@ class ChatScreen(Screen[None]):
         self.conversation.scroll_end(animate=False)
         # Up in the composer walks this session's earlier prompts too.
         self.composer.prompts = PromptHistory(
-            [m.content for m in session.messages if m.role == "user"])
+            [m.content for m in session.messages if m.role == "user"]
+        )
         self._sync_controls()
         self.title = session.title
         self.refresh_context_count()
@@ -508,17 +558,29 @@ class ChatScreen(Screen[None]):
     def _restored_reply(m: Any) -> AssistantMessage:
         usage, timings = m.usage or {}, m.timings or {}
         thinking_shown = bool(m.thinking_enabled) or bool(m.thinking)
-        title = restored_thought_title(m.thinking, usage.get("thinking_tokens"),
-                                       timings.get("thinking_s"),
-                                       bool(usage.get("thinking_budget_hit")))
-        widget = AssistantMessage(thinking_enabled=thinking_shown, budget=m.budget,
-                                  answer=m.content, thinking=m.thinking, live=False,
-                                  thought=title)
+        title = restored_thought_title(
+            m.thinking,
+            usage.get("thinking_tokens"),
+            timings.get("thinking_s"),
+            bool(usage.get("thinking_budget_hit")),
+        )
+        widget = AssistantMessage(
+            thinking_enabled=thinking_shown,
+            budget=m.budget,
+            answer=m.content,
+            thinking=m.thinking,
+            live=False,
+            thought=title,
+        )
         status = "partial" if usage.get("finish_reason") == "length" else m.status
         widget.status = status
-        meta = reply_meta(status, answer_tokens=usage.get("answer_tokens", 0),
-                          decode_tok_s=timings.get("decode_tok_s", 0.0),
-                          ttft_s=timings.get("ttft_s", 0.0), error=m.error)
+        meta = reply_meta(
+            status,
+            answer_tokens=usage.get("answer_tokens", 0),
+            decode_tok_s=timings.get("decode_tok_s", 0.0),
+            ttft_s=timings.get("ttft_s", 0.0),
+            error=m.error,
+        )
         widget.meta.update(meta)
         widget.set_class(status in ("cancelled", "partial", "error"), f"-{status}")
         return widget
@@ -613,13 +675,15 @@ class ChatScreen(Screen[None]):
             content = store.export_markdown(self.session_id)
         else:
             content = json.dumps(store.export_json(self.session_id), indent=2, ensure_ascii=False)
-        path = Path(command.path).expanduser() if command.path else \
-            Path.cwd() / f"qwen3tui-{self.session_id[:8]}.{ext}"
+        path = (
+            Path(command.path).expanduser()
+            if command.path
+            else Path.cwd() / f"qwen3tui-{self.session_id[:8]}.{ext}"
+        )
         if path.is_dir():
             path = path / f"qwen3tui-{self.session_id[:8]}.{ext}"
         try:
-            path.write_text(content if content.endswith("\n") else content + "\n",
-                            encoding="utf-8")
+            path.write_text(content if content.endswith("\n") else content + "\n", encoding="utf-8")
         except OSError as err:
             self.notice(f"Could not write {path}: {err.strerror or err}", kind="error")
             return
@@ -633,8 +697,11 @@ class ChatScreen(Screen[None]):
         self.system_prompt = None if command.arg.lower() in ("off", "none") else command.arg
         if self.session_id is not None:
             self.qapp.store.set_system_prompt(self.session_id, self.system_prompt)
-        self.notice("System prompt set for the next turns." if self.system_prompt
-                    else "System prompt removed.")
+        self.notice(
+            "System prompt set for the next turns."
+            if self.system_prompt
+            else "System prompt removed."
+        )
 
     def _cmd_set(self, command: ParsedCommand) -> None:
         if command.setting == "max_tokens":
@@ -656,8 +723,9 @@ class ChatScreen(Screen[None]):
             return
         store = self.qapp.store
         messages = store.get_session(self.session_id).messages
-        last_user = max((m for m in messages if m.role == "user"), key=lambda m: m.order,
-                        default=None)
+        last_user = max(
+            (m for m in messages if m.role == "user"), key=lambda m: m.order, default=None
+        )
         if last_user is None:
             self.notice("Nothing to retry yet.", kind="error")
             return

@@ -15,9 +15,11 @@ def palette_entries() -> list[tuple[str, str, str]]:
     for c in COMMANDS:
         if c.args == "" or c.args.startswith("["):
             entries.append((f"/{c.name}", f"/{c.name}", c.description))
-    entries += [("/export md", "/export md", "write this session to a Markdown file"),
-                ("/export json", "/export json", "write this session to a JSON file"),
-                ("/budget off", "/budget off", "unlimited thinking budget")]
+    entries += [
+        ("/export md", "/export md", "write this session to a Markdown file"),
+        ("/export json", "/export json", "write this session to a JSON file"),
+        ("/budget off", "/budget off", "unlimited thinking budget"),
+    ]
     return entries
 
 
@@ -31,8 +33,7 @@ class SlashCommandProvider(Provider):
         for title, text, help_text in palette_entries():
             score = max(matcher.match(title), matcher.match(help_text) * 0.5)
             if score > 0:
-                yield Hit(score, matcher.highlight(title), partial(self._run, text),
-                          help=help_text)
+                yield Hit(score, matcher.highlight(title), partial(self._run, text), help=help_text)
 
     def _run(self, text: str) -> None:
         run = getattr(self.app, "run_slash", None)

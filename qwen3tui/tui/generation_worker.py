@@ -74,10 +74,14 @@ class UpdatePacer:
     behind a Markdown re-layout.
     """
 
-    def __init__(self, min_interval: float = FLUSH_INTERVAL_S,
-                 max_interval: float = MAX_FLUSH_INTERVAL_S, share: float = STREAM_SHARE,
-                 typing_quiet: float = TYPING_QUIET_S,
-                 typing_max_wait: float = TYPING_MAX_WAIT_S) -> None:
+    def __init__(
+        self,
+        min_interval: float = FLUSH_INTERVAL_S,
+        max_interval: float = MAX_FLUSH_INTERVAL_S,
+        share: float = STREAM_SHARE,
+        typing_quiet: float = TYPING_QUIET_S,
+        typing_max_wait: float = TYPING_MAX_WAIT_S,
+    ) -> None:
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.share = share
@@ -155,12 +159,12 @@ def run_generation(
     except Exception as err:  # noqa: BLE001 -- shown to the user as one line, never a traceback
         put(GenerationFailed(f"generation failed: {type(err).__name__}: {err}".splitlines()[0]))
     if summary is not None and summary.answer and not cancel.is_set():
-        warm_next_turn(engine, [*messages, {"role": "assistant", "content": summary.answer}],
-                       cancel)
+        warm_next_turn(
+            engine, [*messages, {"role": "assistant", "content": summary.answer}], cancel
+        )
 
 
-def warm_next_turn(engine: object, messages: list[dict[str, str]],
-                   cancel: threading.Event) -> None:
+def warm_next_turn(engine: object, messages: list[dict[str, str]], cancel: threading.Event) -> None:
     """While the user reads the reply, let the engine prefill the next prompt's start.
 
     Only an optimization: it gives way to the next reply, and a failure here is not the

@@ -116,7 +116,8 @@ def parse_budget(arg: str) -> int | None:
         return None
     try:
         value = int(arg.replace("_", "").lower().removesuffix("k")) * (
-            1024 if arg.lower().endswith("k") else 1)
+            1024 if arg.lower().endswith("k") else 1
+        )
     except ValueError:
         raise SlashError(f"/budget: {arg!r} is not a number of tokens (or off)") from None
     if value < 1:

@@ -88,8 +88,9 @@ class SessionsScreen(ModalScreen[str | None]):
         Binding("down", "focus_table", "List", show=False),
     ]
 
-    def __init__(self, store: SessionSource, *, name: str | None = None,
-                 id: str | None = None) -> None:
+    def __init__(
+        self, store: SessionSource, *, name: str | None = None, id: str | None = None
+    ) -> None:
         super().__init__(name=name, id=id)
         self.store = store
         self.titles: dict[str, str] = {}  # id -> title of the rows shown
@@ -134,8 +135,10 @@ class SessionsScreen(ModalScreen[str | None]):
             sizes = {s.id: s.message_count for s in recent}
             if self.search_text:
                 hits = self.store.search(self.search_text)
-                rows = [(hit.session_id, hit.title, hit.updated, sizes.get(hit.session_id, ""))
-                        for hit in hits]
+                rows = [
+                    (hit.session_id, hit.title, hit.updated, sizes.get(hit.session_id, ""))
+                    for hit in hits
+                ]
                 self.snippets = {hit.session_id: hit.snippet for hit in hits}
             else:
                 rows = [(s.id, s.title, s.updated, s.message_count) for s in recent]
@@ -145,8 +148,12 @@ class SessionsScreen(ModalScreen[str | None]):
         for session_id, title, updated, size in rows:
             self.titles[session_id] = title
             # Text cells: a title is the user's words, never markup.
-            table.add_row(Text(title or "(untitled)"), Text(format_when(updated)),
-                          Text(str(size), justify="right"), key=session_id)
+            table.add_row(
+                Text(title or "(untitled)"),
+                Text(format_when(updated)),
+                Text(str(size), justify="right"),
+                key=session_id,
+            )
         if previous in self.titles:
             table.move_cursor(row=table.get_row_index(previous))
         self._show_detail()
@@ -157,8 +164,11 @@ class SessionsScreen(ModalScreen[str | None]):
         if self.search_text:
             summary = f"{count} match{'es' if count != 1 else ''} for “{self.search_text}”"
         else:
-            summary = f"{count} session{'s' if count != 1 else ''}" if count else (
-                "No saved sessions yet.")
+            summary = (
+                f"{count} session{'s' if count != 1 else ''}"
+                if count
+                else ("No saved sessions yet.")
+            )
         snippet = self.snippets.get(self.selected_id() or "", "")
         detail.update(f"{summary}\n{snippet}" if snippet else summary)
 
@@ -188,8 +198,11 @@ class SessionsScreen(ModalScreen[str | None]):
     @on(Button.Pressed, "#sessions-buttons Button")
     def _button_pressed(self, event: Button.Pressed) -> None:
         event.stop()
-        actions = {"sessions-open": self.action_open, "sessions-rename": self.action_rename,
-                   "sessions-delete": self.action_delete}
+        actions = {
+            "sessions-open": self.action_open,
+            "sessions-rename": self.action_rename,
+            "sessions-delete": self.action_delete,
+        }
         actions[event.button.id or ""]()
 
     @on(DataTable.RowHighlighted, "#sessions-table")

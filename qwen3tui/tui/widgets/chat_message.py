@@ -33,8 +33,14 @@ class Notice(Static):
         self.kind = kind
 
 
-def reply_meta(status: str, *, answer_tokens: int = 0, decode_tok_s: float = 0.0,
-               ttft_s: float = 0.0, error: str | None = None) -> str:
+def reply_meta(
+    status: str,
+    *,
+    answer_tokens: int = 0,
+    decode_tok_s: float = 0.0,
+    ttft_s: float = 0.0,
+    error: str | None = None,
+) -> str:
     """The small line under a reply: how it ended and how fast it was."""
     parts: list[str] = []
     if status in STATUS_LABELS:
@@ -56,8 +62,16 @@ class AssistantMessage(Vertical):
     Every method runs on the UI thread (the generation worker only posts messages).
     """
 
-    def __init__(self, *, thinking_enabled: bool, budget: int | None, answer: str = "",
-                 thinking: str = "", live: bool = True, thought: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        thinking_enabled: bool,
+        budget: int | None,
+        answer: str = "",
+        thinking: str = "",
+        live: bool = True,
+        thought: str | None = None,
+    ) -> None:
         super().__init__(classes="assistant-message")
         self.thinking_enabled = thinking_enabled
         self.status = "streaming" if live else "complete"
@@ -105,8 +119,9 @@ class AssistantMessage(Vertical):
         self.meta.display = bool(meta)
 
 
-def restored_thought_title(thinking: str, tokens: int | None, seconds: float | None,
-                           budget_hit: bool) -> str:
+def restored_thought_title(
+    thinking: str, tokens: int | None, seconds: float | None, budget_hit: bool
+) -> str:
     """Title of a saved reply's pane, from what the store kept."""
     if seconds is not None and tokens is not None:
         return thought_title(seconds, tokens, budget_hit)

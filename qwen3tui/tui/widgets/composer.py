@@ -59,8 +59,14 @@ class Composer(TextArea):
             self.text = text
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, soft_wrap=True, show_line_numbers=False, tab_behavior="focus",
-                         compact=True, placeholder="Message Qwen3  (/ for commands)")
+        super().__init__(
+            id=id,
+            soft_wrap=True,
+            show_line_numbers=False,
+            tab_behavior="focus",
+            compact=True,
+            placeholder="Message Qwen3  (/ for commands)",
+        )
         self.prompts = PromptHistory()
         self.last_keystroke = float("-inf")  # time.monotonic() of the last edit by the user
 
@@ -105,8 +111,12 @@ class Composer(TextArea):
 
     def action_cursor_down(self, select: bool = False) -> None:
         last_row = self.document.line_count - 1
-        if not select and self.prompts.index is not None and self._browsing() \
-                and self.cursor_location[0] == last_row:
+        if (
+            not select
+            and self.prompts.index is not None
+            and self._browsing()
+            and self.cursor_location[0] == last_row
+        ):
             recalled = self.prompts.newer()
             if recalled is not None:
                 self._show(recalled)

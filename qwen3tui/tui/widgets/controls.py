@@ -15,8 +15,9 @@ from .budget_slider import BudgetSlider
 class Controls(Horizontal):
     def __init__(self, *, thinking: bool, budget: int | None, id: str | None = None) -> None:
         super().__init__(id=id)
-        self.switch = Switch(value=thinking, id="thinking-switch",
-                             tooltip="Thinking (/think, /no_think)")
+        self.switch = Switch(
+            value=thinking, id="thinking-switch", tooltip="Thinking (/think, /no_think)"
+        )
         self.slider = BudgetSlider(value=budget, id="budget-slider")
 
     def compose(self) -> ComposeResult:

@@ -89,7 +89,7 @@ class StreamingMarkdown(Vertical):
             return
         # Close this chunk at the paragraph boundary, then continue in a new one.
         done = combined[:cut]
-        await (await self._get_stream()).write(done[len(self._texts[-1]):])
+        await (await self._get_stream()).write(done[len(self._texts[-1]) :])
         self._texts[-1] = done
         await self._stop_stream()  # no full re-render here: it would stall the stream
         self._pin(self._chunks[-1])

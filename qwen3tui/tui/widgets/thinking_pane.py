@@ -29,14 +29,19 @@ def stopped_title(tokens: int) -> str:
 class ThinkingPane(Collapsible):
     """Reasoning text in a collapsible pane; streamed with MarkdownStream while live."""
 
-    def __init__(self, *, budget: int | None, text: str = "", live: bool = True,
-                 title: str | None = None) -> None:
+    def __init__(
+        self, *, budget: int | None, text: str = "", live: bool = True, title: str | None = None
+    ) -> None:
         self.budget = budget
         self.tokens = 0
         self.live = live
         self.body = StreamingMarkdown(text, classes="thinking-text")
-        super().__init__(self.body, title=title or thinking_title(0, budget),
-                         collapsed=not live, classes="thinking-pane")
+        super().__init__(
+            self.body,
+            title=title or thinking_title(0, budget),
+            collapsed=not live,
+            classes="thinking-pane",
+        )
 
     @property
     def text(self) -> str:
