@@ -24,7 +24,7 @@ from torch import nn
 
 from .cache_dirs import user_cache_dir
 from .kv_cache import KVCache
-from .model import CompiledLayers, DecoderLayer, Qwen3, grouped_attention
+from .model import CompiledLayers, DecoderLayer, Qwen3
 
 BUCKET = 256  # tokens; at most 255 masked positions are read beyond the filled part
 REDUCTION_PROJECTIONS = ("o_proj", "down_proj")  # see ReductionLinear
@@ -107,7 +107,6 @@ class GraphedStep:
             not self.model.layers[0].flash
             or bucket > PREFILL_MAX
             or start + bucket > self.cache.max_tokens
-            or os.environ.get("QWEN3TUI_PREFILL_GRAPHS", "1") == "0"
         ):
             return None
         if bucket not in self.prefills:
@@ -199,7 +198,7 @@ class PrefillGraph:
 
 def make_step(model: Qwen3, cache: KVCache) -> EagerStep | GraphedStep:
     device = model.rope_cos.device
-    if device.type == "cuda" and os.environ.get("QWEN3TUI_CUDA_GRAPHS", "1") != "0":
+    if device.type == "cuda":
         quantized = model.layers[0].inputs.qkv_proj.__class__ is not torch.nn.Linear
         compile = os.environ.get("QWEN3TUI_COMPILE", "1") != "0" and not quantized
         return GraphedStep(model, cache, compile=compile)
@@ -207,10 +206,13 @@ def make_step(model: Qwen3, cache: KVCache) -> EagerStep | GraphedStep:
 
 
 def compile_layers(model: Qwen3, cache: KVCache) -> CompiledLayers:
-    """Each layer's pre- and post-attention modules compiled for the one-token shape.
+    """Each layer's whole decode step (norms, q/k/v, RoPE, cache write, attention, MLP)
+    compiled as one graph, o and down projections as reductions (see ReductionLinear).
 
-    All layers share one compiled graph (their parameters are graph inputs), so this
-    compiles twice, not 2 x layers times. Calling them once here does the compiling.
+    Windows up to FLASH_DECODE_FROM attend through grouped matmuls, which Inductor fuses into
+    the step; longer ones through flash attention's split kernel, which reads a long cache
+    fastest (measured on an H100). All layers share one compiled graph per kind (their
+    weights are graph inputs); calling them once here does the compiling.
     """
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(user_cache_dir("inductor")))
     import torch._dynamo
@@ -219,50 +221,20 @@ def compile_layers(model: Qwen3, cache: KVCache) -> CompiledLayers:
     torch._dynamo.config.cache_size_limit = max(
         torch._dynamo.config.cache_size_limit, 2 * len(model.layers) + 8
     )
-    mode = os.environ.get("QWEN3TUI_COMPILE_MODE") or None
+    flash = model.layers[0].flash  # CUDA in fp16/bf16: flash attention has no fp32 kernel
     compiled = CompiledLayers(
-        decode=[
-            (
-                torch.compile(layer.inputs, fullgraph=True, dynamic=False, mode=mode),
-                torch.compile(layer.output, fullgraph=True, dynamic=False, mode=mode),
-            )
+        steps=[
+            torch.compile(reduction_twin(layer).decode, fullgraph=True) for layer in model.layers
+        ],
+        long_steps=[
+            torch.compile(reduction_twin(layer, flash=True).decode, fullgraph=True)
             for layer in model.layers
         ]
+        if flash
+        else None,
+        flash_from=FLASH_DECODE_FROM,
+        norm=torch.compile(model.norm, fullgraph=True, dynamic=False),
     )
-    if os.environ.get("QWEN3TUI_COMPILE_PREFILL", "0") == "1":
-        # Off by default: with dynamic lengths the compiled prefill still recompiled on new
-        # shapes on an H100 (2-3 s stalls mid-conversation), which costs more than it saves.
-        compiled.prefill = [
-            (
-                torch.compile(layer.inputs, fullgraph=True, dynamic=True),
-                torch.compile(layer.output, fullgraph=True, dynamic=True),
-            )
-            for layer in model.layers
-        ]
-    steps = os.environ.get("QWEN3TUI_COMPILE_LAYER_STEP", "1") != "0"
-    names = os.environ.get("QWEN3TUI_REDUCTION_GEMV")
-    names = REDUCTION_PROJECTIONS if names is None else tuple(names.split(","))
-    if steps and model.layers[0].flash:
-        # Short windows: the grouped matmuls, fused into the layer's step, are fastest. Long
-        # ones: flash attention's split kernel reads the cache fastest (measured on an H100).
-        compiled.attention_max_len = int(
-            os.environ.get("QWEN3TUI_FLASH_DECODE_FROM", FLASH_DECODE_FROM)
-        )
-        compiled.long_steps = [
-            torch.compile(reduction_twin(layer, names, flash=True).decode, fullgraph=True)
-            for layer in model.layers
-        ]
-    elif os.environ.get("QWEN3TUI_COMPILE_ATTENTION", "1") != "0":
-        # One kernel set for every cache length: the length is a dynamic dimension. Measured
-        # on an H100: faster than plain matmuls up to a few thousand tokens, slower at 16k.
-        compiled.attention = torch.compile(grouped_attention, fullgraph=True, dynamic=True)
-        compiled.attention_max_len = int(os.environ.get("QWEN3TUI_COMPILED_ATTENTION_MAX", 4096))
-    if steps and compiled.attention_max_len:
-        compiled.steps = [
-            torch.compile(reduction_twin(layer, names).decode, fullgraph=True)
-            for layer in model.layers
-        ]
-    compiled.norm = torch.compile(model.norm, fullgraph=True, dynamic=False)
     device = model.embed_tokens.weight.device
     # Stand-ins made the way the real calls make theirs: guards check dispatch keys too, and
     # a mismatch would recompile on first use, seconds of the user's time. The cache and the
@@ -274,22 +246,9 @@ def compile_layers(model: Qwen3, cache: KVCache) -> CompiledLayers:
     with torch.inference_mode(), torch.cuda.stream(stream):
         x = model.embed_tokens(pos.view(1, 1))
         cos, sin = model.rope_cos.index_select(0, pos), model.rope_sin.index_select(0, pos)
-        for inputs, output in compiled.decode:
-            q, k, v = inputs(x, cos, sin)
-            output(x, q)
-        for length in (16, 48) if compiled.prefill else ():
-            xs = x.expand(1, length, x.shape[2]).contiguous()
-            c, s = model.rope_cos[:length].clone(), model.rope_sin[:length].clone()
-            for inputs, output in compiled.prefill:
-                qs, _, _ = inputs(xs, c, s)
-                output(xs, qs)
-        if compiled.attention is not None:
-            for kv_len in (BUCKET, 2 * BUCKET):
-                mask = torch.ones(1, kv_len, dtype=torch.bool, device=device)
-                compiled.attention(q, keys[:, :, :kv_len], values[:, :, :kv_len], mask)
         for steps, window in (
             (compiled.steps, BUCKET),
-            (compiled.long_steps, compiled.attention_max_len + BUCKET),
+            (compiled.long_steps, compiled.flash_from + BUCKET),
         ):
             if steps is None or window > cache.max_tokens:
                 continue

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -99,7 +98,7 @@ class Engine:
         elif torch_device.type == "cpu" and torch_dtype == torch.bfloat16:
             from . import cpu_linear
 
-            if cpu_linear.available() and os.environ.get("QWEN3TUI_CPU_PACK", "1") != "0":
+            if cpu_linear.available():
                 cpu_linear.pack_linears(net)
         cache = KVCache(config, context, torch_device, torch_dtype)
         info = EngineInfo(

@@ -180,13 +180,11 @@ class DecoderLayer(nn.Module):
         self.flash = False
         self.flash_decode = False
 
-    def attend(self, q, k, v, cache: KVCache, pos, kv_len: int, mask, attention=None):
+    def attend(self, q, k, v, cache: KVCache, pos, kv_len: int, mask):
         keys, values = cache.store(self.index, pos, k, v, kv_len)
         t = q.shape[2]
-        if attention is not None or (
-            self.matmul_attention and (t == 1 or (mask is not None and t <= GROUPED_MAX_QUERIES))
-        ):
-            return (attention or grouped_attention)(q, keys, values, mask)
+        if self.matmul_attention and (t == 1 or (mask is not None and t <= GROUPED_MAX_QUERIES)):
+            return grouped_attention(q, keys, values, mask)
         if self.flash and mask is not None:
             # A chunk after cached tokens is causal aligned to the end of the keys: flash
             # attention does that natively (no mask, no expanded K/V).
@@ -263,41 +261,23 @@ class DecoderLayer(nn.Module):
         return self.output(x, attended)
 
     def forward(self, x, cos, sin, cache, pos, kv_len, mask, fast: CompiledLayers | None = None):
-        # On CUDA, compiled versions of the same modules take over once they are ready.
-        inputs, output, attention = self.inputs, self.output, None
-        if fast is not None:
-            graphed = isinstance(pos, torch.Tensor)
-            steps = fast.steps if kv_len <= fast.attention_max_len else fast.long_steps
-            if graphed and steps is not None:
-                i = self.index
-                keys, values = cache.keys[i], cache.values[i]
-                return steps[i](x, cos, sin, keys, values, pos, mask, cache.flash_offsets)
-            if x.shape[1] == 1:
-                inputs, output = fast.decode[self.index]
-                if kv_len <= fast.attention_max_len:
-                    attention = fast.attention
-            elif fast.prefill is not None:
-                inputs, output = fast.prefill[self.index]
-        q, k, v = inputs(x, cos, sin)
-        attended = self.attend(q, k, v, cache, pos, kv_len, mask, attention)
-        if fast is not None:
-            # SDPA and the grouped matmuls lay out their output differently; compiled code
-            # guards on strides and would recompile (seconds) on the first switch.
-            attended = attended.contiguous()
-        return output(x, attended)
+        if fast is not None and isinstance(pos, torch.Tensor):
+            # A graphed decode step on CUDA: the compiled whole-layer step takes over.
+            long = fast.long_steps is not None and kv_len > fast.flash_from
+            step = (fast.long_steps if long else fast.steps)[self.index]
+            keys, values = cache.keys[self.index], cache.values[self.index]
+            return step(x, cos, sin, keys, values, pos, mask, cache.flash_offsets)
+        q, k, v = self.inputs(x, cos, sin)
+        return self.output(x, self.attend(q, k, v, cache, pos, kv_len, mask))
 
 
 @dataclass
 class CompiledLayers:
-    """torch.compile'd (inputs, output) per layer: for one-token decode steps (static shapes),
-    for prefill chunks (dynamic length), and the decode attention."""
+    """torch.compile'd DecoderLayer.decode per layer, for graphed one-token decode steps."""
 
-    decode: list[tuple[Callable, Callable]]
-    prefill: list[tuple[Callable, Callable]] | None = None
-    attention: Callable | None = None
-    attention_max_len: int = 0  # beyond this the plain matmuls spread the cache better
-    steps: list[Callable] | None = None  # compiled DecoderLayer.decode, up to attention_max_len
-    long_steps: list[Callable] | None = None  # the same with flash attention, beyond it
+    steps: list[Callable]  # grouped-matmul attention, for windows up to flash_from
+    long_steps: list[Callable] | None = None  # flash attention, for longer windows
+    flash_from: int = 0
     norm: Callable | None = None  # the final norm
 
 
@@ -345,10 +325,6 @@ class Qwen3(nn.Module):
             q_pos = torch.arange(start, end, device=ids.device)[:, None]
             mask = torch.arange(end, device=ids.device)[None, :] <= q_pos
         cos, sin = self.rope_cos[start:end], self.rope_sin[start:end]
-        if self.compiled is not None:
-            # Compiled prefill guards on the inputs' storage offset: a slice at each new
-            # position would recompile (seconds). Copies start at offset 0.
-            cos, sin = cos.clone(), sin.clone()
         return self._run(ids, cos, sin, cache, start, end, mask, last_only, self.compiled)
 
     def decode_step(
