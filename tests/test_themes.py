@@ -15,6 +15,8 @@ from qwen3tui.tui.themes import (
     load_themes,
     register_themes,
     shipped_themes_dirs,
+    start_theme,
+    theme_problem,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -117,6 +119,8 @@ async def test_user_themes_are_added_and_may_replace_a_shipped_one(tmp_path: Pat
         assert app.current_theme.dark is False
 
 
+VARS = 'name = "{name}"\nprimary = "#123456"\n[variables]\n{key} = "{value}"\n'
+
 BROKEN = {
     "not-toml.toml": 'name = "x\nprimary = ',
     "bad-colour.toml": 'name = "bad-colour"\nprimary = "#zzzzzz"\n',
@@ -126,7 +130,13 @@ BROKEN = {
     "dark-string.toml": 'name = "dark-string"\nprimary = "#123456"\ndark = "yes"\n',
     "bad-vars.toml": 'name = "bad-vars"\nprimary = "#123456"\n[variables]\nx = 3\n',
     "upper.toml": 'name = "Has Spaces"\nprimary = "#123456"\n',
+    "var-colour.toml": VARS.format(name="var-colour", key="footer-key-foreground", value="#zzzzzz"),
+    "var-kind.toml": VARS.format(name="var-kind", key="input-selection-background", value="bold"),
+    "var-style.toml": VARS.format(name="var-style", key="block-cursor-text-style", value="#123456"),
+    "var-css.toml": VARS.format(name="var-css", key="footer-key-foreground", value="red; } X {"),
 }
+BROKEN_NAMES = {"bad-colour", "no-primary", "typo", "dark-string", "bad-vars", "var-colour"}
+BROKEN_NAMES |= {"var-kind", "var-style", "var-css", "caf\u00e9"}
 
 
 @pytest.mark.anyio
@@ -135,15 +145,18 @@ async def test_broken_theme_files_are_skipped_with_one_warning_each(tmp_path: Pa
     user.mkdir()
     for file_name, text in BROKEN.items():
         (user / file_name).write_text(text)
+    (user / "latin-1.toml").write_bytes(
+        'name = "caf\u00e9"\nprimary = "#123456"\n'.encode("latin-1")
+    )
     (user / "fine.toml").write_text(GOOD.format(name="fine"))
     app = ThemedApp(user_dir=user)
     async with app.run_test():
         assert "fine" in app.registered
-        assert not {"bad-colour", "no-primary", "typo", "dark-string", "bad-vars"} & set(
-            app.registered
+        assert not BROKEN_NAMES & set(app.registered) and not BROKEN_NAMES & set(
+            app.available_themes
         )
-        assert len(app.theme_warnings) == len(BROKEN)
-        for file_name in BROKEN:
+        assert len(app.theme_warnings) == len(BROKEN) + 1
+        for file_name in [*BROKEN, "latin-1.toml"]:
             (warning,) = [w for w in app.theme_warnings if file_name in w]
             assert "\n" not in warning
 
@@ -157,6 +170,11 @@ async def test_broken_theme_files_are_skipped_with_one_warning_each(tmp_path: Pa
         ('name = "x"\n', "'primary'"),
         ('name = "x"\nprimary = "#123456"\ntext_alpha = 3\n', "'text_alpha'"),
         ("name = ", "not valid TOML"),
+        (VARS.format(name="x", key="footer-key-foreground", value="#zzzzzz"), "not a CSS value"),
+        (VARS.format(name="x", key="footer-key-foreground", value="12"), "color property"),
+        (VARS.format(name="x", key="link-style", value="#123456"), "text-style property"),
+        (VARS.format(name="x", key="text-muted", value="none"), "color property"),
+        (VARS.format(name="x", key='"bad name"', value="red"), "may only hold"),
     ],
 )
 def test_each_problem_is_named_in_the_message(tmp_path: Path, text: str, says: str) -> None:
@@ -189,3 +207,77 @@ def test_the_default_user_folder_comes_from_paths(qwen3tui_home: Path) -> None:
     host = Host()
     result = register_themes(host)
     assert "homemade" in result and "homemade" in host.names and "qwen-dark" in host.names
+
+
+def test_a_file_that_is_not_utf8_is_named_in_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "t.toml"
+    path.write_bytes(b'name = "caf\xe9"\nprimary = "#123456"\n')
+    with pytest.raises(ThemeFileError, match="not UTF-8") as caught:
+        load_theme_file(path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("input-selection-background", "#8b7cf6 35%"),
+        ("footer-key-foreground", "rgb(10, 20, 30)"),
+        ("text", "auto 80%"),
+        ("block-cursor-text-style", "bold underline"),
+        ("link-background", "initial"),
+        ("my-own-variable", "anything at all"),
+    ],
+)
+def test_valid_css_variables_are_kept(tmp_path: Path, key: str, value: str) -> None:
+    path = tmp_path / "t.toml"
+    path.write_text(VARS.format(name="ok", key=key, value=value))
+    assert load_theme_file(path).variables == {key: value}
+
+
+class StrictApp(ThemedApp):
+    """An app whose own CSS uses a variable Textual knows nothing about."""
+
+    CSS = "Static { color: $my-colour; }"
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        return {"my-colour": "red"}
+
+
+@pytest.mark.anyio
+async def test_theme_problem_says_whether_a_theme_can_be_applied_to_this_app(
+    tmp_path: Path,
+) -> None:
+    user = tmp_path / "themes"
+    user.mkdir()
+    (user / "fine.toml").write_text(GOOD.format(name="fine"))
+    # Valid CSS on its own, but not for the property this app feeds it into.
+    (user / "clash.toml").write_text(VARS.format(name="clash", key="my-colour", value="bold"))
+    app = StrictApp(user_dir=user)
+    async with app.run_test() as pilot:
+        assert theme_problem(app, "fine") is None and theme_problem(app, "qwen-dark") is None
+        problem = theme_problem(app, "clash")
+        assert problem is not None and "clash.toml" in problem and "\n" not in problem
+        missing = theme_problem(app, "gone")
+        assert missing is not None and "no theme 'gone'" in missing
+        app.theme = "fine"  # the check left the app's stylesheet as it was
+        await pilot.pause()
+        assert app.current_theme.name == "fine"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("remembered", ["clash", "gone"])
+async def test_a_remembered_theme_that_is_now_bad_or_gone_falls_back_to_the_default(
+    tmp_path: Path, remembered: str
+) -> None:
+    user = tmp_path / "themes"
+    user.mkdir()
+    (user / "clash.toml").write_text(VARS.format(name="clash", key="my-colour", value="bold"))
+    app = StrictApp(user_dir=user)
+    async with app.run_test() as pilot:
+        name, warning = start_theme(app, remembered, "qwen-light")
+        assert name == "qwen-light"
+        assert warning is not None and remembered in warning and "qwen-light" in warning
+        app.theme = name
+        await pilot.pause()
+        assert app.current_theme.name == "qwen-light"
+        assert start_theme(app, "qwen-dark", "qwen-light") == ("qwen-dark", None)

@@ -20,7 +20,10 @@ A theme file looks like this (only `name` and `primary` are required)::
 
 The shipped themes live in the top-level `themes/` folder (packaged as `qwen3tui/themes`);
 users drop their own files into `paths.user_themes_dir()`. A broken file is skipped with a
-one-line warning; it never stops the app.
+one-line warning; it never stops the app. "Broken" includes anything Textual could only discover
+when the theme is applied: every colour and every `[variables]` value is test-parsed as CSS before
+the theme is registered, and `theme_problem` re-checks a theme against the app's own stylesheet
+before it is applied.
 """
 
 from __future__ import annotations
@@ -28,11 +31,14 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from rich.text import Text
 from textual.color import Color, ColorParseError
+from textual.css.stylesheet import Stylesheet, StylesheetParseError
+from textual.css.tokenize import tokenize_values
 from textual.theme import Theme
 
 from qwen3tui import paths
@@ -58,6 +64,10 @@ COLOR_KEYS = (
 NUMBER_KEYS = ("luminosity_spread", "text_alpha")
 KNOWN_KEYS = frozenset(("name", "dark", "variables", *COLOR_KEYS, *NUMBER_KEYS))
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+# What Textual's tokenizer accepts after `$` (textual/css/tokenize.py, VARIABLE_REF).
+_VARIABLE_NAME = re.compile(r"^[a-zA-Z0-9_-]+$")
+# The properties Textual's own CSS feeds theme variables into: colours and text styles.
+_PROBE_PROPERTIES = ("color", "background", "text-style")
 
 
 class ThemeFileError(ValueError):
@@ -66,6 +76,22 @@ class ThemeFileError(ValueError):
 
 class _ThemeHost(Protocol):
     def register_theme(self, theme: Theme) -> None: ...
+
+
+class _StyledApp(Protocol):
+    """What `theme_problem` needs of a Textual App."""
+
+    available_themes: dict[str, Theme]
+    stylesheet: Stylesheet
+
+    def get_theme_variable_defaults(self) -> dict[str, str]: ...
+
+
+@dataclass
+class FileTheme(Theme):
+    """A Theme that remembers the file it came from, so later warnings can name it."""
+
+    source: str = ""
 
 
 def shipped_themes_dirs() -> list[Path]:
@@ -114,7 +140,74 @@ def theme_from_mapping(data: dict[str, Any], source: str = "theme") -> Theme:
         isinstance(k, str) and isinstance(v, str) for k, v in variables.items()
     ):
         raise ThemeFileError(f"{source}: [variables] must map names to strings")
-    return Theme(name=name, dark=dark, variables=dict(variables), **colors, **numbers)
+    theme = FileTheme(
+        name=name, dark=dark, variables=dict(variables), **colors, **numbers, source=source
+    )
+    _check_variables(theme, source)
+    return theme
+
+
+def _check_variables(theme: Theme, source: str) -> None:
+    """Test-parse the CSS variables the theme would give Textual, before anyone applies it.
+
+    Textual only parses them when the theme is applied, and a value it rejects there takes the
+    whole app down ("CSS parsing failed"). Each of the theme's own `[variables]` is parsed in a
+    one-rule stylesheet, in the kind of property its Textual default is valid in (a colour
+    variable must be a colour, a text-style variable a text style).
+    """
+    try:
+        # generate() folds the theme's own variables in; the defaults are what it makes without.
+        defaults = replace(theme, variables={}).to_color_system().generate()
+        theme.to_color_system().generate()
+    except Exception as err:  # noqa: BLE001 -- any failure here is a theme Textual cannot use
+        raise ThemeFileError(f"{source}: Textual cannot build its colours ({err})") from None
+    combined = {**defaults, **theme.variables}
+    for name, value in theme.variables.items():
+        if not _VARIABLE_NAME.match(name):
+            raise ThemeFileError(
+                f"{source}: [variables] name {name!r} may only hold letters, digits, - and _"
+            )
+        try:
+            tokenize_values({name: value})
+        except Exception:  # noqa: BLE001 -- TokenError and friends: not CSS
+            raise ThemeFileError(
+                f"{source}: [variables] {name} = {value!r} is not a CSS value"
+            ) from None
+        if name not in defaults:
+            continue  # nothing in Textual uses it; it only had to tokenize
+        kinds = [p for p in _PROBE_PROPERTIES if _css_error(p, name, defaults) is None]
+        if len(kinds) == len(_PROBE_PROPERTIES):
+            # A keyword every property takes ("initial"): any one kind will do.
+            if all(_css_error(p, name, combined) is not None for p in kinds):
+                raise ThemeFileError(
+                    f"{source}: [variables] {name} = {value!r} is neither a colour nor a text style"
+                )
+            continue
+        for prop in kinds:
+            problem = _css_error(prop, name, combined)
+            if problem is not None:
+                raise ThemeFileError(f"{source}: [variables] {name} = {value!r}: {problem}")
+
+
+def _css_error(prop: str, name: str, variables: dict[str, str]) -> str | None:
+    """Why `prop: $name` does not parse with these variables (one line), or None if it does."""
+    sheet = Stylesheet(variables=variables)
+    sheet.add_source(f"Screen {{ {prop}: ${name}; }}")
+    try:
+        sheet.parse()
+    except StylesheetParseError as err:
+        return _first_css_error(err)
+    except Exception as err:  # noqa: BLE001 -- TokenError, StylesheetError: all one line
+        return str(err).splitlines()[0] if str(err) else type(err).__name__
+    return None
+
+
+def _first_css_error(err: StylesheetParseError) -> str:
+    for rule in err.errors.rules:
+        for _token, message in rule.errors:
+            summary = getattr(message, "summary", message)
+            return Text.from_markup(str(summary)).plain.splitlines()[0]
+    return "CSS parsing failed"
 
 
 def _color(value: object, key: str, source: str) -> str:
@@ -136,6 +229,8 @@ def load_theme_file(path: Path) -> Theme:
             data = tomllib.load(handle)
     except OSError as err:
         raise ThemeFileError(f"{path}: cannot read ({err.strerror or err})") from None
+    except UnicodeDecodeError:
+        raise ThemeFileError(f"{path}: not UTF-8 text (save the file as UTF-8)") from None
     except tomllib.TOMLDecodeError as err:
         raise ThemeFileError(f"{path}: not valid TOML ({err})") from None
     return theme_from_mapping(data, source=str(path))
@@ -154,9 +249,12 @@ def load_themes(folders: Iterable[Path]) -> ThemeLoad:
     result = ThemeLoad()
     by_name: dict[str, Theme] = {}
     for folder in folders:
-        if not folder.is_dir():
+        try:
+            paths_here = sorted(folder.glob("*.toml")) if folder.is_dir() else []
+        except OSError as err:
+            result.warnings.append(f"themes skipped: {folder}: cannot read ({err.strerror or err})")
             continue
-        for path in sorted(folder.glob("*.toml")):
+        for path in paths_here:
             try:
                 theme = load_theme_file(path)
             except ThemeFileError as err:
@@ -186,3 +284,44 @@ def register_themes(app: _ThemeHost, *, user_dir: Path | None = None) -> Registe
     for theme in loaded.themes:
         app.register_theme(theme)
     return RegisteredThemes((theme.name for theme in loaded.themes), loaded.warnings)
+
+
+def theme_problem(app: _StyledApp, name: str) -> str | None:
+    """Why theme `name` cannot be applied to `app` right now (one line), or None if it can.
+
+    Call it before `app.theme = name`. It re-parses a copy of the app's stylesheet, as loaded
+    so far, with the CSS variables the theme would produce, which is exactly what Textual does
+    when the theme is applied; the app's own stylesheet is left as it is.
+    """
+    theme = app.available_themes.get(name)
+    if theme is None:
+        names = ", ".join(sorted(app.available_themes))
+        return f"no theme {name!r}; available: {names}"
+    where = f" ({theme.source})" if isinstance(theme, FileTheme) and theme.source else ""
+    try:
+        variables = {
+            **app.get_theme_variable_defaults(),
+            **theme.to_color_system().generate(),
+            **theme.variables,
+        }
+        sheet = app.stylesheet.copy()
+        sheet.set_variables(variables)
+        sheet.parse()
+    except StylesheetParseError as err:
+        return f"theme {name!r}{where} cannot be applied: {_first_css_error(err)}"
+    except Exception as err:  # noqa: BLE001 -- whatever Textual raises, one line
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return f"theme {name!r}{where} cannot be applied: {first}"
+    return None
+
+
+def start_theme(app: _StyledApp, wanted: str, default: str) -> tuple[str, str | None]:
+    """The theme to start with: the remembered one if it can be applied, else `default`.
+
+    Returns the name and, when the remembered one was passed over, a one-line warning.
+    """
+    problem = theme_problem(app, wanted)
+    if problem is None:
+        return wanted, None
+    fallback = default if theme_problem(app, default) is None else "textual-dark"
+    return fallback, f"{problem}; using {fallback}"
