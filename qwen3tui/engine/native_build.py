@@ -1,11 +1,13 @@
-"""Build a small C source into a shared library at first use, cache it, load it with ctypes.
+"""Build a C kernel from `engine/csrc/` into a shared library at first use, cache it, load it.
 
-For the CPU kernels (int8_cpu_kernel, bf16_cpu_kernel): plain C with intrinsics and OpenMP, no
-torch headers, so compiling takes well under a second (a torch C++ extension takes minutes on a
-small machine). The library lands in a per-user cache keyed by the source, flags, compiler and
-CPU (-march=native bakes the CPU in), written atomically so concurrent first runs are safe.
-Anything missing (no compiler, another architecture, Windows) raises NativeUnavailable, and the
-callers keep PyTorch's own path. QWEN3TUI_CPU_KERNELS=0 turns every such kernel off.
+For the CPU kernels (bf16_cpu_kernel, int8_cpu_kernel, int4_cpu_kernel): plain C with
+intrinsics and OpenMP, no torch headers, so compiling takes well under a second (a torch C++
+extension takes minutes on a small machine). The sources ship as package data; the library
+lands in a per-user cache keyed by the sources, flags, compiler and CPU (-march=native picks
+the instructions of the CPU it runs on: AVX-512 with or without BF16/VNNI, or AVX2), written
+atomically so concurrent first runs are safe. Anything missing (no compiler, a CPU that is not
+x86-64, Windows) raises NativeUnavailable, and the callers keep PyTorch's own path.
+QWEN3TUI_CPU_KERNELS=0 turns every such kernel off.
 """
 
 from __future__ import annotations
@@ -19,14 +21,19 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Generic, TypeVar
 
 from .cache_dirs import user_cache_dir
 
 K = TypeVar("K")
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
+FLAGS = ["-O3", "-fopenmp", "-shared", "-fPIC"]
+NATIVE = ("-march=native",)
+# What the tests build with; a user's compiler may warn about things ours does not, and a
+# warning must not cost them the kernels.
+STRICT = ("-Wall", "-Wextra", "-Werror")
 
 
 class NativeUnavailable(Exception):
@@ -54,7 +61,20 @@ class OnceKernel(Generic[K]):
             return self._kernel
 
 
-def load_library(name: str, source: str) -> ctypes.CDLL:
+def sources() -> dict[str, str]:
+    """Every file of engine/csrc by name: the kernels and the header they share."""
+    folder = resources.files(__package__) / "csrc"
+    return {
+        entry.name: entry.read_text(encoding="utf-8")
+        for entry in folder.iterdir()
+        if entry.name.endswith((".c", ".h"))
+    }
+
+
+def load_library(
+    name: str, source: str, arch: Sequence[str] = NATIVE, extra: Sequence[str] = ()
+) -> ctypes.CDLL:
+    """csrc/`source` built for `arch` (default: this CPU) and loaded."""
     if os.environ.get("QWEN3TUI_CPU_KERNELS", "1") == "0":
         raise NativeUnavailable("turned off by QWEN3TUI_CPU_KERNELS=0")
     if platform.machine().lower() not in ("x86_64", "amd64") or sys.platform == "win32":
@@ -68,27 +88,36 @@ def load_library(name: str, source: str) -> ctypes.CDLL:
         ).stdout.splitlines()[:1]
     except (OSError, subprocess.SubprocessError) as err:
         raise NativeUnavailable(f"the C compiler {cc} does not run ({err})") from None
-    key = hashlib.sha256("\0".join([source, *FLAGS, cc, *version, _cpu_flags()]).encode())
+    files = sources()
+    if source not in files:
+        raise NativeUnavailable(f"the kernel source {source} is missing from the package")
+    flags = [*FLAGS, *arch, *extra]
+    texts = [f"{n}\0{t}" for n, t in sorted(files.items())]
+    key = hashlib.sha256("\0".join([source, *texts, *flags, cc, *version, _cpu_flags()]).encode())
     target = user_cache_dir("kernels") / f"{name}-{key.hexdigest()[:16]}.so"
     if not target.exists():
-        _build(cc, source, target)
+        _build(cc, files, source, flags, target)
     return ctypes.CDLL(str(target))
 
 
-def _build(cc: str, source: str, target: Path) -> None:
+def _build(cc: str, files: dict[str, str], source: str, flags: list[str], target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        src = Path(tmp) / "kernel.c"
-        src.write_text(source)
+        for name, text in files.items():  # the header beside the source, as in the package
+            (Path(tmp) / name).write_text(text, encoding="utf-8")
         out = Path(tmp) / target.name
         try:
             done = subprocess.run(
-                [cc, *FLAGS, "-o", str(out), str(src)], capture_output=True, text=True, timeout=120
+                [cc, *flags, "-o", str(out), str(Path(tmp) / source)],
+                capture_output=True,
+                text=True,
+                timeout=120,
             )
         except (OSError, subprocess.SubprocessError) as err:
             raise NativeUnavailable(f"compiling failed ({err})") from None
         if done.returncode != 0:
-            first = (done.stderr.strip().splitlines() or ["no output"])[0]
+            lines = done.stderr.strip().splitlines() or ["no output"]
+            first = next((line for line in lines if "error" in line), lines[0])
             raise NativeUnavailable(f"compiling failed: {first}")
         os.replace(out, target)  # atomic: a concurrent build leaves one complete file
 

@@ -1,0 +1,175 @@
+/* SIMD helpers shared by the CPU decode kernels.
+
+   vf is 16 fp32 lanes: one AVX-512 register, or two AVX2 registers. vi is 16 int32 lanes the
+   same way; dpbusd adds four u8 x s8 products per lane (one VNNI instruction where the CPU has
+   it, two multiply-add steps where not). Which instructions are used is settled when the file
+   is compiled for the CPU it runs on (-march=native): native_build builds once per CPU. */
+#ifndef QWEN3TUI_SIMD_H
+#define QWEN3TUI_SIMD_H
+
+#include <stdint.h>
+#include <string.h>
+#include <immintrin.h>
+
+#define PREFETCH_T0(p) _mm_prefetch((const char*)(p), _MM_HINT_T0)
+
+static inline float bf16_to_f32(uint16_t b) {
+  uint32_t u = (uint32_t)b << 16;
+  float f;
+  memcpy(&f, &u, 4);
+  return f;
+}
+
+/* Round to nearest even; a NaN stays a quiet NaN. */
+static inline uint16_t f32_to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, 4);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (uint16_t)(u >> 16);
+}
+
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#define SIMD_NAME "avx512"
+typedef __m512 vf;
+typedef __m512i vi;
+static inline vf vzero(void) { return _mm512_setzero_ps(); }
+static inline vf vset1(float x) { return _mm512_set1_ps(x); }
+static inline vf vfma(vf a, vf b, vf c) { return _mm512_fmadd_ps(a, b, c); }
+static inline vf vadd(vf a, vf b) { return _mm512_add_ps(a, b); }
+static inline vf vmul(vf a, vf b) { return _mm512_mul_ps(a, b); }
+static inline vf vload(const float* p) { return _mm512_loadu_ps(p); }
+static inline void vstore(float* p, vf v) { _mm512_storeu_ps(p, v); }
+static inline float vsum(vf v) { return _mm512_reduce_add_ps(v); }
+/* 16 bf16 values -> fp32 */
+static inline vf vload_bf16(const uint16_t* p) {
+  __m256i h = _mm256_loadu_si256((const __m256i*)p);
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+static inline void vstore_bf16(uint16_t* p, vf v) {
+  __m512i u = _mm512_castps_si512(v);
+  __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                 _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+  r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q),
+                            _mm512_set1_epi32(0x7fc00000));
+  _mm256_storeu_si256((__m256i*)p, _mm512_cvtepi32_epi16(_mm512_srli_epi32(r, 16)));
+}
+/* 16 int8 -> fp32 */
+static inline vf vload_i8(const int8_t* p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)p)));
+}
+static inline vi vi_zero(void) { return _mm512_setzero_si512(); }
+static inline vf vi_to_vf(vi a) { return _mm512_cvtepi32_ps(a); }
+static inline vi vi_load(const void* p) { return _mm512_loadu_si512(p); }
+static inline vi vi_set1(int32_t x) { return _mm512_set1_epi32(x); }
+static inline vi vi_and(vi a, vi b) { return _mm512_and_si512(a, b); }
+static inline vi vi_srli16(vi a, int n) { return _mm512_srli_epi16(a, (unsigned)n); }
+/* acc (int32 lanes) += a (u8) . b (s8), four products per lane. */
+static inline vi dpbusd(vi acc, vi a, vi b) {
+#ifdef __AVX512VNNI__
+  return _mm512_dpbusd_epi32(acc, a, b);
+#else
+  /* u8 x s8 pairs to s16 (no saturation for a <= 15), then pairs of s16 to s32 */
+  vi pairs = _mm512_maddubs_epi16(a, b);
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)));
+#endif
+}
+
+#elif defined(__AVX2__) && defined(__FMA__)
+#define SIMD_NAME "avx2"
+typedef struct { __m256 a, b; } vf;
+typedef struct { __m256i a, b; } vi;
+static inline vf vzero(void) { vf r = {_mm256_setzero_ps(), _mm256_setzero_ps()}; return r; }
+static inline vf vset1(float x) { vf r = {_mm256_set1_ps(x), _mm256_set1_ps(x)}; return r; }
+static inline vf vfma(vf a, vf b, vf c) {
+  vf r = {_mm256_fmadd_ps(a.a, b.a, c.a), _mm256_fmadd_ps(a.b, b.b, c.b)};
+  return r;
+}
+static inline vf vadd(vf a, vf b) {
+  vf r = {_mm256_add_ps(a.a, b.a), _mm256_add_ps(a.b, b.b)};
+  return r;
+}
+static inline vf vmul(vf a, vf b) {
+  vf r = {_mm256_mul_ps(a.a, b.a), _mm256_mul_ps(a.b, b.b)};
+  return r;
+}
+static inline vf vload(const float* p) {
+  vf r = {_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)};
+  return r;
+}
+static inline void vstore(float* p, vf v) {
+  _mm256_storeu_ps(p, v.a);
+  _mm256_storeu_ps(p + 8, v.b);
+}
+static inline float vsum(vf v) {
+  float t[8];
+  _mm256_storeu_ps(t, _mm256_add_ps(v.a, v.b));
+  return t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
+}
+static inline __m256 bf16x8_to_ps(__m128i h) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+static inline vf vload_bf16(const uint16_t* p) {
+  vf r = {bf16x8_to_ps(_mm_loadu_si128((const __m128i*)p)),
+          bf16x8_to_ps(_mm_loadu_si128((const __m128i*)(p + 8)))};
+  return r;
+}
+static inline __m256i round_bf16(__m256 v) {
+  __m256i u = _mm256_castps_si256(v);
+  __m256i r = _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff),
+                 _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1))));
+  r = _mm256_blendv_epi8(r, _mm256_set1_epi32(0x7fc00000),
+                         _mm256_castps_si256(_mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+  return _mm256_srli_epi32(r, 16);
+}
+static inline void vstore_bf16(uint16_t* p, vf v) {
+  __m256i packed = _mm256_packus_epi32(round_bf16(v.a), round_bf16(v.b));
+  _mm256_storeu_si256((__m256i*)p, _mm256_permute4x64_epi64(packed, 0xd8));
+}
+static inline vf vload_i8(const int8_t* p) {
+  vf r = {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)p))),
+          _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)(p + 8))))};
+  return r;
+}
+static inline vi vi_zero(void) {
+  vi r = {_mm256_setzero_si256(), _mm256_setzero_si256()};
+  return r;
+}
+static inline vf vi_to_vf(vi a) {
+  vf r = {_mm256_cvtepi32_ps(a.a), _mm256_cvtepi32_ps(a.b)};
+  return r;
+}
+static inline vi vi_load(const void* p) {
+  vi r = {_mm256_loadu_si256((const __m256i*)p), _mm256_loadu_si256((const __m256i*)p + 1)};
+  return r;
+}
+static inline vi vi_set1(int32_t x) {
+  vi r = {_mm256_set1_epi32(x), _mm256_set1_epi32(x)};
+  return r;
+}
+static inline vi vi_and(vi a, vi b) {
+  vi r = {_mm256_and_si256(a.a, b.a), _mm256_and_si256(a.b, b.b)};
+  return r;
+}
+static inline vi vi_srli16(vi a, int n) {
+  vi r = {_mm256_srli_epi16(a.a, n), _mm256_srli_epi16(a.b, n)};
+  return r;
+}
+static inline __m256i dpbusd8(__m256i acc, __m256i a, __m256i b) {
+#ifdef __AVXVNNI__
+  return _mm256_dpbusd_avx_epi32(acc, a, b);
+#else
+  __m256i pairs = _mm256_maddubs_epi16(a, b);
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)));
+#endif
+}
+static inline vi dpbusd(vi acc, vi a, vi b) {
+  vi r = {dpbusd8(acc.a, a.a, b.a), dpbusd8(acc.b, a.b, b.b)};
+  return r;
+}
+
+#else
+#error "the CPU kernels need AVX-512 (F, BW) or AVX2 with FMA"
+#endif
+
+#endif

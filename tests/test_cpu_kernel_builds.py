@@ -1,0 +1,115 @@
+"""The C kernels in engine/csrc build with warnings as errors for every instruction set this CPU
+can run (AVX-512 with and without BF16/VNNI, AVX2 with and without AVX-VNNI), each build computes
+what PyTorch computes on odd shapes, and where no kernel can be built the engine keeps PyTorch's
+path."""
+
+from __future__ import annotations
+
+import platform
+
+import pytest
+import torch
+
+from qwen3tui.engine import bf16_cpu_kernel, int8_cpu_kernel, native_build
+from qwen3tui.engine.native_build import NATIVE, STRICT, NativeUnavailable
+
+# Each variant removes features from this CPU's own set, so every one runs here; where the CPU
+# lacks a feature, removing it changes nothing and the variant repeats another.
+VARIANTS = {
+    "native": NATIVE,
+    "avx512-plain": (*NATIVE, "-mno-avx512bf16", "-mno-avx512vnni"),
+    "avx2-vnni": (*NATIVE, "-mno-avx512f"),
+    "avx2": (*NATIVE, "-mno-avx512f", "-mno-avxvnni"),
+}
+
+needs_x86 = pytest.mark.skipif(
+    bf16_cpu_kernel.load() is None and int8_cpu_kernel.load() is None,
+    reason=f"no C kernels here: {bf16_cpu_kernel.why_unavailable()}",
+)
+
+
+@pytest.fixture
+def cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("QWEN3TUI_HOME", str(tmp_path))
+    return tmp_path
+
+
+def _rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
+    return ((got.float() - want.float()).abs().max() / want.float().abs().max()).item()
+
+
+@needs_x86
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_bf16_kernel_builds_strictly_and_matches_pytorch(variant, cache_home):
+    kernel = bf16_cpu_kernel.build(VARIANTS[variant], STRICT)
+    if variant.startswith("avx2"):
+        assert kernel.simd == "avx2"
+    gen = torch.Generator().manual_seed(1)
+    for n, k in ((1, 2), (7, 33), (45, 80), (300, 2048), (17, 6144)):  # row and k tails
+        w = torch.randn(n, k, generator=gen).bfloat16()
+        x = torch.randn(1, k, generator=gen).bfloat16()
+        assert _rel_err(kernel.gemv(x, w), x.float() @ w.float().T) < 1e-2
+    for n, k in ((64, 4), (192, 100), (320, 2048)):  # oneDNN's [N/64][K/2][64][2]
+        w = torch.randn(n, k, generator=gen).bfloat16()
+        x = torch.randn(1, k, generator=gen).bfloat16()
+        packed = w.view(n // 64, 64, k // 2, 2).transpose(1, 2).contiguous()
+        got = kernel.gemv_vnni64(x, packed.data_ptr(), n, k)
+        assert _rel_err(got, x.float() @ w.float().T) < 1e-2
+
+
+@needs_x86
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_int8_kernel_builds_strictly_and_matches_pytorch(variant, cache_home):
+    kernel = int8_cpu_kernel.build(VARIANTS[variant], STRICT)
+    gen = torch.Generator().manual_seed(2)
+    for n, k in ((5, 4), (16, 12), (200, 256), (33, 2052)):
+        q = torch.randint(-127, 128, (n, k), dtype=torch.int8, generator=gen)
+        scale = torch.rand(n, generator=gen) + 0.5
+        packed = kernel.pack(q)
+        padded = packed.shape[0] * 16
+        scale32 = torch.cat([scale, scale.new_ones(padded - n)])
+        w = q.float() * scale[:, None]
+        for rows in (1, 2, 5, 8):
+            for dtype in (torch.float32, torch.bfloat16):
+                x = torch.randn(rows, k, generator=gen).to(dtype)
+                got = kernel.matmul(x, packed, scale32)[:, :n]
+                assert got.dtype == dtype
+                assert _rel_err(got, x.float() @ w.T) < (1e-4 if dtype == torch.float32 else 1e-2)
+        out = torch.empty(k, padded)
+        assert torch.equal(kernel.dequantize_t(packed, scale32, 0, padded, out)[:, :n], w.T)
+
+
+@needs_x86
+def test_the_build_is_cached_per_flags(cache_home):
+    int8_cpu_kernel.build()
+    int8_cpu_kernel.build()  # the second load reuses the library
+    int8_cpu_kernel.build(VARIANTS["avx2"])
+    assert len(list((cache_home / "cache" / "kernels").glob("int8_kernel-*.so"))) == 2
+
+
+def test_the_sources_ship_in_the_package():
+    files = native_build.sources()
+    assert {"simd.h", bf16_cpu_kernel.SOURCE, int8_cpu_kernel.SOURCE} <= set(files)
+    assert all('#include "simd.h"' in files[f] for f in files if f.endswith(".c"))
+
+
+@needs_x86
+def test_no_compiler_means_no_kernel_and_no_cache(cache_home, monkeypatch):
+    monkeypatch.setenv("CC", str(cache_home / "no-such-compiler"))
+    for module in (bf16_cpu_kernel, int8_cpu_kernel):
+        with pytest.raises(NativeUnavailable, match="does not run"):
+            module.build()
+    assert not (cache_home / "cache" / "kernels").exists()
+
+
+def test_a_cpu_that_is_not_x86_gets_no_build(cache_home, monkeypatch):
+    monkeypatch.setattr(platform, "machine", lambda: "arm64")
+    with pytest.raises(NativeUnavailable, match="no build for .* on arm64"):
+        native_build.load_library("bf16_kernel", bf16_cpu_kernel.SOURCE)
+
+
+@needs_x86
+def test_a_compile_error_is_one_line(cache_home, monkeypatch):
+    with pytest.raises(NativeUnavailable, match="compiling failed: .*error") as err:
+        native_build.load_library("bf16_kernel", bf16_cpu_kernel.SOURCE, ("-mno-such-flag",))
+    assert "\n" not in str(err.value)
