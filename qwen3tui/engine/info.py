@@ -16,6 +16,7 @@ class EngineInfo:
     context_length: int  # KV cache size in tokens
     num_parameters: int
     quantize: str | None = None
+    server: str | None = None  # a remote engine's API base URL (never with credentials)
 
 
 @dataclass(frozen=True)
