@@ -16,6 +16,7 @@ from torch.nn.attention.bias import causal_lower_right
 
 from .config import Qwen3Config
 from .kv_cache import KVCache
+from .moe import SparseMoeBlock
 from .rope import apply_rope, rope_tables
 
 
@@ -77,6 +78,23 @@ class LayerOutput(nn.Module):
         x = x + self.o_proj(attended.transpose(1, 2).reshape(b, t, h * hd))
         gate, up = self.gate_up_proj(self.norm(x)).chunk(2, dim=-1)
         return x + self.down_proj(F.silu(gate) * up)
+
+
+class MoeLayerOutput(nn.Module):
+    """LayerOutput with a mixture of experts (engine/moe.py) in place of the MLP: the sparse
+    layers of Qwen3-MoE."""
+
+    def __init__(self, config: Qwen3Config) -> None:
+        super().__init__()
+        inner = config.num_attention_heads * config.head_dim
+        self.o_proj = nn.Linear(inner, config.hidden_size, bias=False)
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.moe = SparseMoeBlock(config)
+
+    def forward(self, x: torch.Tensor, attended: torch.Tensor) -> torch.Tensor:
+        b, h, t, hd = attended.shape
+        x = x + self.o_proj(attended.transpose(1, 2).reshape(b, t, h * hd))
+        return x + self.moe(self.norm(x))
 
 
 # Up to this many queries attend as grouped matmuls (decode steps, short follow-up prompts);
@@ -169,7 +187,8 @@ class DecoderLayer(nn.Module):
         super().__init__()
         self.index = layer
         self.inputs = AttentionInputs(config)
-        self.output = LayerOutput(config)
+        sparse = config.is_sparse_layer(layer)
+        self.output = MoeLayerOutput(config) if sparse else LayerOutput(config)
         # MPS has had bugs in grouped-query SDPA; prefill expands K/V there instead.
         self.native_gqa = True
         # Grouped matmuls beat SDPA on CUDA (long caches, masked chunks); on the CPU, SDPA's
@@ -378,9 +397,11 @@ class Qwen3(nn.Module):
 
 
 def layer_projections(model: Qwen3) -> Iterator[tuple[nn.Module, str]]:
-    """(owner, attribute name) of every layer's projection: what load-time rewrites replace."""
+    """(owner, attribute name) of every layer's projection: what load-time rewrites replace.
+    A mixture of experts' router and experts are not among them (see moe.py)."""
     for layer in model.layers:
         yield layer.inputs, "qkv_proj"
         yield layer.output, "o_proj"
-        yield layer.output, "gate_up_proj"
-        yield layer.output, "down_proj"
+        if isinstance(layer.output, LayerOutput):
+            yield layer.output, "gate_up_proj"
+            yield layer.output, "down_proj"

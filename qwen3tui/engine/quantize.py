@@ -18,7 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import int8_cpu_kernel
+from .errors import EngineError
 from .model import Qwen3, layer_projections
+from .moe import ExpertList, moe_blocks
 
 # The fused int8 kernels read each weight once, ideal for decode, but cost more per row than a
 # bf16 matmul; past a few rows dequantize-then-matmul wins (with the C kernel: 8 rows take
@@ -134,9 +136,19 @@ def _scratch(numel: int, dtype: torch.dtype) -> torch.Tensor:
 
 
 def quantize_int8(model: Qwen3) -> Qwen3:
-    """Replace every projection (and the output head) with Int8Linear, one at a time."""
+    """Replace every projection, expert and the output head with Int8Linear, one at a time."""
     for owner, name in layer_projections(model):
         setattr(owner, name, Int8Linear(getattr(owner, name).weight))
+    for block in moe_blocks(model):
+        if model.embed_tokens.weight.device.type == "cuda":
+            # Per-expert int8 modules pick experts on the host; CUDA graphs cannot wait for it.
+            raise EngineError(
+                "--quantize int8 runs mixture-of-experts models on the CPU only.",
+                "Leave out --quantize on the GPU, or add --device cpu.",
+            )
+        # Each expert like a dense projection (the small router stays as it is); the stacked
+        # full-precision experts are freed as the list replaces them.
+        block.experts = ExpertList.from_stacks(block.experts, Int8Linear)
     # The output head reads a vocab x hidden matrix every token: quantize it too. With tied
     # embeddings the bf16 table stays for lookups (one row per token, cheap to read).
     model.lm_head = Int8Linear(model.output_weight())

@@ -1,8 +1,9 @@
 """Write a Qwen3 checkpoint with random weights in the exact Hugging Face layout.
 
 Tests and benchmarks use it where real weights cannot be downloaded: speed and numerical
-parity do not depend on the weights' values. The tokenizer and generation files are copied
-from a directory that has the real ones.
+parity do not depend on the weights' values. Dense (`qwen3`) and mixture-of-experts
+(`qwen3_moe`) models, optionally in Qwen's block-wise FP8 format. The tokenizer and generation
+files are copied from a directory that has the real ones.
 """
 
 from __future__ import annotations
@@ -45,8 +46,35 @@ TINY_CONFIG: dict[str, Any] = {
 }
 
 
+TINY_MOE_CONFIG: dict[str, Any] = {
+    **TINY_CONFIG,
+    "architectures": ["Qwen3MoeForCausalLM"],
+    "model_type": "qwen3_moe",
+    "tie_word_embeddings": False,
+    "decoder_sparse_step": 1,
+    "mlp_only_layers": [],
+    "moe_intermediate_size": 32,
+    "norm_topk_prob": True,
+    "num_experts": 8,
+    "num_experts_per_tok": 2,
+    "output_router_logits": False,
+    "router_aux_loss_coef": 0.001,
+}
+
+
+def is_sparse_layer(config: dict[str, Any], layer: int) -> bool:
+    """transformers' rule for which Qwen3-MoE layers have experts (else a dense MLP)."""
+    return (
+        config.get("model_type") == "qwen3_moe"
+        and config.get("num_experts", 0) > 0
+        and layer not in (config.get("mlp_only_layers") or [])
+        and (layer + 1) % config.get("decoder_sparse_step", 1) == 0
+    )
+
+
 def tensor_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
-    """Every tensor name of a Qwen3ForCausalLM checkpoint and its shape."""
+    """Every tensor name of a Qwen3ForCausalLM or Qwen3MoeForCausalLM checkpoint, and its
+    shape."""
     h, inter, v = config["hidden_size"], config["intermediate_size"], config["vocab_size"]
     hd = config.get("head_dim") or h // config["num_attention_heads"]
     q, kv = config["num_attention_heads"] * hd, config["num_key_value_heads"] * hd
@@ -63,11 +91,19 @@ def tensor_shapes(config: dict[str, Any]) -> dict[str, tuple[int, ...]]:
                 p + "self_attn.q_norm.weight": (hd,),
                 p + "self_attn.k_norm.weight": (hd,),
                 p + "post_attention_layernorm.weight": (h,),
-                p + "mlp.gate_proj.weight": (inter, h),
-                p + "mlp.up_proj.weight": (inter, h),
-                p + "mlp.down_proj.weight": (h, inter),
             }
         )
+        if is_sparse_layer(config, i):
+            e, mi = config["num_experts"], config["moe_intermediate_size"]
+            shapes[p + "mlp.gate.weight"] = (e, h)
+            for x in range(e):
+                shapes[f"{p}mlp.experts.{x}.gate_proj.weight"] = (mi, h)
+                shapes[f"{p}mlp.experts.{x}.up_proj.weight"] = (mi, h)
+                shapes[f"{p}mlp.experts.{x}.down_proj.weight"] = (h, mi)
+        else:
+            shapes[p + "mlp.gate_proj.weight"] = (inter, h)
+            shapes[p + "mlp.up_proj.weight"] = (inter, h)
+            shapes[p + "mlp.down_proj.weight"] = (h, inter)
     shapes["model.norm.weight"] = (h,)
     if not config.get("tie_word_embeddings", True):
         shapes["lm_head.weight"] = (v, h)
@@ -83,10 +119,22 @@ def write_random_checkpoint(
     seed: int = 0,
     shards: int = 1,
     std: float = 0.02,
+    fp8_block: tuple[int, int] | None = None,
 ) -> Path:
-    """Write config.json, random safetensors weights and the tokenizer files to `out_dir`."""
+    """Write config.json, random safetensors weights and the tokenizer files to `out_dir`.
+
+    With `fp8_block`, the projections are stored as Qwen's FP8 releases store them: float8
+    values and a float32 `weight_scale_inv` per block (edge blocks may be partial).
+    """
     config = dict(TINY_CONFIG if config is None else config)
     config["torch_dtype"] = str(dtype).removeprefix("torch.")
+    if fp8_block is not None:
+        config["quantization_config"] = {
+            "activation_scheme": "dynamic",
+            "fmt": "e4m3",
+            "quant_method": "fp8",
+            "weight_block_size": list(fp8_block),
+        }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(seed)
@@ -107,6 +155,9 @@ def write_random_checkpoint(
                 t = std * torch.randn(shape, generator=gen)
                 if real_vocab and name in ("model.embed_tokens.weight", "lm_head.weight"):
                     t[real_vocab:] = 0
+            if fp8_block is not None and name.endswith("_proj.weight"):
+                tensors[name], tensors[name + "_scale_inv"] = fp8_quantize(t, fp8_block)
+                continue
             tensors[name] = t.to(dtype)
         fname = (
             "model.safetensors" if shards == 1 else f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
@@ -123,6 +174,23 @@ def write_random_checkpoint(
             if src.exists():
                 shutil.copyfile(src, out / fname)
     return out
+
+
+FP8_MAX = 448.0  # the largest float8_e4m3fn value
+
+
+def fp8_quantize(w: torch.Tensor, block: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(float8 values, float32 scale per block) with values * scale ~= w, as Qwen's FP8 files
+    hold them."""
+    bn, bk = block
+    n, k = w.shape
+    rows, cols = -(-n // bn), -(-k // bk)
+    padded = torch.zeros(rows * bn, cols * bk)
+    padded[:n, :k] = w.float()
+    blocks = padded.view(rows, bn, cols, bk)
+    scale = blocks.abs().amax(dim=(1, 3)).clamp(min=1e-12) / FP8_MAX
+    values = (blocks / scale[:, None, :, None]).view(rows * bn, cols * bk)[:n, :k]
+    return values.to(torch.float8_e4m3fn).contiguous(), scale.float()
 
 
 def _tokenizer_size(tokenizer_dir: str | Path) -> int | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,8 @@ DTYPES = {
     "I32": torch.int32,
     "I64": torch.int64,
     "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
 }
 
 
@@ -64,6 +67,12 @@ def open_safetensors(path: Path) -> Iterator[dict[str, StoredTensor]]:
         yield _read_header(f, path.stat().st_size)
 
 
+def read_header(path: Path) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
+    """Each tensor's dtype and shape, from the header alone (checked against the file size)."""
+    with open_safetensors(path) as tensors:
+        return {name: (t.dtype, t.shape) for name, t in tensors.items()}
+
+
 def _read_header(f: BinaryIO, size: int) -> dict[str, StoredTensor]:
     head = f.read(8)
     if len(head) != 8:
@@ -90,5 +99,9 @@ def _read_header(f: BinaryIO, size: int) -> dict[str, StoredTensor]:
             raise CorruptFile(f"bad header entry for {name}") from None
         if not 0 <= begin <= end <= size - start:
             raise CorruptFile(f"data of {name} lies outside the file")
+        # A shape is only believed when the file holds its bytes: nothing is ever allocated
+        # for a tensor the file does not back.
+        if any(d < 0 for d in shape) or math.prod(shape) * dtype.itemsize != end - begin:
+            raise CorruptFile(f"{name}: shape {list(shape)} does not match its {end - begin} bytes")
         tensors[name] = StoredTensor(f, start + begin, end - begin, dtype, shape)
     return tensors

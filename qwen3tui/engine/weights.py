@@ -1,14 +1,20 @@
 """Load Hugging Face safetensors weights straight into the model, on its device and dtype.
 
-The model is built on the meta device (no memory), then each parameter is allocated once on
-the target device and filled tensor by tensor from the files, so the weights never exist twice.
+Before anything is allocated, every file's header is read and checked against config.json:
+each tensor the config calls for must be there once, with the shape the config implies and a
+usable dtype (FP8 weights with their block scales). Only then is the model built on the meta
+device (no memory), and each parameter allocated once on the target device and filled tensor
+by tensor from the files, so the weights never exist twice. A damaged or hostile checkpoint is
+a one-line error naming the tensor and the file.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -17,40 +23,76 @@ from torch import nn
 
 from .config import Qwen3Config
 from .errors import ModelLoadError
+from .fp8 import FP8_DTYPES, Fp8Weight, Source, scale_name, scale_shape
 from .model import Qwen3
-from .safetensors_reader import CorruptFile, StoredTensor, open_safetensors
+from .safetensors_reader import CorruptFile, open_safetensors, read_header
 
-# Where a checkpoint tensor goes: (our parameter, row offset into it).
-Placement = tuple[str, int]
+REDOWNLOAD = "Delete it and download the model again."
+MISMATCH = "The weights and config.json belong to different models; re-download."
+LAYER_NAME = re.compile(r"model\.layers\.(\d+)\.")
 
 
-def placements(config: Qwen3Config) -> dict[str, Placement]:
-    q = config.num_attention_heads * config.head_dim
-    kv = config.num_key_value_heads * config.head_dim
-    inter = config.intermediate_size
-    plan: dict[str, Placement] = {
-        "model.embed_tokens.weight": ("embed_tokens.weight", 0),
-        "model.norm.weight": ("norm.weight", 0),
+@dataclass(frozen=True)
+class Slot:
+    """Where one checkpoint tensor goes in our model."""
+
+    target: str  # our parameter
+    shape: tuple[int, ...]  # the tensor's shape, as config.json implies it
+    expert: int | None = None  # index into a stacked [experts, ...] parameter
+    row: int = 0  # first row inside the parameter (fused q/k/v, gate/up)
+
+
+def expected_tensors(config: Qwen3Config) -> dict[str, Slot]:
+    """Every tensor a checkpoint of `config` holds, by its hub name."""
+    h, hd = config.hidden_size, config.head_dim
+    q, kv = config.num_attention_heads * hd, config.num_key_value_heads * hd
+    plan: dict[str, Slot] = {
+        "model.embed_tokens.weight": Slot("embed_tokens.weight", (config.vocab_size, h)),
+        "model.norm.weight": Slot("norm.weight", (h,)),
     }
     for i in range(config.num_hidden_layers):
         hub, ours = f"model.layers.{i}.", f"layers.{i}."
+        qkv, out = ours + "inputs.qkv_proj.weight", ours + "output."
         plan.update(
             {
-                hub + "input_layernorm.weight": (ours + "inputs.norm.weight", 0),
-                hub + "self_attn.q_proj.weight": (ours + "inputs.qkv_proj.weight", 0),
-                hub + "self_attn.k_proj.weight": (ours + "inputs.qkv_proj.weight", q),
-                hub + "self_attn.v_proj.weight": (ours + "inputs.qkv_proj.weight", q + kv),
-                hub + "self_attn.q_norm.weight": (ours + "inputs.q_norm.weight", 0),
-                hub + "self_attn.k_norm.weight": (ours + "inputs.k_norm.weight", 0),
-                hub + "self_attn.o_proj.weight": (ours + "output.o_proj.weight", 0),
-                hub + "post_attention_layernorm.weight": (ours + "output.norm.weight", 0),
-                hub + "mlp.gate_proj.weight": (ours + "output.gate_up_proj.weight", 0),
-                hub + "mlp.up_proj.weight": (ours + "output.gate_up_proj.weight", inter),
-                hub + "mlp.down_proj.weight": (ours + "output.down_proj.weight", 0),
+                hub + "input_layernorm.weight": Slot(ours + "inputs.norm.weight", (h,)),
+                hub + "self_attn.q_proj.weight": Slot(qkv, (q, h)),
+                hub + "self_attn.k_proj.weight": Slot(qkv, (kv, h), row=q),
+                hub + "self_attn.v_proj.weight": Slot(qkv, (kv, h), row=q + kv),
+                hub + "self_attn.q_norm.weight": Slot(ours + "inputs.q_norm.weight", (hd,)),
+                hub + "self_attn.k_norm.weight": Slot(ours + "inputs.k_norm.weight", (hd,)),
+                hub + "self_attn.o_proj.weight": Slot(out + "o_proj.weight", (h, q)),
+                hub + "post_attention_layernorm.weight": Slot(out + "norm.weight", (h,)),
             }
         )
+        if config.is_sparse_layer(i):
+            plan.update(_expert_tensors(config, hub + "mlp.", out + "moe."))
+        else:
+            inter = config.intermediate_size
+            plan.update(
+                {
+                    hub + "mlp.gate_proj.weight": Slot(out + "gate_up_proj.weight", (inter, h)),
+                    hub + "mlp.up_proj.weight": Slot(
+                        out + "gate_up_proj.weight", (inter, h), row=inter
+                    ),
+                    hub + "mlp.down_proj.weight": Slot(out + "down_proj.weight", (h, inter)),
+                }
+            )
     if not config.tie_word_embeddings:
-        plan["lm_head.weight"] = ("lm_head.weight", 0)
+        plan["lm_head.weight"] = Slot("lm_head.weight", (config.vocab_size, h))
+    return plan
+
+
+def _expert_tensors(config: Qwen3Config, hub: str, ours: str) -> dict[str, Slot]:
+    # Qwen publishes one tensor per expert and projection; ours stacks them (see moe.py).
+    h, inter = config.hidden_size, config.moe_intermediate_size
+    gate_up, down = ours + "experts.gate_up_proj", ours + "experts.down_proj"
+    plan = {hub + "gate.weight": Slot(ours + "router.weight", (config.num_experts, h))}
+    for e in range(config.num_experts):
+        p = f"{hub}experts.{e}."
+        plan[p + "gate_proj.weight"] = Slot(gate_up, (inter, h), expert=e)
+        plan[p + "up_proj.weight"] = Slot(gate_up, (inter, h), expert=e, row=inter)
+        plan[p + "down_proj.weight"] = Slot(down, (h, inter), expert=e)
     return plan
 
 
@@ -59,7 +101,7 @@ def weight_files(path: Path) -> list[Path]:
     if index.exists():
         try:
             names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (OSError, ValueError, KeyError) as err:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
             raise ModelLoadError(
                 f"{index} is unreadable ({err}).", "Re-download the model."
             ) from None
@@ -82,6 +124,96 @@ def weight_files(path: Path) -> list[Path]:
     )
 
 
+Header = dict[str, tuple[Path, torch.dtype, tuple[int, ...]]]
+
+
+def read_headers(files: list[Path]) -> Header:
+    """Name -> (file, dtype, shape) of every tensor in the checkpoint, from the headers only."""
+    found: Header = {}
+    for file in files:
+        try:
+            header = read_header(file)
+        except (CorruptFile, OSError) as err:
+            raise ModelLoadError(
+                f"{file.name} is corrupt or unreadable ({str(err).splitlines()[0]}).", REDOWNLOAD
+            ) from None
+        for name, (dtype, shape) in header.items():
+            if name in found:
+                raise ModelLoadError(
+                    f"{name} is stored twice ({found[name][0].name} and {file.name}).", REDOWNLOAD
+                )
+            found[name] = (file, dtype, shape)
+    return found
+
+
+def check_checkpoint(headers: Header, config: Qwen3Config, path: Path) -> dict[str, Slot]:
+    """The placement plan, once every tensor config.json calls for is in the files with the
+    right shape and dtype. Cheap checks come first: a config claiming 100,000 layers fails
+    before a plan of a million entries is built."""
+    layers = 1 + max((int(m[1]) for n in headers if (m := LAYER_NAME.match(n))), default=-1)
+    if layers != config.num_hidden_layers:
+        files = sorted({f.name for f, _, _ in headers.values()})
+        raise ModelLoadError(
+            f"{path / 'config.json'}: num_hidden_layers is {config.num_hidden_layers}, but the"
+            f" weights ({', '.join(files[:2])}{', ...' if len(files) > 2 else ''}) hold"
+            f" {layers} layers.",
+            MISMATCH,
+        )
+    plan = expected_tensors(config)
+    missing = [n for n in plan if n not in headers]
+    if missing:
+        raise ModelLoadError(
+            f"{path} is missing weights for {missing[0]}, which config.json calls for"
+            f" ({len(missing)} tensors missing).",
+            MISMATCH,
+        )
+    for name, slot in plan.items():
+        file, dtype, shape = headers[name]
+        if shape != slot.shape:
+            raise ModelLoadError(
+                f"{file.name}: tensor {name} has shape {_shape(shape)}, which does not fit"
+                f" {_shape(slot.shape)} from config.json.",
+                MISMATCH,
+            )
+        if dtype in FP8_DTYPES:
+            _check_fp8(headers, config, name, file, shape)
+        elif not dtype.is_floating_point or dtype.itemsize < 2:
+            raise ModelLoadError(
+                f"{file.name}: tensor {name} is {str(dtype).removeprefix('torch.')}, not a"
+                " float32, float16 or bfloat16 weight.",
+                MISMATCH,
+            )
+    return plan
+
+
+def _check_fp8(headers: Header, config: Qwen3Config, name: str, file: Path, shape) -> None:
+    if config.fp8_block is None:
+        raise ModelLoadError(
+            f"{file.name}: tensor {name} is float8, but config.json declares no FP8"
+            " quantization_config.",
+            REDOWNLOAD,
+        )
+    scale = scale_name(name)
+    if scale not in headers:
+        raise ModelLoadError(
+            f"{file.name}: FP8 tensor {name} has no block scales ({scale} is missing).",
+            REDOWNLOAD,
+        )
+    wanted = scale_shape(shape, config.fp8_block)
+    scale_file, _, got = headers[scale]
+    if got != wanted:
+        bn, bk = config.fp8_block
+        raise ModelLoadError(
+            f"{scale_file.name}: {scale} has shape {_shape(got)}, but {name} {_shape(shape)}"
+            f" in {bn}x{bk} blocks needs {_shape(wanted)}.",
+            REDOWNLOAD,
+        )
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
 def load_model(
     path: Path,
     config: Qwen3Config,
@@ -90,37 +222,38 @@ def load_model(
     max_positions: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> Qwen3:
+    files = weight_files(path)
+    headers = read_headers(files)
+    plan = check_checkpoint(headers, config, path)
     with torch.device("meta"):
         model = Qwen3(config, max_positions)
     params = dict(model.named_parameters())
-    filled: dict[str, int] = {}  # rows written so far per parameter
-    plan = placements(config)
-    files = weight_files(path)
     total, done = len(plan), 0
-    for file in files:
-        try:
-            with _open_weights(file, device) as tensors:
-                for name, source in tensors.items():
-                    if name not in plan:
-                        continue  # lm_head.weight in a tied checkpoint: the reference skips it
-                    target, row = plan[name]
-                    _place(model, params, target, row, source, device, dtype, file)
-                    filled[target] = filled.get(target, 0) + source.shape[0]
-                    done += 1
-                    if progress:
-                        progress(done, total)
-        except (CorruptFile, SafetensorError, OSError, RuntimeError) as err:
-            raise ModelLoadError(
-                f"{file.name} is corrupt or unreadable ({str(err).splitlines()[0]}).",
-                "Delete it and download the model again.",
-            ) from None
-    incomplete = [n for n, p in params.items() if filled.get(n, 0) != p.shape[0]]
-    if incomplete:
-        raise ModelLoadError(
-            f"{path} is missing weights for {incomplete[0]}"
-            f" ({len(incomplete)} tensors incomplete).",
-            "Re-download the model.",
-        )
+    with ExitStack() as stack:
+        opened = {}
+        for file in files:
+            try:
+                opened[file] = stack.enter_context(_open_weights(file, device))
+            except (CorruptFile, SafetensorError, OSError) as err:
+                raise _corrupt(file, err) from None
+        for name, slot in plan.items():
+            file = headers[name][0]
+            try:
+                source = _source(name, headers, opened, config)
+                dest = _place(model, params, slot, source, device, dtype)
+            except (CorruptFile, SafetensorError, OSError, RuntimeError) as err:
+                raise _corrupt(file, err) from None
+            lo, hi = torch.aminmax(dest)
+            if not (torch.isfinite(lo) and torch.isfinite(hi)):
+                raise ModelLoadError(
+                    f"{file.name}: tensor {name} holds NaN or infinite values.", REDOWNLOAD
+                )
+            done += 1
+            if progress:
+                progress(done, total)
+    unfilled = [n for n, p in params.items() if p.is_meta]
+    if unfilled:  # the plan covers every parameter; this guards the plan itself
+        raise ModelLoadError(f"{path} left {unfilled[0]} unfilled.", "Re-download the model.")
     flash = (
         device.type == "cuda"
         and dtype in (torch.float16, torch.bfloat16)
@@ -137,6 +270,23 @@ def load_model(
     model.setup_rope(device, dtype)
     model.eval()
     return model
+
+
+def _corrupt(file: Path, err: Exception) -> ModelLoadError:
+    return ModelLoadError(
+        f"{file.name} is corrupt or unreadable ({str(err).splitlines()[0]}).", REDOWNLOAD
+    )
+
+
+def _source(name: str, headers: Header, opened: dict, config: Qwen3Config) -> Source:
+    """What fills the tensor `name`: its stored data, or for FP8 its values and block scales
+    (where a path that keeps FP8 weights would take Fp8Weight.read_raw instead)."""
+    file, dtype, _ = headers[name]
+    stored = opened[file][name]
+    if dtype not in FP8_DTYPES:
+        return stored
+    scale = scale_name(name)
+    return Fp8Weight(stored, opened[headers[scale][0]][scale], config.fp8_block)
 
 
 class _LibraryTensor:
@@ -165,27 +315,22 @@ def _open_weights(file: Path, device: torch.device):
 def _place(
     model: nn.Module,
     params: dict[str, nn.Parameter],
-    target: str,
-    row: int,
-    source: StoredTensor | _LibraryTensor,
+    slot: Slot,
+    source: Source,
     device: torch.device,
     dtype: torch.dtype,
-    file: Path,
-) -> None:
-    param = params[target]
+) -> torch.Tensor:
+    """Fill the part of slot's parameter that the tensor covers; returns that part."""
+    param = params[slot.target]
     if param.is_meta:
         # First piece of this parameter: allocate it once, for real, on the target device.
         param = nn.Parameter(
             torch.empty(param.shape, device=device, dtype=dtype), requires_grad=False
         )
-        owner_name, _, attr = target.rpartition(".")
+        owner_name, _, attr = slot.target.rpartition(".")
         setattr(model.get_submodule(owner_name), attr, param)
-        params[target] = param
-    rows = source.shape[0]
-    if tuple(source.shape[1:]) != tuple(param.shape[1:]) or row + rows > param.shape[0]:
-        raise ModelLoadError(
-            f"{file.name}: tensor for {target} has shape {source.shape}, which does not fit"
-            f" {tuple(param.shape)} from config.json.",
-            "The weights and config.json belong to different models; re-download.",
-        )
-    source.read_into(param.data[row : row + rows])
+        params[slot.target] = param
+    dest = param.data if slot.expert is None else param.data[slot.expert]
+    dest = dest[slot.row : slot.row + slot.shape[0]]
+    source.read_into(dest)
+    return dest
