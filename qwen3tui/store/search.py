@@ -1,4 +1,8 @@
-"""Full-text search over the FTS5 index (titles, user messages, answers; thinking on request)."""
+"""Full-text search over the FTS5 index (titles, user messages, answers; thinking on request).
+
+The index is derived data: every row comes from a session title or a message, so a damaged index
+is rebuilt from them (`rebuild_index`) rather than costing the user their store.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,58 @@ from .errors import StoreError
 from .models import SearchHit
 
 _KINDS = ("title", "user", "answer")
+INDEX_TABLE = "search_index"
+# The FTS5 table and the ordinary tables FTS5 keeps it in ("shadow tables").
+INDEX_TABLES = (
+    INDEX_TABLE,
+    *(f"{INDEX_TABLE}_{s}" for s in ("data", "idx", "content", "docsize", "config")),
+)
+# The rows the triggers of schema.py (v2) keep in the index: a title is -sessions.pk, a
+# message's text 2*messages.id, its thinking 2*messages.id+1.
+_INDEX_ROWS = (
+    "INSERT INTO search_index(rowid, session_id, kind, body) SELECT -pk, id, 'title', title"
+    " FROM sessions",
+    "INSERT INTO search_index(rowid, session_id, kind, body) SELECT 2 * id, session_id,"
+    " CASE role WHEN 'user' THEN 'user' ELSE 'answer' END, content FROM messages",
+    "INSERT INTO search_index(rowid, session_id, kind, body) SELECT 2 * id + 1, session_id,"
+    " 'thinking', thinking FROM messages",
+)
+
+
+def rebuild_index(conn: sqlite3.Connection) -> None:
+    """Rebuild the search index from the sessions and messages, even if its pages are damaged.
+
+    SQLite cannot drop or clear a table whose pages are unreadable (it must walk them to free
+    them), and FTS5's own 'rebuild' reads them too. So the index's schema rows are removed
+    directly, which orphans its pages, the table is created afresh and refilled, all in one
+    transaction (other connections never see the store without its index, which the triggers
+    need), and VACUUM then writes a file without the orphaned pages. `conn` is in autocommit
+    mode. Raises sqlite3.Error if it cannot be done (nothing is changed then).
+    """
+    row = conn.execute("SELECT sql FROM sqlite_schema WHERE name = ?", (INDEX_TABLE,)).fetchone()
+    if row is None:
+        return  # a store from before the index; its migration creates it
+    marks = ",".join("?" * len(INDEX_TABLES))
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("PRAGMA writable_schema = ON")
+        conn.execute(
+            f"DELETE FROM sqlite_schema WHERE type = 'table' AND name IN ({marks})", INDEX_TABLES
+        )
+        conn.execute("PRAGMA writable_schema = RESET")  # off, and reload the schema
+        conn.execute(row[0])
+        for statement in _INDEX_ROWS:
+            conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.execute("PRAGMA writable_schema = RESET")
+        raise
+    try:
+        conn.execute("VACUUM")
+    except sqlite3.OperationalError:
+        pass  # busy: the orphaned pages stay until a later open rebuilds and vacuums again
 
 
 def match_expression(query: str) -> str:
@@ -33,14 +89,33 @@ def search(
     """Matching sessions, best first, each with its best-matching snippet."""
     kinds = _KINDS + (("thinking",) if include_thinking else ())
     marks = ",".join("?" * len(kinds))
-    rows = conn.execute(
+    expression = match_expression(query)
+    try:
+        rows = _matches(conn, expression, kinds, marks)
+    except sqlite3.DatabaseError as err:
+        if isinstance(err, sqlite3.OperationalError) and "malformed" not in str(err).lower():
+            raise
+        raise StoreError(
+            "the search index is damaged; it is rebuilt the next time qwen3tui opens the store"
+            " (your sessions are intact)"
+        ) from None
+    return _hits(conn, rows, limit)
+
+
+def _matches(
+    conn: sqlite3.Connection, expression: str, kinds: tuple[str, ...], marks: str
+) -> list[tuple]:
+    return conn.execute(
         f"""SELECT search_index.rowid, search_index.session_id, search_index.kind,
                    snippet(search_index, 2, '[', ']', '…', 16), s.title, s.updated
             FROM search_index JOIN sessions AS s ON s.id = search_index.session_id
             WHERE search_index MATCH ? AND search_index.kind IN ({marks})
             ORDER BY bm25(search_index), s.updated DESC""",
-        (match_expression(query), *kinds),
+        (expression, *kinds),
     ).fetchall()
+
+
+def _hits(conn: sqlite3.Connection, rows: list[tuple], limit: int | None) -> list[SearchHit]:
     hits: list[SearchHit] = []
     seen: set[str] = set()
     for rowid, session_id, kind, snippet, title, updated in rows:
