@@ -164,6 +164,16 @@ class Qwen3Config:
         return total + embed + h
 
 
+def check_tokenizer_fits(config: Qwen3Config, token_ids: int, path: str | Path) -> None:
+    """Every token id the tokenizer can produce must have a row in the embedding."""
+    if token_ids > config.vocab_size:
+        raise ModelLoadError(
+            f"{Path(path) / 'config.json'}: vocab_size is {config.vocab_size}, but the tokenizer"
+            f" has {token_ids} token ids; the ones past it have no embedding.",
+            "The tokenizer and the weights belong to different models; re-download.",
+        )
+
+
 class _Reader:
     """Typed, range-checked fields of one config.json; each failure names the value and file."""
 

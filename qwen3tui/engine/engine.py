@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from .chat_template import ChatTemplate
-from .config import Qwen3Config
+from .config import Qwen3Config, check_tokenizer_fits
 from .context import Message, fit_messages
 from .decode_step import make_step
 from .device import dtype_name, pick_device, pick_dtype
@@ -77,6 +77,7 @@ class Engine:
         path = resolve_model_dir(model, progress)
         config = Qwen3Config.from_dir(path)
         tokenizer = Qwen3Tokenizer.from_dir(path)
+        check_tokenizer_fits(config, tokenizer.vocab_size, path)
         template = ChatTemplate.from_dir(path)
         context = context_length or default_context(torch_device, config)
         if not 16 <= context <= config.max_position_embeddings:
