@@ -235,7 +235,9 @@ class ScriptedServer:
         self.client_gone = threading.Event()  # set by `hangs_after` when the client closed
         self._server = _Server(("127.0.0.1", 0), ScriptedHandler)
         self._server.script = self
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
 
     def on(self, path: str, action: list[Action] | Action) -> None:
         self.actions[path] = list(action) if isinstance(action, list) else [action]
