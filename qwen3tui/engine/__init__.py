@@ -29,6 +29,7 @@ from .events import (
 )
 from .info import DEFAULT_MODEL, EngineInfo, LoadProgress
 from .options import ChatOptions, SamplingOverrides, SamplingParams
+from .thinking_mode import ThinkingMode, resolve_thinking, thinking_switch_note
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -51,11 +52,14 @@ __all__ = [
     "SamplingOverrides",
     "SamplingParams",
     "Summary",
+    "ThinkingMode",
     "ThinkingDelta",
     "ThinkingDone",
     "Timings",
     "Usage",
     "load_engine",
+    "resolve_thinking",
+    "thinking_switch_note",
 ]
 
 

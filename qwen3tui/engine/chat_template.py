@@ -2,8 +2,10 @@
 
 The model's template is rendered the way transformers' `apply_chat_template` renders it (same
 sandboxed Jinja settings, same variables, same message clean-up), so the prompt is byte for byte
-what the reference produces. Checkpoints without a template get `render_builtin`, a Python
-rendering of the official Qwen3 template for system/user/assistant conversations.
+what the reference produces; the sandbox also bounds the render's time and size
+(`template_sandbox`). Checkpoints without a template get `render_builtin`, a Python rendering of
+the official Qwen3 template for system/user/assistant conversations. Which thinking modes the
+model has is read from what its template renders (`thinking_mode`).
 """
 
 from __future__ import annotations
@@ -11,15 +13,42 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import jinja2
 import jinja2.ext
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import ModelLoadError
+from .content_escape import ContentEscaper
+from .errors import EngineError, ModelLoadError
+from .template_sandbox import (
+    BoundedSandbox,
+    ChatTemplateError,
+    TemplateEmptyError,
+    TemplateRecursionError,
+    TemplateRenderError,
+    TemplateTooLargeError,
+    TemplateTooSlowError,
+    guard_filter,
+    render_bounded,
+)
+from .thinking_mode import ThinkingMode, classify_generation_prompts
 from .tokenizer import named_special_tokens, read_json_file
+
+__all__ = [
+    "BUILTIN_SOURCE",
+    "ChatTemplate",
+    "ChatTemplateError",
+    "TemplateEmptyError",
+    "TemplateRecursionError",
+    "TemplateRenderError",
+    "TemplateTooLargeError",
+    "TemplateTooSlowError",
+    "make_environment",
+    "prepare_messages",
+    "render_builtin",
+]
 
 BUILTIN_SOURCE = "builtin"
 
@@ -27,6 +56,13 @@ BUILTIN_SOURCE = "builtin"
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 
 _EMPTY_THINK_BLOCK = "<think>\n\n</think>\n\n"
+
+# Conversations rendered to learn the template's thinking mode (the second for templates that
+# insist on a system message).
+_MODE_PROBES = (
+    [{"role": "user", "content": "Hi"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+)
 
 
 def _first_line(err: object) -> str:
@@ -55,12 +91,10 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
-def make_environment() -> ImmutableSandboxedEnvironment:
-    """A sandbox set up as transformers sets up its chat-template environment."""
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
-    )
-    env.filters["tojson"] = _tojson
+def make_environment() -> BoundedSandbox:
+    """A sandbox set up as transformers sets up its chat-template environment (and bounded)."""
+    env = BoundedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+    env.filters["tojson"] = guard_filter("tojson", _tojson)
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
     return env
@@ -103,7 +137,7 @@ class ChatTemplate:
         self._template: jinja2.Template | None = None
         if template_text is not None:
             try:
-                self._template = make_environment().from_string(template_text)
+                self._template = make_environment().compile_bounded(template_text)
             except jinja2.TemplateSyntaxError as err:
                 raise ModelLoadError(
                     f"The chat template in {source} has a Jinja syntax error at line {err.lineno}:"
@@ -149,10 +183,15 @@ class ChatTemplate:
         *,
         add_generation_prompt: bool = True,
         enable_thinking: bool = True,
+        escaper: ContentEscaper | None = None,
     ) -> str:
-        """The prompt text. With add_generation_prompt it ends with "<|im_start|>assistant\\n"
-        (thinking on) or with the empty think block after it (thinking off)."""
+        """The prompt text. With add_generation_prompt it ends with the template's generation
+        prompt ("<|im_start|>assistant\\n" for Qwen3 thinking on, the empty think block after it
+        for thinking off). With an `escaper`, control strings inside the messages come out
+        escaped, for `Qwen3Tokenizer.encode_prompt`."""
         prepared = prepare_messages(messages)
+        if escaper is not None:
+            prepared = escaper.escape_messages(prepared)
         if self._template is None:
             return render_builtin(
                 prepared,
@@ -167,13 +206,54 @@ class ChatTemplate:
             "add_generation_prompt": add_generation_prompt,
             "enable_thinking": enable_thinking,
         }
-        try:
-            return self._template.render(**variables)
-        except jinja2.TemplateError as err:
-            raise ModelLoadError(
-                f"The chat template in {self.source} failed to render: {_first_line(err)}.",
-                "Fix the template, or remove it to use the built-in Qwen3 template.",
-            ) from None
+        return render_bounded(
+            self._template, variables, source=self.source, input_chars=_text_size(prepared)
+        )
+
+    @property
+    def thinking_mode(self) -> ThinkingMode:
+        """ "hybrid", "thinking" (thinking-only) or "instruct" (instruct-only), from what the
+        template renders; "hybrid" when that cannot be told (see `thinking_mode_note`)."""
+        return self._mode_and_note[0]
+
+    @property
+    def thinking_mode_note(self) -> str | None:
+        """One line saying the mode was assumed, for a template of no known kind; else None."""
+        return self._mode_and_note[1]
+
+    @cached_property
+    def _mode_and_note(self) -> tuple[ThinkingMode, str | None]:
+        reason = "its generation prompt matches no known Qwen3 kind"
+        for probe in _MODE_PROBES:
+            try:
+                on = self.render(probe, enable_thinking=True)
+                off = self.render(probe, enable_thinking=False)
+            except (TemplateTooLargeError, TemplateTooSlowError, TemplateRecursionError):
+                raise  # a template that cannot render "Hi" within bounds is refused at load
+            except (EngineError, ValueError) as err:
+                reason = (
+                    f"it fails on a test conversation ({_first_line(getattr(err, 'problem', err))})"
+                )
+                continue
+            mode = classify_generation_prompts(on, off)
+            if mode is not None:
+                return mode, None
+            break
+        return "hybrid", (
+            f"Cannot tell the thinking mode of the chat template in {self.source}: {reason};"
+            " assuming Qwen3's hybrid thinking (on/off)."
+        )
+
+
+def _text_size(value: Any) -> int:
+    """Characters of text in the messages: the output may grow with them."""
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, Mapping):
+        return sum(_text_size(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_text_size(v) for v in value)
+    return 0
 
 
 def _pick_template(value: Any, config_file: str) -> str | None:

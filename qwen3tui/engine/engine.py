@@ -16,16 +16,19 @@ from .decode_step import make_step
 from .device import dtype_name, pick_device, pick_dtype
 from .errors import EngineError
 from .events import ContextNotice, Event
-from .generate import Request, generate, prefill
+from .generate import Request, generate, prefill, prompt_opens_thinking
 from .hub import resolve_model_dir
 from .info import EngineInfo, LoadProgress
 from .kv_cache import KVCache, common_prefix_length
 from .model import Qwen3
 from .options import ChatOptions, SamplingParams, default_sampling
+from .thinking_mode import ThinkingMode, resolve_thinking
 from .tokenizer import Qwen3Tokenizer
 from .weights import load_model
 
-THINK_OPENING = "<think>\n"  # Qwen3 opens every thinking reply with this; the engine places it
+# A hybrid Qwen3 opens every thinking reply with this; the engine places it (thinking-only
+# templates write it themselves, instruct-only models never think).
+THINK_OPENING = "<think>\n"
 WARM_HEADROOM = 256  # tokens a next user message and its reply's start are expected to need
 WARM_GIVE_WAY_TIMEOUT_S = 60.0  # a warm-up stops within one prefill chunk, far less than this
 
@@ -110,16 +113,32 @@ class Engine:
             context_length=context,
             num_parameters=config.num_parameters,
             quantize=quantize,
+            thinking_mode=template.thinking_mode,
+            thinking_mode_note=template.thinking_mode_note,
         )
         return cls(net, tokenizer, template, cache, info, _read_generation_config(path))
 
     # -- prompts -------------------------------------------------------------------------
 
+    @property
+    def thinking_mode(self) -> ThinkingMode:
+        return self.template.thinking_mode
+
     def prompt_ids(self, messages: list[Message], thinking: bool) -> list[int]:
-        text = self.template.render(messages, add_generation_prompt=True, enable_thinking=thinking)
-        if thinking:
-            text += THINK_OPENING
-        return self.tokenizer.encode(text)
+        """The prompt as the model's own template renders it, control strings typed in the
+        messages kept as plain text. `thinking` is what the user wants; the model's mode decides
+        (a thinking-only template opens the block itself, an instruct-only one never does)."""
+        thinking = resolve_thinking(self.thinking_mode, thinking)
+        text = self.template.render(
+            messages,
+            add_generation_prompt=True,
+            enable_thinking=thinking,
+            escaper=self.tokenizer.content_escaper,
+        )
+        ids = self.tokenizer.encode_prompt(text)
+        if thinking and not prompt_opens_thinking(ids, self.tokenizer):
+            ids += self.tokenizer.encode(THINK_OPENING)  # resolved on: the mode is hybrid
+        return ids
 
     def count_tokens(self, messages: list[Message], thinking: bool = True) -> int:
         return len(self.prompt_ids(messages, thinking))
@@ -128,7 +147,8 @@ class Engine:
 
     def sampling_for(self, options: ChatOptions) -> SamplingParams:
         """The sampling a turn with `options` will use: mode defaults, checkpoint, then the user."""
-        return options.sampling.apply(default_sampling(options.thinking, self.checkpoint_sampling))
+        thinking = resolve_thinking(self.thinking_mode, options.thinking)
+        return options.sampling.apply(default_sampling(thinking, self.checkpoint_sampling))
 
     def chat(
         self,
@@ -154,10 +174,12 @@ class Engine:
                     f"Dropped the {dropped} oldest message{'s' if dropped > 1 else ''}"
                     " so the conversation fits the context window.",
                 )
+            prompt = self.prompt_ids(kept, options.thinking)
+            thinking = prompt_opens_thinking(prompt, self.tokenizer)
             request = Request(
-                prompt_ids=self.prompt_ids(kept, options.thinking),
-                opens_thinking=options.thinking,
-                thinking_budget=options.thinking_budget if options.thinking else None,
+                prompt_ids=prompt,
+                opens_thinking=thinking,
+                thinking_budget=options.thinking_budget if thinking else None,
                 max_new_tokens=options.max_new_tokens,
                 sampling=self.sampling_for(options),
             )

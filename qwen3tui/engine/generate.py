@@ -1,15 +1,17 @@
 """One reply: prefill the prompt, then sample token by token, yielding typed events.
 
-Thinking and answer are split by token id (`<think>` / `</think>`), never by text. The
-thinking budget (Qwen3 technical report, section 4.3) closes the block by prefilling a
-fixed sentence when the model has thought for N tokens.
+Thinking and answer are split by token id (`<think>` / `</think>`), never by text. A reply
+starts inside the think block when the prompt left one open (a hybrid Qwen3 thinking, or a
+thinking-only template), or opens one itself as its first token; otherwise it is all answer
+(instruct-only models). The thinking budget (Qwen3 technical report, section 4.3) closes the
+block by prefilling a fixed sentence when the model has thought for N tokens.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +34,21 @@ PREFILL_CHUNK = {"cuda": 2048}
 PREFILL_CHUNK_DEFAULT = 512
 
 
+def prompt_opens_thinking(prompt_ids: Sequence[int], tokenizer: Qwen3Tokenizer) -> bool:
+    """Whether the prompt's last turn (its generation prompt) leaves a think block open."""
+    start = next(
+        (i for i in range(len(prompt_ids) - 1, -1, -1) if prompt_ids[i] == tokenizer.im_start_id),
+        0,
+    )
+    state = False
+    for token in prompt_ids[start:]:
+        if token == tokenizer.think_start_id:
+            state = True
+        elif token == tokenizer.think_end_id:
+            state = False
+    return state
+
+
 @dataclass(frozen=True)
 class Request:
     prompt_ids: list[int]
@@ -47,6 +64,7 @@ class _Split:
     def __init__(self, tokenizer: Qwen3Tokenizer, thinking: bool, started: float) -> None:
         self.tok = tokenizer
         self.in_thinking = thinking
+        self.thought = thinking  # a think block was open at some point of the reply
         self.thinking_tokens = 0  # sampled by the model inside the block
         self.answer_tokens = 0
         self.thinking_text: list[str] = []
@@ -61,6 +79,11 @@ class _Split:
         events: list[Event] = []
         if token in self.tok.eos_token_ids:
             return self.finish()
+        if token == self.tok.think_start_id and not (self.thought or self.answer_tokens):
+            # The model opened the block itself, as its first token (a template that leaves
+            # it to the model): its reasoning is thinking all the same.
+            self.in_thinking = self.thought = True
+            return events
         if self.in_thinking:
             if token == self.tok.think_end_id:
                 self._emit_thinking(self._think.flush(), events)
@@ -86,6 +109,8 @@ class _Split:
         return events
 
     def _emit_thinking(self, text: str, events: list[Event]) -> None:
+        if not self.thinking_text:
+            text = text.lstrip("\n")  # the "\n" after <think> when the model wrote it
         if text:
             self.thinking_text.append(text)
             events.append(ThinkingDelta(text, self.thinking_tokens))
@@ -216,7 +241,7 @@ def generate(
         finish_reason=finish,
         thinking="".join(split.thinking_text).strip(),
         answer="".join(split.answer_text),
-        thinking_enabled=request.opens_thinking,
+        thinking_enabled=split.thought,  # what happened, whatever the user asked for
         thinking_budget=request.thinking_budget,
         thinking_budget_hit=split.budget_hit,
         usage=Usage(len(request.prompt_ids), split.thinking_tokens, split.answer_tokens),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .thinking_mode import ThinkingMode
+
 DEFAULT_MODEL = "Qwen/Qwen3-1.7B"
 
 
@@ -17,6 +19,10 @@ class EngineInfo:
     num_parameters: int
     quantize: str | None = None
     server: str | None = None  # a remote engine's API base URL (never with credentials)
+    # From the chat template: "hybrid" (thinking on/off), "thinking" (always thinks),
+    # "instruct" (never thinks); see engine/thinking_mode.py.
+    thinking_mode: ThinkingMode = "hybrid"
+    thinking_mode_note: str | None = None  # one line when the mode had to be assumed
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,15 @@ Qwen3's chat format is defined by.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from tokenizers import Tokenizer
 
+from .content_escape import ContentEscaper, has_escapes
 from .errors import ModelLoadError
 
 IM_START = "<|im_start|>"
@@ -217,6 +220,49 @@ class Qwen3Tokenizer:
     def encode(self, text: str) -> list[int]:
         """Token ids of `text`; special tokens written in it become their single ids; no BOS."""
         return self._tok.encode(text, add_special_tokens=False).ids
+
+    @property
+    def added_token_strings(self) -> list[str]:
+        """Every added token's text (<|im_start|>, <think>, <tool_call>, ...): control strings."""
+        return [added.content for added in self._tok.get_added_tokens_decoder().values()]
+
+    @cached_property
+    def content_escaper(self) -> ContentEscaper:
+        """Escapes the added-token strings typed inside messages (see `encode_prompt`)."""
+        return ContentEscaper(self.added_token_strings)
+
+    @cached_property
+    def _added_token_pattern(self) -> re.Pattern[str]:
+        ordered = sorted(set(self.added_token_strings), key=lambda s: (-len(s), s))
+        return re.compile("(" + "|".join(re.escape(s) for s in ordered) + ")")
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """Token ids of a prompt rendered from escaped messages (`content_escaper`).
+
+        Markup the template wrote becomes control ids; escaped strings from the messages are
+        encoded as ordinary text. Without escapes this is exactly `encode`.
+        """
+        if not has_escapes(text):
+            return self.encode(text)
+        ids: list[int] = []
+        # Split at the template's own control strings, as the tokenizer itself does first;
+        # between them, a stretch holding escapes is encoded with no added tokens at all.
+        for index, piece in enumerate(self._added_token_pattern.split(text)):
+            if index % 2:
+                ids.append(self.token_id(piece))
+            elif has_escapes(piece):
+                ids.extend(self._encode_plain(self.content_escaper.unescape(piece)))
+            elif piece:
+                ids.extend(self.encode(piece))
+        return ids
+
+    def _encode_plain(self, text: str) -> list[int]:
+        # The tokenizer's own pipeline (normalize, pre-tokenize, BPE) minus added-token matching.
+        normalizer, pre_tokenizer = self._tok.normalizer, self._tok.pre_tokenizer
+        if normalizer is not None:
+            text = normalizer.normalize_str(text)
+        pieces = pre_tokenizer.pre_tokenize_str(text) if pre_tokenizer is not None else [(text, 0)]
+        return [token.id for piece, _ in pieces for token in self._tok.model.tokenize(piece)]
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
         return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
