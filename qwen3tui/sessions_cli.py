@@ -1,6 +1,10 @@
 """`qwen3tui sessions ...`: list, show, search, export, import, rename and delete sessions.
 
 Errors are one line on stderr ("qwen3tui: ...") with exit code 2; `--json` forms are for scripts.
+Stored text is printed with its control characters neutralized (a saved prompt cannot retitle or
+clear the terminal), except in an export to a file or a pipe, which is exact. A closed pipe
+(`... | head -1`) ends the command quietly with status 141, like other Unix tools. Commands that
+only read never create, migrate or set aside the session file.
 """
 
 from __future__ import annotations
@@ -12,8 +16,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from qwen3tui import paths
+from qwen3tui.atomic_file import TargetExistsError, write_atomically
+from qwen3tui.closed_pipe import exit_code_for_closed_pipe
 from qwen3tui.store import SessionStore, StoreError
-from qwen3tui.store.export import session_to_dict
+from qwen3tui.store.connection import open_database
+from qwen3tui.store.errors import StoreUnavailable
+from qwen3tui.store.export import load_export, session_to_dict, validate_export
+from qwen3tui.terminal_text import json_for_terminal, neutralize
 
 EXIT_OK, EXIT_USAGE = 0, 2
 
@@ -48,6 +58,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c.add_argument("id", metavar="ID")
     c.add_argument("--format", choices=["md", "json"], default="md", help="default: md")
     c.add_argument("-o", "--output", default=None, metavar="FILE", help="default: stdout")
+    c.add_argument(
+        "--force",
+        action="store_true",
+        help="replace FILE if it exists (a symbolic link is replaced, never followed)",
+    )
 
     c = cmds.add_parser("import", help="add a session from a JSON export (prints the new id)")
     c.add_argument("file", metavar="FILE", help="the export file, or - for stdin")
@@ -62,33 +77,64 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    command = getattr(args, "sessions_command", None) or "list"
     try:
-        store = SessionStore.open()
+        store = _open_store(for_reading=command not in _CHANGES)
     except StoreError as err:
         return _fail(str(err))
-    for warning in store.warnings:
-        print(f"qwen3tui: warning: {warning}", file=sys.stderr)
     try:
-        command = getattr(args, "sessions_command", None) or "list"
-        code = _COMMANDS[command](store, args)
+        for warning in store.warnings:
+            _warn(warning)
+        try:
+            code = _COMMANDS[command](store, args)
+        except StoreUnavailable as err:
+            raise _CommandError(f"{_NOT_SAVED[command]}: {err.reason}") from None
         if command in _CHANGES and not store.persistent:
-            raise _CommandError(
-                f"the change could not be saved to {store.path} (see the warning above)"
-            )
+            raise _CommandError(f"{_NOT_SAVED[command]}: {store.path} cannot be written")
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's last flush
         return code
+    except BrokenPipeError:
+        return exit_code_for_closed_pipe()
     except (StoreError, _CommandError) as err:
         return _fail(str(err))
     finally:
         store.close()
 
 
+def _open_store(*, for_reading: bool) -> SessionStore:
+    """The store; for a command that only reads, opened so that the file is never changed."""
+    if not for_reading:
+        return SessionStore.open()
+    path = paths.sessions_db_path()
+    warnings: list[str] = []
+    conn, persistent = open_database(path, warnings, for_reading=True)
+    return SessionStore(conn, path, persistent=persistent, warnings=warnings)
+
+
 def _fail(message: str) -> int:
-    print(f"qwen3tui: {message}", file=sys.stderr)
+    _warn(message, prefix="qwen3tui: ")
     return EXIT_USAGE
 
 
+def _warn(message: str, prefix: str = "qwen3tui: warning: ") -> None:
+    # Messages can quote stored text (a title in "ambiguous id"), so they are neutralized too.
+    try:
+        print(prefix + neutralize(" ".join(message.split())), file=sys.stderr)
+    except BrokenPipeError:
+        pass  # stderr is gone as well: nothing left to tell
+
+
+def _print(text: str = "") -> None:
+    """One line for a person, with stored text made harmless for the terminal."""
+    print(neutralize(text))
+
+
 def _print_json(value: Any) -> None:
-    print(json.dumps(value, ensure_ascii=False, indent=2))
+    print(json_for_terminal(value))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _local_time(iso: str) -> str:
@@ -116,13 +162,13 @@ def _list(store: SessionStore, args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     if not sessions:
-        print("No saved sessions.")
+        _print("No saved sessions.")
         return EXIT_OK
-    print(f"{'ID':<8}  {'UPDATED':<16}  {'MSGS':>4}  TITLE")
+    _print(f"{'ID':<8}  {'UPDATED':<16}  {'MSGS':>4}  TITLE")
     for s in sessions:
-        print(
+        _print(
             f"{s.id[:8]}  {_local_time(s.updated):<16}  {s.message_count:>4}"
-            f"  {s.title or '(untitled)'}"
+            f"  {_one_line(s.title) or '(untitled)'}"
         )
     return EXIT_OK
 
@@ -132,7 +178,7 @@ def _show(store: SessionStore, args: argparse.Namespace) -> int:
     if args.json:
         _print_json(session_to_dict(store.get_session(session_id)))
     else:
-        sys.stdout.write(store.export_markdown(session_id))
+        sys.stdout.write(neutralize(store.export_markdown(session_id)))
     return EXIT_OK
 
 
@@ -154,10 +200,10 @@ def _search(store: SessionStore, args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     if not hits:
-        print("No matches.")
+        _print("No matches.")
     for h in hits:
-        print(f"{h.session_id[:8]}  {h.title or '(untitled)'}")
-        print(f"          {h.kind}: {' '.join(h.snippet.split())}")
+        _print(f"{h.session_id[:8]}  {_one_line(h.title) or '(untitled)'}")
+        _print(f"          {h.kind}: {_one_line(h.snippet)}")
     return EXIT_OK
 
 
@@ -168,29 +214,34 @@ def _export(store: SessionStore, args: argparse.Namespace) -> int:
     else:
         text = store.export_markdown(session_id)
     if args.output is None:
-        sys.stdout.write(text)
+        # Exact bytes for a file or a pipe; a terminal gets the text made harmless.
+        sys.stdout.write(neutralize(text) if sys.stdout.isatty() else text)
         return EXIT_OK
     try:
-        Path(args.output).write_text(text, encoding="utf-8")
+        write_atomically(args.output, text, overwrite=args.force)
+    except TargetExistsError as err:
+        raise _CommandError(f"{err.strerror}; pass --force to replace it") from None
     except OSError as err:
-        raise _CommandError(f"cannot write {args.output}: {err.strerror or err}") from None
-    print(f"exported {session_id[:8]} to {args.output}", file=sys.stderr)
+        raise _CommandError(f"{err.strerror or err}") from None
+    print(f"exported {session_id[:8]} to {neutralize(args.output)}", file=sys.stderr)
     return EXIT_OK
 
 
 def _import(store: SessionStore, args: argparse.Namespace) -> int:
     name = "stdin" if args.file == "-" else args.file
     try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise _CommandError(
-            f"cannot read {name}: {getattr(err, 'strerror', None) or err}"
-        ) from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise _CommandError(f"{name} is not JSON ({err.msg} at line {err.lineno})") from None
-    print(store.import_json(data))
+        raw = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        text = raw.decode("utf-8-sig")
+    except OSError as err:
+        raise _CommandError(f"cannot read {name}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise _CommandError(f"cannot read {name}: it is not UTF-8 text") from None
+    data = load_export(text, name)
+    validate_export(data)  # the whole file, before anything is written
+    new_id = store.import_json(data)
+    if not store.persistent:
+        raise _CommandError(f"{_NOT_SAVED['import']}: {store.path} cannot be written")
+    print(new_id)
     return EXIT_OK
 
 
@@ -203,12 +254,15 @@ def _rename(store: SessionStore, args: argparse.Namespace) -> int:
 def _delete(store: SessionStore, args: argparse.Namespace) -> int:
     session_id = store.resolve_id(args.id)
     if not args.yes:
-        title = store.get_session(session_id).title or "(untitled)"
+        title = neutralize(_one_line(store.get_session(session_id).title)) or "(untitled)"
         if not sys.stdin.isatty():
             raise _CommandError(
                 f"not deleting {session_id[:8]} ({title}) without confirmation; pass --yes"
             )
-        answer = input(f"Delete session {session_id[:8]} ({title})? [y/N] ")
+        try:
+            answer = input(f"Delete session {session_id[:8]} ({title})? [y/N] ")
+        except EOFError:
+            answer = ""
         if answer.strip().lower() not in ("y", "yes"):
             print("Not deleted.", file=sys.stderr)
             return EXIT_OK
@@ -218,6 +272,11 @@ def _delete(store: SessionStore, args: argparse.Namespace) -> int:
 
 
 _CHANGES = ("import", "rename", "delete")
+_NOT_SAVED = {
+    "import": "nothing was imported",
+    "rename": "the session was not renamed",
+    "delete": "nothing was deleted",
+}
 _COMMANDS = {
     "list": _list,
     "show": _show,
