@@ -259,3 +259,32 @@ def test_credentials_in_the_url_are_not_shown():
         {MODELS: Answer.json(models_list("m"))}, base_url="https://user:pw@gpu-box/v1"
     )
     assert "pw" not in engine.info.server and "pw" not in repr(engine)
+
+
+def test_cancel_while_the_server_has_not_answered_yet_ends_at_once():
+    with ScriptedServer({MODELS: LISTING}) as server:
+        server.on(CHAT, server.never_answers())
+        # A read timeout far beyond the test: only the cancel can end this reply.
+        engine = connect(server, timeouts=SHORT_TIMEOUTS.__class__(connect_s=2.0, read_s=60.0))
+        cancel = threading.Event()
+
+        def cancel_once_the_server_has_it():
+            while not any(s.path == CHAT for s in server.seen):
+                if server.release.wait(0.01):
+                    return
+            cancel.set()
+
+        threading.Thread(target=cancel_once_the_server_has_it, daemon=True).start()
+        events = list(engine.chat(HI, NO_THINK, cancel))
+    assert [type(e) for e in events] == [Summary]
+    assert events[0].finish_reason == "cancelled"
+
+
+def test_a_named_model_is_trusted_when_the_server_lists_none_yet():
+    # transformers serve loads models on first use and lists only loaded ones.
+    empty = json_action(200, {"object": "list", "data": []})
+    with ScriptedServer({MODELS: empty}) as server:
+        assert connect(server, model="/models/qwen3").info.model == "/models/qwen3"
+        with pytest.raises(RemoteModelNotFoundError) as err:
+            connect(server)
+    assert "lists no models" in one_line(err)

@@ -379,3 +379,16 @@ def test_max_tokens_is_sent_only_when_the_user_chose_it():
     default, chosen = seen.bodies(CHAT)
     assert "max_tokens" not in default  # the server's own limit: what is left of its context
     assert chosen["max_tokens"] == 64
+
+
+def test_the_remote_engine_imports_no_torch_and_no_textual():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, qwen3tui.remote;"
+        "bad = [m for m in ('torch', 'textual', 'qwen3tui.store') if m in sys.modules];"
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -265,7 +265,47 @@ class ServerClient:
 
         429 and 5xx are retried with back-off; any other failure raises a one-line
         RemoteError (an HTTPStatusError-like `status` attribute says which status it was).
+        With `cancel`, the wait for the answer's headers (a long prefill, a stuck server) is
+        given up at once when it is set: RequestCancelledError, and the answer, should it come,
+        is closed unread.
         """
+        if cancel is None:
+            return self._open_now(method, url, body, None)
+        outcome: list[object] = []
+        arrived = threading.Event()
+        lock = threading.Lock()
+
+        def send() -> None:
+            try:
+                result: object = self._open_now(method, url, body, cancel)
+            except BaseException as err:  # noqa: BLE001 -- handed to the waiting thread
+                result = err
+            with lock:
+                abandoned = bool(outcome)  # the waiter left a None: nobody takes the answer
+                if not abandoned:
+                    outcome.append(result)
+            if abandoned and isinstance(result, OpenStream):
+                result.close()  # the caller gave up: the server sees the client go
+            arrived.set()
+
+        threading.Thread(target=send, daemon=True).start()
+        while not arrived.wait(_CANCEL_POLL_S):
+            with lock:
+                if cancel.is_set() and not outcome:
+                    outcome.append(None)
+                    raise RequestCancelledError("the request was cancelled before it started.")
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result  # type: ignore[return-value]
+
+    def _open_now(
+        self,
+        method: str,
+        url: str,
+        body: dict[str, Any] | None,
+        cancel: threading.Event | None,
+    ) -> OpenStream:
         attempt = 0
         while True:
             attempt += 1

@@ -43,8 +43,10 @@ class ServerInfo:
         """The model called `name` (the first one when None); a clear error listing the
         served models otherwise."""
         if not self.models:
+            if name is not None:
+                return ServedModel(id=name)  # servers that load on demand list none at first
             raise RemoteModelNotFoundError(
-                "the server lists no models.", "Load a model into it, then retry."
+                "the server lists no models.", "Load a model into it, or name one with --model."
             )
         if name is None:
             return self.models[0]

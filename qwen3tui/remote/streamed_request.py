@@ -15,7 +15,12 @@ from typing import Any
 
 from qwen3tui.engine.options import SamplingParams
 
-from .errors import MalformedStreamError, ServerStreamError, StreamInterruptedError
+from .errors import (
+    MalformedStreamError,
+    RequestCancelledError,
+    ServerStreamError,
+    StreamInterruptedError,
+)
 from .http_client import ServerClient
 from .pieces import Piece, ollama_piece, openai_piece
 from .reply_split import END_MARKERS
@@ -126,7 +131,10 @@ def stream_pieces(
     client: ServerClient, request: Request, cancel: threading.Event
 ) -> Iterator[Piece]:
     """The pieces of one streamed reply. Returns quietly when `cancel` is set."""
-    stream = client.open("POST", request.url, request.body, cancel)
+    try:
+        stream = client.open("POST", request.url, request.body, cancel)
+    except RequestCancelledError:
+        return  # the caller sees `cancel` set and ends the reply as cancelled
     parse = ollama_piece if request.ndjson else openai_piece
     try:
         if stream.content_type == "application/json" and not request.ndjson:

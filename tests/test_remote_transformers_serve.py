@@ -1,0 +1,140 @@
+"""The remote engine against a real OpenAI-compatible server: `transformers serve` on CPU, started
+on a free local port, serving tiny checkpoints whose output is scripted (chain_checkpoint.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from chain_checkpoint import CLOSING, ENDLESS, write_chain_checkpoint
+
+from qwen3tui.engine.events import AnswerDelta, Summary, ThinkingDelta, ThinkingDone
+from qwen3tui.engine.options import ChatOptions
+from qwen3tui.remote import connect_remote
+from qwen3tui.remote.client_budget import BUDGET_STOP_TEXT
+from qwen3tui.remote.http_client import httpx
+
+pytestmark = pytest.mark.slow
+
+HI = [{"role": "user", "content": "hi"}]
+SENTENCE = BUDGET_STOP_TEXT[: BUDGET_STOP_TEXT.index("</think>")].strip()
+START_TIMEOUT_S = 180  # an upper bound for a cold start on 2 busy cores, not an expectation
+
+
+def _serving_missing() -> str | None:
+    for module in ("transformers", "fastapi", "uvicorn"):
+        if importlib.util.find_spec(module) is None:
+            return f"`transformers serve` cannot run here: {module} is not installed"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Served:
+    def __init__(self, checkpoint: Path, log: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.log = log
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+        cli = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(checkpoint)]
+        args = ["--host", "127.0.0.1", "--port", str(self.port), "--device", "cpu"]
+        with log.open("wb") as out:
+            self.process = subprocess.Popen(
+                cli + args, stdout=out, stderr=subprocess.STDOUT, env=env
+            )
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"transformers serve exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url.removesuffix("/v1") + "/health", timeout=1).is_success:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        pytest.fail(f"transformers serve did not start in {START_TIMEOUT_S} s")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory, shared_dir):
+    missing = _serving_missing()
+    if missing:
+        pytest.skip(missing)
+    root = tmp_path_factory.mktemp("served")
+    started = {
+        name: Served(write_chain_checkpoint(root / name, shared_dir, chain), root / f"{name}.log")
+        for name, chain in (("closing", CLOSING), ("endless", ENDLESS))
+    }
+    try:
+        for served in started.values():
+            served.wait_ready()
+        yield started
+    finally:
+        for served in started.values():
+            served.stop()
+
+
+def engine_for(servers, name, shared_dir):
+    return connect_remote(servers[name].url, tokenizer_dir=str(shared_dir))
+
+
+def reply(engine, **options):
+    events = list(engine.chat(HI, ChatOptions(**options)))
+    assert isinstance(events[-1], Summary)
+    return events, events[-1]
+
+
+def test_thinking_and_answer_split_as_the_server_streamed_them(servers, shared_dir):
+    engine = engine_for(servers, "closing", shared_dir)
+    assert engine.info.server == servers["closing"].url
+    events, s = reply(engine, thinking=True)
+    assert "".join(e.text for e in events if isinstance(e, ThinkingDelta)) == "Hmm ok"
+    assert "".join(e.text for e in events if isinstance(e, AnswerDelta)) == "Answer"
+    assert sum(isinstance(e, ThinkingDone) for e in events) == 1
+    assert (s.thinking, s.answer, s.finish_reason) == ("Hmm ok", "Answer", "stop")
+    assert s.usage.prompt_tokens > 0 and s.timings.ttft_s > 0
+
+
+def test_no_think_gives_no_thinking(servers, shared_dir):
+    events, s = reply(engine_for(servers, "closing", shared_dir), thinking=False)
+    assert not any(isinstance(e, (ThinkingDelta, ThinkingDone)) for e in events)
+    assert (s.thinking, s.answer, s.thinking_enabled) == ("", "Answer", False)
+
+
+def test_the_budget_stops_endless_thinking_with_the_early_stop_text(servers, shared_dir):
+    budget = 5
+    events, s = reply(
+        engine_for(servers, "endless", shared_dir), thinking=True, thinking_budget=budget
+    )
+    assert s.thinking_budget_hit and s.thinking_budget == budget
+    assert 0 < s.usage.thinking_tokens <= budget
+    assert s.thinking.startswith("Hmm ok Hmm") and s.thinking.endswith(SENTENCE)
+    assert s.answer == "Answer" and s.finish_reason == "stop"
+    (done,) = [e for e in events if isinstance(e, ThinkingDone)]
+    assert done.budget_hit
+
+
+def test_a_budget_the_model_stays_within_is_not_hit(servers, shared_dir):
+    _, s = reply(engine_for(servers, "closing", shared_dir), thinking=True, thinking_budget=50)
+    assert not s.thinking_budget_hit
+    assert (s.thinking, s.answer) == ("Hmm ok", "Answer")
