@@ -201,3 +201,41 @@ def test_a_server_without_raw_completions_says_the_budget_needs_them():
     with pytest.raises(RequestRejectedError) as err:
         run(engine, budget=5)
     assert "/v1/completions" in str(err.value) and "budget" in str(err.value)
+
+
+def test_a_server_that_ignores_the_stop_and_answers_within_the_budget_is_not_asked_again():
+    thinking = Answer(
+        body=sse(
+            text_chunk("Hm."),
+            text_chunk("</think>"),
+            text_chunk("\n\nFine."),
+            text_chunk("", "stop"),
+        )
+    )
+    engine, seen = budget_engine(thinking)
+    events = run(engine, budget=100)
+    assert len(seen.bodies(COMPLETIONS)) == 1
+    s = events[-1]
+    assert (s.thinking, s.answer, s.finish_reason, s.thinking_budget_hit) == (
+        "Hm.",
+        "Fine.",
+        "stop",
+        False,
+    )
+
+
+def test_a_server_that_ignores_the_stop_and_runs_out_lets_the_answer_go_on():
+    thinking = Answer(
+        body=sse(
+            text_chunk("Hm."),
+            text_chunk("</think>"),
+            text_chunk("\n\nThe an"),
+            text_chunk("", "length"),
+        )
+    )
+    rest = Answer(body=sse(text_chunk("swer."), text_chunk("", "stop")))
+    engine, seen = budget_engine(thinking, rest)
+    events = run(engine, budget=4)
+    assert seen.bodies(COMPLETIONS)[1]["prompt"] == PROMPT + "Hm.</think>\n\nThe an"
+    s = events[-1]
+    assert (s.thinking, s.answer, s.thinking_budget_hit) == ("Hm.", "The answer.", False)

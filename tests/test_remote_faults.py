@@ -21,6 +21,7 @@ from remote_helpers import (
     recorded_engine,
     sse,
     stream_action,
+    usage_chunk,
 )
 
 from qwen3tui.engine.events import AnswerDelta, Summary
@@ -288,3 +289,16 @@ def test_a_named_model_is_trusted_when_the_server_lists_none_yet():
         with pytest.raises(RemoteModelNotFoundError) as err:
             connect(server)
     assert "lists no models" in one_line(err)
+
+
+def test_a_finished_reply_does_not_wait_for_a_server_slow_to_close_the_stream():
+    finished = sse(
+        chat_chunk({"content": "Done"}),
+        chat_chunk({}, "stop"),
+        usage_chunk(prompt=3, completion=1),
+        done=False,
+    )
+    with ScriptedServer({MODELS: LISTING}) as server:
+        server.on(CHAT, server.stalls_after(finished))
+        events = list(connect(server).chat(HI, NO_THINK))  # read timeout 0.5 s: none is hit
+    assert events[-1].answer == "Done" and events[-1].usage.prompt_tokens == 3

@@ -88,7 +88,8 @@ def budgeted_reply(
             first.see(piece)
             yield from split.feed("", piece.content)
     raw = first.text
-    if first.completion_tokens is None:
+    went_on = bool(split.answer_text)  # a server that ignored the stop went on into the answer
+    if first.completion_tokens is None or went_on:
         thinking_tokens = split.thinking_pieces
     elif first.finish_reason == "stop" and not first.ended_by_eos:
         thinking_tokens = max(first.completion_tokens - 1, 0)  # it counted the `</think>`
@@ -99,13 +100,16 @@ def budgeted_reply(
     finish = first.finish_reason or "stop"
     if cancel.is_set():
         finish = "cancelled"
-    elif first.ended_by_eos or split.ended:
-        yield from split.finish()  # the model ended its turn inside the thinking
-    elif (first.finish_reason == "length" or first_max == 0) and first_max < budget:
+        yield from split.finish()
+    elif first.ended_by_eos or split.ended or (went_on and first.finish_reason == "stop"):
+        yield from split.finish()  # the model ended its turn: nothing more to ask for
+    elif first.finish_reason == "length" and first_max < budget:
         finish = "length"  # max_new_tokens ran out before the budget did
         yield from split.finish()
     else:
-        if THINK_END in raw:
+        if went_on:
+            continuation = prompt + raw  # the answer was cut by max_tokens: let it go on
+        elif THINK_END in raw:
             continuation = prompt + raw[: raw.index(THINK_END) + len(THINK_END)]
         elif first.finish_reason == "length" or first_max == 0:
             budget_hit = True
@@ -115,7 +119,8 @@ def budgeted_reply(
         else:
             continuation = prompt + raw + THINK_END  # the server left its stop string out
         yield from split.close_thinking(budget_hit=budget_hit, thinking_tokens=thinking_tokens)
-        remaining = limit - thinking_tokens
+        used = first.completion_tokens if went_on and first.completion_tokens else thinking_tokens
+        remaining = limit - used
         if remaining <= 0:
             finish = "length"
         else:
@@ -126,10 +131,11 @@ def budgeted_reply(
                 second.see(piece)
                 yield from split.feed("", piece.content)
             yield from split.finish()
-            finish = "cancelled" if cancel.is_set() else (second.finish_reason or "stop")
-    answer_tokens = (
-        second.completion_tokens if second.completion_tokens is not None else split.answer_pieces
-    )
+            finish = second.finish_reason or "cancelled"
+    if second.completion_tokens is not None and not went_on:
+        answer_tokens = second.completion_tokens
+    else:
+        answer_tokens = split.answer_pieces
     yield _summary(
         split,
         first,

@@ -195,7 +195,7 @@ class RemoteEngine:
         decode_s = (stats.last_at - stats.first_at) if stats.first_at and stats.last_at else 0.0
         sampled = thinking_tokens + answer_tokens
         yield Summary(
-            finish_reason="cancelled" if cancel.is_set() else stats.finish_reason or "stop",  # type: ignore[arg-type]
+            finish_reason=stats.finish_reason or "cancelled",  # type: ignore[arg-type]
             thinking=split.thinking,
             answer=split.answer,
             thinking_enabled=options.thinking,

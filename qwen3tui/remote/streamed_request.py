@@ -142,7 +142,7 @@ def stream_pieces(
             return
         lines = stream.lines(cancel)
         payloads = ndjson_payloads(lines) if request.ndjson else sse_payloads(lines)
-        finished = False
+        finished = counted = False
         for payload in payloads:
             piece = parse(payload)
             if piece.error:
@@ -151,7 +151,10 @@ def stream_pieces(
                     "The partial reply was kept.",
                 )
             finished = finished or piece.finish_reason is not None
+            counted = counted or piece.completion_tokens is not None
             yield piece
+            if finished and counted:
+                return  # all there is to say: a server slow to close the stream is not waited for
         if not finished and not cancel.is_set():
             raise StreamInterruptedError(
                 f"the server at {client.display} ended the stream before the reply was finished.",
