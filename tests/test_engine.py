@@ -213,11 +213,35 @@ def test_a_reply_asked_for_while_warming_takes_over_at_the_next_chunk(engine, mo
     second = history + [{"role": "user", "content": "And then?"}]
     options = dict(thinking=False, max_new_tokens=6, sampling=GREEDY)
     engine.reset_cache()
+    # The warm-up prefills one chunk, then waits at the next chunk boundary until the reply
+    # has asked for the engine: the same interleaving on every run, however loaded the CPU.
+    import time
+
+    import qwen3tui.engine.engine as engine_module
+
+    one_chunk_done = threading.Event()
+
+    real_prefill = engine_module.prefill
+
+    def prefill_that_pauses(model, cache, ids, stop, step):
+        calls = 0
+
+        def stop_after_the_reply_asks() -> bool:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                one_chunk_done.set()
+                while not stop():  # true once chat() has asked the warm-up to give way
+                    time.sleep(0.001)
+            return stop()
+
+        return real_prefill(model, cache, ids, stop_after_the_reply_asks, step)
+
+    monkeypatch.setattr(engine_module, "prefill", prefill_that_pauses)
     warmed: list[int] = []
     warm = threading.Thread(target=lambda: warmed.append(engine.prepare_next_turn(history)))
     warm.start()
-    while not engine._warming and warm.is_alive():
-        pass
+    assert one_chunk_done.wait(timeout=600)
     _, during = reply(engine, second, **options)  # no "already generating" error
     warm.join()
     assert 0 < warmed[0] < engine.count_tokens(history, thinking=False)  # it stopped early

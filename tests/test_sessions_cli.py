@@ -152,12 +152,13 @@ def test_bad_input_is_one_line_and_exit_code_2(home, capsys, argv, expected):
 
 
 def test_an_ambiguous_prefix_lists_the_candidates(home, capsys):
-    ids = [make_session(f"q{i}", "a") for i in range(17)]
-    first = [i[0] for i in ids]
-    shared = next(c for c in first if first.count(c) > 1)
-    code, _, err = run_cli(capsys, "show", shared)
+    shared = [f"c{n}" + "0" * 30 for n in range(1, 4)]  # fixed ids: the same test every run
+    with SessionStore.open() as store:
+        for session_id in [*shared, "d" + "0" * 31]:
+            store.create_session("m", session_id=session_id)
+    code, _, err = run_cli(capsys, "show", "c")
     assert code == 2 and "ambiguous" in err and err.count("\n") == 1
-    assert all(i[:12] in err for i in ids if i.startswith(shared))
+    assert all(i[:12] in err for i in shared) and "d000" not in err
 
 
 def test_importing_a_file_that_is_not_an_export_fails_cleanly(home, capsys, tmp_path):

@@ -103,16 +103,25 @@ def test_most_recent_id_is_none_for_an_empty_store(store):
 
 
 def test_ids_resolve_from_a_unique_prefix_and_complain_otherwise(store):
-    ids = [store.create_session("m").id for _ in range(17)]  # 17 > 16 hex digits: a shared prefix
+    # Fixed ids, so the test means the same on every run: three share "a", seven share "b"
+    # (more than the five an error message lists), the rest have a first digit of their own.
+    a_ids = [f"a{n}" + "0" * 30 for n in range(1, 4)]
+    b_ids = [f"b{n}" + "0" * 30 for n in range(1, 8)]
+    own_ids = [c + "f" * 31 for c in "cdef0123"]
+    ids = [store.create_session("m", session_id=i).id for i in a_ids + b_ids + own_ids]
+    assert ids == a_ids + b_ids + own_ids
     assert all(store.resolve_id(i[:10]) == i for i in ids)
-    assert store.resolve_id(ids[0].upper()) == ids[0]
-    first_chars = [i[0] for i in ids]
-    shared = next(c for c in first_chars if first_chars.count(c) > 1)
+    assert all(store.resolve_id(i[0]) == i for i in own_ids)  # one digit is enough when unique
+    assert store.resolve_id(b_ids[3].upper()) == b_ids[3]
     with pytest.raises(SessionLookupError) as caught:
-        store.resolve_id(shared)
+        store.resolve_id("a")
     message = str(caught.value)
     assert "ambiguous" in message and "\n" not in message
-    assert all(i[:12] in message for i in ids if i.startswith(shared))
+    assert all(i[:12] in message for i in a_ids) and "more" not in message
+    with pytest.raises(SessionLookupError) as caught:
+        store.resolve_id("b")
+    message = str(caught.value)
+    assert sum(i[:12] in message for i in b_ids) == 5 and "and 2 more" in message
     with pytest.raises(SessionLookupError, match="no session id starts with 'zzz'"):
         store.resolve_id("zzz")
     with pytest.raises(SessionLookupError):
