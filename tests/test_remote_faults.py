@@ -302,3 +302,12 @@ def test_a_finished_reply_does_not_wait_for_a_server_slow_to_close_the_stream():
         server.on(CHAT, server.stalls_after(finished))
         events = list(connect(server).chat(HI, NO_THINK))  # read timeout 0.5 s: none is hit
     assert events[-1].answer == "Done" and events[-1].usage.prompt_tokens == 3
+
+
+def test_a_server_silent_at_connect_is_given_up_on_sooner_than_a_reply():
+    timeouts = SHORT_TIMEOUTS.__class__(connect_s=2.0, read_s=60.0, metadata_read_s=0.3)
+    with ScriptedServer({}) as server:
+        server.on(MODELS, server.never_answers())
+        with pytest.raises(ServerTimeoutError) as err:
+            connect(server, timeouts=timeouts)
+    assert "sent nothing for 0.3 s" in one_line(err)

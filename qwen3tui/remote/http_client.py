@@ -39,6 +39,8 @@ class Timeouts:
     connect_s: float = 10.0
     # Between two bytes of a reply: a long prompt's prefill on a busy server can take minutes.
     read_s: float = 300.0
+    # Listing models and the like: no prefill to wait for, so a silent server is found sooner.
+    metadata_read_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -239,11 +241,12 @@ class ServerClient:
     # -- requests ----------------------------------------------------------------------------
 
     def get_json(self, url: str, cancel: threading.Event | None = None) -> Any:
-        stream = self.open("GET", url, None, cancel)
+        read_s = min(self.timeouts.read_s, self.timeouts.metadata_read_s)
+        stream = self.open("GET", url, None, cancel, read_s=read_s)
         try:
             text = stream.read_all()
         except httpx.HTTPError as err:
-            raise self._transport_error(err) from None
+            raise self._transport_error(err, read_s) from None
         finally:
             stream.close()
         try:
@@ -260,6 +263,8 @@ class ServerClient:
         url: str,
         body: dict[str, Any] | None,
         cancel: threading.Event | None = None,
+        *,
+        read_s: float | None = None,
     ) -> OpenStream:
         """Send a request and return its open response once the status is 2xx.
 
@@ -269,15 +274,16 @@ class ServerClient:
         given up at once when it is set: RequestCancelledError, and the answer, should it come,
         is closed unread.
         """
+        read_s = self.timeouts.read_s if read_s is None else read_s
         if cancel is None:
-            return self._open_now(method, url, body, None)
+            return self._open_now(method, url, body, None, read_s)
         outcome: list[object] = []
         arrived = threading.Event()
         lock = threading.Lock()
 
         def send() -> None:
             try:
-                result: object = self._open_now(method, url, body, cancel)
+                result: object = self._open_now(method, url, body, cancel, read_s)
             except BaseException as err:  # noqa: BLE001 -- handed to the waiting thread
                 result = err
             with lock:
@@ -305,17 +311,21 @@ class ServerClient:
         url: str,
         body: dict[str, Any] | None,
         cancel: threading.Event | None,
+        read_s: float,
     ) -> OpenStream:
+        timeout = httpx.Timeout(
+            read_s, connect=self.timeouts.connect_s, read=read_s, pool=self.timeouts.connect_s
+        )
         attempt = 0
         while True:
             attempt += 1
-            request = self._http.build_request(method, url, json=body)
+            request = self._http.build_request(method, url, json=body, timeout=timeout)
             try:
                 response = self._http.send(request, stream=True)
             except httpx.HTTPError as err:
-                raise self._transport_error(err) from None
+                raise self._transport_error(err, read_s) from None
             if response.is_success:
-                return OpenStream(response, self.display, self.timeouts.read_s)
+                return OpenStream(response, self.display, read_s)
             try:
                 response.read()
             except httpx.HTTPError:
@@ -368,7 +378,7 @@ class ServerClient:
         err.server_said = said  # type: ignore[attr-defined]
         return err
 
-    def _transport_error(self, err: httpx.HTTPError) -> RemoteError:
+    def _transport_error(self, err: httpx.HTTPError, read_s: float) -> RemoteError:
         host = host_of(self.base_url)
         text = _error_chain_text(err)
         lowered = text.lower()
@@ -379,7 +389,7 @@ class ServerClient:
             )
         if isinstance(err, httpx.TimeoutException):
             return ServerTimeoutError(
-                f"the server at {self.display} sent nothing for {self.timeouts.read_s:g} s.",
+                f"the server at {self.display} sent nothing for {read_s:g} s.",
                 "It may be overloaded or stuck: check it, then retry.",
             )
         if any(s in lowered for s in _DNS_FAILURES):
