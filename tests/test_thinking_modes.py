@@ -27,6 +27,7 @@ from qwen3tui.engine import (
     ThinkingDelta,
     ThinkingDone,
     load_engine,
+    thinking_mode_label,
     thinking_switch_note,
 )
 from qwen3tui.engine.chat_template import ChatTemplate, TemplateTooSlowError
@@ -384,6 +385,11 @@ def test_switch_notes_explain_impossible_switches_in_one_line() -> None:
     never = thinking_switch_note("instruct", True)
     assert always and "always thinks" in always and "budget" in always and "\n" not in always
     assert never and "no thinking mode" in never and "\n" not in never
+
+
+def test_mode_labels_for_status_bars_and_model_lists() -> None:
+    labels = [thinking_mode_label(m) for m in MODES]
+    assert labels == ["thinking on/off", "thinking-only", "instruct-only"]
 
 
 def test_resolve_thinking_per_mode() -> None:

@@ -29,7 +29,12 @@ from .events import (
 )
 from .info import DEFAULT_MODEL, EngineInfo, LoadProgress
 from .options import ChatOptions, SamplingOverrides, SamplingParams
-from .thinking_mode import ThinkingMode, resolve_thinking, thinking_switch_note
+from .thinking_mode import (
+    ThinkingMode,
+    resolve_thinking,
+    thinking_mode_label,
+    thinking_switch_note,
+)
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -59,6 +64,7 @@ __all__ = [
     "Usage",
     "load_engine",
     "resolve_thinking",
+    "thinking_mode_label",
     "thinking_switch_note",
 ]
 

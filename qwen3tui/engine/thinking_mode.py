@@ -59,7 +59,7 @@ def thinking_switch_note(mode: ThinkingMode, wanted: bool) -> str | None:
     return None
 
 
-def describe_mode(mode: ThinkingMode) -> str:
+def thinking_mode_label(mode: ThinkingMode) -> str:
     """A short label for status bars and model lists."""
     return {"hybrid": "thinking on/off", "thinking": "thinking-only", "instruct": "instruct-only"}[
         mode
