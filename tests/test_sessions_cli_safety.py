@@ -130,6 +130,20 @@ def test_a_damaged_file_is_reported_but_left_alone_by_reading_commands(home, cap
     assert path.read_bytes() == b"garbage" * 100
 
 
+def test_a_damaged_search_index_is_rebuilt_and_every_session_listed(home, capsys):
+    from test_store_damaged_index import checkpoint, pages_of, zero_pages
+
+    ids = [make_session(f"otters {i}") for i in range(20)]
+    checkpoint(home / "sessions.db")
+    zero_pages(home / "sessions.db", pages_of(home / "sessions.db", ("search_index_data",)))
+    code, out, err = run_cli(capsys, "list", "--json")
+    assert code == 0 and sorted(s["id"] for s in json.loads(out)) == sorted(ids)
+    assert "search index" in err and "rebuilt" in err and err.count("\n") == 1
+    code, out, err = run_cli(capsys, "search", "otters", "--json")
+    assert code == 0 and len(json.loads(out)) == 20 and err == ""
+    assert [p.name for p in home.iterdir() if ".corrupt-" in p.name] == []
+
+
 def test_reading_commands_create_no_store(home, capsys):
     code, out, _ = run_cli(capsys, "list")
     assert code == 0 and out == "No saved sessions.\n"
