@@ -5,13 +5,13 @@ an allocation that kills the process). The Jinja sandbox stays in place."""
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
 import pytest
+from qwen3_2507_templates import checkpoint_with_template
 
 import qwen3tui.engine.template_sandbox as sandbox
-from qwen3tui.engine import EngineError, ModelLoadError
+from qwen3tui.engine import EngineError, ModelLoadError, load_engine
 from qwen3tui.engine.chat_template import (
     ChatTemplate,
     ChatTemplateError,
@@ -158,11 +158,21 @@ def test_long_real_conversations_stay_within_the_bounds(shared_dir: Path) -> Non
     assert len(prompt) > sandbox.MAX_OUTPUT_CHARS and prompt.endswith("<|im_start|>assistant\n")
 
 
-def test_a_hostile_template_fails_the_load_in_one_line(tmp_path: Path) -> None:
-    (tmp_path / "tokenizer_config.json").write_text(
-        json.dumps({"chat_template": HUGE_VALUES["string repeat"]})
-    )
-    template = ChatTemplate.from_dir(tmp_path)
-    with pytest.raises(TemplateTooLargeError) as caught:
-        template.thinking_mode  # noqa: B018 - read by Engine.load for EngineInfo
+@pytest.mark.parametrize(
+    "template, error",
+    [
+        (HUGE_VALUES["string repeat"], TemplateTooLargeError),
+        (ENDLESS["nested range loops"], TemplateTooSlowError),
+        ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", TemplateRecursionError),
+        ("{# nothing #}", TemplateEmptyError),
+    ],
+    ids=["huge", "endless", "recursion", "empty"],
+)
+def test_a_hostile_template_fails_the_load_in_one_line(
+    template: str, error: type, tiny_checkpoint: Path, tmp_path: Path
+) -> None:
+    folder = checkpoint_with_template(tiny_checkpoint, tmp_path / "hostile", template)
+    with pytest.raises(error) as caught:
+        load_engine(str(folder), device="cpu", dtype="float32", context_length=64)
     assert isinstance(caught.value, EngineError) and "\n" not in str(caught.value)
+    assert "tokenizer_config.json" in str(caught.value)

@@ -228,8 +228,13 @@ class ChatTemplate:
             try:
                 on = self.render(probe, enable_thinking=True)
                 off = self.render(probe, enable_thinking=False)
-            except (TemplateTooLargeError, TemplateTooSlowError, TemplateRecursionError):
-                raise  # a template that cannot render "Hi" within bounds is refused at load
+            except (
+                TemplateTooLargeError,
+                TemplateTooSlowError,
+                TemplateRecursionError,
+                TemplateEmptyError,
+            ):
+                raise  # a template that cannot render "Hi" (within bounds) is refused at load
             except (EngineError, ValueError) as err:
                 reason = (
                     f"it fails on a test conversation ({_first_line(getattr(err, 'problem', err))})"

@@ -82,6 +82,7 @@ class Engine:
         tokenizer = Qwen3Tokenizer.from_dir(path)
         check_tokenizer_fits(config, tokenizer.vocab_size, path)
         template = ChatTemplate.from_dir(path)
+        _ = template.thinking_mode  # rendered once now: a hostile template fails before the weights
         context = context_length or default_context(torch_device, config)
         if not 16 <= context <= config.max_position_embeddings:
             raise EngineError(
