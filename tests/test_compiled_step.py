@@ -1,5 +1,5 @@
-"""The compiled decode step (CUDA's fast path) checked on the CPU: Inductor compiles the same
-whole-layer graph here, so a wrong cache write or mask in that graph fails this test."""
+"""CUDA's prefill paths checked on the CPU: flash attention's causal alignment and the padded
+chunks of the prefill graphs. (The fast decode step's kernels are in test_fast_decode.py.)"""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from qwen3tui.engine.config import Qwen3Config
-from qwen3tui.engine.decode_step import reduction_twin
 from qwen3tui.engine.kv_cache import KVCache
-from qwen3tui.engine.model import CompiledLayers, Qwen3
+from qwen3tui.engine.model import Qwen3
 
 
 def tiny_model() -> Qwen3:
@@ -35,41 +34,6 @@ def tiny_model() -> Qwen3:
         torch.nn.init.normal_(p, std=0.2)
     model.setup_rope(torch.device("cpu"), torch.float32)
     return model.eval()
-
-
-@pytest.mark.filterwarnings("ignore")
-def test_compiled_whole_layer_step_equals_the_plain_step_across_windows():
-    model = tiny_model()
-    config = model.config
-    # What compile_layers builds for windows below flash_from (CUDA's long windows use flash
-    # attention, which has no CPU kernel).
-    compiled = CompiledLayers(
-        steps=[
-            torch.compile(reduction_twin(layer).decode, fullgraph=True) for layer in model.layers
-        ],
-        flash_from=1024,
-        norm=torch.compile(model.norm, fullgraph=True, dynamic=False),
-    )
-    ids = torch.randint(0, config.vocab_size, (1, 300), generator=torch.Generator().manual_seed(1))
-    plain = KVCache(config, 1024, torch.device("cpu"), torch.float32)
-    fast = KVCache(config, 1024, torch.device("cpu"), torch.float32)
-    with torch.inference_mode():
-        model(ids[:, :250], 0, plain)
-        model(ids[:, :250], 0, fast)
-        # Windows of 256 and then 512 positions: one compiled graph serves both lengths.
-        for p in range(250, 262):
-            expected = model.decode_step(ids[:, p : p + 1], torch.tensor([p]), plain, 512)
-            model.compiled = compiled
-            try:
-                window = 256 if p < 256 else 512
-                got = model.decode_step(ids[:, p : p + 1], torch.tensor([p]), fast, window)
-            finally:
-                model.compiled = None
-            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
-    # The compiled step wrote the same keys and values where the plain one did.
-    for layer in range(config.num_hidden_layers):
-        torch.testing.assert_close(fast.keys[layer][:, :, :262], plain.keys[layer][:, :, :262])
-        torch.testing.assert_close(fast.values[layer][:, :, :262], plain.values[layer][:, :, :262])
 
 
 def test_a_chunk_after_cached_tokens_attends_the_same_through_the_flash_path():

@@ -1,4 +1,4 @@
-"""Run one decode step: plainly, or replayed from CUDA graphs of compiled kernels.
+"""Run one decode step: plainly, or replayed from CUDA graphs.
 
 At batch 1 a decode step is hundreds of small kernels; launching them from Python costs more
 than the GPU takes to run them. A CUDA graph launches them all at once. Graphs need fixed
@@ -6,29 +6,24 @@ shapes, so attention reads a fixed window of the cache (the filled length rounde
 bucket) with the unfilled tail masked; one graph per bucket, captured the first time a
 conversation reaches it and kept for the life of the engine.
 
-torch.compile then fuses each layer's small element-wise kernels. Compiling takes tens of
-seconds the first time, so it runs in a background thread: replies stream at once from
-graphs of the plain kernels, and switch to compiled ones when they are ready. Inductor's
-on-disk cache makes later launches fast.
+On CUDA the step then runs the Triton kernels of `fast_decode.py` (five per layer), built in a
+background thread: Triton compiles them the first time (seconds, then cached on disk), while
+replies stream from graphs of the plain modules; the graphs are recaptured once they are ready.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 import threading
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
 from .cache_dirs import user_cache_dir
 from .kv_cache import KVCache
-from .model import CompiledLayers, DecoderLayer, Qwen3
+from .model import Qwen3
 
 BUCKET = 256  # tokens; at most 255 masked positions are read beyond the filled part
-REDUCTION_PROJECTIONS = ("o_proj", "down_proj")  # see ReductionLinear
-FLASH_DECODE_FROM = 1024  # cache windows longer than this decode through flash attention
 PREFILL_MIN, PREFILL_MAX = 16, 2048  # chunk lengths with prefill graphs (powers of two)
 
 
@@ -47,7 +42,7 @@ class EagerStep:
 
 
 class GraphedStep:
-    def __init__(self, model: Qwen3, cache: KVCache, compile: bool = True) -> None:
+    def __init__(self, model: Qwen3, cache: KVCache, fast: bool = True) -> None:
         self.model, self.cache = model, cache
         device = model.rope_cos.device
         self.token = torch.zeros((1, 1), dtype=torch.long, device=device)
@@ -56,19 +51,27 @@ class GraphedStep:
         self.prefills: dict[int, PrefillGraph] = {}
         self.prefill_pool = None
         self.pool = None
-        self.compiled_ready: CompiledLayers | None = None
+        self.fast = None  # the FastDecoder the graphs replay, once it is ready
+        self.compiled_ready = None  # the FastDecoder, built and compiled
         self.compile_error: str | None = None
         self.compiler = None
-        if compile:
-            self.compiler = threading.Thread(
-                target=self._compile, name="qwen3tui-compile", daemon=True
-            )
-            self.compiler.start()
+        if fast:
+            from . import fast_decode
+
+            if not fast_decode.available():
+                self.compile_error = "Triton is not installed"
+            elif not fast_decode.supported(model):
+                self.compile_error = "these layers have no fast kernels"
+            else:
+                self.compiler = threading.Thread(
+                    target=self._compile, name="qwen3tui-compile", daemon=True
+                )
+                self.compiler.start()
 
     def _compile(self) -> None:
         try:
-            self.compiled_ready = compile_layers(self.model, self.cache)
-        except Exception as err:  # compiling is an optimization: keep the plain graphs
+            self.compiled_ready = build_fast_decoder(self.model, self.cache)
+        except Exception as err:  # an optimization: keep the plain graphs
             self.compile_error = (
                 f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
             )
@@ -117,9 +120,9 @@ class GraphedStep:
         return logits
 
     def _use_compiled_if_ready(self) -> None:
-        if self.compiled_ready is not None and self.model.compiled is None:
-            # Compiled kernels just became ready: recapture the graphs with them.
-            self.model.compiled = self.compiled_ready
+        if self.compiled_ready is not None and self.fast is None:
+            # The fast kernels just became ready: recapture the graphs with them.
+            self.fast = self.compiled_ready
             self.graphs.clear()
             self.pool = None
 
@@ -132,10 +135,15 @@ class GraphedStep:
         return self.graphs[kv_len]
 
     def _capture(self, kv_len: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+        fast = self.fast
+
         def run() -> torch.Tensor:
+            if fast is not None:
+                return fast(self.token, self.pos, kv_len)
             return self.model.decode_step(self.token, self.pos, self.cache, kv_len)[0, -1]
 
-        graph, logits = capture_graph(run, self.pool, warm_up=not self.graphs)
+        # The fast kernels were run once when built; the plain ones need a first run (cuBLAS).
+        graph, logits = capture_graph(run, self.pool, warm_up=fast is None and not self.graphs)
         self.pool = graph.pool()
         return graph, logits
 
@@ -197,100 +205,30 @@ class PrefillGraph:
 
 
 def make_step(model: Qwen3, cache: KVCache) -> EagerStep | GraphedStep:
-    device = model.rope_cos.device
-    if device.type == "cuda":
-        quantized = model.layers[0].inputs.qkv_proj.__class__ is not torch.nn.Linear
-        compile = os.environ.get("QWEN3TUI_COMPILE", "1") != "0" and not quantized
-        return GraphedStep(model, cache, compile=compile)
+    if model.rope_cos.device.type == "cuda":
+        return GraphedStep(model, cache, fast=os.environ.get("QWEN3TUI_COMPILE", "1") != "0")
     return EagerStep(model, cache)
 
 
-def compile_layers(model: Qwen3, cache: KVCache) -> CompiledLayers:
-    """Each layer's whole decode step (norms, q/k/v, RoPE, cache write, attention, MLP)
-    compiled as one graph, o and down projections as reductions (see ReductionLinear).
+def build_fast_decoder(model: Qwen3, cache: KVCache):
+    """The model's FastDecoder over `cache`, its kernels compiled: first on a scratch cache,
+    so the live one (a reply may be running) is never written, and on a side stream."""
+    os.environ.setdefault("TRITON_CACHE_DIR", str(user_cache_dir("triton")))
+    from .fast_decode import FastDecoder
 
-    Windows up to FLASH_DECODE_FROM attend through grouped matmuls, which Inductor fuses into
-    the step; longer ones through flash attention's split kernel, which reads a long cache
-    fastest (measured on an H100). All layers share one compiled graph per kind (their
-    weights are graph inputs); calling them once here does the compiling.
-    """
-    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(user_cache_dir("inductor")))
-    import torch._dynamo
-
-    # Every layer is the same code with other weights: allow one cache entry per layer.
-    torch._dynamo.config.cache_size_limit = max(
-        torch._dynamo.config.cache_size_limit, 2 * len(model.layers) + 8
-    )
-    flash = model.layers[0].flash  # CUDA in fp16/bf16: flash attention has no fp32 kernel
-    compiled = CompiledLayers(
-        steps=[
-            torch.compile(reduction_twin(layer).decode, fullgraph=True) for layer in model.layers
-        ],
-        long_steps=[
-            torch.compile(reduction_twin(layer, flash=True).decode, fullgraph=True)
-            for layer in model.layers
-        ]
-        if flash
-        else None,
-        flash_from=FLASH_DECODE_FROM,
-        norm=torch.compile(model.norm, fullgraph=True, dynamic=False),
-    )
-    device = model.embed_tokens.weight.device
-    # Stand-ins made the way the real calls make theirs: guards check dispatch keys too, and
-    # a mismatch would recompile on first use, seconds of the user's time. The cache and the
-    # step's position buffer are ordinary tensors; activations come from inference mode. Never
-    # the live cache itself: a reply may be running.
-    keys, values = torch.zeros_like(cache.keys[0]), torch.zeros_like(cache.values[0])
-    pos = torch.zeros(1, dtype=torch.long, device=device)
+    device = model.rope_cos.device
+    scratch = KVCache(model.config, 2 * BUCKET, device, model.rope_cos.dtype)
     stream = torch.cuda.Stream(device=device)
     with torch.inference_mode(), torch.cuda.stream(stream):
-        x = model.embed_tokens(pos.view(1, 1))
-        cos, sin = model.rope_cos.index_select(0, pos), model.rope_sin.index_select(0, pos)
-        for steps, window in (
-            (compiled.steps, BUCKET),
-            (compiled.long_steps, compiled.flash_from + BUCKET),
-        ):
-            if steps is None or window > cache.max_tokens:
-                continue
-            mask = torch.ones(1, window, dtype=torch.bool, device=device)
-            torch._dynamo.mark_dynamic(mask, 1)  # one compiled step for every window
-            for step in steps:
-                step(x, cos, sin, keys, values, pos, mask, cache.flash_offsets)
-        compiled.norm(x)
-    del keys, values
+        token = torch.zeros((1, 1), dtype=torch.long, device=device)
+        pos = torch.full((1,), BUCKET, dtype=torch.long, device=device)
+        trial = FastDecoder(model, scratch)
+        for window in (BUCKET, 2 * BUCKET):  # one split, then several
+            pos.fill_(window - 1)
+            trial(token, pos, window)
+        fast = FastDecoder(model, cache)
     stream.synchronize()
-    return compiled
-
-
-class ReductionLinear(nn.Module):
-    """A one-row matmul written as a multiply-and-sum, for Inductor to generate as its own
-    reduction kernel: measured on an H100 faster than cuBLAS for the o and down projections
-    at batch 1 (cuBLAS splits K for down_proj and adds a second kernel to combine)."""
-
-    def __init__(self, weight: torch.Tensor) -> None:
-        super().__init__()
-        self.weight = weight  # shared with the plain module: no copy
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x.unsqueeze(-2).float() * self.weight.float()).sum(-1).to(x.dtype)
-
-
-def reduction_twin(
-    layer: DecoderLayer, names: tuple[str, ...] = REDUCTION_PROJECTIONS, flash: bool = False
-) -> DecoderLayer:
-    """The same layer, same weights, with the projections `names` as ReductionLinear, and
-    decode() attending through flash attention if `flash`."""
-    twin = copy.copy(layer)
-    twin._modules = dict(twin._modules)
-    twin.flash_decode = flash
-    for part in ("inputs", "output"):
-        module = copy.copy(getattr(layer, part))
-        module._modules = dict(module._modules)
-        for name, child in getattr(layer, part).named_children():
-            if name in names:
-                setattr(module, name, ReductionLinear(child.weight))
-        setattr(twin, part, module)
-    return twin
+    return fast
 
 
 class HostToken:

@@ -1,0 +1,240 @@
+"""Tune and time CUDA's Triton decode step (`qwen3tui/engine/fast_decode.py`) on a GPU.
+
+A development tool, not a test: on a random Qwen3-shaped model built on the GPU (no
+checkpoint needed), it
+1. checks the fast step's logits against the plain step's once (bf16);
+2. sweeps the block shapes of each projection's kernel: every layer's weights in one CUDA
+   graph, so the time per launch includes the gaps between kernels as in a real step;
+3. times whole decode steps from CUDA graphs (plain kernels, fast step with and without
+   programmatic dependent launch, the tuned shapes) at a
+   short and a long cache window;
+4. profiles the tuned fast step: GPU time per token by kernel.
+
+    python benchmarks/tune_fast_decode.py --config DIR/config.json [--long 16000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from qwen3tui.engine.config import Qwen3Config  # noqa: E402
+from qwen3tui.engine.decode_step import capture_graph  # noqa: E402
+from qwen3tui.engine.fast_decode import FastDecoder, GemvShape  # noqa: E402
+from qwen3tui.engine.kv_cache import KVCache  # noqa: E402
+from qwen3tui.engine.model import Qwen3  # noqa: E402
+
+
+def random_model(config: Qwen3Config, dtype: torch.dtype, positions: int) -> Qwen3:
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = Qwen3(config, positions)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.uniform_(0.8, 1.2)
+            else:
+                p.normal_(0, 0.02)
+    model.to(dtype)
+    model.setup_rope(torch.device("cuda"), dtype)
+    for layer in model.layers:
+        layer.matmul_attention = True
+        layer.flash = dtype != torch.float32
+    return model.eval()
+
+
+def time_graph(run, replays: int = 100, rounds: int = 5) -> float:
+    """Median seconds per replay of `run` captured as a CUDA graph."""
+    graph, _ = capture_graph(run, None, warm_up=True)
+    for _ in range(5):
+        graph.replay()
+    times = []
+    for _ in range(rounds):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(replays):
+            graph.replay()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3 / replays)
+    del graph
+    return statistics.median(times)
+
+
+def shape_candidates(rows: int, cols: int, swiglu: bool) -> list[GemvShape]:
+    out = []
+    for block_rows, block_cols, warps in itertools.product(
+        (1, 2, 4, 8, 16), (256, 512, 1024, 2048), (4, 8)
+    ):
+        per_thread = block_rows * block_cols * (2 if swiglu else 1) / (32 * warps)
+        if block_cols > cols or not 8 <= per_thread <= 64:
+            continue
+        out.append(GemvShape(rows, cols, block_rows, block_cols, warps))
+    return out
+
+
+def sweep(dec: FastDecoder, name: str, layers: int) -> list[tuple[float, GemvShape]]:
+    base = dec.shapes[name]
+    results = []
+    for shape in shape_candidates(base.rows, base.cols, name == "gate_up"):
+        dec.shapes[name] = shape
+
+        def run(dec=dec):
+            for layer in dec.layers[:layers] if name != "head" else [None]:
+                if name == "qkv":
+                    dec.project("qkv", layer.qkv, dec.x, dec.qkv, norm=layer.norm)
+                elif name == "o":
+                    dec.project("o", layer.o, dec.attended, dec.x, residual=True)
+                elif name == "gate_up":
+                    dec.project("gate_up", layer.gate_up, dec.x, dec.act, norm=layer.post_norm)
+                elif name == "down":
+                    dec.project("down", layer.down, dec.act, dec.x, residual=True)
+                else:
+                    dec.project("head", dec.head, dec.x, dec.logits, norm=dec.final_norm)
+            return dec.x
+
+        try:
+            dec.x.normal_()
+            dec.attended.normal_()
+            dec.act.normal_()
+            seconds = time_graph(run, replays=50, rounds=3)
+        except Exception as err:  # a shape the compiler rejects: skip it
+            print(f"  {name} {shape}: {type(err).__name__}", file=sys.stderr)
+            continue
+        per = seconds / (1 if name == "head" else layers)
+        results.append((per, shape))
+    dec.shapes[name] = base
+    return sorted(results, key=lambda r: r[0])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", required=True, help="a Qwen3 config.json")
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--long", type=int, default=16000, help="position of the long step")
+    parser.add_argument("--no-sweep", action="store_true")
+    parser.add_argument("--out", default=None, help="JSON of every number")
+    args = parser.parse_args()
+    dtype = getattr(torch, args.dtype)
+    config = Qwen3Config.from_dict(json.loads(Path(args.config).read_text()))
+    positions = args.long + 512
+    model = random_model(config, dtype, positions)
+    cache = KVCache(config, positions, torch.device("cuda"), dtype)
+    weight_bytes = sum(
+        p.numel() * p.element_size() for n, p in model.named_parameters() if "embed" not in n
+    ) + model.output_weight().numel() * model.output_weight().element_size() * (
+        1 if config.tie_word_embeddings else 0
+    )
+    print(f"{torch.cuda.get_device_name()}, weights read per token {weight_bytes / 1e9:.3f} GB")
+    report: dict = {"device": torch.cuda.get_device_name(), "weight_bytes": weight_bytes}
+
+    token = torch.tensor([[1234]], device="cuda")
+    pos = torch.tensor([300], device="cuda")
+    # 1. One check: fast step against the plain step after a 300-token prefill.
+    ids = torch.randint(0, config.vocab_size, (1, 300), device="cuda")
+    with torch.inference_mode():
+        model(ids, 0, cache)
+        plain = model.decode_step(token, pos, cache, 512)[0, -1].float()
+        dec = FastDecoder(model, cache)
+        fast = dec(token, pos, 512).float()
+    rel = ((fast - plain).abs().max() / plain.abs().max()).item()
+    print(f"fast vs plain logits, max rel diff {rel:.2e} (bf16 rounding: ~1e-2)")
+    report["check_rel_diff"] = rel
+
+    tuned = {}
+    with torch.inference_mode():
+        if not args.no_sweep:
+            for name in ("qkv", "o", "gate_up", "down", "head"):
+                t0 = time.time()
+                results = sweep(dec, name, config.num_hidden_layers)
+                best = results[0]
+                s = best[1]
+                rows = s.rows * (2 if name == "gate_up" else 1)
+                nbytes = rows * s.cols * torch.finfo(dtype).bits / 8
+                print(
+                    f"{name:8s} {rows}x{s.cols}: best {best[0] * 1e6:6.2f} us"
+                    f" ({nbytes / best[0] / 1e12:.2f} TB/s) with rows {s.block_rows} cols"
+                    f" {s.block_cols} warps {s.warps}; default"
+                    f" {dec.shapes[name].block_rows}/{dec.shapes[name].block_cols}/"
+                    f"{dec.shapes[name].warps}; swept {len(results)} in {time.time() - t0:.0f} s"
+                )
+                for per, shape in results[:5]:
+                    print(f"    {per * 1e6:6.2f} us  {shape}")
+                tuned[name] = s
+                report.setdefault("sweep", {})[name] = [
+                    (per, shape.__dict__) for per, shape in results
+                ]
+
+        # 3. Whole steps.
+        fast_pdl = FastDecoder(model, cache, pdl=True)
+        fast_no = FastDecoder(model, cache, pdl=False)
+        fast_tuned = FastDecoder(model, cache, pdl=True, shapes=tuned) if tuned else None
+        steps = {}
+        for label, window, at in (("short", 512, 300), ("long", positions, args.long)):
+            pos.fill_(at)
+            variants = {
+                "plain graphs": lambda w=window: model.decode_step(token, pos, cache, w),
+                "fast, PDL": lambda w=window: fast_pdl(token, pos, w),
+                "fast, no PDL": lambda w=window: fast_no(token, pos, w),
+            }
+            if fast_tuned is not None:
+                variants["fast, PDL, tuned"] = lambda w=window: fast_tuned(token, pos, w)
+            for name, run in variants.items():
+                try:
+                    seconds = time_graph(run)
+                except Exception as err:
+                    print(f"{label}: {name} failed: {type(err).__name__}: {err}")
+                    continue
+                steps[f"{label}/{name}"] = seconds
+                print(
+                    f"{label} window ({window}, pos {at}): {name:20s} {seconds * 1e3:.3f} ms"
+                    f" = {1 / seconds:.0f} tok/s ({weight_bytes / seconds / 1e12:.2f} TB/s)"
+                )
+        report["steps"] = steps
+
+        # 4. Profile. With PDL kernels overlap (each waits inside for the one before), so the
+        # time per kernel is only meaningful without it.
+        from torch.profiler import ProfilerActivity, profile
+
+        pos.fill_(300)
+        for pdl in (False, True):
+            dec = FastDecoder(model, cache, pdl=pdl, shapes=tuned)
+            graph, _ = capture_graph(lambda d=dec: d(token, pos, 512), None, warm_up=True)
+            graph.replay()
+            torch.cuda.synchronize()
+            n = 20
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(n):
+                    graph.replay()
+                torch.cuda.synchronize()
+            kernels: dict[str, list[float]] = {}
+            for e in prof.events():
+                if e.device_type.name == "CUDA":
+                    kernels.setdefault(e.name[:60], []).append(e.time_range.elapsed_us())
+            total = sum(sum(v) for v in kernels.values()) / n
+            print(f"profile (PDL {pdl}): {total:.0f} us of kernels per token, window 512")
+            for name, times in sorted(kernels.items(), key=lambda kv: -sum(kv[1])):
+                per_token = sum(times) / n
+                count = len(times) / n
+                print(
+                    f"  {per_token:7.1f} us/token {count:5.0f} launches"
+                    f" {per_token / count:6.2f} us each  {name}"
+                )
+            report[f"profile_us_pdl_{pdl}"] = {k: sum(v) / n for k, v in kernels.items()}
+            del graph
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

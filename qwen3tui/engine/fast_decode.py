@@ -1,0 +1,229 @@
+"""CUDA's decode step through Triton kernels, beside the readable model (`model.py`).
+
+Per layer: RMSNorm + fused q/k/v projection; attention (q/k norms, RoPE, cache write, split
+over the cache and merged); o projection + residual; RMSNorm + gate/up projection + SwiGLU;
+down projection + residual. Then the final norm and the output head. Five kernels per
+layer, each projection reading its weights once (`triton_kernels.py`).
+
+The residual stream and the activations between kernels stay in fp32: never less exact
+than the plain path, which rounds them to bf16. Tests and `benchmarks/check_fast_paths.py`
+hold it to the plain model's answers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .kv_cache import KVCache
+from .model import Qwen3
+
+MAX_SPLITS = 64  # attention splits along the cache, at most (a power of two)
+SPLIT_MIN = 64  # cache positions per split, at least; also the attention tile
+BLOCK_T = 64
+
+
+def available() -> bool:
+    """Whether Triton can be imported (it ships with PyTorch's CUDA builds)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def supported(model: Qwen3) -> bool:
+    """Dense Qwen3 layers with plain (bf16/fp16/fp32) projections: what these kernels run."""
+    try:
+        for layer in model.layers:
+            linears = (
+                layer.inputs.qkv_proj,
+                layer.output.o_proj,
+                layer.output.gate_up_proj,
+                layer.output.down_proj,
+            )
+            if any(type(m) is not nn.Linear for m in linears):
+                return False
+    except AttributeError:  # another layer kind (e.g. mixture of experts)
+        return False
+    return model.config.head_dim in (64, 128, 256)
+
+
+@dataclass(frozen=True)
+class GemvShape:
+    rows: int  # output rows (per half with SwiGLU)
+    cols: int  # input length
+    block_rows: int
+    block_cols: int
+    warps: int
+    stages: int = 3
+
+
+def gemv_shape(rows: int, cols: int, swiglu: bool = False) -> GemvShape:
+    """Blocks for a one-row matmul, from a sweep on an H200 (benchmarks/tune_fast_decode.py,
+    Qwen3-1.7B's shapes, all programs resident at once, so that with PDL each kernel
+    fetches its first weight tile while the previous one finishes)."""
+    if swiglu:
+        block_rows, block_cols, warps = 16, 256, 8
+    elif rows >= 32768:  # the output head
+        block_rows, block_cols, warps = 8, 512, 4
+    elif cols >= 4096:  # the down projection
+        block_rows, block_cols, warps = 4, 1024, 8
+    elif rows >= 4096:
+        block_rows, block_cols, warps = 8, 1024, 4
+    else:
+        block_rows, block_cols, warps = 4, 1024, 4
+    return GemvShape(rows, cols, block_rows, min(block_cols, triton_next_pow2(cols)), warps)
+
+
+def triton_next_pow2(n: int) -> int:
+    return 1 << max(0, (n - 1).bit_length())
+
+
+@dataclass
+class _Layer:
+    norm: torch.Tensor
+    qkv: torch.Tensor
+    q_norm: torch.Tensor
+    k_norm: torch.Tensor
+    o: torch.Tensor
+    post_norm: torch.Tensor
+    gate_up: torch.Tensor
+    down: torch.Tensor
+    keys: torch.Tensor
+    values: torch.Tensor
+
+
+class FastDecoder:
+    """One decode step of `model` over `cache`: call with (token (1, 1), pos (1,), window)
+    for the logits (vocab,). Every input is a device tensor and every buffer is fixed, so a
+    CUDA graph of a call replays it for any position below the window."""
+
+    def __init__(
+        self,
+        model: Qwen3,
+        cache: KVCache,
+        pdl: bool | None = None,
+        shapes: dict[str, GemvShape] | None = None,
+    ) -> None:
+        import triton  # noqa: F401  (fails here, not mid-step, where it is missing)
+
+        config = model.config
+        self.model, self.cache = model, cache
+        self.n_heads, self.n_kv = config.num_attention_heads, config.num_key_value_heads
+        self.head_dim, self.eps = config.head_dim, config.rms_norm_eps
+        self.hidden, self.inner = config.hidden_size, config.intermediate_size
+        self.group = self.n_heads // self.n_kv
+        device = model.embed_tokens.weight.device
+        self.dtype = model.embed_tokens.weight.dtype
+        if pdl is None:
+            pdl = (
+                device.type == "cuda"
+                and torch.cuda.get_device_capability(device)[0] >= 9
+                and os.environ.get("TRITON_INTERPRET") != "1"
+            )
+        self.launch = {"launch_pdl": True} if pdl else {}
+        self.pdl = pdl
+        self.layers = [
+            _Layer(
+                norm=layer.inputs.norm.weight,
+                qkv=layer.inputs.qkv_proj.weight,
+                q_norm=layer.inputs.q_norm.weight,
+                k_norm=layer.inputs.k_norm.weight,
+                o=layer.output.o_proj.weight,
+                post_norm=layer.output.norm.weight,
+                gate_up=layer.output.gate_up_proj.weight,
+                down=layer.output.down_proj.weight,
+                keys=cache.keys[i],
+                values=cache.values[i],
+            )
+            for i, layer in enumerate(model.layers)
+        ]
+        self.head = model.output_weight()
+        self.final_norm = model.norm.weight
+        f32 = {"device": device, "dtype": torch.float32}
+        hd = self.head_dim
+        self.x = torch.empty(self.hidden, **f32)
+        self.qkv = torch.empty((self.n_heads + 2 * self.n_kv) * hd, **f32)
+        self.part_o = torch.empty(self.n_heads * MAX_SPLITS * hd, **f32)
+        self.part_ml = torch.empty(self.n_heads * MAX_SPLITS * 2, **f32)
+        self.attended = torch.empty(self.n_heads * hd, **f32)
+        # Splits done per KV head; the last one merges and sets it back to 0.
+        self.counter = torch.zeros(self.n_kv, device=device, dtype=torch.int32)
+        self.act = torch.empty(self.inner, **f32)
+        self.logits = torch.empty(self.head.shape[0], device=device, dtype=self.dtype)
+        self.shapes = {
+            "qkv": gemv_shape(self.qkv.numel(), self.hidden),
+            "o": gemv_shape(self.hidden, self.n_heads * hd),
+            "gate_up": gemv_shape(self.inner, self.hidden, swiglu=True),
+            "down": gemv_shape(self.hidden, self.inner),
+            "head": gemv_shape(self.head.shape[0], self.hidden),
+        }
+        self.shapes.update(shapes or {})
+
+    def __call__(self, token: torch.Tensor, pos: torch.Tensor, window: int) -> torch.Tensor:
+        self.embed(token)
+        for layer in self.layers:
+            self.project("qkv", layer.qkv, self.x, self.qkv, norm=layer.norm)
+            self.attend(layer, pos, window)
+            self.project("o", layer.o, self.attended, self.x, residual=True)
+            self.project("gate_up", layer.gate_up, self.x, self.act, norm=layer.post_norm)
+            self.project("down", layer.down, self.act, self.x, residual=True)
+        self.project("head", self.head, self.x, self.logits, norm=self.final_norm)
+        return self.logits
+
+    def embed(self, token: torch.Tensor) -> None:
+        """x = the embedding of `token` (a (1, 1) device tensor)."""
+        from . import triton_kernels as k
+
+        block = 1024
+        k.embed[(triton_cdiv(self.hidden, block),)](
+            self.model.embed_tokens.weight, token, self.x, self.hidden, block, self.pdl,
+            **self.launch,
+        )  # fmt: skip
+
+    def attend(self, layer: _Layer, pos: torch.Tensor, window: int) -> None:
+        """attended = attention of the queries in `qkv` over the layer's cache up to `pos`,
+        whose key and value it writes from `qkv`."""
+        from . import triton_kernels as k
+
+        splits, split_len = attention_splits(window)
+        group_pad = max(16, triton_next_pow2(self.group))
+        k.attention[(self.n_kv, splits)](
+            self.qkv, layer.keys, layer.values, self.model.rope_cos, self.model.rope_sin,
+            layer.q_norm, layer.k_norm, pos, self.part_o, self.part_ml, self.counter,
+            self.attended, split_len, splits, layer.keys.stride(1), self.eps,
+            self.head_dim**-0.5, self.n_heads, self.n_kv, self.head_dim, self.group, group_pad,
+            MAX_SPLITS, BLOCK_T, self.dtype == torch.float32, self.pdl,
+            num_warps=4, num_stages=1, **self.launch,
+        )  # fmt: skip
+
+    def project(self, name: str, weight, x, out, norm=None, residual: bool = False) -> None:
+        """out = weight @ x through the kernel shaped for projection `name`: RMSNorm(x) * norm
+        first when `norm` is given; SwiGLU of the halves for gate_up; out += with residual."""
+        from . import triton_kernels as k
+
+        s = self.shapes[name]
+        swiglu = name == "gate_up"
+        even = s.rows % s.block_rows == 0 and s.cols % s.block_cols == 0
+        k.gemv[(triton_cdiv(s.rows, s.block_rows),)](
+            weight, x, norm if norm is not None else x, out, s.rows, s.cols, s.rows, self.eps,
+            s.block_rows, s.block_cols, norm is not None, swiglu, residual, even, self.pdl,
+            num_warps=s.warps, num_stages=s.stages, **self.launch,
+        )  # fmt: skip
+
+
+def attention_splits(window: int) -> tuple[int, int]:
+    """(number of splits, positions per split) for a cache window: about one split per 64
+    positions, at most MAX_SPLITS, each a multiple of the attention tile."""
+    splits = max(1, min(MAX_SPLITS, window // SPLIT_MIN))
+    split_len = -(-window // splits)
+    split_len = -(-split_len // BLOCK_T) * BLOCK_T
+    return -(-window // split_len), split_len
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)

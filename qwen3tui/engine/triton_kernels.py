@@ -1,0 +1,279 @@
+"""Triton kernels for one batch-1 decode step (CUDA; the Triton interpreter runs them on the CPU).
+
+At batch 1 a step reads every weight once, so it runs at the speed its projections stream
+weights, plus what each extra kernel costs. These kernels fold the small element-wise work
+into the projections around it:
+
+- `gemv`: one-row matmul y = W @ x; optionally RMSNorm(x) in its prologue, SwiGLU of the gate
+  and up halves in its epilogue, or the residual added into its output in place.
+- `attention`: one query per head over the cache, split along the cache (flash decoding);
+  q/k norms, RoPE and the cache write of the new position happen inside it, and the last
+  split to finish merges the splits.
+
+With programmatic dependent launch (`PDL`) each kernel is launched while the one before it
+still runs, and streams the weights it needs before waiting for that kernel's output.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+try:  # grid dependency control: Hopper and later; a no-op when launched without PDL
+    from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+except ImportError:  # pragma: no cover - older Triton
+    gdc_launch_dependents = gdc_wait = None
+
+
+@triton.jit
+def _tile(ptrs, row_ok, cols, K, EVEN: tl.constexpr):
+    if EVEN:
+        tile = tl.load(ptrs)
+    else:
+        tile = tl.load(ptrs, mask=row_ok[:, None] & (cols[None, :] < K), other=0.0)
+    return tile
+
+
+@triton.jit
+def _vector(ptr, cols, K, EVEN: tl.constexpr):
+    if EVEN:
+        v = tl.load(ptr + cols)
+    else:
+        v = tl.load(ptr + cols, mask=cols < K, other=0.0)
+    return v.to(tl.float32)
+
+
+@triton.jit
+def gemv(
+    W,
+    X,
+    NORM_W,
+    OUT,
+    N,
+    K,
+    UP,
+    eps,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    NORM: tl.constexpr,
+    SWIGLU: tl.constexpr,
+    RESIDUAL: tl.constexpr,
+    EVEN: tl.constexpr,
+    PDL: tl.constexpr,
+):
+    """OUT[n] (+)= sum_k W[n, k] * x[k] for rows n of this program, in fp32.
+
+    NORM: x = RMSNorm(X) * NORM_W. SWIGLU: OUT[n] = silu(W[n] @ x) * (W[n + UP] @ x).
+    RESIDUAL: OUT[n] += the product (OUT is the residual stream). EVEN: N and K are
+    multiples of the blocks, so no masks.
+    """
+    rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
+    cols = tl.arange(0, BLOCK_K)
+    row_ok = rows < N
+    w_ptrs = W + rows[:, None] * K + cols[None, :]
+    up_ptrs = W + (rows[:, None] + UP) * K + cols[None, :]
+    # The first weight tile does not depend on the previous kernel: fetch it before waiting.
+    w = _tile(w_ptrs, row_ok, cols, K, EVEN)
+    if SWIGLU:
+        wu = _tile(up_ptrs, row_ok, cols, K, EVEN)
+    if PDL:
+        gdc_wait()
+        gdc_launch_dependents()
+    inv = 1.0
+    if NORM:
+        squares = tl.zeros([BLOCK_K], tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            xk = _vector(X, k0 + cols, K, EVEN)
+            squares += xk * xk
+        inv = tl.rsqrt(tl.sum(squares) / K + eps)
+    xk = _vector(X, cols, K, EVEN)
+    if NORM:
+        xk = xk * inv * _vector(NORM_W, cols, K, EVEN)
+    acc = w.to(tl.float32) * xk[None, :]
+    if SWIGLU:
+        acc_up = wu.to(tl.float32) * xk[None, :]
+    for k0 in range(BLOCK_K, K, BLOCK_K):
+        w = _tile(w_ptrs + k0, row_ok, k0 + cols, K, EVEN)
+        if SWIGLU:
+            wu = _tile(up_ptrs + k0, row_ok, k0 + cols, K, EVEN)
+        xk = _vector(X, k0 + cols, K, EVEN)
+        if NORM:
+            xk = xk * inv * _vector(NORM_W, k0 + cols, K, EVEN)
+        acc += w.to(tl.float32) * xk[None, :]
+        if SWIGLU:
+            acc_up += wu.to(tl.float32) * xk[None, :]
+    y = tl.sum(acc, axis=1)
+    if SWIGLU:
+        y = y / (1.0 + tl.exp(-y)) * tl.sum(acc_up, axis=1)
+    if RESIDUAL:
+        y += tl.load(OUT + rows, mask=row_ok, other=0.0).to(tl.float32)
+    tl.store(OUT + rows, y.to(OUT.dtype.element_ty), mask=row_ok)
+
+
+@triton.jit
+def _head_norm_rope(ptr, norm_w, cos, sin, d, rot, sign, eps, HD: tl.constexpr):
+    """One head's RMSNorm and rotary embedding, in fp32, from `ptr` (HD values)."""
+    x = tl.load(ptr + d).to(tl.float32)
+    x_rot = tl.load(ptr + rot).to(tl.float32) * sign
+    inv = tl.rsqrt(tl.sum(x * x) / HD + eps)
+    x = x * inv * tl.load(norm_w + d).to(tl.float32)
+    x_rot = x_rot * inv * tl.load(norm_w + rot).to(tl.float32)
+    return x * cos + x_rot * sin
+
+
+@triton.jit(do_not_specialize=["split_len", "n_splits"])  # one compiled kernel for all windows
+def attention(
+    QKV,
+    KC,
+    VC,
+    COS,
+    SIN,
+    Q_NORM,
+    K_NORM,
+    POS,
+    PART_O,
+    PART_ML,
+    COUNTER,
+    OUT,
+    split_len,
+    n_splits,
+    cache_stride,
+    eps,
+    scale,
+    N_HEADS: tl.constexpr,
+    N_KV: tl.constexpr,
+    HD: tl.constexpr,
+    GROUP: tl.constexpr,
+    GROUP_PAD: tl.constexpr,
+    MAX_SPLITS: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+    IEEE: tl.constexpr,
+    PDL: tl.constexpr,
+):
+    """Program (kv head, split): the query heads sharing this KV head against cache positions
+    [split * split_len, min(that + split_len, pos + 1)). The split holding `pos` normalizes
+    and rotates the new key, writes it and the new value to the cache, and uses them directly.
+
+    Each split writes its unnormalized output and the (max, sum) of its scores; the last
+    split of a KV head to finish (a counter, reset by it) merges them into OUT.
+    """
+    kv = tl.program_id(0)
+    split = tl.program_id(1)
+    d = tl.arange(0, HD)
+    half: tl.constexpr = HD // 2
+    rot = (d + half) % HD
+    sign = tl.where(d < half, -1.0, 1.0)
+    g = tl.arange(0, GROUP_PAD)
+    g_ok = g < GROUP
+    heads = kv * GROUP + g
+    t_range = tl.arange(0, BLOCK_T)
+    # Before waiting for the q/k/v projection: the position (set before the step), and the
+    # first tile of cached keys and values, which earlier steps wrote.
+    pos = tl.load(POS).to(tl.int32)  # int32 throughout: loop bounds and offsets
+    start = split * split_len
+    end = tl.minimum(start + split_len, pos + 1)
+    k_base = KC + kv.to(tl.int64) * cache_stride
+    v_base = VC + kv.to(tl.int64) * cache_stride
+    t = start + t_range
+    tile = t[:, None] * HD + d[None, :]
+    keys = tl.load(k_base + tile, mask=(t < end)[:, None], other=0.0)
+    values = tl.load(v_base + tile, mask=(t < end)[:, None], other=0.0)
+    cos = tl.load(COS + pos * HD + d).to(tl.float32)
+    sin = tl.load(SIN + pos * HD + d).to(tl.float32)
+    if PDL:
+        gdc_wait()
+        gdc_launch_dependents()
+    # Queries of the group, normed and rotated; rows past GROUP are padding (zeros).
+    q_ptrs = QKV + heads[:, None] * HD
+    q = tl.load(q_ptrs + d[None, :], mask=g_ok[:, None], other=0.0).to(tl.float32)
+    q_rot = tl.load(q_ptrs + rot[None, :], mask=g_ok[:, None], other=0.0).to(tl.float32)
+    q_inv = tl.rsqrt(tl.sum(q * q, axis=1) / HD + eps)
+    qw = tl.load(Q_NORM + d).to(tl.float32)
+    qw_rot = tl.load(Q_NORM + rot).to(tl.float32) * sign
+    q = (q * qw[None, :] * cos[None, :] + q_rot * qw_rot[None, :] * sin[None, :]) * q_inv[:, None]
+    q = q * scale
+    # The new position's key and value, as the cache will hold them.
+    k_new = _head_norm_rope(QKV + (N_HEADS + kv) * HD, K_NORM, cos, sin, d, rot, sign, eps, HD).to(
+        KC.dtype.element_ty
+    )
+    v_new = tl.load(QKV + (N_HEADS + N_KV + kv) * HD + d).to(VC.dtype.element_ty)
+    if (pos >= start) & (pos < start + split_len):
+        tl.store(k_base + pos * HD + d, k_new)
+        tl.store(v_base + pos * HD + d, v_new)
+    m = tl.full([GROUP_PAD], float("-inf"), tl.float32)
+    total = tl.zeros([GROUP_PAD], tl.float32)
+    acc = tl.zeros([GROUP_PAD, HD], tl.float32)
+    for t0 in range(start, end, BLOCK_T):
+        t = t0 + t_range
+        t_ok = t < end
+        is_new = (t == pos)[:, None]
+        keys = tl.where(is_new, k_new[None, :], keys)
+        values = tl.where(is_new, v_new[None, :], values)
+        if IEEE:
+            scores = tl.dot(q, tl.trans(keys), input_precision="ieee")
+        else:
+            scores = tl.dot(q.to(keys.dtype), tl.trans(keys))
+        scores = tl.where(t_ok[None, :], scores, float("-inf"))
+        m_new = tl.maximum(m, tl.max(scores, axis=1))
+        alpha = tl.exp(m - m_new)
+        p = tl.exp(scores - m_new[:, None])
+        total = total * alpha + tl.sum(p, axis=1)
+        if IEEE:
+            pv = tl.dot(p, values, input_precision="ieee")
+        else:
+            pv = tl.dot(p.to(values.dtype), values)
+        acc = acc * alpha[:, None] + pv
+        m = m_new
+        # The next tile, loaded while this one's results are still being used.
+        t_next = t + BLOCK_T
+        tile = t_next[:, None] * HD + d[None, :]
+        keys = tl.load(k_base + tile, mask=(t_next < end)[:, None], other=0.0)
+        values = tl.load(v_base + tile, mask=(t_next < end)[:, None], other=0.0)
+    if n_splits == 1:
+        out = acc / total[:, None]
+        tl.store(OUT + heads[:, None] * HD + d[None, :], out, mask=g_ok[:, None])
+    else:
+        slot = heads * MAX_SPLITS + split
+        tl.store(PART_O + slot[:, None] * HD + d[None, :], acc, mask=g_ok[:, None])
+        tl.store(PART_ML + slot * 2, m, mask=g_ok)
+        tl.store(PART_ML + slot * 2 + 1, total, mask=g_ok)
+        tl.debug_barrier()  # every thread's partials are written before the count says so
+        done = tl.atomic_add(COUNTER + kv, 1)  # acquire and release, GPU scope
+        if done == n_splits - 1:
+            tl.store(COUNTER + kv, 0)  # ready for the next layer and step
+            _merge_splits(PART_O, PART_ML, OUT, kv, n_splits, HD, GROUP, MAX_SPLITS)
+
+
+@triton.jit
+def _merge_splits(PART_O, PART_ML, OUT, kv, n_splits, HD: tl.constexpr, GROUP: tl.constexpr,
+                  MAX_SPLITS: tl.constexpr):  # fmt: skip
+    """OUT[head] = the softmax-weighted merge of the head's splits, for the group's heads.
+    Partials are read past L1 (.cg): other multiprocessors wrote them."""
+    s = tl.arange(0, MAX_SPLITS)
+    d = tl.arange(0, HD)
+    s_ok = s < n_splits
+    for i in tl.static_range(GROUP):
+        slot = (kv * GROUP + i) * MAX_SPLITS + s
+        m = tl.load(PART_ML + slot * 2, mask=s_ok, other=float("-inf"), cache_modifier=".cg")
+        total = tl.load(PART_ML + slot * 2 + 1, mask=s_ok, other=0.0, cache_modifier=".cg")
+        weight = tl.exp(m - tl.max(m, axis=0))  # splits past the position: m = -inf, weight 0
+        parts = tl.load(
+            PART_O + slot[:, None] * HD + d[None, :],
+            mask=s_ok[:, None],
+            other=0.0,
+            cache_modifier=".cg",
+        )
+        out = tl.sum(weight[:, None] * parts, axis=0) / tl.sum(weight * total, axis=0)
+        tl.store(OUT + (kv * GROUP + i) * HD + d, out.to(OUT.dtype.element_ty))
+
+
+@triton.jit
+def embed(TABLE, TOKEN, OUT, H, BLOCK: tl.constexpr, PDL: tl.constexpr):
+    """OUT = TABLE[token] (the residual stream's start), in OUT's dtype."""
+    cols = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    if PDL:
+        gdc_wait()
+        gdc_launch_dependents()
+    token = tl.load(TOKEN).to(tl.int64)
+    row = tl.load(TABLE + token * H + cols, mask=cols < H, other=0.0)
+    tl.store(OUT + cols, row.to(OUT.dtype.element_ty), mask=cols < H)

@@ -1,0 +1,225 @@
+"""CUDA's fast decode step (engine/fast_decode.py, Triton kernels) against PyTorch references.
+
+These run on a CUDA GPU only (`pytest -m cuda`); elsewhere they are skipped. Shapes are those
+of the Qwen3 family: hidden sizes 2,048 to 5,120 and query/KV head groups of 2 to 8.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from qwen3tui.engine.config import Qwen3Config
+from qwen3tui.engine.kv_cache import KVCache
+from qwen3tui.engine.model import Qwen3
+
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+# (hidden, intermediate, query heads, KV heads), head_dim 128 throughout.
+SHAPES = {
+    "1.7B": (2048, 6144, 16, 8),
+    "4B": (2560, 9728, 32, 8),
+    "8B": (4096, 12288, 32, 8),
+    "14B": (5120, 17408, 40, 8),
+    "32B": (5120, 25600, 64, 8),
+    "30B-A3B attention": (2048, 768, 32, 4),
+}
+HD = 128
+
+
+def random_model(
+    shape: tuple[int, int, int, int], dtype: torch.dtype, layers: int = 1, positions: int = 4096
+) -> Qwen3:
+    hidden, inner, heads, kv = shape
+    config = Qwen3Config.from_dict(
+        {
+            "hidden_size": hidden,
+            "intermediate_size": inner,
+            "num_hidden_layers": layers,
+            "num_attention_heads": heads,
+            "num_key_value_heads": kv,
+            "head_dim": HD,
+            "vocab_size": 1000,
+            "max_position_embeddings": positions,
+            "rms_norm_eps": 1e-6,
+            "rope_theta": 1e6,
+            "tie_word_embeddings": True,
+            "model_type": "qwen3",
+        }
+    )
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = Qwen3(config, positions)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.uniform_(0.5, 1.5)
+            else:
+                p.normal_(0, 0.05)
+    model.to(dtype)
+    model.setup_rope(torch.device("cuda"), dtype)
+    for layer in model.layers:  # as weights.load_model sets them on CUDA
+        layer.matmul_attention = True
+        layer.flash = dtype != torch.float32
+    return model.eval()
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    x = x.double()
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight.double()
+
+
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return x * cos.double() + torch.cat((-x[..., half:], x[..., :half]), -1) * sin.double()
+
+
+def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
+    assert torch.isfinite(got).all(), "an output was left unwritten (NaN) or overflowed"
+    return ((got.double() - want).norm() / want.norm()).item()
+
+
+@pytest.mark.parametrize("name", list(SHAPES))
+def test_each_projection_kernel_matches_float64(name):
+    from qwen3tui.engine.fast_decode import FastDecoder
+
+    hidden, inner, heads, _ = SHAPES[name]
+    model = random_model(SHAPES[name], torch.bfloat16)
+    cache = KVCache(model.config, 256, torch.device("cuda"), torch.bfloat16)
+    dec = FastDecoder(model, cache)
+    layer = dec.layers[0]
+    x = torch.randn(hidden, device="cuda")
+    with torch.inference_mode():
+        # q/k/v with RMSNorm in the prologue.
+        dec.x.copy_(x)
+        dec.qkv.fill_(float("nan"))
+        dec.project("qkv", layer.qkv, dec.x, dec.qkv, norm=layer.norm)
+        assert rel_err(dec.qkv, layer.qkv.double() @ rms_norm(x, layer.norm)) < 1e-5
+        # o projection added to the residual stream in place.
+        attended = torch.randn(heads * HD, device="cuda")
+        dec.attended.copy_(attended)
+        dec.project("o", layer.o, dec.attended, dec.x, residual=True)
+        assert rel_err(dec.x, x.double() + layer.o.double() @ attended.double()) < 1e-5
+        # gate/up with RMSNorm before and SwiGLU after.
+        dec.x.copy_(x)
+        dec.act.fill_(float("nan"))
+        dec.project("gate_up", layer.gate_up, dec.x, dec.act, norm=layer.post_norm)
+        gate, up = (layer.gate_up.double() @ rms_norm(x, layer.post_norm)).chunk(2)
+        assert rel_err(dec.act, F.silu(gate) * up) < 1e-5
+        # down projection added to the residual stream.
+        act = torch.randn(inner, device="cuda")
+        dec.act.copy_(act)
+        dec.x.copy_(x)
+        dec.project("down", layer.down, dec.act, dec.x, residual=True)
+        assert rel_err(dec.x, x.double() + layer.down.double() @ act.double()) < 1e-5
+        # the output head after the final norm, rounded to bf16 logits.
+        dec.x.copy_(x)
+        dec.logits.fill_(float("nan"))
+        dec.project("head", dec.head, dec.x, dec.logits, norm=dec.final_norm)
+        assert rel_err(dec.logits, dec.head.double() @ rms_norm(x, dec.final_norm)) < 5e-3
+
+
+@pytest.mark.parametrize("name", ["1.7B", "4B", "14B", "32B", "30B-A3B attention"])
+@pytest.mark.parametrize(
+    "pos, window",
+    [(0, 64), (63, 64), (255, 256), (700, 1024), (3000, 3072), (16000, 16384)],
+    ids=["first", "one-split", "4-splits", "16-splits", "48-splits", "64-splits"],
+)
+def test_attention_kernel_matches_float64(name, pos, window):
+    """q/k norms, RoPE, the cache write at `pos` and attention over positions 0..pos."""
+    from qwen3tui.engine.fast_decode import FastDecoder
+
+    _, _, heads, kv = SHAPES[name]
+    model = random_model(SHAPES[name], torch.bfloat16, positions=window)
+    cache = KVCache(model.config, window, torch.device("cuda"), torch.bfloat16)
+    cache.keys[0].normal_()
+    cache.values[0].normal_()
+    dec = FastDecoder(model, cache)
+    dec.qkv.normal_()
+    dec.attended.fill_(float("nan"))
+    layer = dec.layers[0]
+    with torch.inference_mode():
+        before = cache.keys[0].clone(), cache.values[0].clone()
+        dec.attend(layer, torch.tensor([pos], device="cuda"), window)
+        torch.cuda.synchronize()
+    cos, sin = model.rope_cos[pos], model.rope_sin[pos]
+    q, k, v = dec.qkv.double().split([heads * HD, kv * HD, kv * HD])
+    q = rope(rms_norm(q.view(heads, HD), layer.q_norm), cos, sin)
+    k = rope(rms_norm(k.view(kv, HD), layer.k_norm), cos, sin)
+    # The new key and value land at `pos` and nowhere else.
+    assert rel_err(cache.keys[0][0, :, pos], k) < 1e-2
+    assert rel_err(cache.values[0][0, :, pos], v.view(kv, HD)) < 1e-2
+    for new, old in zip((cache.keys[0], cache.values[0]), before, strict=True):
+        assert torch.equal(new[0, :, :pos], old[0, :, :pos])
+        assert torch.equal(new[0, :, pos + 1 :], old[0, :, pos + 1 :])
+    keys = cache.keys[0][0, :, : pos + 1].double().repeat_interleave(heads // kv, 0)
+    values = cache.values[0][0, :, : pos + 1].double().repeat_interleave(heads // kv, 0)
+    scores = (q[:, None, :] @ keys.transpose(1, 2))[:, 0] * HD**-0.5
+    want = (scores.softmax(-1)[:, None, :] @ values)[:, 0]
+    assert rel_err(dec.attended.view(heads, HD), want) < 1e-2
+
+
+def decode_both_ways(model: Qwen3, prompt: int, steps: int, windows, fast_step):
+    """Logits of the plain step and of `fast_step(cache)` for `steps` tokens after `prompt`."""
+    config = model.config
+    ids = torch.randint(0, config.vocab_size, (1, prompt + steps), device="cuda")
+    plain = KVCache(config, model.max_positions, torch.device("cuda"), model.rope_cos.dtype)
+    fast = KVCache(config, model.max_positions, torch.device("cuda"), model.rope_cos.dtype)
+    step = fast_step(fast)
+    out = []
+    with torch.inference_mode():
+        model(ids[:, :prompt], 0, plain)
+        model(ids[:, :prompt], 0, fast)
+        fast.tokens.extend(ids[0, :prompt].tolist())
+        for p in range(prompt, prompt + steps):
+            window = windows(p)
+            want = model.decode_step(
+                ids[:, p : p + 1], torch.tensor([p], device="cuda"), plain, window
+            )
+            got = step(ids[:, p : p + 1], p)
+            out.append((got.clone(), want[0, -1].clone()))
+            fast.tokens.append(int(ids[0, p]))
+    return out, plain, fast
+
+
+@pytest.mark.parametrize("pdl", [True, False], ids=["pdl", "no-pdl"])
+def test_fast_step_equals_the_plain_step_in_float32(pdl):
+    """The whole step, two layers, across the 256-position window boundary."""
+    from qwen3tui.engine.fast_decode import FastDecoder
+
+    model = random_model((512, 1024, 8, 2), torch.float32, layers=2, positions=1024)
+
+    def fast_step(cache):
+        dec = FastDecoder(model, cache, pdl=pdl)
+        return lambda token, p: dec(
+            token, torch.tensor([p], device="cuda"), 256 if p < 256 else 512
+        )
+
+    pairs, plain, fast = decode_both_ways(model, 250, 12, lambda p: 512, fast_step)
+    for got, want in pairs:
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    for layer in range(2):
+        torch.testing.assert_close(fast.keys[layer][:, :, :262], plain.keys[layer][:, :, :262])
+        torch.testing.assert_close(fast.values[layer][:, :, :262], plain.values[layer][:, :, :262])
+
+
+@pytest.mark.parametrize("prompt", [250, 3000], ids=["across-buckets", "long-context"])
+def test_graph_replays_of_the_fast_step_equal_the_plain_step(prompt, qwen3tui_home):
+    """GraphedStep: one CUDA graph per 256-position bucket, replayed for every position in
+    it; its Triton kernels built in the background, then the graphs recaptured with them."""
+    from qwen3tui.engine.decode_step import GraphedStep
+
+    model = random_model((512, 1024, 8, 2), torch.float32, layers=2, positions=4096)
+
+    def fast_step(cache):
+        step = GraphedStep(model, cache)
+        assert step.wait_compiled(300), step.compile_error
+        return lambda token, p: step(token, p)
+
+    pairs, _, _ = decode_both_ways(model, prompt, 12, lambda p: p + 1, fast_step)
+    for got, want in pairs:
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
