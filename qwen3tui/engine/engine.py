@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from . import threads
 from .chat_template import ChatTemplate
 from .config import Qwen3Config, check_tokenizer_fits
 from .context import Message, fit_messages
@@ -77,6 +78,10 @@ class Engine:
             raise EngineError(
                 f"unknown quantization '{quantize}'.", "Use --quantize int8 or leave it out."
             )
+        # One CPU thread policy for loading, prefill and decode (engine/threads.py).
+        policy = threads.policy_from_env() if torch_device.type == "cpu" else None
+        if policy is not None:
+            policy.apply()
         path = resolve_model_dir(model, progress)
         config = Qwen3Config.from_dir(path)
         tokenizer = Qwen3Tokenizer.from_dir(path)
@@ -105,6 +110,8 @@ class Engine:
 
             if cpu_linear.available():
                 cpu_linear.pack_linears(net)
+        if policy is not None:
+            threads.install(net, policy)
         cache = KVCache(config, context, torch_device, torch_dtype)
         info = EngineInfo(
             model=model,
