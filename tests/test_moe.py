@@ -94,6 +94,28 @@ def test_second_turn_reusing_the_cache_matches_a_fresh_computation(pair):
     assert our_greedy(ours, cache, second, 64) == ref_greedy(ref, second, 64)
 
 
+def test_routing_kept_on_the_device_decodes_the_same_greedy_tokens(pair):
+    """CUDA's decode path (experts picked by device index, no host read), run on the CPU,
+    against the host grouping that the tests above hold to the reference."""
+    config, ours, _ = pair
+    blocks = list(moe.moe_blocks(ours))
+    prompt = torch.randint(
+        0, config.vocab_size, (20,), generator=torch.Generator().manual_seed(6)
+    ).tolist()
+
+    def greedy(on_device: bool | None) -> list[int]:
+        for block in blocks:
+            block.device_routing = on_device
+        cache = KVCache(config, 512, torch.device("cpu"), torch.float32)
+        return our_greedy(ours, cache, prompt, 64)
+
+    try:
+        assert greedy(True) == greedy(None)
+    finally:
+        for block in blocks:
+            block.device_routing = None
+
+
 # -- the ways of running routed experts ---------------------------------------------------
 
 

@@ -10,10 +10,11 @@ How the routed experts run depends on where the routing lives:
 - on the host (CPU, and CUDA outside graph capture): the tokens are grouped by expert and each
   expert that has tokens multiplies them, reading only those experts' weights;
 - on a CUDA device, without reading it back (decode steps and prefill chunks are replayed from
-  CUDA graphs): one token reads its k experts by device index; under torch.compile written as a
-  multiply-and-sum, which Inductor fuses with the indexing so nothing is gathered into a copy;
-  a prefill chunk groups its tokens by expert through `torch._grouped_mm` with device offsets
-  (Hopper and later, bf16), or else runs every expert with zero weight for the unrouted tokens.
+  CUDA graphs): PyTorch's grouped matmul with the group ends as device offsets (bf16, Ampere
+  and later), which skips experts without tokens; or, for one decoding token, its k experts
+  gathered by device index into a batched matmul (under torch.compile a multiply-and-sum that
+  Inductor fuses with the indexing, so nothing is copied); a prefill chunk without grouped
+  matmuls runs every expert with zero weight for the unrouted tokens.
 """
 
 from __future__ import annotations
@@ -92,18 +93,31 @@ class SparseMoeBlock(nn.Module):
         super().__init__()
         self.router = Router(config)
         self.experts: Experts | ExpertList = Experts(config)
+        # Whether the routing stays on the device (no host read); None: on CUDA. Tests set it
+        # to run CUDA's paths on the CPU.
+        self.device_routing: bool | None = None
+        # How one decoding token reaches its experts on the device: "grouped" (a grouped
+        # matmul; where supported), "index" (the k experts gathered, then a batched matmul),
+        # "auto": grouped where supported. benchmarks/bench_moe.py measures both.
+        self.decode_path = "auto"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x (b, t, hidden), already normed -> the weighted sum of each token's experts."""
         flat = x.reshape(-1, x.shape[-1])
         weights, ids = self.router(flat)
-        if x.device.type != "cuda" or not self.experts.stacked:
+        on_device = self.device_routing
+        if on_device is None:
+            on_device = x.device.type == "cuda"
+        one = flat.shape[0] == 1
+        if not (on_device and self.experts.stacked):
             out = routed_on_host(self.experts, flat, weights, ids)
-        elif flat.shape[0] == 1:
+        elif one and (torch.compiler.is_compiling() or self.decode_path == "index"):
             out = routed_by_index(self.experts, flat, weights[0], ids[0])
         elif grouped_mm_supported(flat):
             out = routed_grouped(self.experts, flat, weights, ids)
-        elif torch.cuda.is_current_stream_capturing():
+        elif one:
+            out = routed_by_index(self.experts, flat, weights[0], ids[0])
+        elif flat.is_cuda and torch.cuda.is_current_stream_capturing():
             out = routed_densely(self.experts, flat, weights, ids)
         else:
             out = routed_on_host(self.experts, flat, weights, ids)
@@ -129,7 +143,9 @@ def routed_on_host(
         start += count
         tokens = slots // k
         y = experts.expert(e, x[tokens]) * flat_weights[slots, None]
-        out.index_add_(0, tokens, y.to(out.dtype))
+        # index_put_ rather than index_add_: the same sum, but index_add_ on the CPU in bf16
+        # took 3.7 ms for one row (measured), more than the expert itself.
+        out.index_put_((tokens,), y.to(out.dtype), accumulate=True)
     return out
 
 
@@ -154,14 +170,19 @@ def routed_by_index(
 
 
 def grouped_mm_supported(x: torch.Tensor) -> bool:
-    """torch._grouped_mm runs from device offsets (no host read) on Hopper/Blackwell in bf16;
-    elsewhere PyTorch's fallback reads the offsets back to the host."""
-    return (
-        hasattr(torch, "_grouped_mm")
-        and x.device.type == "cuda"
-        and x.dtype == torch.bfloat16
-        and torch.cuda.get_device_capability(x.device)[0] in (9, 10)
-    )
+    """Whether PyTorch's grouped matmul runs here from device offsets (no host read): CUDA in
+    bf16, Ampere and later (Hopper only before torch 2.9); elsewhere its fallback reads the
+    offsets back to the host."""
+    if x.device.type != "cuda" or x.dtype != torch.bfloat16:
+        return False
+    major = torch.cuda.get_device_capability(x.device)[0]
+    return major >= 8 if hasattr(F, "grouped_mm") else major == 9 and hasattr(torch, "_grouped_mm")
+
+
+def _grouped_mm(x: torch.Tensor, weights: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+    """x (rows, k) @ weights[g] (k, n) for the rows of each group g, which end at ends[g]."""
+    grouped = getattr(F, "grouped_mm", None) or torch._grouped_mm
+    return grouped(x, weights, offs=ends)
 
 
 def routed_grouped(
@@ -176,10 +197,10 @@ def routed_grouped(
     counts = torch.zeros(experts.num_experts, dtype=torch.int32, device=x.device)
     counts.index_add_(0, flat_ids, torch.ones_like(flat_ids, dtype=torch.int32))
     ends = counts.cumsum(0, dtype=torch.int32)
-    gate_up = torch._grouped_mm(x[tokens], experts.gate_up_proj.transpose(1, 2), offs=ends)
+    gate_up = _grouped_mm(x[tokens], experts.gate_up_proj.transpose(1, 2), ends)
     gate, up = gate_up.chunk(2, dim=-1)
     hidden = (F.silu(gate) * up).contiguous()
-    down = torch._grouped_mm(hidden, experts.down_proj.transpose(1, 2), offs=ends)
+    down = _grouped_mm(hidden, experts.down_proj.transpose(1, 2), ends)
     down = down * weights.flatten()[order, None]
     return torch.zeros_like(x).index_add_(0, tokens, down.to(x.dtype))
 

@@ -254,6 +254,12 @@ def load_model(
     unfilled = [n for n, p in params.items() if p.is_meta]
     if unfilled:  # the plan covers every parameter; this guards the plan itself
         raise ModelLoadError(f"{path} left {unfilled[0]} unfilled.", "Re-download the model.")
+    return prepare_for_device(model, device, dtype)
+
+
+def prepare_for_device(model: Qwen3, device: torch.device, dtype: torch.dtype) -> Qwen3:
+    """Per-device attention choices and RoPE tables for a model whose weights are in place
+    (here from files; benchmarks fill random ones straight on the device)."""
     flash = (
         device.type == "cuda"
         and dtype in (torch.float16, torch.bfloat16)
