@@ -37,7 +37,8 @@ def assert_one_line(err: pytest.ExceptionInfo, *words: str) -> None:
         assert word in message
 
 
-# Each builds far more than any prompt: refused before the allocation.
+# Each builds far more than any prompt: refused before the allocation (or, for many values
+# each small enough, before they add up).
 HUGE_VALUES = {
     "string repeat": "{{ 'A' * 300000000 }}",
     "list repeat": "{{ ([0] * 300000000) | length }}",
@@ -57,6 +58,8 @@ HUGE_VALUES = {
     "wordwrap filter": "{{ ('a ' * 100000) | wordwrap(1, wrapstring='B' * 1000) }}",
     "huge power": "{{ 10 ** (10 ** 9) }}",
     "output in many chunks": "{% for i in range(100000) %}{{ 'A' * 1000 }}{% endfor %}",
+    "many medium values": "{{ (range(100000) | map('center', 8000000) | list) | length }}",
+    "many medium values joined": "{{ range(100000) | map('center', 8000000) | join }}",
 }
 
 

@@ -33,6 +33,10 @@ MAX_OUTPUT_CHARS = 8_000_000
 MAX_STEPS = 2_000_000  # the official template needs ~20 steps per message
 STEPS_PER_MESSAGE = 2_000
 MAX_SECONDS = 10.0
+# Every value a template builds counts against this many times the output limit, freed or not,
+# so many medium values (a lazy map of 8 MB strings) cannot add up; the official template builds
+# about six times the conversation's text.
+ALLOCATION_FACTOR = 8
 MAX_POWER_BITS = 1_000_000  # `**` results beyond this (~300,000 digits) are refused
 LOOP_GUARD_FILTER = "qwen3tui_loop_guard"
 
@@ -82,6 +86,11 @@ class RenderBudget:
     max_steps: int
     deadline: float
     steps: int = 0
+    built: int = 0  # characters (or items) of every value built so far
+
+    @property
+    def max_built(self) -> int:
+        return ALLOCATION_FACTOR * self.max_chars
 
     def tick(self) -> None:
         self.steps += 1
@@ -93,6 +102,11 @@ class RenderBudget:
     def check_size(self, size: int) -> None:
         if size > self.max_chars:
             raise _Exceeded("size", f"produced more than {self.max_chars:,} characters")
+
+    def count_built(self, size: int) -> None:
+        self.built += size
+        if self.built > self.max_built:
+            raise _Exceeded("size", f"built more than {self.max_built:,} characters in all")
 
 
 _active: contextvars.ContextVar[RenderBudget | None] = contextvars.ContextVar(
@@ -119,6 +133,9 @@ def _refuse_if_over(size: int) -> None:
 def _sized(value: Any) -> Any:
     if isinstance(value, (str, list, tuple, dict)):
         _refuse_if_over(len(value))
+        budget = _active.get()
+        if budget is not None:
+            budget.count_built(len(value))
     return value
 
 
