@@ -100,7 +100,7 @@ class Engine:
             if progress:
                 progress(LoadProgress("load", done, total, "loading weights"))
 
-        net = load_model(path, config, torch_device, torch_dtype, context, report)
+        net = load_model(path, config, torch_device, torch_dtype, context, report, quantize)
         if quantize == "int8":
             from .quantize import quantize_int8
 

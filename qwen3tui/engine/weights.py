@@ -221,13 +221,22 @@ def load_model(
     dtype: torch.dtype,
     max_positions: int,
     progress: Callable[[int, int], None] | None = None,
+    quantize: str | None = None,
 ) -> Qwen3:
+    """The model of `config` with the checkpoint's weights, in `dtype` on `device`; with
+    quantize="int8" each projection is quantized as soon as it is loaded."""
     files = weight_files(path)
     headers = read_headers(files)
     plan = check_checkpoint(headers, config, path)
     with torch.device("meta"):
         model = Qwen3(config, max_positions)
     params = dict(model.named_parameters())
+    unloaded = {name: p.numel() for name, p in params.items()}  # elements still to come
+    loaded = None
+    if quantize == "int8":
+        from .quantize import int8_as_loaded
+
+        loaded = int8_as_loaded(model)
     total, done = len(plan), 0
     with ExitStack() as stack:
         opened = {}
@@ -248,12 +257,20 @@ def load_model(
                 raise ModelLoadError(
                     f"{file.name}: tensor {name} holds NaN or infinite values.", REDOWNLOAD
                 )
+            unloaded[slot.target] -= dest.numel()
+            if loaded is not None and not unloaded[slot.target]:
+                loaded(slot.target)
+                del params[slot.target]  # the full-precision copy goes with its module
             done += 1
             if progress:
                 progress(done, total)
-    unfilled = [n for n, p in params.items() if p.is_meta]
+    unfilled = [n for n, count in unloaded.items() if count]
     if unfilled:  # the plan covers every parameter; this guards the plan itself
         raise ModelLoadError(f"{path} left {unfilled[0]} unfilled.", "Re-download the model.")
+    if quantize == "int8":
+        from .quantize import quantize_int8
+
+        quantize_int8(model)  # what no single tensor completes: a tied output head
     return prepare_for_device(model, device, dtype)
 
 
