@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from qwen3tui.engine import weights
 from qwen3tui.engine.config import Qwen3Config
 from qwen3tui.engine.errors import ModelLoadError
-from qwen3tui.engine.random_checkpoint import TINY_CONFIG, write_random_checkpoint
+from qwen3tui.engine.random_checkpoint import TINY_CONFIG, TINY_MOE_CONFIG, write_random_checkpoint
 
 CONFIG = {**TINY_CONFIG, "vocab_size": 256}
 
@@ -127,6 +127,17 @@ def test_100000_layers_fail_before_the_model_is_built(checkpoint, monkeypatch):
     assert "num_hidden_layers is 100000, but the weights (model.safetensors) hold 2 layers" in (
         message
     )
+
+
+def test_a_billion_experts_fail_before_the_model_is_built(tmp_path, monkeypatch):
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("built before the checkpoint was checked")
+
+    path = write_random_checkpoint(tmp_path, config={**TINY_MOE_CONFIG, "vocab_size": 256})
+    monkeypatch.setattr(weights, "Qwen3", must_not_run)
+    monkeypatch.setattr(weights, "expected_tensors", must_not_run)
+    edit_config(path, num_experts=10**9)
+    assert "num_experts is 1000000000, but the weights hold 8 experts" in load_error(path)
 
 
 def test_fewer_layers_than_the_files_hold_is_a_mismatch_not_a_silent_half_model(checkpoint):

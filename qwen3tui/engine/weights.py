@@ -30,6 +30,7 @@ from .safetensors_reader import CorruptFile, open_safetensors, read_header
 REDOWNLOAD = "Delete it and download the model again."
 MISMATCH = "The weights and config.json belong to different models; re-download."
 LAYER_NAME = re.compile(r"model\.layers\.(\d+)\.")
+EXPERT_NAME = re.compile(r"model\.layers\.\d+\.mlp\.experts\.(\d+)\.")
 
 
 @dataclass(frozen=True)
@@ -148,8 +149,8 @@ def read_headers(files: list[Path]) -> Header:
 
 def check_checkpoint(headers: Header, config: Qwen3Config, path: Path) -> dict[str, Slot]:
     """The placement plan, once every tensor config.json calls for is in the files with the
-    right shape and dtype. Cheap checks come first: a config claiming 100,000 layers fails
-    before a plan of a million entries is built."""
+    right shape and dtype. Cheap checks come first: a config claiming 100,000 layers (or a
+    billion experts) fails before a plan of a million entries is built."""
     layers = 1 + max((int(m[1]) for n in headers if (m := LAYER_NAME.match(n))), default=-1)
     if layers != config.num_hidden_layers:
         files = sorted({f.name for f, _, _ in headers.values()})
@@ -159,6 +160,14 @@ def check_checkpoint(headers: Header, config: Qwen3Config, path: Path) -> dict[s
             f" {layers} layers.",
             MISMATCH,
         )
+    if config.is_moe:
+        experts = 1 + max((int(m[1]) for n in headers if (m := EXPERT_NAME.match(n))), default=-1)
+        if experts != config.num_experts:
+            raise ModelLoadError(
+                f"{path / 'config.json'}: num_experts is {config.num_experts}, but the weights"
+                f" hold {experts} experts per layer.",
+                MISMATCH,
+            )
     plan = expected_tensors(config)
     missing = [n for n in plan if n not in headers]
     if missing:
