@@ -29,9 +29,32 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from qwen3tui.engine.config import Qwen3Config  # noqa: E402
 from qwen3tui.engine.decode_step import capture_graph  # noqa: E402
-from qwen3tui.engine.fast_decode import FastDecoder, GemvShape  # noqa: E402
+from qwen3tui.engine.fast_decode import (  # noqa: E402
+    AttentionShape,
+    FastDecoder,
+    GemvShape,
+    attention_splits,
+)
 from qwen3tui.engine.kv_cache import KVCache  # noqa: E402
 from qwen3tui.engine.model import Qwen3  # noqa: E402
+
+ATTENTION_SHAPES = [
+    AttentionShape(split_min, max_splits, block_t, warps)
+    for split_min, max_splits, block_t, warps in (
+        (64, 64, 64, 4),
+        (128, 64, 64, 4),
+        (256, 64, 64, 4),
+        (512, 64, 64, 4),
+        (64, 64, 32, 4),
+        (32, 64, 32, 4),
+        (64, 128, 64, 4),
+        (128, 128, 64, 4),
+        (64, 64, 64, 8),
+        (256, 64, 128, 8),
+        (512, 64, 128, 8),
+        (128, 128, 128, 8),
+    )
+]
 
 
 def random_model(config: Qwen3Config, dtype: torch.dtype, positions: int) -> Qwen3:
@@ -122,6 +145,7 @@ def main() -> int:
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--long", type=int, default=16000, help="position of the long step")
     parser.add_argument("--no-sweep", action="store_true")
+    parser.add_argument("--attention-sweep", action="store_true", help="time AttentionShapes")
     parser.add_argument("--out", default=None, help="JSON of every number")
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
@@ -188,6 +212,15 @@ def main() -> int:
             }
             if fast_tuned is not None:
                 variants["fast, PDL, tuned"] = lambda w=window: fast_tuned(token, pos, w)
+            if args.attention_sweep:
+                for a in ATTENTION_SHAPES:
+                    dec_a = FastDecoder(model, cache, pdl=True, shapes=tuned, attention=a)
+                    n, length = attention_splits(window, a)
+                    name = (
+                        f"split>={a.split_min} <={a.max_splits} tile {a.block_t} w{a.warps}"
+                        f" ({n}x{length})"
+                    )
+                    variants[name] = lambda w=window, d=dec_a: d(token, pos, w)
             for name, run in variants.items():
                 try:
                     seconds = time_graph(run)
@@ -197,7 +230,8 @@ def main() -> int:
                 steps[f"{label}/{name}"] = seconds
                 print(
                     f"{label} window ({window}, pos {at}): {name:20s} {seconds * 1e3:.3f} ms"
-                    f" = {1 / seconds:.0f} tok/s ({weight_bytes / seconds / 1e12:.2f} TB/s)"
+                    f" = {1 / seconds:.0f} tok/s ({weight_bytes / seconds / 1e12:.2f} TB/s)",
+                    flush=True,
                 )
         report["steps"] = steps
 

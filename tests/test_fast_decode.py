@@ -127,7 +127,7 @@ def test_each_projection_kernel_matches_float64(name):
 @pytest.mark.parametrize(
     "pos, window",
     [(0, 64), (63, 64), (255, 256), (700, 1024), (3000, 3072), (16000, 16384)],
-    ids=["first", "one-split", "4-splits", "16-splits", "48-splits", "64-splits"],
+    ids=["first-position", "window-64", "window-256", "window-1024", "window-3072", "window-16k"],
 )
 def test_attention_kernel_matches_float64(name, pos, window):
     """q/k norms, RoPE, the cache write at `pos` and attention over positions 0..pos."""

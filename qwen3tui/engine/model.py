@@ -6,8 +6,7 @@ activations once, which matters at batch 1 where decode is bound by memory bandw
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -194,10 +193,8 @@ class DecoderLayer(nn.Module):
         # Grouped matmuls beat SDPA on CUDA (long caches, masked chunks); on the CPU, SDPA's
         # fused kernel is faster (measured), so weights.load_model sets this per device.
         self.matmul_attention = False
-        # CUDA in fp16/bf16 (set at load): flash kernels for chunks after cached tokens, and
-        # for decode() when it is compiled for long windows (see compile_layers).
+        # CUDA in fp16/bf16 (set at load): flash kernels for chunks after cached tokens.
         self.flash = False
-        self.flash_decode = False
 
     def attend(self, q, k, v, cache: KVCache, pos, kv_len: int, mask):
         keys, values = cache.store(self.index, pos, k, v, kv_len)
@@ -230,35 +227,6 @@ class DecoderLayer(nn.Module):
             is_causal=mask is None,
         )
 
-    def decode(
-        self,
-        x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
-        keys: torch.Tensor,
-        values: torch.Tensor,
-        pos: torch.Tensor,
-        mask: torch.Tensor,
-        offsets: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        """One decode step written for torch.compile: the whole layer, cache write included,
-        as one graph, so the compiler fuses across the pieces forward() keeps apart.
-
-        keys/values are this layer's whole cache tensors; attention reads the window of
-        `mask`'s length (1, window), True = see. `offsets`: the cache's
-        KVCache.flash_offsets, for flash_cache_attention.
-        """
-        q, k, v = self.inputs(x, cos, sin)
-        keys[:, :, pos] = k
-        values[:, :, pos] = v
-        window = mask.shape[-1]
-        if self.flash_decode:
-            used = (pos + 1).to(torch.int32)
-            attended = flash_cache_attention(q, keys, values, used, offsets, window)
-        else:
-            attended = grouped_attention(q, keys[:, :, :window], values[:, :, :window], mask)
-        return self.output(x, attended)
-
     def prefill_chunk(
         self,
         x: torch.Tensor,
@@ -279,25 +247,9 @@ class DecoderLayer(nn.Module):
         )
         return self.output(x, attended)
 
-    def forward(self, x, cos, sin, cache, pos, kv_len, mask, fast: CompiledLayers | None = None):
-        if fast is not None and isinstance(pos, torch.Tensor):
-            # A graphed decode step on CUDA: the compiled whole-layer step takes over.
-            long = fast.long_steps is not None and kv_len > fast.flash_from
-            step = (fast.long_steps if long else fast.steps)[self.index]
-            keys, values = cache.keys[self.index], cache.values[self.index]
-            return step(x, cos, sin, keys, values, pos, mask, cache.flash_offsets)
+    def forward(self, x, cos, sin, cache, pos, kv_len, mask):
         q, k, v = self.inputs(x, cos, sin)
         return self.output(x, self.attend(q, k, v, cache, pos, kv_len, mask))
-
-
-@dataclass
-class CompiledLayers:
-    """torch.compile'd DecoderLayer.decode per layer, for graphed one-token decode steps."""
-
-    steps: list[Callable]  # grouped-matmul attention, for windows up to flash_from
-    long_steps: list[Callable] | None = None  # flash attention, for longer windows
-    flash_from: int = 0
-    norm: Callable | None = None  # the final norm
 
 
 class Qwen3(nn.Module):
@@ -316,7 +268,6 @@ class Qwen3(nn.Module):
         self.max_positions = max_positions
         self.rope_cos: torch.Tensor | None = None
         self.rope_sin: torch.Tensor | None = None
-        self.compiled: CompiledLayers | None = None  # set when compiled kernels are ready
 
     def setup_rope(self, device: torch.device, dtype: torch.dtype) -> None:
         """cos/sin tables built in fp32, kept in the compute dtype (as the reference casts)."""
@@ -344,7 +295,7 @@ class Qwen3(nn.Module):
             q_pos = torch.arange(start, end, device=ids.device)[:, None]
             mask = torch.arange(end, device=ids.device)[None, :] <= q_pos
         cos, sin = self.rope_cos[start:end], self.rope_sin[start:end]
-        return self._run(ids, cos, sin, cache, start, end, mask, last_only, self.compiled)
+        return self._run(ids, cos, sin, cache, start, end, mask, last_only)
 
     def decode_step(
         self, token: torch.Tensor, pos: torch.Tensor, cache: KVCache, kv_len: int
@@ -356,7 +307,7 @@ class Qwen3(nn.Module):
         """
         cos, sin = self.rope_cos.index_select(0, pos), self.rope_sin.index_select(0, pos)
         mask = (torch.arange(kv_len, device=pos.device) <= pos).view(1, kv_len)
-        return self._run(token, cos, sin, cache, pos, kv_len, mask, True, self.compiled)
+        return self._run(token, cos, sin, cache, pos, kv_len, mask, True)
 
     def prefill_chunk(
         self,
@@ -383,16 +334,13 @@ class Qwen3(nn.Module):
         logits = self.lm_head(x) if self.lm_head is not None else F.linear(x, self.output_weight())
         return logits[0, -1]
 
-    def _run(self, ids, cos, sin, cache, pos, kv_len, mask, last_only, fast=None) -> torch.Tensor:
+    def _run(self, ids, cos, sin, cache, pos, kv_len, mask, last_only) -> torch.Tensor:
         x = self.embed_tokens(ids)
         for layer in self.layers:
-            x = layer(x, cos, sin, cache, pos, kv_len, mask, fast)
+            x = layer(x, cos, sin, cache, pos, kv_len, mask)
         if last_only:
             x = x[:, -1:]
-        # The compiled norm serves decode steps only: a prefill's last-row slice sits at a new
-        # storage offset each time, and compiled code would recompile for each.
-        graphed = fast is not None and fast.norm is not None and isinstance(pos, torch.Tensor)
-        x = fast.norm(x) if graphed else self.norm(x)
+        x = self.norm(x)
         return self.lm_head(x) if self.lm_head is not None else F.linear(x, self.output_weight())
 
 

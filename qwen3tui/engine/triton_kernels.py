@@ -110,17 +110,6 @@ def gemv(
     tl.store(OUT + rows, y.to(OUT.dtype.element_ty), mask=row_ok)
 
 
-@triton.jit
-def _head_norm_rope(ptr, norm_w, cos, sin, d, rot, sign, eps, HD: tl.constexpr):
-    """One head's RMSNorm and rotary embedding, in fp32, from `ptr` (HD values)."""
-    x = tl.load(ptr + d).to(tl.float32)
-    x_rot = tl.load(ptr + rot).to(tl.float32) * sign
-    inv = tl.rsqrt(tl.sum(x * x) / HD + eps)
-    x = x * inv * tl.load(norm_w + d).to(tl.float32)
-    x_rot = x_rot * inv * tl.load(norm_w + rot).to(tl.float32)
-    return x * cos + x_rot * sin
-
-
 @triton.jit(do_not_specialize=["split_len", "n_splits"])  # one compiled kernel for all windows
 def attention(
     QKV,
@@ -178,25 +167,29 @@ def attention(
     tile = t[:, None] * HD + d[None, :]
     keys = tl.load(k_base + tile, mask=(t < end)[:, None], other=0.0)
     values = tl.load(v_base + tile, mask=(t < end)[:, None], other=0.0)
+    # RMSNorm weight and rotation folded into two factors per dimension, for q and for k:
+    # rope(norm(x)) = (x * a + x[rot] * b) / rms(x).
     cos = tl.load(COS + pos * HD + d).to(tl.float32)
     sin = tl.load(SIN + pos * HD + d).to(tl.float32)
+    q_a = tl.load(Q_NORM + d).to(tl.float32) * cos
+    q_b = tl.load(Q_NORM + rot).to(tl.float32) * sign * sin
+    k_a = tl.load(K_NORM + d).to(tl.float32) * cos
+    k_b = tl.load(K_NORM + rot).to(tl.float32) * sign * sin
     if PDL:
         gdc_wait()
         gdc_launch_dependents()
-    # Queries of the group, normed and rotated; rows past GROUP are padding (zeros).
+    # Queries of the group (rows past GROUP are padding, zeros), the new key and value.
     q_ptrs = QKV + heads[:, None] * HD
     q = tl.load(q_ptrs + d[None, :], mask=g_ok[:, None], other=0.0).to(tl.float32)
     q_rot = tl.load(q_ptrs + rot[None, :], mask=g_ok[:, None], other=0.0).to(tl.float32)
-    q_inv = tl.rsqrt(tl.sum(q * q, axis=1) / HD + eps)
-    qw = tl.load(Q_NORM + d).to(tl.float32)
-    qw_rot = tl.load(Q_NORM + rot).to(tl.float32) * sign
-    q = (q * qw[None, :] * cos[None, :] + q_rot * qw_rot[None, :] * sin[None, :]) * q_inv[:, None]
-    q = q * scale
-    # The new position's key and value, as the cache will hold them.
-    k_new = _head_norm_rope(QKV + (N_HEADS + kv) * HD, K_NORM, cos, sin, d, rot, sign, eps, HD).to(
-        KC.dtype.element_ty
-    )
+    k_ptr = QKV + (N_HEADS + kv) * HD
+    k = tl.load(k_ptr + d).to(tl.float32)
+    k_rot = tl.load(k_ptr + rot).to(tl.float32)
     v_new = tl.load(QKV + (N_HEADS + N_KV + kv) * HD + d).to(VC.dtype.element_ty)
+    q_scale = tl.rsqrt(tl.sum(q * q, axis=1) / HD + eps) * scale
+    q = (q * q_a[None, :] + q_rot * q_b[None, :]) * q_scale[:, None]
+    k_new = (k * k_a + k_rot * k_b) * tl.rsqrt(tl.sum(k * k) / HD + eps)
+    k_new = k_new.to(KC.dtype.element_ty)  # as the cache holds it
     if (pos >= start) & (pos < start + split_len):
         tl.store(k_base + pos * HD + d, k_new)
         tl.store(v_base + pos * HD + d, v_new)
