@@ -13,6 +13,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from test_model_parity import our_greedy, ref_greedy, rel_err
 
+from qwen3tui.engine import weights
 from qwen3tui.engine.config import Qwen3Config
 from qwen3tui.engine.errors import ModelLoadError
 from qwen3tui.engine.kv_cache import KVCache
@@ -112,6 +113,20 @@ def test_fp8_checkpoint_loads_as_bfloat16_and_straight_into_int8(fp8_pair):
     cache = KVCache(config, 64, torch.device("cpu"), torch.bfloat16)
     with torch.inference_mode():
         assert torch.isfinite(bf16(torch.tensor([[3, 4, 5]]), 0, cache)).all()
+
+
+def test_fp8_read_through_the_safetensors_library_loads_the_same_weights(fp8_pair, monkeypatch):
+    """CUDA reads through the safetensors library (straight into device memory); the same
+    path, pointed at the CPU here, must dequantize to the same weights."""
+    config, ours, _, path = fp8_pair
+    through_library = weights._open_weights
+
+    monkeypatch.setattr(
+        weights, "_open_weights", lambda file, device: through_library(file, torch.device("mps"))
+    )
+    again = weights.load_model(path, config, torch.device("cpu"), torch.float32, 512)
+    a, b = ours.state_dict(), again.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 # -- malformed FP8 files ------------------------------------------------------------------

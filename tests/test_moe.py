@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 from test_model_parity import our_greedy, ref_greedy, rel_err
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from qwen3tui.engine import moe
 from qwen3tui.engine.config import Qwen3Config
@@ -114,6 +115,50 @@ def test_routing_kept_on_the_device_decodes_the_same_greedy_tokens(pair):
     finally:
         for block in blocks:
             block.device_routing = None
+
+
+class NoHostReads(TorchDispatchMode):
+    """Fails on any op that reads a tensor's value back to the host (on CUDA: a sync, which
+    a CUDA graph cannot hold): .item(), .tolist(), bool(), nonzero, bincount."""
+
+    READS = ("aten::_local_scalar_dense", "aten::nonzero", "aten::bincount", "aten::unique")
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        assert func.name().split(".")[0] not in self.READS, f"host read: {func.name()}"
+        return func(*args, **(kwargs or {}))
+
+    def __enter__(self):
+        # tolist() copies without dispatching an op: caught here instead.
+        self.tolist = torch.Tensor.tolist
+        torch.Tensor.tolist = lambda t: pytest.fail("host read: tolist")
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        torch.Tensor.tolist = self.tolist
+        return super().__exit__(*exc)
+
+
+def test_a_decode_step_with_device_routing_never_reads_the_routing_back(pair):
+    """The whole graphed decode step (position on the device, masked window), as CUDA graphs
+    replay it, has no host read anywhere, the experts' routing included."""
+    config, ours, _ = pair
+    prompt, token = torch.tensor([[5, 6, 7]]), torch.tensor([[8]])
+    plain = KVCache(config, 512, torch.device("cpu"), torch.float32)
+    graphed = KVCache(config, 512, torch.device("cpu"), torch.float32)
+    blocks = list(moe.moe_blocks(ours))
+    with torch.inference_mode():
+        ours(prompt, 0, plain)
+        ours(prompt, 0, graphed)
+        expected = ours(token, 3, plain)
+        for block in blocks:
+            block.device_routing = True
+        try:
+            with NoHostReads():
+                got = ours.decode_step(token, torch.tensor([3]), graphed, 64)
+        finally:
+            for block in blocks:
+                block.device_routing = None
+    assert rel_err(got, expected) < 1e-5
 
 
 # -- the ways of running routed experts ---------------------------------------------------
