@@ -197,7 +197,8 @@ def test_device_index_decode_reads_only_the_routed_experts_and_matches_host_grou
         weights, ids = block.router(x)
         expected = moe.routed_on_host(block.experts, x, weights, ids)
         poison_unrouted(block, ids)
-        got = moe.routed_by_index(block.experts, x, weights[0], ids[0])
+        with NoHostReads():
+            got = moe.routed_by_index(block.experts, x, weights[0], ids[0])
     assert rel_err(got, expected) < 1e-5
 
 
@@ -208,7 +209,8 @@ def test_grouped_matmul_prefill_reads_only_the_routed_experts_and_matches_host_g
         weights, ids = block.router(x)
         expected = moe.routed_on_host(block.experts, x, weights, ids)
         poison_unrouted(block, ids)
-        got = moe.routed_grouped(block.experts, x, weights, ids)
+        with NoHostReads():  # CUDA prefill graphs run it
+            got = moe.routed_grouped(block.experts, x, weights, ids)
     assert rel_err(got, expected) < 1e-5
 
 
@@ -217,7 +219,8 @@ def test_dense_fallback_for_graph_capture_matches_host_grouping(block):
     with torch.inference_mode():
         weights, ids = block.router(x)
         expected = moe.routed_on_host(block.experts, x, weights, ids)
-        got = moe.routed_densely(block.experts, x, weights, ids)
+        with NoHostReads():
+            got = moe.routed_densely(block.experts, x, weights, ids)
     assert rel_err(got, expected) < 1e-5
 
 
