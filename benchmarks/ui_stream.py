@@ -42,7 +42,7 @@ from qwen3tui.engine.events import (
 )
 from qwen3tui.engine.info import EngineInfo
 from qwen3tui.engine.options import ChatOptions, SamplingParams, default_sampling
-from qwen3tui.settings import UserSettings
+from qwen3tui.settings import TurnSettings, UserSettings
 from qwen3tui.store import SessionStore
 from qwen3tui.tui import chat_screen
 from qwen3tui.tui.app import Qwen3App
@@ -228,7 +228,7 @@ async def run(
 ) -> dict[str, float]:
     engine = PacedEngine(rate, tokens - thinking, thinking)
     home = Path(tempfile.mkdtemp(prefix="qwen3tui-bench-"))
-    settings = UserSettings(thinking=thinking > 0, thinking_budget=None)
+    settings = UserSettings(turn=TurnSettings(thinking=thinking > 0, thinking_budget=None))
     app = Qwen3App(
         engine_factory=lambda progress: engine,
         model_name="bench/paced",

@@ -1,7 +1,10 @@
 """`qwen3tui ask`: answer one prompt from the command line (scripts, tests and benchmarks).
 
 The answer streams to stdout, the thinking to stderr (dim on a terminal); `--json` prints one
-object at the end instead. Each exchange is recorded in the session store unless --no-save.
+object at the end instead. The turn runs through the same `run_turn` as the TUI, and is saved
+in the session store unless --no-save: the prompt before the model loads, the reply as it
+streams. Exit codes: 0 done, 2 bad input or a model error, 3 answered but not saved, 130 Ctrl+C,
+143 SIGTERM, 129 SIGHUP.
 """
 
 from __future__ import annotations
@@ -11,9 +14,18 @@ import json
 import signal
 import sys
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
+from qwen3tui.cli_options import (
+    EXIT_CANCELLED,
+    EXIT_NOT_SAVED,
+    EXIT_OK,
+    UserError,
+    add_model_arguments,
+)
 from qwen3tui.engine import (
     AnswerDelta,
     ChatOptions,
@@ -21,17 +33,19 @@ from qwen3tui.engine import (
     EngineError,
     LoadProgress,
     SamplingOverrides,
-    Summary,
     ThinkingDelta,
     ThinkingDone,
 )
+from qwen3tui.settings import BY_KEY, SAMPLING_KEYS, SettingError, TurnSettings
+from qwen3tui.store import Outcome
+from qwen3tui.terminal_text import neutralize
+from qwen3tui.turn import Recording, Stop, TurnEnded, WaitingForSession, run_turn
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
+SIGNAL_EXIT = {signal.SIGTERM: 143, signal.SIGHUP: 129}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from qwen3tui.cli import add_model_arguments
-
     p = sub.add_parser(
         "ask",
         help="answer one prompt and exit",
@@ -47,18 +61,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--budget",
-        type=_budget,
+        type=_setting_arg("thinking_budget"),
         default=None,
         metavar="N",
         help="thinking budget in tokens, or 'off' (default: unlimited)",
     )
-    p.add_argument("--max-new-tokens", type=_positive_int, default=32768, metavar="N")
-    p.add_argument("--temperature", type=float, default=None)
-    p.add_argument("--top-p", type=float, default=None)
-    p.add_argument("--top-k", type=int, default=None)
-    p.add_argument("--min-p", type=float, default=None)
-    p.add_argument("--presence-penalty", type=float, default=None)
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--max-new-tokens",
+        "--max-tokens",
+        dest="max_tokens",
+        type=_setting_arg("max_tokens"),
+        default=BY_KEY["max_tokens"].default,
+        metavar="N",
+        help=f"most tokens in the reply (default: {BY_KEY['max_tokens'].default})",
+    )
+    for key in SAMPLING_KEYS:
+        p.add_argument(
+            f"--{key.replace('_', '-')}",
+            dest=key,
+            type=_setting_arg(key),
+            default=None,
+            help=f"{BY_KEY[key].help} (default: the model's, per mode)",
+        )
     p.add_argument("--system", default=None, metavar="TEXT", help="system prompt")
     p.add_argument("--json", action="store_true", help="print one JSON object at the end")
     where = p.add_mutually_exclusive_group()
@@ -72,49 +96,74 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     where.add_argument("--no-save", action="store_true", help="record nothing")
 
 
-def _budget(value: str) -> int | None:
-    if value.lower() in ("off", "none", "unlimited"):
-        return None
-    return _non_negative_int(value)
+def _setting_arg(key: str) -> Callable[[str], Any]:
+    """An argparse type from the settings schema: the same parsing and ranges as `/set`."""
 
+    def parse(text: str) -> Any:
+        try:
+            return BY_KEY[key].parse(text)
+        except SettingError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
 
-def _positive_int(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return n
-
-
-def _non_negative_int(value: str) -> int:
-    n = int(value)
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return n
+    parse.__name__ = key  # argparse names the type in its messages
+    return parse
 
 
 def run(args: argparse.Namespace) -> int:
-    from qwen3tui.cli import UserError
+    prompt = _read_prompt(args.prompt)
+    settings = TurnSettings(
+        thinking=args.think,
+        thinking_budget=args.budget,
+        max_tokens=args.max_tokens,
+        sampling=SamplingOverrides(**{key: getattr(args, key) for key in SAMPLING_KEYS}),
+    )
+    options = settings.options()
+    out = _Output(as_json=args.json)
+    with _recording(args, settings, prompt, out) as place:
+        system = args.system if args.system is not None else place.system_prompt
+        messages = ([{"role": "system", "content": system}] if system else []) + place.history
+        messages.append({"role": "user", "content": prompt})
+        engine = _load(args)
+        stop = Stop()
+        with _stop_on_signals(stop) as caught:
+            ended = out.stream(run_turn(engine, messages, options, stop, place.recording(engine)))
+        saved = place.finish()
+    if args.json:
+        result = _summary_json(ended, options)
+        result["session_id"] = place.session_id
+        result["saved"] = saved
+        out.json(result)
+    if ended.error:
+        raise UserError(ended.error)
+    if caught:
+        return SIGNAL_EXIT.get(caught[0], EXIT_CANCELLED)
+    if not saved:
+        return EXIT_NOT_SAVED
+    return EXIT_CANCELLED if ended.outcome is Outcome.CANCELLED else EXIT_OK
 
-    prompt = args.prompt
+
+def _read_prompt(prompt: str | None) -> str:
     if prompt is None:
-        if sys.stdin.isatty():
+        if sys.stdin is None or sys.stdin.isatty():
             raise UserError("no prompt given. Pass it as an argument or pipe it on stdin.")
-        prompt = sys.stdin.read()
+        raw = sys.stdin.buffer.read()
+        try:
+            prompt = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise UserError(
+                f"stdin is not UTF-8 text (byte 0x{raw[err.start]:02x} at offset {err.start});"
+                " convert it first, e.g. with iconv."
+            ) from None
     if not prompt.strip():
         raise UserError("the prompt is empty.")
+    return prompt
 
-    recorder_factory = _Recording(args) if not args.no_save else None
-    history = recorder_factory.history() if recorder_factory else []
-    system = (
-        args.system
-        if args.system is not None
-        else (recorder_factory.system_prompt() if recorder_factory else None)
-    )
+
+def _load(args: argparse.Namespace) -> Any:
+    from qwen3tui.engine import load_engine
 
     try:
-        from qwen3tui.engine import load_engine
-
-        engine = load_engine(
+        return load_engine(
             args.model,
             device=args.device,
             dtype=args.dtype,
@@ -125,93 +174,208 @@ def run(args: argparse.Namespace) -> int:
     except EngineError as err:
         raise UserError(str(err)) from None
 
-    options = ChatOptions(
-        thinking=args.think,
-        thinking_budget=args.budget,
-        max_new_tokens=args.max_new_tokens,
-        sampling=SamplingOverrides(
-            temperature=args.temperature,
-            top_p=args.top_p,
-            top_k=args.top_k,
-            min_p=args.min_p,
-            presence_penalty=args.presence_penalty,
-            seed=args.seed,
-        ),
-    )
-    messages = ([{"role": "system", "content": system}] if system else []) + history
-    messages.append({"role": "user", "content": prompt})
 
-    recorder = None
-    if recorder_factory:
-        recorder = recorder_factory.start(
-            engine.info.model, system, prompt, options, asdict(engine.sampling_for(options))
-        )
+class _Place:
+    """Where this exchange is recorded: nowhere, a new session, the latest, or a given one."""
 
-    cancel = threading.Event()
-    summary = _stream(engine, messages, options, cancel, recorder, as_json=args.json)
-    if recorder is not None and recorder.warning:
-        print(f"qwen3tui: warning: {recorder.warning}", file=sys.stderr)
-    if args.json:
-        out = _summary_json(summary)
-        out["session_id"] = recorder_factory.session_id if recorder_factory else None
-        print(json.dumps(out, ensure_ascii=False))
-    return 130 if summary.finish_reason == "cancelled" else 0
+    def __init__(self) -> None:
+        self.saver: Any = None
+        self.session_id: str | None = None
+        self.lock: Any = None
+        self.history: list[dict[str, str]] = []
+        self.system_prompt: str | None = None
+
+    def recording(self, engine: Any) -> Recording | None:
+        if self.saver is None or self.session_id is None:
+            return None
+        return Recording(self.saver, self.session_id, model=engine.info.model, lock=self.lock)
+
+    def finish(self) -> bool:
+        """Wait until everything is on disk (a locked store is waited for); True if it is."""
+        if self.saver is None:
+            return True
+        saved = self.saver.close()
+        if not saved:
+            reason = self.saver.state.unavailable or "the session store could not be written"
+            print(
+                f"qwen3tui: not saved: {reason} (the answer above is all there is)",
+                file=sys.stderr,
+            )
+        return saved
 
 
-def _stream(engine, messages, options, cancel, recorder, *, as_json: bool) -> Summary:
-    dim = sys.stderr.isatty()
-    # First Ctrl+C stops generation and keeps the partial reply; a second one exits at once.
-    previous = signal.getsignal(signal.SIGINT)
+@contextmanager
+def _recording(
+    args: argparse.Namespace, settings: TurnSettings, prompt: str, out: _Output
+) -> Iterator[_Place]:
+    """Take the session, save the prompt (before the model loads), and release it at the end."""
+    place = _Place()
+    if args.no_save:
+        yield place
+        return
+    from qwen3tui.store import SessionSaver, SessionStore, StoreError
 
-    def on_interrupt(signum, frame):
-        if cancel.is_set():
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
-        cancel.set()
-
-    in_main = threading.current_thread() is threading.main_thread()
-    if in_main:
-        signal.signal(signal.SIGINT, on_interrupt)
-    summary = None
     try:
-        for event in engine.chat(messages, options, cancel):
-            if recorder is not None:
-                recorder.on_event(event)
-            if isinstance(event, Summary):
-                summary = event
-            elif as_json:
+        store = SessionStore.open()
+    except StoreError as err:
+        raise UserError(str(err)) from None
+    for warning in store.warnings:
+        out.note(f"warning: {warning}")
+    told: list[bool] = []
+
+    def on_change(state: Any) -> None:
+        if state.waiting_for_lock and not told:
+            told.append(True)
+            out.note("waiting for the session store (another program is writing to it)…")
+
+    place.saver = SessionSaver(store, on_change=on_change)
+    try:
+        try:
+            if args.continue_last:
+                place.session_id = store.most_recent_id()
+                if place.session_id is None:
+                    raise UserError(
+                        "there is no session to continue. Run `qwen3tui ask` without --continue."
+                    )
+            elif args.session:
+                place.session_id = store.resolve_id(args.session)
+        except StoreError as err:
+            raise UserError(str(err)) from None
+        if place.session_id is not None:
+            place.lock = store.session_lock(place.session_id)
+            if not place.lock.try_acquire():
+                out.note("waiting for the reply another qwen3tui is writing in this session…")
+                place.lock.acquire()
+            session = store.get_session(place.session_id)
+            place.system_prompt = session.system_prompt
+            place.history = [m for m in store.conversation(session.id) if m["role"] != "system"]
+        else:
+            place.session_id = place.saver.create_session(
+                args.model, args.system, settings.to_dict()
+            )
+        place.saver.add_user_message(place.session_id, prompt)
+        yield place
+    finally:
+        if place.lock is not None:
+            place.saver.wait_idle()  # this turn is on disk before another may start
+            place.lock.release()
+        place.saver.close(timeout=0)
+        store.close()
+
+
+@contextmanager
+def _stop_on_signals(stop: Stop) -> Iterator[list[int]]:
+    """Ctrl+C stops the reply (a second one exits at once); SIGTERM and SIGHUP end it as
+    interrupted. Either way what was generated is saved and marked before exiting."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, *SIGNAL_EXIT)}
+
+    def on_signal(signum: int, frame: object) -> None:
+        if signum == signal.SIGINT:
+            if stop.is_set():
+                signal.signal(signal.SIGINT, previous[signal.SIGINT])
+                raise KeyboardInterrupt
+            stop.cancel()
+        else:
+            stop.interrupt()
+        caught.append(signum)
+
+    for s in previous:
+        signal.signal(s, on_signal)
+    try:
+        yield caught
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+class _Output:
+    """Where the reply goes: answer on stdout, thinking and notes on stderr.
+
+    A closed stdout (`| head`) stops the reply quietly; text bound for a terminal has its
+    control sequences neutralised.
+    """
+
+    def __init__(self, *, as_json: bool) -> None:
+        self.as_json = as_json
+        self.dim = sys.stderr.isatty()
+        self.raw_out = not sys.stdout.isatty()
+        self.raw_err = not sys.stderr.isatty()
+        self.closed = False
+
+    def note(self, text: str) -> None:
+        print(f"qwen3tui: {text}", file=sys.stderr, flush=True)
+
+    def _write(self, stream: Any, text: str, raw: bool) -> None:
+        if self.closed:
+            return
+        try:
+            stream.write(text if raw else neutralize(text))
+            stream.flush()
+        except BrokenPipeError:
+            self.closed = True
+
+    def stream(self, events: Iterator[Any]) -> TurnEnded:
+        ended: TurnEnded | None = None
+        for event in events:
+            if isinstance(event, TurnEnded):
+                ended = event
+            elif isinstance(event, WaitingForSession):
+                self.note(event.message)
+            elif isinstance(event, ContextNotice):
+                self.note(event.message)
+            elif self.as_json:
                 continue
             elif isinstance(event, ThinkingDelta):
-                sys.stderr.write(f"{DIM}{event.text}{RESET}" if dim else event.text)
-                sys.stderr.flush()
+                text = f"{DIM}{neutralize(event.text)}{RESET}" if self.dim else event.text
+                self._write(sys.stderr, text, raw=True)
             elif isinstance(event, ThinkingDone):
-                sys.stderr.write("\n")
-                sys.stderr.flush()
+                self._write(sys.stderr, "\n", raw=True)
             elif isinstance(event, AnswerDelta):
-                sys.stdout.write(event.text)
-                sys.stdout.flush()
-            elif isinstance(event, ContextNotice):
-                print(f"qwen3tui: {event.message}", file=sys.stderr)
-    except EngineError as err:
-        if recorder is not None:
-            recorder.fail(str(err))
-        from qwen3tui.cli import UserError
+                self._write(sys.stdout, event.text, self.raw_out)
+            if self.closed:  # the reader is gone (`| head`): stop generating, quietly
+                _quiet_stdout()
+                events.close()  # type: ignore[attr-defined]
+                return TurnEnded(Outcome.INTERRUPTED, "", "")
+        if ended is None:
+            ended = TurnEnded(Outcome.INTERRUPTED, "", "")
+        if not self.as_json:
+            self._write(sys.stdout, "\n", raw=True)
+            if ended.outcome in (Outcome.CANCELLED, Outcome.INTERRUPTED):
+                self.note("stopped; the partial reply was kept.")
+        return ended
 
-        raise UserError(str(err)) from None
-    finally:
-        if in_main:
-            signal.signal(signal.SIGINT, previous)
-    if not as_json:
-        sys.stdout.write("\n")
-        if summary.finish_reason == "cancelled":
-            print("qwen3tui: stopped; the partial reply was kept.", file=sys.stderr)
-    return summary
+    def json(self, result: dict[str, Any]) -> None:
+        self._write(sys.stdout, json.dumps(result, ensure_ascii=False) + "\n", raw=True)
 
 
-def _summary_json(s: Summary) -> dict[str, Any]:
+def _quiet_stdout() -> None:
+    """After a closed pipe, Python would complain once more at exit when flushing stdout."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+def _summary_json(ended: TurnEnded, options: ChatOptions) -> dict[str, Any]:
+    s = ended.summary
+    if s is None:
+        return {
+            "thinking": ended.thinking,
+            "answer": ended.answer,
+            "outcome": ended.outcome.value,
+            "error": ended.error,
+        }
     return {
         "thinking": s.thinking,
         "answer": s.answer,
+        "outcome": ended.outcome.value,
         "finish_reason": s.finish_reason,
         "thinking_enabled": s.thinking_enabled,
         "thinking_budget": s.thinking_budget,
@@ -223,7 +387,7 @@ def _summary_json(s: Summary) -> dict[str, Any]:
     }
 
 
-def _progress_printer():
+def _progress_printer() -> Callable[[LoadProgress], None] | None:
     if not sys.stderr.isatty():
         return None
     last = {"pct": -1}
@@ -237,67 +401,3 @@ def _progress_printer():
             sys.stderr.flush()
 
     return show
-
-
-class _Recording:
-    """Where this exchange is recorded: a new session, the latest one, or a given one."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        from qwen3tui.cli import UserError
-        from qwen3tui.store import SessionStore, StoreError
-
-        try:
-            self.store = SessionStore.open()
-        except StoreError as err:
-            raise UserError(str(err)) from None
-        for warning in self.store.warnings:
-            print(f"qwen3tui: warning: {warning}", file=sys.stderr)
-        self.session_id: str | None = None
-        try:
-            if args.continue_last:
-                self.session_id = self.store.most_recent_id()
-                if self.session_id is None:
-                    raise UserError(
-                        "there is no session to continue. Run `qwen3tui ask` without --continue."
-                    )
-            elif args.session:
-                self.session_id = self.store.resolve_id(args.session)
-        except StoreError as err:
-            raise UserError(str(err)) from None
-
-    def history(self) -> list[dict[str, str]]:
-        if self.session_id is None:
-            return []
-        return [m for m in self.store.conversation(self.session_id) if m["role"] != "system"]
-
-    def system_prompt(self) -> str | None:
-        if self.session_id is None:
-            return None
-        return self.store.get_session(self.session_id).system_prompt
-
-    def start(
-        self,
-        model: str,
-        system: str | None,
-        prompt: str,
-        options: ChatOptions,
-        sampling: dict[str, Any],
-    ):
-        from qwen3tui.recording import ReplyRecorder
-
-        if self.session_id is None:
-            settings = {
-                "thinking": options.thinking,
-                "thinking_budget": options.thinking_budget,
-                "sampling": sampling,
-                "max_new_tokens": options.max_new_tokens,
-            }
-            self.session_id = self.store.create_session(model, system, settings).id
-        self.store.add_user_message(self.session_id, prompt)
-        return ReplyRecorder(
-            self.store,
-            self.session_id,
-            thinking_enabled=options.thinking,
-            budget=options.thinking_budget,
-            sampling=sampling,
-        )

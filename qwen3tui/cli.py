@@ -10,64 +10,16 @@ import sys
 from collections.abc import Sequence
 
 from qwen3tui import __version__
+from qwen3tui.cli_options import (
+    EXIT_CANCELLED,
+    EXIT_USAGE,
+    UserError,
+    add_model_arguments,
+    chosen_model,
+)
 from qwen3tui.engine.errors import EngineError
-from qwen3tui.engine.info import DEFAULT_MODEL
 
-EXIT_USAGE = 2
-
-
-class UserError(Exception):
-    """A problem with the user's input: printed as one line, exit code 2."""
-
-
-def add_model_arguments(p: argparse.ArgumentParser, *, subcommand: bool = False) -> None:
-    """The model options, on the main parser and again on `ask`.
-
-    On a subcommand their defaults are SUPPRESS, so `qwen3tui --model X ask` keeps X instead
-    of the subparser writing its own default over it.
-    """
-
-    def default(value):
-        return argparse.SUPPRESS if subcommand else value
-
-    p.add_argument(
-        "--model",
-        "-m",
-        default=default(None),
-        help="Hugging Face model id or local directory (default: `model` in settings.toml,"
-        f" else {DEFAULT_MODEL})",
-    )
-    p.add_argument(
-        "--device", default=default("auto"), help="auto, cpu, cuda, cuda:N or mps (default: auto)"
-    )
-    p.add_argument(
-        "--dtype",
-        default=default("auto"),
-        help="auto, bfloat16, float16 or float32 (default: auto)",
-    )
-    p.add_argument(
-        "--context",
-        type=int,
-        default=default(None),
-        metavar="N",
-        help="context window in tokens (KV cache size; default: 32768 on CUDA, 16384 on MPS,"
-        " 8192 on CPU, at most the model's limit)",
-    )
-    p.add_argument(
-        "--quantize",
-        choices=["int8"],
-        default=default(None),
-        help="weight-only quantization at load time",
-    )
-
-
-def chosen_model(args: argparse.Namespace) -> str:
-    """--model, else the model in the user's settings, else the default."""
-    if args.model:
-        return args.model
-    from qwen3tui.settings import UserSettings
-
-    return UserSettings.load().model or DEFAULT_MODEL
+__all__ = ["build_parser", "chosen_model", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_app(args)
     except KeyboardInterrupt:
         print("qwen3tui: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_CANCELLED
     except (UserError, EngineError) as err:
         print(f"qwen3tui: {err}", file=sys.stderr)
         return EXIT_USAGE

@@ -16,11 +16,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from qwen3tui import paths
 from qwen3tui.atomic_file import TargetExistsError, write_atomically
 from qwen3tui.closed_pipe import exit_code_for_closed_pipe
+from qwen3tui.engine.options import check_value
 from qwen3tui.store import SessionStore, StoreError
-from qwen3tui.store.connection import open_database
 from qwen3tui.store.errors import StoreUnavailable
 from qwen3tui.store.export import load_export, session_to_dict, validate_export
 from qwen3tui.terminal_text import json_for_terminal, neutralize
@@ -103,12 +102,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _open_store(*, for_reading: bool) -> SessionStore:
     """The store; for a command that only reads, opened so that the file is never changed."""
-    if not for_reading:
-        return SessionStore.open()
-    path = paths.sessions_db_path()
-    warnings: list[str] = []
-    conn, persistent = open_database(path, warnings, for_reading=True)
-    return SessionStore(conn, path, persistent=persistent, warnings=warnings)
+    return SessionStore.open(for_reading=for_reading)
 
 
 def _fail(message: str) -> int:
@@ -237,7 +231,8 @@ def _import(store: SessionStore, args: argparse.Namespace) -> int:
     except UnicodeDecodeError:
         raise _CommandError(f"cannot read {name}: it is not UTF-8 text") from None
     data = load_export(text, name)
-    validate_export(data)  # the whole file, before anything is written
+    # The whole file, before anything is written; generation values within the engine's ranges.
+    validate_export(data, check_value=check_value)
     new_id = store.import_json(data)
     if not store.persistent:
         raise _CommandError(f"{_NOT_SAVED['import']}: {store.path} cannot be written")

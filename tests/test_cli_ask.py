@@ -72,7 +72,7 @@ def other_architecture(path: Path) -> None:
 BROKEN = {
     "corrupt safetensors": (break_weights, "corrupt"),
     "no weights": (weightless, "no weights"),
-    "other architecture": (other_architecture, "not a dense Qwen3 model"),
+    "other architecture": (other_architecture, "not a Qwen3 model"),
 }
 
 

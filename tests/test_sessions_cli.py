@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from store_helpers import add_reply
 
 from qwen3tui.cli import main
 from qwen3tui.store import LATEST_VERSION, SessionStore
@@ -23,10 +24,15 @@ def make_session(question, answer, thinking="", title=None):
     with SessionStore.open() as store:
         s = store.create_session("Qwen/Qwen3-1.7B")
         store.add_user_message(s.id, question)
-        w = store.begin_reply(s.id, thinking_enabled=bool(thinking), budget=256, sampling={})
-        w.append_thinking(thinking)
-        w.append_answer(answer)
-        w.finish("complete", {"answer_tokens": 4}, {"ttft_s": 0.1})
+        add_reply(
+            store,
+            s.id,
+            answer,
+            thinking,
+            budget=256,
+            usage={"answer_tokens": 4},
+            timings={"ttft_s": 0.1},
+        )
         if title:
             store.rename_session(s.id, title)
         return s.id

@@ -55,10 +55,16 @@ def saved_reply_text(db: Path) -> str:
     conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=5)
     try:
         row = conn.execute(
-            "SELECT thinking || content FROM messages WHERE role = 'assistant'"
+            "SELECT id, thinking || content FROM messages WHERE role = 'assistant'"
             " ORDER BY id DESC LIMIT 1"
         ).fetchone()
-        return row[0] if row else ""
+        if row is None:
+            return ""
+        chunks = conn.execute(  # what the reply has streamed so far
+            "SELECT thinking || answer FROM reply_chunks WHERE message_id = ? ORDER BY seq",
+            (row[0],),
+        ).fetchall()
+        return row[1] + "".join(c[0] for c in chunks)
     except sqlite3.OperationalError:  # schema not created yet
         return ""
     finally:
@@ -77,9 +83,10 @@ def test_ask_then_ask_continue_is_one_two_turn_session(tiny_checkpoint, qwen3tui
     session = show(qwen3tui_home, session_id)
     assert session["title"] == "first question"
     messages = session["messages"]
+    # Six tokens never finish a reply: it was cut off by max tokens, and says so.
     assert [(m["role"], m["status"]) for m in messages] == [
         ("user", "complete"),
-        ("assistant", "complete"),
+        ("assistant", "length"),
     ] * 2
     assert [messages[0]["content"], messages[2]["content"]] == ["first question", "second question"]
     reply = messages[3]
@@ -152,7 +159,7 @@ def test_a_killed_ask_leaves_the_flushed_partial_reply_and_continue_works(
     (session,) = listed
     user, reply = show(qwen3tui_home, session["id"])["messages"]
     assert (user["role"], user["content"]) == ("user", "Write a very long essay")
-    assert (reply["role"], reply["status"]) == ("assistant", "partial")
+    assert (reply["role"], reply["status"]) == ("assistant", "interrupted")
     assert (reply["thinking"] + reply["content"]).startswith(flushed)
 
     resumed = ask(qwen3tui_home, tiny_checkpoint, "--json", "--continue", "Go on")
@@ -161,9 +168,9 @@ def test_a_killed_ask_leaves_the_flushed_partial_reply_and_continue_works(
     messages = show(qwen3tui_home, session["id"])["messages"]
     assert [(m["role"], m["status"]) for m in messages] == [
         ("user", "complete"),
-        ("assistant", "partial"),
+        ("assistant", "interrupted"),
         ("user", "complete"),
-        ("assistant", "complete"),
+        ("assistant", "length"),
     ]
     assert messages[1]["thinking"] + messages[1]["content"] == reply["thinking"] + reply["content"]
     assert messages[2]["content"] == "Go on"

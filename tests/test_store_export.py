@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from store_helpers import add_reply
 
 from qwen3tui.store import ImportFormatError, SessionStore
 
@@ -20,18 +21,18 @@ def store(tmp_path):
 def session_id(store):
     s = store.create_session("Qwen/Qwen3-1.7B", "Be kind.", {"thinking": True, "budget": 64})
     store.add_user_message(s.id, "Why is the sky blue? ünïcödé ✓")
-    w = store.begin_reply(s.id, thinking_enabled=True, budget=64, sampling={"temperature": 0.6})
-    w.append_thinking("Rayleigh scattering... </details> oops")
-    w.append_answer("Short wavelengths scatter more.")
-    w.finish(
-        "complete",
-        {"prompt_tokens": 12, "thinking_tokens": 5, "answer_tokens": 6},
-        {"ttft_s": 0.2, "decode_tok_s": 30.5},
+    add_reply(
+        store,
+        s.id,
+        "Short wavelengths scatter more.",
+        "Rayleigh scattering... </details> oops",
+        budget=64,
+        sampling={"temperature": 0.6},
+        usage={"prompt_tokens": 12, "thinking_tokens": 5, "answer_tokens": 6},
+        timings={"ttft_s": 0.2, "decode_tok_s": 30.5},
     )
     store.add_user_message(s.id, "And sunsets?")
-    w = store.begin_reply(s.id, thinking_enabled=False, budget=None, sampling={})
-    w.append_answer("Longer path thro")
-    w.finish("cancelled")
+    add_reply(store, s.id, "Longer path thro", outcome="cancelled")
     return s.id
 
 
@@ -80,7 +81,7 @@ def test_markdown_export_folds_thinking_into_a_details_block(store, session_id):
     block = md[details : md.index("</details>\n")]
     assert "<summary>Thinking</summary>" in block and "Rayleigh scattering" in block
     assert md.count("</details>") == 1  # the one inside the reasoning was defused
-    assert "## Assistant (cancelled)" in md and "Longer path thro" in md
+    assert "## Assistant (stopped)" in md and "Longer path thro" in md
 
 
 @pytest.mark.parametrize(

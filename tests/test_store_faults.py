@@ -9,19 +9,19 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from store_helpers import add_reply
 
-from qwen3tui.store import SessionStore
+from qwen3tui.store import SessionSaver, SessionStore, StoreUnavailable
 
 
 def add_exchange(store, session_id, question, answer):
     store.add_user_message(session_id, question)
-    w = store.begin_reply(session_id, thinking_enabled=False, budget=None, sampling={})
-    w.append_answer(answer)
-    w.finish("complete")
+    add_reply(store, session_id, answer)
 
 
 def backups(folder: Path) -> list[Path]:
@@ -106,7 +106,21 @@ def unprivileged():
         os.seteuid(0)
 
 
-def test_a_read_only_folder_gives_an_in_memory_store_with_a_warning():
+@contextmanager
+def privileged():
+    """Back to the real user for a moment (root, when the test runs as root)."""
+    euid = os.geteuid()
+    if euid == os.getuid():
+        yield
+        return
+    os.seteuid(os.getuid())
+    try:
+        yield
+    finally:
+        os.seteuid(euid)
+
+
+def test_a_read_only_folder_is_said_at_once_and_nothing_is_called_saved():
     with read_only_folder() as folder:
         folder.chmod(0o555)
         with unprivileged():
@@ -114,10 +128,9 @@ def test_a_read_only_folder_gives_an_in_memory_store_with_a_warning():
             assert not store.persistent
             (warning,) = store.warnings
             assert "memory" in warning and "\n" not in warning
-            s = store.create_session("m")
-            add_exchange(store, s.id, "kept in memory", "ok")
-            assert [m.content for m in store.get_session(s.id).messages] == ["kept in memory", "ok"]
-            assert [h.session_id for h in store.search("memory")] == [s.id]
+            with pytest.raises(StoreUnavailable):  # never "saved" into a memory copy
+                store.create_session("m")
+            assert store.list_sessions() == []
             store.close()
         assert list(folder.iterdir()) == []
 
@@ -137,11 +150,37 @@ def test_a_read_only_folder_still_shows_saved_sessions_and_changes_nothing():
                 "saved before",
                 "intact",
             ]
-            new = store.create_session("m")
-            add_exchange(store, new.id, "only in memory", "fine")
-            assert [x.id for x in store.list_sessions()] == [new.id, old.id]
+            with pytest.raises(StoreUnavailable):
+                store.add_user_message(old.id, "not saved")
+            assert [x.id for x in store.list_sessions()] == [old.id]
             store.close()
         assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_a_read_only_folder_that_becomes_writable_is_written_by_the_saver():
+    with read_only_folder() as folder:
+        folder.chmod(0o555)
+        with unprivileged():
+            store = SessionStore.open(folder / "sessions.db")
+            saver = SessionSaver(store, retry_first=0.01)
+            session_id = saver.create_session("m", None, {})
+            saver.add_user_message(session_id, "held in memory")
+            assert saver.wait_idle(10) is False and saver.unsaved() == [
+                "the new session",
+                "your message",
+            ]
+            with privileged():
+                folder.chmod(0o777)  # the user fixes the folder
+            deadline = time.monotonic() + 10
+            while not saver.idle() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert saver.idle()
+            saver.close(5)
+            store.close()
+        with SessionStore.open(folder / "sessions.db") as reopened:
+            assert [m.content for m in reopened.get_session(session_id).messages] == [
+                "held in memory"
+            ]
 
 
 # -- disk full ---------------------------------------------------------------------------
@@ -154,45 +193,34 @@ def fill_disk(store: SessionStore) -> None:
     store._conn.execute(f"PRAGMA max_page_count = {pages}")
 
 
-def test_a_full_disk_moves_the_conversation_to_memory_and_damages_nothing(tmp_path):
+def test_a_full_disk_refuses_the_write_damages_nothing_and_takes_it_once_there_is_room(tmp_path):
     path = tmp_path / "sessions.db"
     store = SessionStore.open(path)
     s = store.create_session("m")
     add_exchange(store, s.id, "saved first", "saved answer")
     fill_disk(store)
     big = "a long message " * 20000
-    w = store.begin_reply(s.id, thinking_enabled=False, budget=None, sampling={})
-    w.append_answer("streaming on")
-    w.flush()
-    store.add_user_message(s.id, big)  # too big for the file: moves to memory
-    assert not store.persistent
-    (warning,) = store.warnings
-    assert "database or disk is full" in warning and "memory" in warning
-    w.append_answer(" and on")
-    w.finish("complete")
-    messages = store.get_session(s.id).messages
-    assert [m.content for m in messages] == [
+    with pytest.raises(StoreUnavailable) as refused:
+        store.add_user_message(s.id, big)
+    assert refused.value.reason == "the disk is full" and not store.persistent
+    assert [m.content for m in store.get_session(s.id).messages] == [
         "saved first",
         "saved answer",
-        "streaming on and on",
-        big,
     ]
+    store._conn.execute("PRAGMA max_page_count = 1073741823")  # room again
+    store.add_user_message(s.id, big)
+    assert store.persistent
     store.close()
     with SessionStore.open(path) as on_disk:
         assert on_disk._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert [m.content for m in on_disk.get_session(s.id).messages] == [
-            "saved first",
-            "saved answer",
-            "streaming on",
-        ]
-        assert on_disk.get_session(s.id).messages[2].status == "partial"
+        assert [m.content for m in on_disk.get_session(s.id).messages][-1] == big
 
 
 # -- concurrent writers ----------------------------------------------------------------
 
 WRITER = textwrap.dedent("""
     import os, sys, time
-    from qwen3tui.store import SessionStore
+    from qwen3tui.store import SessionSaver, SessionStore, StoreUnavailable
     path, shared, name, count, go = sys.argv[1:4] + [int(sys.argv[4]), sys.argv[5]]
     store = SessionStore.open(path)
     own = store.create_session(name)
@@ -203,9 +231,8 @@ WRITER = textwrap.dedent("""
         store.add_user_message(shared, f"{name}-{i}")
         store.add_user_message(own.id, f"{name}-{i}")
         if i % 10 == 0:
-            w = store.begin_reply(shared, thinking_enabled=False, budget=None, sampling={})
-            w.append_answer(f"{name}-reply-{i}")
-            w.finish("complete")
+            reply = store.begin_reply(shared, thinking_enabled=False, budget=None, sampling={})
+            store.finish_reply(reply, thinking="", answer=f"{name}-reply-{i}", outcome="complete")
         time.sleep(0.002)  # a pause between turns, as in real use, lets the other one in
     assert store.warnings == [], store.warnings
 """)

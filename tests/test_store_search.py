@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from store_helpers import add_reply
 
 from qwen3tui.store import SessionStore, StoreError
 
@@ -17,10 +18,7 @@ def store(tmp_path):
 def exchange(store, question, answer, thinking="", title=None):
     s = store.create_session("m")
     store.add_user_message(s.id, question)
-    w = store.begin_reply(s.id, thinking_enabled=True, budget=None, sampling={})
-    w.append_thinking(thinking)
-    w.append_answer(answer)
-    w.finish("complete")
+    add_reply(store, s.id, answer, thinking, thinking_enabled=True)
     if title:
         store.rename_session(s.id, title)
     return s.id
@@ -71,11 +69,9 @@ def test_punctuation_and_fts_syntax_in_a_query_are_taken_literally(store):
             store.search(nothing)
 
 
-def test_a_reply_is_searchable_while_it_streams_and_after_edits(store):
+def test_a_reply_is_searchable_once_written_and_gone_after_edits(store):
     s = store.create_session("m")
-    w = store.begin_reply(s.id, thinking_enabled=False, budget=None, sampling={})
-    w.append_answer("partial mention of gondolas")
-    w.flush()
+    add_reply(store, s.id, "partial mention of gondolas", outcome="cancelled")
     assert [h.session_id for h in store.search("gondolas")] == [s.id]
     store.delete_messages_from(s.id, 0)
     assert store.search("gondolas") == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from store_helpers import add_reply
 
 from qwen3tui.store import SessionLookupError, SessionStore, StoreError, make_title
 
@@ -16,10 +17,9 @@ def store(tmp_path):
 
 def add_exchange(store, session_id, question, answer, thinking=""):
     store.add_user_message(session_id, question)
-    w = store.begin_reply(session_id, thinking_enabled=bool(thinking), budget=None, sampling={})
-    w.append_thinking(thinking)
-    w.append_answer(answer)
-    w.finish("complete", {"answer_tokens": 3}, {"ttft_s": 0.1})
+    add_reply(
+        store, session_id, answer, thinking, usage={"answer_tokens": 3}, timings={"ttft_s": 0.1}
+    )
 
 
 def test_a_session_keeps_model_system_prompt_and_settings(store):
@@ -37,10 +37,16 @@ def test_a_session_keeps_model_system_prompt_and_settings(store):
 def test_messages_come_back_in_order_with_every_field(store):
     s = store.create_session("m")
     store.add_user_message(s.id, "What is 2+2?")
-    w = store.begin_reply(s.id, thinking_enabled=True, budget=256, sampling={"temperature": 0.6})
-    w.append_thinking("Two plus two")
-    w.append_answer("4")
-    w.finish("complete", {"prompt_tokens": 10, "answer_tokens": 1}, {"decode_tok_s": 50.0})
+    add_reply(
+        store,
+        s.id,
+        "4",
+        "Two plus two",
+        budget=256,
+        sampling={"temperature": 0.6},
+        usage={"prompt_tokens": 10, "answer_tokens": 1},
+        timings={"decode_tok_s": 50.0},
+    )
     user, reply = store.get_session(s.id).messages
     assert (user.order, user.role, user.content, user.status, user.thinking_enabled) == (
         0,
@@ -145,9 +151,7 @@ def test_the_conversation_for_the_engine_has_answers_not_reasoning(store):
     s = store.create_session("m", system_prompt="You are terse.")
     add_exchange(store, s.id, "Q1", "A1", thinking="secret reasoning")
     store.add_user_message(s.id, "Q2")
-    cut = store.begin_reply(s.id, thinking_enabled=True, budget=None, sampling={})
-    cut.append_thinking("only thought, no answer yet")
-    cut.finish("cancelled")
+    add_reply(store, s.id, "", "only thought, no answer yet", outcome="cancelled")
     store.add_user_message(s.id, "Q3")
     assert store.conversation(s.id) == [
         {"role": "system", "content": "You are terse."},
@@ -164,10 +168,7 @@ def test_delete_messages_from_drops_a_reply_and_what_follows(store):
     add_exchange(store, s.id, "Q2", "A2")
     store.delete_messages_from(s.id, 3)
     assert [m.content for m in store.get_session(s.id).messages] == ["Q1", "A1", "Q2"]
-    w = store.begin_reply(s.id, thinking_enabled=False, budget=None, sampling={})
-    assert w.order == 3
-    w.append_answer("A2 again")
-    w.finish("complete")
+    add_reply(store, s.id, "A2 again")
     assert store.get_session(s.id).messages[3].content == "A2 again"
 
 

@@ -13,8 +13,8 @@ from fake_engine import FakeEngine
 from tui_helpers import chat, finish_turn, make_app, ready, send, wait_for_thread, wait_until
 
 from qwen3tui.engine.errors import ModelNotFoundError
-from qwen3tui.settings import UserSettings
-from qwen3tui.store import SessionStore
+from qwen3tui.settings import TurnSettings, UserSettings
+from qwen3tui.store import Outcome, SessionStore
 from qwen3tui.tui.screens.confirm import ConfirmScreen
 from qwen3tui.tui.screens.help import HelpScreen
 from qwen3tui.tui.screens.sessions import SessionsScreen
@@ -36,14 +36,17 @@ def shown(widget: object) -> list[str]:
 
 def saved(app: object) -> list:  # the current session's saved messages
     c = chat(app)  # type: ignore[arg-type]
-    return c.qapp.store.get_session(c.session_id).messages
+    assert c.saver.wait_idle(10), "the saver did not write everything"
+    return c.store.get_session(c.session_id).messages
 
 
 async def test_a_thinking_reply_streams_into_an_open_pane_that_collapses_when_the_answer_starts(
     qwen3tui_home: Path,
 ) -> None:
     engine = FakeEngine(hold_after=3)
-    app = make_app(engine, qwen3tui_home, settings=UserSettings(thinking_budget=1024))
+    app = make_app(
+        engine, qwen3tui_home, settings=UserSettings(turn=TurnSettings(thinking_budget=1024))
+    )
     async with app.run_test(size=SIZE) as pilot:
         c = await ready(pilot)
         await send(pilot, "why is the sky blue?")
@@ -77,7 +80,7 @@ async def test_a_thinking_reply_streams_into_an_open_pane_that_collapses_when_th
 
 async def test_a_reply_without_thinking_has_no_pane(qwen3tui_home: Path) -> None:
     engine = FakeEngine()
-    app = make_app(engine, qwen3tui_home, settings=UserSettings(thinking=False))
+    app = make_app(engine, qwen3tui_home, settings=UserSettings(turn=TurnSettings(thinking=False)))
     async with app.run_test(size=SIZE) as pilot:
         c = await ready(pilot)
         assert c.controls.switch.value is False
@@ -129,7 +132,9 @@ async def test_a_soft_switch_ending_a_message_applies_to_it_and_moves_the_switch
 
 async def test_the_switch_and_the_budget_slider_set_the_next_turn(qwen3tui_home: Path) -> None:
     engine = FakeEngine()
-    app = make_app(engine, qwen3tui_home, settings=UserSettings(thinking_budget=4096))
+    app = make_app(
+        engine, qwen3tui_home, settings=UserSettings(turn=TurnSettings(thinking_budget=4096))
+    )
     async with app.run_test(size=SIZE) as pilot:
         c = await ready(pilot)
         c.controls.slider.focus()
@@ -152,8 +157,10 @@ async def test_the_switch_and_the_budget_slider_set_the_next_turn(qwen3tui_home:
             (False, None),
         ]
         # Saved with the session and as the user's defaults.
-        assert c.qapp.store.get_session(c.session_id).settings["thinking"] is False
-        assert UserSettings.load().thinking_budget is None
+        assert (c.saver.wait_idle(10) and c.store.get_session(c.session_id).settings)[
+            "thinking"
+        ] is False
+        assert UserSettings.load().turn.thinking_budget is None
 
 
 async def test_escape_stops_mid_stream_and_the_partial_reply_is_saved_as_cancelled(
@@ -173,7 +180,7 @@ async def test_escape_stops_mid_stream_and_the_partial_reply_is_saved_as_cancell
         await pilot.press("escape")
         await finish_turn(pilot)
         reply = c.replies()[-1]
-        assert reply.status == "cancelled"
+        assert reply.outcome is Outcome.CANCELLED
         assert reply.answer_text == "**Hello** from"
         assert "stopped" in str(reply.meta.render())
         assert reply.has_class("-cancelled")
@@ -229,7 +236,7 @@ async def test_an_unknown_command_is_answered_inline_and_the_composer_keeps_the_
         assert notices(app)[-1] == "unknown command /frobnicate -- /help lists them"
         assert c.composer.text == "/frobnicate now"
         await send(pilot, "/set top_p 7")
-        assert notices(app)[-1] == "/set top_p must be between 0.0 and 1.0"
+        assert notices(app)[-1] == "/set top_p = 7 is not allowed: use a number > 0 and ≤ 1"
         assert c.composer.text == "/set top_p 7"
         assert engine.calls == []
         await send(pilot, "//etc/hosts is a file")  # a doubled slash sends a message
@@ -255,7 +262,9 @@ async def test_set_and_system_change_what_the_next_turn_sends(qwen3tui_home: Pat
         assert recorded["temperature"] == 0.2
         assert (recorded["top_p"], recorded["top_k"]) == (0.95, 20)  # thinking-mode defaults
         assert call.messages[0] == {"role": "system", "content": "You are terse."}
-        assert c.qapp.store.get_session(c.session_id).system_prompt == "You are terse."
+        assert (
+            c.saver.wait_idle(10) and c.store.get_session(c.session_id).system_prompt
+        ) == "You are terse."
         await send(pilot, "/system")
         assert notices(app)[-1] == "System prompt: You are terse."
 
@@ -291,13 +300,14 @@ async def test_continue_restores_messages_settings_and_the_engine_conversation(
     store = SessionStore.open(qwen3tui_home / "sessions.db")
     s = store.create_session("fake", settings={"thinking": True, "thinking_budget": 2048})
     store.add_user_message(s.id, "earlier")
-    writer = store.begin_reply(s.id, thinking_enabled=True, budget=2048, sampling={})
-    writer.append_thinking("hmm")
-    writer.append_answer("earlier answer")
-    writer.finish(
-        "complete",
-        {"thinking_tokens": 7, "answer_tokens": 2},
-        {"thinking_s": 1.5, "decode_tok_s": 10.0},
+    reply = store.begin_reply(s.id, thinking_enabled=True, budget=2048, sampling={})
+    store.finish_reply(
+        reply,
+        thinking="hmm",
+        answer="earlier answer",
+        outcome=Outcome.COMPLETE,
+        usage={"thinking_tokens": 7, "answer_tokens": 2},
+        timings={"thinking_s": 1.5, "decode_tok_s": 10.0},
     )
     engine = FakeEngine()
     app = make_app(engine, qwen3tui_home, store=store, continue_last=True)
@@ -361,7 +371,7 @@ async def test_a_model_that_cannot_load_is_explained_in_the_window(qwen3tui_home
 
     app = make_app(None, qwen3tui_home, engine_factory=failing)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_until(pilot, lambda: app.load_error is not None, what="the load error")
+        await wait_until(pilot, lambda: chat(app).load_error is not None, what="the load error")
         await pilot.pause()
         assert notices(app)[0] == (
             "Could not load the model: no Qwen3 checkpoint at ./nope. Pass --model a hub id."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ from qwen3tui.engine.errors import ContextOverflowError
 from qwen3tui.engine.events import ContextNotice
 from qwen3tui.engine.info import LoadProgress
 from qwen3tui.settings import UserSettings
-from qwen3tui.store import SessionStore
+from qwen3tui.store import Outcome, SessionStore
 from qwen3tui.tui.app import EngineProgress
 from qwen3tui.tui.command_palette import palette_entries
 from qwen3tui.tui.screens.sessions import SessionsScreen
@@ -50,7 +51,7 @@ async def test_a_failed_generation_is_shown_and_saved_as_an_error(qwen3tui_home:
         await send(pilot, "hi")
         await finish_turn(pilot)
         reply = c.replies()[-1]
-        assert reply.status == "error"
+        assert reply.outcome is Outcome.ERROR
         meta = str(reply.meta.render())
         assert meta.startswith("failed · the conversation no longer fits in 4096 tokens.")
         assert reply.pane.title == "Thinking stopped · 3 tokens"
@@ -263,17 +264,35 @@ async def test_broken_theme_and_settings_files_are_reported_in_the_window(
         assert any("thinking_budget" in n for n in shown)
 
 
-async def test_a_reply_the_store_cannot_save_still_streams_and_says_so(qwen3tui_home: Path) -> None:
-    class FullDiskStore(SessionStore):
-        def begin_reply(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201
-            raise OSError("No space left on device")
+async def test_a_full_disk_shows_a_banner_and_everything_is_saved_once_space_returns(
+    qwen3tui_home: Path,
+) -> None:
+    class FlakyDisk(SessionStore):
+        full = True
 
-    store = FullDiskStore.open(qwen3tui_home / "sessions.db")
+        def _transaction(self, fn):  # noqa: ANN001, ANN202
+            if self.full:
+                raise sqlite3.OperationalError("database or disk is full")
+            return super()._transaction(fn)
+
+    store = FlakyDisk.open(qwen3tui_home / "sessions.db")
     app = make_app(FakeEngine(), qwen3tui_home, store=store)
     async with app.run_test(size=SIZE) as pilot:
         c = await ready(pilot)
         await send(pilot, "hi")
-        await finish_turn(pilot)
+        await wait_until(pilot, lambda: c.turn is None, what="the reply to finish")
         assert c.replies()[-1].answer_text == "**Hello** from the fake engine."
-        warnings = [n for n in notices(app) if n.startswith("Not saved:")]
-        assert len(warnings) == 1 and "No space left on device" in warnings[0]
+        await wait_until(pilot, lambda: c.save_banner.display, what="the not-saving banner")
+        assert str(c.save_banner.render()) == (
+            "not saving: the disk is full — your conversation is kept in memory, /export to keep it"
+        )
+        assert store.list_sessions() == []  # nothing claimed as saved
+        store.full = False
+        await wait_until(pilot, c.saver.idle, timeout=15, what="the held writes to reach disk")
+        await wait_until(pilot, lambda: not c.save_banner.display, what="the banner to go")
+        saved = store.get_session(c.session_id).messages
+        assert [(m.role, m.content) for m in saved] == [
+            ("user", "hi"),
+            ("assistant", "**Hello** from the fake engine."),
+        ]
+        assert notices(app)[-1] == "Saving again: everything kept in memory is now on disk."

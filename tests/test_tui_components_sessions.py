@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from store_helpers import add_reply
 from textual.app import App, ComposeResult
 from textual.widgets import DataTable, Input, Static
 
@@ -34,9 +35,7 @@ def fill(store: SessionStore) -> list[str]:
     for question, answer in CONVERSATIONS:
         session = store.create_session("Qwen/Qwen3-1.7B")
         store.add_user_message(session.id, question)
-        writer = store.begin_reply(session.id, thinking_enabled=False, budget=None, sampling={})
-        writer.append_answer(answer)
-        writer.finish("complete", usage={}, timings={})
+        add_reply(store, session.id, answer)
         ids.append(session.id)
     return ids
 

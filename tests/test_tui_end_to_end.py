@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tui_helpers import chat, finish_turn, ready, send, wait_until
 
-from qwen3tui.settings import UserSettings
-from qwen3tui.store import SessionStore
+from qwen3tui.settings import TurnSettings, UserSettings
+from qwen3tui.store import Outcome, SessionStore
 from qwen3tui.tui import engine_factory_for
 from qwen3tui.tui.app import Qwen3App
 from qwen3tui.tui.widgets.thinking_pane import ThinkingPane
@@ -21,7 +22,7 @@ from qwen3tui.tui.widgets.thinking_pane import ThinkingPane
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 
-def real_app(checkpoint: Path, home: Path, **settings: object) -> Qwen3App:
+def real_app(checkpoint: Path, home: Path, **settings: Any) -> Qwen3App:
     args = argparse.Namespace(
         model=str(checkpoint), device="cpu", dtype="float32", context=1024, quantize=None
     )
@@ -29,7 +30,7 @@ def real_app(checkpoint: Path, home: Path, **settings: object) -> Qwen3App:
         engine_factory=engine_factory_for(args),
         model_name=str(checkpoint),
         store=SessionStore.open(home / "sessions.db"),
-        settings=UserSettings(**settings),
+        settings=UserSettings(turn=TurnSettings(**settings)),
     )
 
 
@@ -49,7 +50,7 @@ async def test_thinking_then_plain_turns_on_the_real_engine(
         qwen3tui_home,
         thinking=True,
         thinking_budget=128,
-        sampling={"max_tokens": 160},
+        max_tokens=160,
     )
     async with app.run_test(size=(100, 36)) as pilot:
         c = await ready(pilot)
@@ -70,7 +71,9 @@ async def test_thinking_then_plain_turns_on_the_real_engine(
         assert [m.role for m in stored] == ["user", "assistant"]
         assert stored[1].thinking.strip() == reply.thinking_text.strip()
         assert stored[1].content == reply.answer_text
-        assert stored[1].status == "complete"  # max_tokens reached counts as complete
+        # Cut off by max tokens: saved and shown with the one label of that outcome.
+        assert stored[1].status == "length" and reply.outcome is Outcome.LENGTH
+        assert str(reply.meta.render()).startswith("cut off (max tokens)")
         assert "tok/s" in str(c.status.render())
 
         await send(pilot, "/no_think")
@@ -90,7 +93,7 @@ async def test_escape_stops_the_real_engine_and_keeps_the_partial_reply(
         qwen3tui_home,
         thinking=False,
         thinking_budget=None,
-        sampling={"max_tokens": 4000},
+        max_tokens=4000,
     )
     async with app.run_test(size=(100, 36)) as pilot:
         c = await ready(pilot)
@@ -99,7 +102,7 @@ async def test_escape_stops_the_real_engine_and_keeps_the_partial_reply(
         await pilot.press("escape")
         await finish_turn(pilot)
         reply = chat(app).replies()[-1]
-        assert reply.status == "cancelled"
+        assert reply.outcome is Outcome.CANCELLED
         saved = app.store.get_session(c.session_id).messages[-1]
         assert saved.status == "cancelled"
         assert saved.content and saved.content == reply.answer_text

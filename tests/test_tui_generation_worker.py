@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from fake_engine import FakeEngine
 
 from qwen3tui.engine.errors import ContextOverflowError
 from qwen3tui.engine.events import AnswerDelta, ContextNotice, Summary, ThinkingDelta, ThinkingDone
 from qwen3tui.engine.options import ChatOptions
+from qwen3tui.store import Outcome
 from qwen3tui.tui.generation_worker import (
-    GenerationFailed,
     Mailbox,
     UpdatePacer,
     coalesce,
     run_generation,
 )
+from qwen3tui.turn import Stop, TurnEnded
 
 
 def test_coalesce_merges_runs_of_deltas_and_keeps_the_latest_token_count() -> None:
@@ -48,23 +47,24 @@ def test_mailbox_asks_for_a_wake_only_when_it_was_empty() -> None:
     assert box.put(AnswerDelta("c")) is True
 
 
-def run(engine: object) -> tuple[list[object], int]:
+def run(engine: object, stop: Stop | None = None) -> tuple[list[object], int]:
     box, wakes = Mailbox(), []
     run_generation(
         engine,
         [{"role": "user", "content": "hi"}],
         ChatOptions(),
-        threading.Event(),
+        stop or Stop(),
+        None,
         box,
         lambda: wakes.append(1),
     )
     return box.take(), len(wakes)
 
 
-def test_a_generation_ends_with_exactly_one_summary() -> None:
+def test_a_generation_ends_with_exactly_one_turn_ended_after_the_summary() -> None:
     items, wakes = run(FakeEngine())
-    assert isinstance(items[-1], Summary)
-    assert sum(isinstance(i, Summary) for i in items) == 1
+    assert isinstance(items[-1], TurnEnded) and isinstance(items[-2], Summary)
+    assert sum(isinstance(i, TurnEnded) for i in items) == 1
     assert wakes == 1  # nobody drained in between: one wake for the whole burst
     assert (
         "".join(i.text for i in items if isinstance(i, AnswerDelta))
@@ -72,33 +72,15 @@ def test_a_generation_ends_with_exactly_one_summary() -> None:
     )
 
 
-class RaisingEngine:
-    def __init__(self, error: Exception) -> None:
-        self.error = error
+def test_a_failing_engine_ends_the_stream_with_an_error_outcome() -> None:
+    class Raising(FakeEngine):
+        def chat(self, messages: object, options: object, cancel: object = None):  # noqa: ANN201
+            yield ThinkingDelta("hm", 1)
+            raise ContextOverflowError("the prompt is 9000 tokens.", "Start a /new conversation.")
 
-    def chat(self, messages: object, options: object, cancel: object):  # noqa: ANN201
-        yield ThinkingDelta("hm", 1)
-        raise self.error
-
-
-def test_an_engine_error_becomes_one_failure_line() -> None:
-    err = ContextOverflowError("the prompt is 9000 tokens.", "Start a /new conversation.")
-    items, _ = run(RaisingEngine(err))
-    assert items[-1] == GenerationFailed("the prompt is 9000 tokens. Start a /new conversation.")
-
-
-def test_an_unexpected_exception_is_reported_without_a_traceback() -> None:
-    items, _ = run(RaisingEngine(RuntimeError("boom\nwith a second line")))
-    assert items[-1] == GenerationFailed("generation failed: RuntimeError: boom")
-
-
-def test_a_generator_that_stops_without_summary_is_a_failure() -> None:
-    class Quiet:
-        def chat(self, messages: object, options: object, cancel: object):  # noqa: ANN201
-            yield AnswerDelta("x")
-
-    items, _ = run(Quiet())
-    assert isinstance(items[-1], GenerationFailed)
+    items, _ = run(Raising())
+    assert items[-1].outcome is Outcome.ERROR
+    assert items[-1].error == "the prompt is 9000 tokens. Start a /new conversation."
 
 
 def test_after_a_reply_the_worker_warms_the_engine_for_the_next_turn() -> None:
@@ -113,11 +95,9 @@ def test_after_a_reply_the_worker_warms_the_engine_for_the_next_turn() -> None:
 
 
 def test_a_cancelled_reply_is_not_warmed_and_a_failing_warm_up_is_not_the_users_concern() -> None:
-    engine, box, cancel = FakeEngine(), Mailbox(), threading.Event()
-    cancel.set()
-    run_generation(
-        engine, [{"role": "user", "content": "hi"}], ChatOptions(), cancel, box, lambda: None
-    )
+    engine, stop = FakeEngine(), Stop()
+    stop.cancel()
+    run(engine, stop)
     assert engine.warmed == []
 
     class BrokenWarmUp(FakeEngine):
@@ -125,7 +105,7 @@ def test_a_cancelled_reply_is_not_warmed_and_a_failing_warm_up_is_not_the_users_
             raise RuntimeError("no memory")
 
     items, _ = run(BrokenWarmUp())
-    assert isinstance(items[-1], Summary)  # the reply stands; nothing after it
+    assert items[-1].outcome is Outcome.COMPLETE  # the reply stands; nothing after it
 
 
 def test_the_pacer_spaces_costly_updates_to_leave_the_ui_half_its_time() -> None:

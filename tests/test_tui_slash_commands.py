@@ -50,10 +50,15 @@ def test_is_command_tells_commands_from_messages() -> None:
     [("2048", 2048), ("off", None), ("unlimited", None), ("2k", 2048), ("1_000", 1000)],
 )
 def test_budget_values(arg: str, budget: int | None) -> None:
-    assert sc.parse(f"/budget {arg}").budget == budget
+    assert sc.parse(f"/budget {arg}").value == budget
 
 
-@pytest.mark.parametrize("text", ["/budget", "/budget lots", "/budget 0", "/budget -5"])
+def test_a_budget_of_zero_is_allowed_and_exact() -> None:
+    assert sc.parse("/budget 0").value == 0
+    assert sc.parse("/budget 30").value == 30
+
+
+@pytest.mark.parametrize("text", ["/budget", "/budget lots", "/budget -5", "/budget 1.5"])
 def test_bad_budgets_are_refused_with_a_one_line_message(text: str) -> None:
     with pytest.raises(sc.SlashError) as err:
         sc.parse(text)
@@ -61,11 +66,11 @@ def test_bad_budgets_are_refused_with_a_one_line_message(text: str) -> None:
 
 
 def test_set_parses_typed_values() -> None:
-    cmd = sc.parse("/set temperature 0.3")
-    assert (cmd.setting, cmd.value) == ("temperature", 0.3)
-    cmd = sc.parse("/set top_k 40")
-    assert (cmd.setting, cmd.value) == ("top_k", 40) and isinstance(cmd.value, int)
-    assert sc.parse("/set max_tokens 256").value == 256
+    assert sc.parse("/set temperature 0.3").value == ("temperature", 0.3)
+    name, value = sc.parse("/set top_k 40").value
+    assert (name, value) == ("top_k", 40) and isinstance(value, int)
+    assert sc.parse("/set max_tokens 256").value == ("max_tokens", 256)
+    assert sc.parse("/set seed 18446744073709551615").value == ("seed", 2**64 - 1)
 
 
 @pytest.mark.parametrize(
@@ -74,10 +79,16 @@ def test_set_parses_typed_values() -> None:
         ("/set", "needs NAME VALUE"),
         ("/set temperature", "needs NAME VALUE"),
         ("/set warmth 1", "unknown setting"),
-        ("/set top_k 1.5", "not a whole number"),
-        ("/set temperature hot", "not a number"),
-        ("/set top_p 1.5", "between 0.0 and 1.0"),
-        ("/set max_tokens 0", "at least 1"),
+        ("/set top_k 1.5", "top_k = 1.5 is not allowed: use a whole number ≥ 0"),
+        ("/set temperature hot", "temperature = hot is not allowed: use a number ≥ 0"),
+        ("/set temperature nan", "temperature = nan is not allowed"),
+        ("/set temperature -1", "temperature = -1 is not allowed"),
+        ("/set top_p 1.5", r"top_p = 1.5 is not allowed: use a number > 0 and ≤ 1"),
+        ("/set top_p 0", r"top_p = 0 is not allowed"),
+        ("/set min_p 5", "min_p = 5 is not allowed: use a number from 0 to 1"),
+        ("/set presence_penalty 1e308", "presence_penalty = 1e308 is not allowed"),
+        ("/set seed 99999999999999999999999", "seed = 99999999999999999999999 is not allowed"),
+        ("/set max_tokens 0", "max_tokens = 0 is not allowed: use a whole number ≥ 1"),
     ],
 )
 def test_bad_settings_say_what_is_wrong(text: str, fragment: str) -> None:
@@ -86,9 +97,8 @@ def test_bad_settings_say_what_is_wrong(text: str, fragment: str) -> None:
 
 
 def test_export_format_and_optional_path() -> None:
-    cmd = sc.parse("/export md ~/notes/chat.md")
-    assert (cmd.export_format, cmd.path) == ("md", "~/notes/chat.md")
-    assert sc.parse("/export JSON").export_format == "json"
+    assert sc.parse("/export md ~/notes/chat.md").value == ("md", "~/notes/chat.md")
+    assert sc.parse("/export JSON").value == ("json", "")
     with pytest.raises(sc.SlashError, match="md\\|json"):
         sc.parse("/export pdf")
 

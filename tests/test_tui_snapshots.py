@@ -14,14 +14,14 @@ import pytest
 from fake_engine import FakeEngine
 from tui_helpers import chat, finish_turn, make_app, ready, send, wait_for_thread, wait_until
 
-from qwen3tui.settings import UserSettings
+from qwen3tui.settings import TurnSettings, UserSettings
 from qwen3tui.store import SessionStore
 from qwen3tui.store.export import EXPORT_FORMAT, EXPORT_VERSION
 from qwen3tui.tui.screens.help import HelpScreen
 from qwen3tui.tui.screens.sessions import SessionsScreen
 
 SIZE = (100, 32)
-SETTINGS = dict(theme="qwen-dark", thinking=True, thinking_budget=1024)
+SETTINGS = dict(theme="qwen-dark", turn=TurnSettings(thinking=True, thinking_budget=1024))
 
 
 @pytest.fixture
@@ -34,8 +34,16 @@ def utc(monkeypatch: pytest.MonkeyPatch) -> None:
     time.tzset()
 
 
+def steady_cursors(pilot: Any) -> None:
+    """Stop cursors blinking (shown, if focused): a blink every 0.5 s made the picture depend
+    on how long the steps before it took."""
+    for widget in pilot.app.screen.query("*"):
+        if hasattr(widget, "cursor_blink"):
+            widget.cursor_blink = False
+
+
 def test_main_screen_mid_thinking(snap_compare: Any, qwen3tui_home: Path) -> None:
-    engine = FakeEngine(hold_after=4, hold_timeout_s=5.0)
+    engine = FakeEngine(hold_after=4)  # held until the app exits (which cancels it)
     app = make_app(engine, qwen3tui_home, settings=UserSettings(**SETTINGS))
 
     async def run_before(pilot: Any) -> None:
@@ -44,6 +52,7 @@ def test_main_screen_mid_thinking(snap_compare: Any, qwen3tui_home: Path) -> Non
         await wait_for_thread(engine.holding)
         await wait_until(pilot, lambda: c.replies()[-1].pane.tokens == 4, what="4 tokens")
         await pilot.pause(0.1)
+        steady_cursors(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
@@ -70,6 +79,7 @@ def test_main_screen_after_a_finished_reply(snap_compare: Any, qwen3tui_home: Pa
         await send(pilot, "Why is the sky blue?")
         await finish_turn(pilot)
         await pilot.pause(0.1)
+        steady_cursors(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
@@ -109,6 +119,7 @@ def test_sessions_screen(snap_compare: Any, qwen3tui_home: Path, utc: None) -> N
             pilot, lambda: isinstance(pilot.app.screen, SessionsScreen), what="the sessions screen"
         )
         await pilot.pause(0.1)
+        steady_cursors(pilot)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
 
@@ -121,6 +132,7 @@ def test_help_screen(snap_compare: Any, qwen3tui_home: Path) -> None:
         await pilot.press("f1")
         await wait_until(pilot, lambda: isinstance(pilot.app.screen, HelpScreen), what="help")
         await pilot.pause(0.1)
+        steady_cursors(pilot)
         assert chat(pilot.app).composer is not None
 
     assert snap_compare(app, terminal_size=(100, 44), run_before=run_before)

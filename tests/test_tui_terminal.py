@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen3tui.settings import UserSettings
+from qwen3tui.settings import TurnSettings, UserSettings
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +97,9 @@ def test_a_new_user_chats_quits_and_continues(
     home = tmp_path / "home"
     home.mkdir()
     # A user who prefers a short thinking budget (random weights never stop thinking alone).
-    UserSettings(thinking_budget=128, sampling={"max_tokens": 200}).save(home / "settings.toml")
+    UserSettings(turn=TurnSettings(thinking_budget=128, max_tokens=200)).save(
+        home / "settings.toml"
+    )
 
     start(tmux, home, tiny_checkpoint)
     wait_for(tmux, lambda s: "ctx 0 / 1,024" in s, "the model to load")

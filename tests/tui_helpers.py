@@ -82,5 +82,7 @@ async def send(pilot: Pilot[Any], text: str) -> None:
 
 async def finish_turn(pilot: Pilot[Any]) -> None:
     c = chat(pilot.app)  # type: ignore[arg-type]
-    await wait_until(pilot, lambda: c.turn is None, what="the reply to finish")
+    await wait_until(
+        pilot, lambda: c.turn is None and c.saver.idle(), what="the reply to finish and be saved"
+    )
     await pilot.pause()

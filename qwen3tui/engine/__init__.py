@@ -14,6 +14,7 @@ from .errors import (
     ContextOverflowError,
     DeviceError,
     EngineError,
+    InvalidOptionError,
     ModelLoadError,
     ModelNotFoundError,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "EngineError",
     "EngineInfo",
     "Event",
+    "InvalidOptionError",
     "LoadProgress",
     "ModelLoadError",
     "ModelNotFoundError",

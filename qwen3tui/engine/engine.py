@@ -22,7 +22,7 @@ from .hub import resolve_model_dir
 from .info import EngineInfo, LoadProgress
 from .kv_cache import KVCache, common_prefix_length
 from .model import Qwen3
-from .options import ChatOptions, SamplingParams, default_sampling
+from .options import ChatOptions, SamplingParams, default_sampling, validate_options
 from .thinking_mode import ThinkingMode, resolve_thinking
 from .tokenizer import Qwen3Tokenizer
 from .weights import load_model
@@ -166,6 +166,7 @@ class Engine:
     ) -> Iterator[Event]:
         """Stream one reply to `messages` (the last is the new user message)."""
         options = options or ChatOptions()
+        validate_options(options)  # before anything runs: one line naming the bad value
         if not messages:
             raise EngineError("there is no message to answer.", "Send a message first.")
         if not self._acquire_for_reply():

@@ -26,3 +26,7 @@ class ContextOverflowError(EngineError):
 
 class DeviceError(EngineError):
     pass
+
+
+class InvalidOptionError(EngineError):
+    """A generation option out of its range: the message names the value and what is allowed."""

@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
-from .errors import ImportFormatError, SchemaTooNewError, SessionLookupError, StoreError
+from .errors import (
+    ImportFormatError,
+    SchemaTooNewError,
+    SessionLookupError,
+    StoreError,
+    StoreUnavailable,
+)
 from .models import Message, SearchHit, Session, SessionSummary
+from .outcome import Outcome
+from .saver import FLUSH_INTERVAL_S, ReplyHandle, SaveState, SessionSaver
 from .schema import LATEST_VERSION
-from .store import SessionStore, make_title
-from .writer import FLUSH_INTERVAL_S, ReplyWriter
+from .store import SessionLock, SessionStore, make_title
 
 __all__ = [
     "FLUSH_INTERVAL_S",
     "LATEST_VERSION",
     "ImportFormatError",
     "Message",
-    "ReplyWriter",
+    "Outcome",
+    "ReplyHandle",
+    "SaveState",
     "SchemaTooNewError",
     "SearchHit",
     "Session",
     "SessionLookupError",
+    "SessionSaver",
+    "SessionLock",
     "SessionStore",
     "SessionSummary",
     "StoreError",
+    "StoreUnavailable",
     "make_title",
 ]

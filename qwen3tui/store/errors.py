@@ -17,3 +17,14 @@ class SessionLookupError(StoreError):
 
 class ImportFormatError(StoreError):
     """A file given to `import` is not a qwen3tui session export."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be written now (disk full, read-only, gone); `reason` says why in words.
+
+    Nothing of the failed write reached the disk. Writing may work again later.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"not saving: {reason}")
+        self.reason = reason

@@ -20,7 +20,7 @@ def message_to_dict(m: Message) -> dict[str, Any]:
         "role": m.role,
         "content": m.content,
         "thinking": m.thinking,
-        "status": m.status,
+        "status": m.outcome.value if m.role == "assistant" else m.status,
         "thinking_enabled": m.thinking_enabled,
         "budget": m.budget,
         "sampling": m.sampling,
@@ -74,8 +74,8 @@ def export_markdown(s: Session) -> str:
             lines += ["## User", "", m.content, ""]
             continue
         heading = "## Assistant"
-        if m.status != "complete":
-            heading += f" ({m.status})"
+        if m.outcome.label:
+            heading += f" ({m.outcome.label})"
         lines += [heading, ""]
         if m.thinking:
             # A literal closing tag inside the reasoning would end the block early.

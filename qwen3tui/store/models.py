@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .outcome import STATUSES, Outcome
+
 Role = Literal["user", "assistant"]
-Status = Literal["complete", "partial", "cancelled", "error"]
-STATUSES: tuple[str, ...] = ("complete", "partial", "cancelled", "error")
+__all__ = ["STATUSES", "Message", "SearchHit", "Session", "SessionSummary"]
 ROLES: tuple[str, ...] = ("user", "assistant")
 
 
@@ -28,6 +29,12 @@ class Message:
     created: str
     updated: str
     error: str | None = None
+    model: str | None = None  # the model that wrote a reply (None: not recorded)
+
+    @property
+    def outcome(self) -> Outcome:
+        """How the reply ended (a reply still `partial` on disk was interrupted)."""
+        return Outcome.from_status(self.status)
 
 
 @dataclass

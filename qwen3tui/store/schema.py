@@ -86,7 +86,50 @@ _V2 = [
         SELECT 2 * id + 1, session_id, 'thinking', thinking FROM messages""",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2]
+# v3: reply outcomes get their own statuses ("length" was saved as "complete", a reply left by a
+# killed process stays "partial" and reads as interrupted), and a streaming reply is written as
+# appended chunks instead of rewriting the whole text (and its search rows) at every flush. The
+# chunks are folded into the message when the reply ends. Replies record the model that wrote them.
+_V3 = [
+    """CREATE TABLE messages_v3 (
+        id INTEGER PRIMARY KEY,
+        session_id TEXT NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+        ord INTEGER NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+        content TEXT NOT NULL DEFAULT '',  -- user text, or the reply's answer only
+        thinking TEXT NOT NULL DEFAULT '',
+        status TEXT NOT NULL DEFAULT 'complete' CHECK (status IN
+            ('partial', 'complete', 'length', 'cancelled', 'interrupted', 'error')),
+        thinking_enabled INTEGER,          -- NULL for user messages
+        budget INTEGER,
+        sampling TEXT NOT NULL DEFAULT '{}',
+        usage TEXT NOT NULL DEFAULT '{}',
+        timings TEXT NOT NULL DEFAULT '{}',
+        error TEXT,
+        created TEXT NOT NULL,
+        updated TEXT NOT NULL,
+        model TEXT,                        -- the model that wrote a reply (NULL: not recorded)
+        UNIQUE (session_id, ord)
+    )""",
+    """INSERT INTO messages_v3 SELECT id, session_id, ord, role, content, thinking,
+        CASE WHEN role = 'assistant' AND status = 'complete'
+                  AND json_valid(usage) AND json_extract(usage, '$.finish_reason') = 'length'
+             THEN 'length' ELSE status END,
+        thinking_enabled, budget, sampling, usage, timings, error, created, updated, NULL
+        FROM messages""",
+    "DROP TABLE messages",  # its triggers go with it; DROP fires none, the index stays valid
+    "ALTER TABLE messages_v3 RENAME TO messages",
+    *(s for s in _V2 if "ON messages BEGIN" in s),
+    """CREATE TABLE reply_chunks (
+        message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        thinking TEXT NOT NULL DEFAULT '',
+        answer TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (message_id, seq)
+    ) WITHOUT ROWID""",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -1,17 +1,22 @@
-"""The session store: sessions and their messages in SQLite, saved as they happen.
+"""The session store: sessions and their messages in SQLite.
 
-Thread-safe (one lock around one connection): the UI thread may read while a generation
-thread writes. Every write is one short `BEGIN IMMEDIATE` transaction. When the file stops
-accepting writes (disk full, read-only folder), the store copies itself into memory, adds a
-warning, and carries on there; what was already saved is left as it was.
+Thread-safe (one lock around one connection): the UI thread may read while a saving thread
+writes. Every write is one short `BEGIN IMMEDIATE` transaction. A write never fails because
+another process holds the database: it waits, as long as it takes, without holding up this
+process's readers. A write the file truly refuses (disk full, read-only, file gone) raises
+`StoreUnavailable` and leaves the file as it was; the next write tries again, so writing resumes
+by itself once the disk takes it. Nothing is ever written to a memory copy and called saved.
+
+A streaming reply is written as appended chunks (`append_reply`), folded into its message once
+when it ends (`finish_reply`): each flush costs the new text only, not the whole reply again.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -20,21 +25,30 @@ from typing import Any, TypeVar
 
 from . import export as export_format
 from . import search as search_module
-from .connection import is_storage_failure, memory_copy, open_database
-from .errors import SessionLookupError, StoreError
+from .connection import is_storage_failure, open_database, open_file
+from .errors import SessionLookupError, StoreError, StoreUnavailable
 from .models import Message, SearchHit, Session, SessionSummary
-from .writer import FLUSH_INTERVAL_S, ReplyWriter
+from .outcome import IN_PROGRESS, Outcome
 
 T = TypeVar("T")
 TITLE_MAX_CHARS = 60
+# How long one write attempt waits in SQLite for another process's lock before this store
+# lets its own readers in and tries again (the wait itself has no limit).
+LOCK_POLL_S = 0.1
+MAX_LOCK_BACKOFF_S = 1.0
+_BUSY_MARKERS = ("database is locked", "database table is locked", "database is busy")
 _MESSAGE_COLUMNS = (
     "id, session_id, ord, role, content, thinking, status, thinking_enabled,"
-    " budget, sampling, usage, timings, created, updated, error"
+    " budget, sampling, usage, timings, created, updated, error, model"
 )
 
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def new_session_id() -> str:
+    return uuid.uuid4().hex
 
 
 def make_title(text: str) -> str:
@@ -46,6 +60,31 @@ def make_title(text: str) -> str:
     if " " in cut[TITLE_MAX_CHARS // 2 :]:
         cut = cut[: cut.rindex(" ")]
     return cut.rstrip(" ,.;:") + "…"
+
+
+def is_busy(err: BaseException) -> bool:
+    return isinstance(err, sqlite3.OperationalError) and any(
+        m in str(err).lower() for m in _BUSY_MARKERS
+    )
+
+
+def _reason(err: BaseException) -> str:
+    """A storage failure in the words a user needs."""
+    text = str(err).lower()
+    if "disk is full" in text or "database or disk is full" in text:
+        return "the disk is full"
+    if "readonly" in text or "read-only" in text:
+        return "the session store is read-only"
+    if "unable to open" in text:
+        return "the session store cannot be opened"
+    return str(err)
+
+
+def _json(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else {}
+    except ValueError:
+        return {}
 
 
 def _message(row: tuple[Any, ...]) -> Message:
@@ -65,6 +104,7 @@ def _message(row: tuple[Any, ...]) -> Message:
         created,
         updated,
         error,
+        model,
     ) = row
     return Message(
         id=id_,
@@ -76,12 +116,13 @@ def _message(row: tuple[Any, ...]) -> Message:
         status=status,
         thinking_enabled=None if thinking_enabled is None else bool(thinking_enabled),
         budget=budget,
-        sampling=json.loads(sampling),
-        usage=json.loads(usage),
-        timings=json.loads(timings),
+        sampling=_json(sampling),
+        usage=_json(usage),
+        timings=_json(timings),
         created=created,
         updated=updated,
         error=error,
+        model=model,
     )
 
 
@@ -93,28 +134,29 @@ class SessionStore:
         *,
         persistent: bool,
         warnings: list[str],
-        clock: Callable[[], float],
-        flush_interval: float,
     ) -> None:
         self._conn = conn
         self._lock = threading.RLock()
         self.path = path
-        self._persistent = persistent
-        self.warnings = warnings  # for the user: damaged file moved aside, disk full, ...
-        self._clock = clock
-        self._flush_interval = flush_interval
+        self.warnings = warnings  # for the user: damaged file moved aside, ...
+        # Why writes fail, while they do (None: they work). A store opened without a writable
+        # file starts here, holding a read-only copy of what the file had.
+        self.unavailable: str | None = None if persistent else _open_failure(warnings)
+        self._closing = threading.Event()
+        self.on_lock_wait: Callable[[bool], None] | None = None
+        """Called with True when a write starts waiting for another process's lock, False when
+        it got through. From the writing thread."""
+        self._file_conn = persistent  # False: a read-only copy in memory, never written
+        self._inode = self._file_inode() if persistent else None
+        if persistent:
+            conn.execute(f"PRAGMA busy_timeout = {int(LOCK_POLL_S * 1000)}")
 
     @classmethod
-    def open(
-        cls,
-        path: str | Path | None = None,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        flush_interval: float = FLUSH_INTERVAL_S,
-    ) -> SessionStore:
+    def open(cls, path: str | Path | None = None, *, for_reading: bool = False) -> SessionStore:
         """Open the store (default: the sessions.db in qwen3tui's data dir).
 
-        Raises SchemaTooNewError (file untouched) for a database from a newer qwen3tui.
+        `for_reading`: for commands that only read; the file is never created, renamed or
+        migrated. Raises SchemaTooNewError (file untouched) for a database from a newer qwen3tui.
         """
         if path is None:
             from qwen3tui import paths
@@ -122,22 +164,19 @@ class SessionStore:
             path = paths.sessions_db_path()
         path = Path(path)
         warnings: list[str] = []
-        conn, persistent = open_database(path, warnings)
-        return cls(
-            conn,
-            path,
-            persistent=persistent,
-            warnings=warnings,
-            clock=clock,
-            flush_interval=flush_interval,
-        )
+        conn, persistent = open_database(path, warnings, for_reading=for_reading)
+        store = cls(conn, path, persistent=persistent, warnings=warnings)
+        if persistent and not for_reading:
+            store._fold_interrupted_replies()
+        return store
 
     @property
     def persistent(self) -> bool:
-        """False once the store lives only in memory (nothing more reaches the disk)."""
-        return self._persistent
+        """Whether writes reach the file now."""
+        return self.unavailable is None
 
     def close(self) -> None:
+        self._closing.set()
         with self._lock:
             self._conn.close()
 
@@ -173,39 +212,84 @@ class SessionStore:
             raise
 
     def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run fn in one write transaction; if the file refuses writes, move to memory and retry.
+        """Run fn in one write transaction, waiting out other processes' locks.
 
-        fn must only depend on its connection (it may run twice).
+        Raises StoreUnavailable when the file refuses the write. fn must only depend on its
+        connection (it may run more than once).
         """
-        with self._lock:
-            try:
-                return self._transaction(fn)
-            except sqlite3.OperationalError as err:
-                if not self._persistent or not is_storage_failure(err):
-                    raise
-                self._fall_back_to_memory(err)
-                return self._transaction(fn)
-
-    def _fall_back_to_memory(self, err: sqlite3.OperationalError) -> None:
-        old = self._conn
-        self._conn = memory_copy(old)
-        self._persistent = False
+        backoff = LOCK_POLL_S
+        waiting = False
         try:
-            old.close()
-        except sqlite3.Error:
-            pass
-        self.warnings.append(
-            f"could not save to {self.path} ({err}); from now on this conversation is kept in"
-            " memory only and will be lost when qwen3tui exits (what was saved before is intact)"
-        )
+            while True:
+                with self._lock:
+                    self._ensure_writable()
+                    try:
+                        return self._transaction(fn)
+                    except sqlite3.OperationalError as err:
+                        if not is_busy(err):
+                            if is_storage_failure(err):
+                                self.unavailable = _reason(err)
+                                raise StoreUnavailable(self.unavailable) from None
+                            raise
+                if self._closing.is_set():
+                    raise StoreUnavailable("qwen3tui was closed while another program held it")
+                if not waiting and self.on_lock_wait is not None:
+                    self.on_lock_wait(True)
+                waiting = True
+                # Outside the lock: this process's readers (the UI) go on meanwhile.
+                self._closing.wait(backoff)
+                backoff = min(backoff * 2, MAX_LOCK_BACKOFF_S)
+        finally:
+            if waiting and self.on_lock_wait is not None:
+                self.on_lock_wait(False)
+
+    def _file_inode(self) -> int | None:
+        try:
+            return os.stat(self.path).st_ino if self.path is not None else None
+        except OSError:
+            return None
+
+    def check_writable(self) -> None:
+        """Raise StoreUnavailable unless writes would reach the file now."""
+        with self._lock:
+            self._ensure_writable()
+
+    def _ensure_writable(self) -> None:
+        """Refuse a write to a file that was removed; reopen a file that could not be opened."""
+        if self._file_conn:
+            if self._file_inode() != self._inode:
+                self.unavailable = f"{self.path} was removed or replaced"
+                raise StoreUnavailable(self.unavailable)
+            self.unavailable = None  # the same file: let the write try (the disk may have room)
+            return
+        if self.path is None:
+            raise StoreUnavailable(self.unavailable or "there is no session file")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = open_file(self.path)
+        except (sqlite3.Error, OSError, StoreError):
+            raise StoreUnavailable(
+                self.unavailable or "the session store cannot be opened"
+            ) from None
+        conn.execute(f"PRAGMA busy_timeout = {int(LOCK_POLL_S * 1000)}")
+        old, self._conn = self._conn, conn
+        old.close()
+        self._file_conn = True
+        self._inode = self._file_inode()
+        self.unavailable = None
 
     # -- sessions -----------------------------------------------------------------------
 
     def create_session(
-        self, model: str, system_prompt: str | None = None, settings: dict[str, Any] | None = None
+        self,
+        model: str,
+        system_prompt: str | None = None,
+        settings: dict[str, Any] | None = None,
+        *,
+        session_id: str | None = None,
     ) -> Session:
         session = Session(
-            id=uuid.uuid4().hex,
+            id=session_id or new_session_id(),
             title="",
             created=now_iso(),
             updated="",
@@ -246,10 +330,15 @@ class SessionStore:
             ).fetchone()
             if row is None:
                 raise SessionLookupError(f"no session with id {session_id!r}")
-            messages = c.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY ord",
-                (session_id,),
-            ).fetchall()
+            messages = [
+                _message(m)
+                for m in c.execute(
+                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY ord",
+                    (session_id,),
+                ).fetchall()
+            ]
+            _add_unfolded_chunks(c, messages)
+            settings = _json(row[6])
             return Session(
                 id=row[0],
                 title=row[1],
@@ -257,8 +346,8 @@ class SessionStore:
                 updated=row[3],
                 model=row[4],
                 system_prompt=row[5],
-                settings=json.loads(row[6]),
-                messages=[_message(m) for m in messages],
+                settings=settings if isinstance(settings, dict) else {},
+                messages=messages,
             )
 
         return self._read(load)
@@ -321,7 +410,8 @@ class SessionStore:
             row = c.execute("SELECT settings FROM sessions WHERE id = ?", (session_id,)).fetchone()
             if row is None:
                 raise SessionLookupError(f"no session with id {session_id!r}")
-            merged = {**json.loads(row[0]), **settings}
+            old = _json(row[0])
+            merged = {**(old if isinstance(old, dict) else {}), **settings}
             c.execute(
                 "UPDATE sessions SET settings = ? WHERE id = ?", (json.dumps(merged), session_id)
             )
@@ -330,6 +420,10 @@ class SessionStore:
 
     def delete_session(self, session_id: str) -> None:
         self._update_session(session_id, "DELETE FROM sessions", ())
+
+    def session_lock(self, session_id: str) -> SessionLock:
+        """The lock one turn holds on a session, so two processes' turns never interleave."""
+        return SessionLock(_lock_path(self.path, session_id), self._closing)
 
     # -- messages -----------------------------------------------------------------------
 
@@ -341,12 +435,15 @@ class SessionStore:
             "SELECT coalesce(max(ord), -1) + 1 FROM messages WHERE session_id = ?", (session_id,)
         ).fetchone()[0]
 
-    def add_user_message(self, session_id: str, content: str) -> Message:
-        """Save what the user typed (before generation starts). The first one names the session."""
+    def add_user_message(self, session_id: str, content: str) -> int:
+        """Save what the user typed (before generation starts); returns its message id.
+
+        The first one names the session.
+        """
         now = now_iso()
         title = make_title(content)
 
-        def run(c: sqlite3.Connection) -> Message:
+        def run(c: sqlite3.Connection) -> int:
             order = self._next_order(c, session_id)
             cur = c.execute(
                 "INSERT INTO messages (session_id, ord, role, content, status, created, updated)"
@@ -358,22 +455,7 @@ class SessionStore:
                 " title = CASE WHEN title = '' THEN ? ELSE title END WHERE id = ?",
                 (now, title, session_id),
             )
-            return Message(
-                id=cur.lastrowid or 0,
-                session_id=session_id,
-                order=order,
-                role="user",
-                content=content,
-                thinking="",
-                status="complete",
-                thinking_enabled=None,
-                budget=None,
-                sampling={},
-                usage={},
-                timings={},
-                created=now,
-                updated=now,
-            )
+            return cur.lastrowid or 0
 
         return self._write(run)
 
@@ -384,69 +466,107 @@ class SessionStore:
         thinking_enabled: bool,
         budget: int | None,
         sampling: dict[str, Any],
-    ) -> ReplyWriter:
-        """Create the reply's row now (status `partial`, empty text); call at the first token."""
+        model: str | None = None,
+    ) -> int:
+        """Create a reply's row now (status `partial`, empty text); returns its message id."""
         now = now_iso()
 
-        def run(c: sqlite3.Connection) -> tuple[int, int]:
+        def run(c: sqlite3.Connection) -> int:
             order = self._next_order(c, session_id)
             cur = c.execute(
                 "INSERT INTO messages (session_id, ord, role, status, thinking_enabled, budget,"
-                " sampling, created, updated) VALUES (?, ?, 'assistant', 'partial', ?, ?, ?, ?, ?)",
-                (session_id, order, int(thinking_enabled), budget, json.dumps(sampling), now, now),
+                " sampling, created, updated, model)"
+                " VALUES (?, ?, 'assistant', ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    session_id,
+                    order,
+                    IN_PROGRESS,
+                    int(thinking_enabled),
+                    budget,
+                    json.dumps(sampling),
+                    now,
+                    now,
+                    model,
+                ),
             )
             c.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, session_id))
-            return cur.lastrowid or 0, order
+            return cur.lastrowid or 0
 
-        message_id, order = self._write(run)
-        return ReplyWriter(
-            self,
-            message_id=message_id,
-            session_id=session_id,
-            order=order,
-            clock=self._clock,
-            interval=self._flush_interval,
-        )
+        return self._write(run)
 
-    def _save_reply(
+    def append_reply(self, message_id: int, *, thinking: str = "", answer: str = "") -> None:
+        """Add streamed text to a reply that is being written (one small row, nothing rewritten)."""
+        if not thinking and not answer:
+            return
+
+        def run(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO reply_chunks (message_id, seq, thinking, answer) VALUES (?,"
+                " (SELECT coalesce(max(seq), -1) + 1 FROM reply_chunks WHERE message_id = ?),"
+                " ?, ?)",
+                (message_id, message_id, thinking, answer),
+            )
+
+        self._write(run)
+
+    def finish_reply(
         self,
         message_id: int,
-        session_id: str,
         *,
         thinking: str,
         answer: str,
-        status: str | None = None,
+        outcome: Outcome,
         usage: dict[str, Any] | None = None,
         timings: dict[str, Any] | None = None,
         error: str | None = None,
-        final: bool = False,
     ) -> None:
+        """Write a reply's final text and how it ended; its streamed chunks are dropped."""
         now = now_iso()
+        outcome = Outcome(outcome)
 
         def run(c: sqlite3.Connection) -> None:
-            if final:
-                c.execute(
-                    "UPDATE messages SET content = ?, thinking = ?, status = ?, usage = ?,"
-                    " timings = ?, error = ?, updated = ? WHERE id = ?",
-                    (
-                        answer,
-                        thinking,
-                        status,
-                        json.dumps(usage or {}),
-                        json.dumps(timings or {}),
-                        error,
-                        now,
-                        message_id,
-                    ),
-                )
-                c.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, session_id))
-            else:
-                c.execute(
-                    "UPDATE messages SET content = ?, thinking = ?, updated = ? WHERE id = ?",
-                    (answer, thinking, now, message_id),
-                )
+            row = c.execute(
+                "UPDATE messages SET content = ?, thinking = ?, status = ?, usage = ?,"
+                " timings = ?, error = ?, updated = ? WHERE id = ? RETURNING session_id",
+                (
+                    answer,
+                    thinking,
+                    outcome.value,
+                    json.dumps(usage or {}),
+                    json.dumps(timings or {}),
+                    error,
+                    now,
+                    message_id,
+                ),
+            ).fetchone()
+            c.execute("DELETE FROM reply_chunks WHERE message_id = ?", (message_id,))
+            if row is not None:
+                c.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, row[0]))
 
         self._write(run)
+
+    def _fold_interrupted_replies(self) -> None:
+        """Fold the chunks of replies whose process died into their messages (searchable then).
+
+        A reply another process is still writing is folded too; that is harmless, as its
+        later chunks follow the folded text and its end rewrites the whole text.
+        """
+
+        def run(c: sqlite3.Connection) -> None:
+            ids = [r[0] for r in c.execute("SELECT DISTINCT message_id FROM reply_chunks")]
+            for message_id in ids:
+                thinking, answer = _chunk_text(c, message_id)
+                c.execute(
+                    "UPDATE messages SET thinking = thinking || ?, content = content || ?"
+                    " WHERE id = ?",
+                    (thinking, answer, message_id),
+                )
+                c.execute("DELETE FROM reply_chunks WHERE message_id = ?", (message_id,))
+
+        try:
+            self._write(run)
+        except StoreError:
+            pass  # read-only now: the chunks are still read back with their messages
 
     def delete_messages_from(self, session_id: str, order: int) -> None:
         """Drop the message at `order` and everything after it (for /retry)."""
@@ -454,6 +574,20 @@ class SessionStore:
 
         def run(c: sqlite3.Connection) -> None:
             c.execute("DELETE FROM messages WHERE session_id = ? AND ord >= ?", (session_id, order))
+            c.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, session_id))
+
+        self._write(run)
+
+    def delete_last_reply(self, session_id: str) -> None:
+        """Drop everything after the session's last user message (for /retry)."""
+        now = now_iso()
+
+        def run(c: sqlite3.Connection) -> None:
+            c.execute(
+                "DELETE FROM messages WHERE session_id = ? AND ord > (SELECT coalesce(max(ord), -1)"
+                " FROM messages WHERE session_id = ? AND role = 'user')",
+                (session_id, session_id),
+            )
             c.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, session_id))
 
         self._write(run)
@@ -488,14 +622,14 @@ class SessionStore:
     def import_json(self, data: Any) -> str:
         """Add an exported session (as loaded from JSON) under a new id; returns that id."""
         s = export_format.parse_export(data)
-        s.id = uuid.uuid4().hex
+        s.id = new_session_id()
 
         def run(c: sqlite3.Connection) -> None:
             self._insert_session(c, s)
             c.executemany(
                 "INSERT INTO messages (session_id, ord, role, content, thinking, status,"
-                " thinking_enabled, budget, sampling, usage, timings, created, updated, error)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " thinking_enabled, budget, sampling, usage, timings, created, updated, error,"
+                " model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         s.id,
@@ -512,6 +646,7 @@ class SessionStore:
                         m.created,
                         m.updated,
                         m.error,
+                        m.model,
                     )
                     for m in s.messages
                 ],
@@ -519,3 +654,80 @@ class SessionStore:
 
         self._write(run)
         return s.id
+
+
+def _chunk_text(c: sqlite3.Connection, message_id: int) -> tuple[str, str]:
+    rows = c.execute(
+        "SELECT thinking, answer FROM reply_chunks WHERE message_id = ? ORDER BY seq",
+        (message_id,),
+    ).fetchall()
+    return "".join(r[0] for r in rows), "".join(r[1] for r in rows)
+
+
+def _add_unfolded_chunks(c: sqlite3.Connection, messages: list[Message]) -> None:
+    """A reply still being written (or left by a killed process) reads with its chunks."""
+    for m in messages:
+        if m.status == IN_PROGRESS:
+            thinking, answer = _chunk_text(c, m.id)
+            m.thinking += thinking
+            m.content += answer
+
+
+def _open_failure(warnings: list[str]) -> str:
+    return warnings[-1] if warnings else "the session store cannot be written"
+
+
+def _lock_path(db_path: Path | None, session_id: str) -> Path | None:
+    if db_path is None:
+        return None
+    return db_path.parent / "locks" / f"{session_id}.lock"
+
+
+class SessionLock:
+    """An exclusive lock on one session across processes (a file lock, freed if a process dies).
+
+    Where no lock file can be made (no `fcntl`, a read-only folder), nothing can interleave on
+    disk either, so acquiring succeeds at once.
+    """
+
+    def __init__(self, path: Path | None, closing: threading.Event) -> None:
+        self.path = path
+        self._closing = closing
+        self._handle: Any = None
+
+    def try_acquire(self) -> bool:
+        if self._handle is not None:
+            return True
+        try:
+            import fcntl
+        except ImportError:
+            self._handle = False
+            return True
+        if self.path is None:
+            self._handle = False
+            return True
+        try:
+            self.path.parent.mkdir(exist_ok=True)
+            handle = open(self.path, "a+b")  # noqa: SIM115 -- held until release()
+        except OSError:
+            self._handle = False
+            return True
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            return False
+        self._handle = handle
+        return True
+
+    def acquire(self, cancelled: Callable[[], bool] = lambda: False) -> bool:
+        """Wait for the lock as long as it takes; False if `cancelled()` or the store closed."""
+        while not self.try_acquire():
+            if cancelled() or self._closing.wait(LOCK_POLL_S):
+                return False
+        return True
+
+    def release(self) -> None:
+        if self._handle:
+            self._handle.close()  # closing the file frees the lock
+        self._handle = None

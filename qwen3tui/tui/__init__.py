@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from qwen3tui.cli_options import EXIT_NOT_SAVED
+
 
 def engine_factory_for(args: argparse.Namespace) -> Callable[[Callable[..., None]], Any]:
     """A function that loads the engine the command line asked for (called in a worker)."""
@@ -45,4 +47,8 @@ def run_app(args: argparse.Namespace) -> int:
         continue_last=args.continue_last,
     )
     result = app.run()
+    if app.unsaved:
+        reason = app.saver.state.unavailable or "the session store could not be written"
+        print(f"qwen3tui: not saved: {reason}; lost: {', '.join(app.unsaved)}", file=sys.stderr)
+        return EXIT_NOT_SAVED
     return result if isinstance(result, int) else 0

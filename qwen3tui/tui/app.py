@@ -6,6 +6,8 @@ the engine is created by `engine_factory` inside a thread worker.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -19,15 +21,16 @@ from textual.widgets import TextArea
 from qwen3tui.engine.chat_engine import ChatEngine
 from qwen3tui.engine.errors import EngineError
 from qwen3tui.engine.info import LoadProgress
-from qwen3tui.settings import UserSettings
+from qwen3tui.settings import DEFAULT_THEME, UserSettings
+from qwen3tui.store import SessionSaver, SessionStore, StoreError
 
-from . import slash_commands
-from .chat_screen import ChatScreen, Turn, TurnSettings
+from .chat_screen import ChatScreen, SaveStateChanged, Turn
 from .command_palette import SlashCommandProvider
-from .themes import register_themes
+from .themes import register_themes, start_theme
 
 EngineFactory = Callable[[Callable[[LoadProgress], None]], Any]
 PROGRESS_INTERVAL_S = 0.1
+QUIT_SAVE_WAIT_S = 30.0  # at quit, how long to wait for another process's lock on the store
 
 
 class EngineProgress(Message):
@@ -62,8 +65,8 @@ class Qwen3App(App[int]):
         *,
         engine_factory: EngineFactory,
         model_name: str,
-        store: Any = None,
-        settings: Any = None,
+        store: SessionStore | None = None,
+        settings: UserSettings | None = None,
         resume: str | None = None,
         continue_last: bool = False,
     ) -> None:
@@ -71,8 +74,8 @@ class Qwen3App(App[int]):
         self.engine_factory = engine_factory
         self.model_name = model_name
         self.engine: ChatEngine | None = None
-        self.load_error: str | None = None
-        self._store = store
+        self.store = store if store is not None else SessionStore.open()
+        self.saver = SessionSaver(self.store, on_change=self._save_state_changed)
         self.user_settings = settings if settings is not None else UserSettings.load()
         self.resume = resume
         self.continue_last = continue_last
@@ -81,51 +84,57 @@ class Qwen3App(App[int]):
         self._theme_ready = False
         self._settings_warned = False
         self._quit_question: Any = None  # the open "Quit?" dialog, if any
+        self.unsaved: list[str] = []  # what was still only in memory at exit
 
     # ----- start-up -----
 
-    @property
-    def store(self) -> Any:
-        if self._store is None:
-            from qwen3tui.store import SessionStore
-
-            self._store = SessionStore.open()
-        return self._store
-
     async def on_mount(self) -> None:
         theme_warnings = self._register_themes()
-        self.chat = ChatScreen(self._initial_turn_settings())
+        self.chat = ChatScreen(
+            self.user_settings.turn,
+            store=self.store,
+            saver=self.saver,
+            model_name=self.model_name,
+        )
         await self.push_screen(self.chat)
         for warning in [*self.user_settings.warnings, *theme_warnings, *self.store.warnings]:
             self.chat.notice(warning, kind="error")
         self._open_requested_session()
+        self._end_on_signals()
         # A daemon thread, not a Textual worker: Textual waits for its workers on exit, and a
         # download can take minutes; quitting must not wait for it.
         threading.Thread(target=self._load_engine, name="qwen3tui-load", daemon=True).start()
 
-    def _initial_turn_settings(self) -> TurnSettings:
-        s = self.user_settings
-        sampling = dict(s.sampling)
-        base = TurnSettings()
-        data = {
-            "thinking": s.thinking,
-            "thinking_budget": s.thinking_budget,
-            "max_tokens": sampling.pop("max_tokens", base.max_tokens),
-            "sampling": sampling,
-        }
-        try:
-            return TurnSettings.from_dict(data, base)
-        except (TypeError, ValueError):
-            return base
+    def _end_on_signals(self) -> None:
+        """SIGTERM and SIGHUP (a closed terminal) end the app as /quit does, the reply in
+        flight saved and marked interrupted."""
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            try:
+                loop.add_signal_handler(signum, self._interrupted)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread, or a platform without these signals
+
+    def _interrupted(self) -> None:
+        if self.chat is not None and self.chat.turn is not None:
+            self.chat.turn.stop.interrupt()
+        self.run_worker(self.quit_cleanly(), group="quit", exclusive=True)
+
+    def _save_state_changed(self, state: Any) -> None:
+        """From the saving thread: tell the chat (post_message is thread-safe)."""
+        if self.chat is not None:
+            self.chat.post_message(SaveStateChanged(state))
 
     def _register_themes(self) -> list[str]:
         """Register shipped and user themes, apply the remembered one; returns warnings."""
         registered = register_themes(self)
-        wanted = self.user_settings.theme
-        if wanted in self.available_themes:
-            self.theme = wanted
+        warnings = list(registered.warnings)
+        name, problem = start_theme(self, self.user_settings.theme, DEFAULT_THEME)
+        if problem is not None:
+            warnings.append(problem)
+        self.theme = name  # _theme_ready is still False: a fallback is not saved as the choice
         self._theme_ready = True
-        return list(registered.warnings)
+        return warnings
 
     def _open_requested_session(self) -> None:
         assert self.chat is not None
@@ -137,11 +146,11 @@ class Qwen3App(App[int]):
             else:
                 chat.open_session(session_id)
         elif self.resume == "":
-            self.show_sessions()
+            chat.show_sessions()
         elif self.resume:
             try:
                 chat.open_session(self.store.resolve_id(self.resume))
-            except Exception as err:  # noqa: BLE001 -- SessionLookupError, one line
+            except StoreError as err:
                 chat.notice(f"{err}", kind="error")
 
     def _load_engine(self) -> None:
@@ -172,32 +181,24 @@ class Qwen3App(App[int]):
     def on_engine_ready(self, message: EngineReady) -> None:
         self.engine = message.engine
         if self.chat is not None:
-            self.chat.engine_ready()
+            self.chat.engine_ready(message.engine)
 
     def on_engine_failed(self, message: EngineFailed) -> None:
-        self.load_error = message.message
         if self.chat is not None:
             self.chat.engine_failed(message.message)
 
     # ----- settings and themes -----
 
-    def settings_changed(self) -> None:
-        """Save the chat's turn settings with the session and as the user's defaults."""
-        chat = self.chat
-        if chat is None:
-            return
-        if chat.session_id is not None:
-            try:
-                self.store.update_settings(chat.session_id, chat.session_settings())
-            except Exception as err:  # noqa: BLE001 -- a settings save must not break the chat
-                chat.notice(f"Settings not saved: {err}", kind="error")
-        s = self.user_settings
-        s.thinking = chat.settings.thinking
-        s.thinking_budget = chat.settings.budget
-        s.sampling = chat.settings.sampling_dict()
-        if chat.settings.max_tokens != TurnSettings().max_tokens:
-            s.sampling["max_tokens"] = chat.settings.max_tokens
+    def on_chat_screen_settings_changed(self, message: ChatScreen.SettingsChanged) -> None:
+        """Remember the chat's turn settings as the user's defaults."""
+        self.user_settings.turn = message.settings
         self._save_user_settings()
+
+    def on_chat_screen_turn_finished(self, message: ChatScreen.TurnFinished) -> None:
+        self.turn_finished(message.turn)
+
+    def on_chat_screen_quit_requested(self, message: ChatScreen.QuitRequested) -> None:
+        self.run_worker(self.quit_cleanly(), group="quit", exclusive=True)
 
     def _save_user_settings(self) -> None:
         try:
@@ -211,51 +212,6 @@ class Qwen3App(App[int]):
         if self._theme_ready and self.user_settings.theme != theme:
             self.user_settings.theme = theme
             self._save_user_settings()
-
-    def switch_theme(self, name: str) -> str:
-        if name not in self.available_themes:
-            names = ", ".join(sorted(self.available_themes))
-            return f"No theme {name!r}; available: {names}"
-        self.theme = name
-        return f"Theme: {name}"
-
-    # ----- screens -----
-
-    def show_sessions(self) -> None:
-        from .screens.sessions import SessionsScreen
-
-        def chosen(session_id: str | None) -> None:
-            chat = self.chat
-            if chat is None:
-                return
-            if chat.session_id is not None and not self._session_exists(chat.session_id):
-                chat.new_conversation()  # deleted from the sessions screen
-            if session_id:
-                if chat.turn is not None:
-                    chat.notice(
-                        "Stop the reply first (Esc), then open another session.", kind="error"
-                    )
-                    return
-                chat.open_session(session_id)
-
-        self.push_screen(SessionsScreen(self.store), chosen)
-
-    def _session_exists(self, session_id: str) -> bool:
-        try:
-            self.store.get_session(session_id)
-        except Exception:  # noqa: BLE001 -- SessionLookupError / KeyError: gone
-            return False
-        return True
-
-    def show_help(self) -> None:
-        from .screens.help import HelpScreen
-
-        self.push_screen(HelpScreen(slash_commands.help_rows()))
-
-    def confirm(self, question: str, callback: Callable[[bool | None], None]) -> None:
-        from .screens.confirm import ConfirmScreen
-
-        self.push_screen(ConfirmScreen(question), callback)
 
     def run_slash(self, text: str) -> None:
         """Run a slash command as if typed (the command palette uses this)."""
@@ -301,12 +257,14 @@ class Qwen3App(App[int]):
         await self.quit_cleanly()
 
     async def quit_cleanly(self) -> None:
-        """Stop a running reply, save it, then exit."""
+        """Stop a running reply, hand it to the saver, write everything out, then exit."""
         if self._quitting:
             return
         self._quitting = True
         if self.chat is not None:
             await self.chat.stop_and_wait()
+        await asyncio.to_thread(self.saver.wait_idle, QUIT_SAVE_WAIT_S)
+        self.unsaved = self.saver.unsaved()
         self.exit(0)
 
     def turn_finished(self, turn: Turn) -> None:

@@ -1,22 +1,22 @@
-"""The main chat screen: the conversation, the composer, the controls and the turn logic.
+"""The main chat screen: the conversation, the composer and the controls.
 
-Flow of one message: Composer.Submitted -> `submit()` (slash command or prompt) ->
-`start_turn()` saves the user message, mounts an AssistantMessage and starts a thread worker
-running `generation_worker.run_generation` -> the worker fills a Mailbox and posts
-StreamReady -> `drain()` (UI thread, at most ~30 times a second) feeds the coalesced events to
-the widgets and to the ReplyRecorder -> the Summary (or a failure) ends the turn.
+Flow of one message: Composer.Submitted -> `submit()` (a slash command runs its handler from
+`slash_commands`; a prompt starts a turn) -> `start_turn()` mounts the reply and starts a thread
+worker running `generation_worker.run_generation`, which runs the one turn runner
+(`qwen3tui.turn.run_turn`: it saves the turn through the SessionSaver) and fills a Mailbox ->
+`drain()` (UI thread, at most ~30 times a second) shows the coalesced events -> `TurnEnded`.
+
+The screen never imports the app: it asks it for app-wide things by messages.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -28,18 +28,17 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static, Switch, TextArea
 from textual.worker import Worker
 
-from qwen3tui.engine.events import (
-    AnswerDelta,
-    ContextNotice,
-    Summary,
-    ThinkingDelta,
-    ThinkingDone,
-)
-from qwen3tui.engine.options import ChatOptions, SamplingOverrides
+from qwen3tui.engine.chat_engine import ChatEngine
+from qwen3tui.engine.events import AnswerDelta, ContextNotice, Summary, ThinkingDelta, ThinkingDone
+from qwen3tui.settings import TurnSettings
+from qwen3tui.store import Outcome, SaveState, SessionSaver, SessionStore, StoreError
+from qwen3tui.store import export as export_format
+from qwen3tui.store.models import Message as StoredMessage
+from qwen3tui.store.models import Session
+from qwen3tui.turn import Recording, Stop, TurnEnded, WaitingForSession
 
 from . import slash_commands
 from .generation_worker import (
-    GenerationFailed,
     Mailbox,
     StreamItem,
     StreamReady,
@@ -61,12 +60,6 @@ from .widgets.controls import Controls
 from .widgets.load_progress import LoadProgressPanel
 from .widgets.status_bar import StatusBar
 
-if TYPE_CHECKING:
-    from .app import Qwen3App
-
-FINISH_STATUS = {"stop": "complete", "length": "partial", "cancelled": "cancelled"}
-DEFAULT_MAX_TOKENS = ChatOptions().max_new_tokens
-
 
 class ContextCounted(Message):
     """Posted from a background thread: the conversation's prompt size in tokens."""
@@ -76,50 +69,12 @@ class ContextCounted(Message):
         self.tokens = tokens
 
 
-@dataclass
-class TurnSettings:
-    """What the next turn will use; saved with the session and as the user's defaults."""
+class SaveStateChanged(Message):
+    """Posted from the saving thread: saving stopped, resumed, or waits for a lock."""
 
-    thinking: bool = True
-    budget: int | None = 1024
-    sampling: SamplingOverrides = field(default_factory=SamplingOverrides)
-    max_tokens: int = DEFAULT_MAX_TOKENS
-
-    def options(self) -> ChatOptions:
-        return ChatOptions(
-            thinking=self.thinking,
-            thinking_budget=self.budget if self.thinking else None,
-            max_new_tokens=self.max_tokens,
-            sampling=self.sampling,
-        )
-
-    def sampling_dict(self) -> dict[str, Any]:
-        chosen = {f.name: getattr(self.sampling, f.name) for f in fields(self.sampling)}
-        return {k: v for k, v in chosen.items() if v is not None}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "thinking": self.thinking,
-            "thinking_budget": self.budget,
-            "sampling": self.sampling_dict(),
-            "max_tokens": self.max_tokens,
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], base: TurnSettings) -> TurnSettings:
-        known = {f.name for f in fields(SamplingOverrides)}
-        sampling = data.get("sampling")
-        overrides = (
-            SamplingOverrides(**{k: v for k, v in sampling.items() if k in known})
-            if isinstance(sampling, dict)
-            else base.sampling
-        )
-        return cls(
-            thinking=bool(data.get("thinking", base.thinking)),
-            budget=data.get("thinking_budget", base.budget),
-            sampling=overrides,
-            max_tokens=int(data.get("max_tokens", base.max_tokens)),
-        )
+    def __init__(self, state: SaveState) -> None:
+        super().__init__()
+        self.state = state
 
 
 @dataclass
@@ -128,12 +83,10 @@ class Turn:
 
     turn_id: int
     widget: AssistantMessage
-    recorder: Any  # qwen3tui.recording.ReplyRecorder
-    cancel: threading.Event = field(default_factory=threading.Event)
+    stop: Stop = field(default_factory=Stop)
     mailbox: Mailbox = field(default_factory=Mailbox)
     worker: Worker[None] | None = None
     done: bool = False
-    warned: bool = False  # the user was told the store could not save this reply
 
 
 class ChatScreen(Screen[None]):
@@ -148,9 +101,38 @@ class ChatScreen(Screen[None]):
 
     AUTO_FOCUS = "#composer"
 
-    def __init__(self, settings: TurnSettings) -> None:
+    class SettingsChanged(Message):
+        """The turn settings changed: the app remembers them as the user's defaults."""
+
+        def __init__(self, settings: TurnSettings) -> None:
+            super().__init__()
+            self.settings = settings
+
+    class TurnFinished(Message):
+        """A turn ended and was handed to the saver (for the app's hook)."""
+
+        def __init__(self, turn: Turn) -> None:
+            super().__init__()
+            self.turn = turn
+
+    class QuitRequested(Message):
+        """The user asked to quit (/quit)."""
+
+    def __init__(
+        self,
+        settings: TurnSettings,
+        *,
+        store: SessionStore,
+        saver: SessionSaver,
+        model_name: str,
+    ) -> None:
         super().__init__()
         self.settings = settings
+        self.store = store
+        self.saver = saver
+        self.model_name = model_name
+        self.engine: ChatEngine | None = None
+        self.load_error: str | None = None
         self.session_id: str | None = None
         self.system_prompt: str | None = None
         self.history: list[dict[str, str]] = []  # answer-only conversation for the engine
@@ -159,20 +141,20 @@ class ChatScreen(Screen[None]):
         self._turn_counter = 0
         self.pacer = UpdatePacer()
         self._drain_timer: Timer | None = None
-        self._syncing_controls = False
+        self._dropped_shown: str | None = None
         self.status = StatusBar(id="status-bar")
+        self.save_banner = Static("", id="save-banner", markup=False)
         self.conversation = VerticalScroll(id="conversation")
         self.composer = Composer(id="composer")
         self.suggestions = Static("", id="slash-suggestions", markup=False)
         self.load_panel = LoadProgressPanel(id="load-panel")
-        self.controls = Controls(thinking=settings.thinking, budget=settings.budget, id="controls")
-
-    @property
-    def qapp(self) -> Qwen3App:
-        return self.app  # type: ignore[return-value]
+        self.controls = Controls(
+            thinking=settings.thinking, budget=settings.thinking_budget, id="controls"
+        )
 
     def compose(self) -> ComposeResult:
         yield self.status
+        yield self.save_banner
         yield self.conversation
         yield self.load_panel
         yield self.suggestions
@@ -182,12 +164,16 @@ class ChatScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.suggestions.display = False
-        self.status.set(model=self.qapp.model_name, state="loading model…")
+        self.save_banner.display = False
+        self.status.set(model=self.model_name, state="loading model…")
+        if not self.saver.state.saving:
+            self.show_save_state(self.saver.state)
 
     # ----- engine state (called by the app) -----
 
-    def engine_ready(self) -> None:
-        info = self.qapp.engine.info
+    def engine_ready(self, engine: ChatEngine) -> None:
+        self.engine = engine
+        info = engine.info
         self.load_panel.display = False
         self.status.set(
             model=info.model,
@@ -203,6 +189,7 @@ class ChatScreen(Screen[None]):
             self.start_turn(prompt, mount_user=False, save_user=False)
 
     def engine_failed(self, message: str) -> None:
+        self.load_error = message
         self.load_panel.display = False
         self.status.set(state="model not loaded")
         self.pending_prompt = None
@@ -213,8 +200,11 @@ class ChatScreen(Screen[None]):
             kind="info",
         )
 
+    def engine_loaded(self) -> bool:
+        return self.engine is not None
+
     def refresh_context_count(self) -> None:
-        engine = self.qapp.engine
+        engine = self.engine
         if engine is None or not self.history:
             self.status.set(context_used=0 if self.history == [] else None)
             return
@@ -234,6 +224,29 @@ class ChatScreen(Screen[None]):
     def on_context_counted(self, message: ContextCounted) -> None:
         if self.turn is None:
             self.status.set(context_used=message.tokens)
+
+    # ----- saving -----
+
+    def on_save_state_changed(self, message: SaveStateChanged) -> None:
+        self.show_save_state(message.state)
+
+    def show_save_state(self, state: SaveState) -> None:
+        """A banner that stays while nothing reaches the disk; a notice when it does again."""
+        was_shown = self.save_banner.display
+        if state.dropped is not None and state.dropped != self._dropped_shown:
+            self._dropped_shown = state.dropped
+            self.notice(f"Not saved: {state.dropped}", kind="error")
+        if state.unavailable is not None:
+            self.save_banner.update(
+                f"not saving: {state.unavailable} — your conversation is kept in memory,"
+                " /export to keep it"
+            )
+            self.save_banner.display = True
+        else:
+            self.save_banner.display = False
+            if was_shown:
+                self.notice("Saving again: everything kept in memory is now on disk.")
+        self.status.set(state="waiting for the session store…" if state.waiting_for_lock else "")
 
     # ----- composing -----
 
@@ -270,18 +283,18 @@ class ChatScreen(Screen[None]):
                 "A reply is still streaming: wait for it, or press Esc to stop it.", kind="error"
             )
             return
-        if self.qapp.load_error is not None:
+        if self.load_error is not None:
             self.notice(
                 "No model is loaded, so nothing can be sent; see the error above.", kind="error"
             )
             return
         _, switch = slash_commands.split_soft_switch(text)
         if switch is not None:
-            self.set_thinking(switch == "think")
+            self.change_settings(replace(self.settings, thinking=switch == "think"))
         self.composer.clear_sent(text)
         if text.lstrip().startswith("//"):  # "//x" sends "/x": how to start a message with /
             text = text.replace("//", "/", 1)
-        if self.qapp.engine is None:
+        if self.engine is None:
             if self.pending_prompt is not None:
                 self.notice(
                     "The model is still loading; your first message will be sent when it is ready.",
@@ -289,7 +302,9 @@ class ChatScreen(Screen[None]):
                 )
                 return
             self.pending_prompt = text
-            self.save_user_message(text)  # on disk now: quitting before the load loses nothing
+            # Handed to the saver now: quitting before the load loses nothing.
+            self.saver.add_user_message(self.ensure_session(), text)
+            self.history.append({"role": "user", "content": text})
             self.mount_message(UserMessage(text))
             self.notice(
                 "The model is still loading; this message will be sent when it is ready.",
@@ -297,6 +312,9 @@ class ChatScreen(Screen[None]):
             )
             return
         self.start_turn(text)
+
+    def run_command(self, command: ParsedCommand) -> None:
+        command.run(self)
 
     # ----- a turn -----
 
@@ -306,41 +324,28 @@ class ChatScreen(Screen[None]):
 
     def ensure_session(self) -> str:
         if self.session_id is None:
-            session = self.qapp.store.create_session(
-                self.qapp.model_name,
-                system_prompt=self.system_prompt,
-                settings=self.session_settings(),
+            self.session_id = self.saver.create_session(
+                self.model_name, self.system_prompt, self.settings.to_dict()
             )
-            self.session_id = session.id
         return self.session_id
 
-    def session_settings(self) -> dict[str, Any]:
-        return self.settings.to_dict()
-
-    def save_user_message(self, text: str) -> None:
-        self.qapp.store.add_user_message(self.ensure_session(), text)
-        self.history.append({"role": "user", "content": text})
-
     def start_turn(self, text: str, *, mount_user: bool = True, save_user: bool = True) -> None:
-        from qwen3tui.recording import ReplyRecorder
-
-        store = self.qapp.store
+        assert self.engine is not None
         session_id = self.ensure_session()
         if save_user:
-            self.save_user_message(text)
+            self.history.append({"role": "user", "content": text})
         if mount_user:
             self.mount_message(UserMessage(text))
         options = self.settings.options()
-        recorder = ReplyRecorder(
-            store,
+        recording = Recording(
+            self.saver,
             session_id,
-            thinking_enabled=options.thinking,
-            budget=options.thinking_budget,
-            sampling=asdict(self.qapp.engine.sampling_for(options)),
+            model=self.engine.info.model,
+            user_text=text if save_user else None,
         )
         widget = AssistantMessage(thinking_enabled=options.thinking, budget=options.thinking_budget)
         self._turn_counter += 1
-        turn = Turn(self._turn_counter, widget, recorder)
+        turn = Turn(self._turn_counter, widget)
         self.turn = turn
         self.mount_message(widget)
         self.conversation.anchor()
@@ -349,10 +354,11 @@ class ChatScreen(Screen[None]):
         turn.worker = self.run_worker(
             partial(
                 run_generation,
-                self.qapp.engine,
+                self.engine,
                 self.engine_messages(),
                 options,
-                turn.cancel,
+                turn.stop,
+                recording,
                 turn.mailbox,
                 wake,
             ),
@@ -399,11 +405,6 @@ class ChatScreen(Screen[None]):
 
     async def _apply(self, turn: Turn, item: StreamItem) -> None:
         widget = turn.widget
-        if isinstance(item, GenerationFailed):
-            turn.recorder.fail(item.message)
-            await self._end_turn(turn, "error", reply_meta("error", error=item.message))
-            return
-        turn.recorder.on_event(item)
         if isinstance(item, ThinkingDelta):
             await widget.append_thinking(item.text, item.thinking_tokens)
         elif isinstance(item, ThinkingDone):
@@ -413,60 +414,60 @@ class ChatScreen(Screen[None]):
             self.status.set(state="generating…")
         elif isinstance(item, AnswerDelta):
             await widget.append_answer(item.text)
-        elif isinstance(item, ContextNotice):
+        elif isinstance(item, (ContextNotice, WaitingForSession)):
             await self.conversation.mount(Notice(item.message, kind="info"), before=widget)
         elif isinstance(item, Summary):
-            status = FINISH_STATUS.get(item.finish_reason, "complete")
-            if item.answer or status == "complete":
-                self.history.append({"role": "assistant", "content": item.answer})
             t, u = item.timings, item.usage
             self.status.set(
                 tok_s=t.decode_tok_s,
                 ttft_s=t.ttft_s,
                 context_used=u.prompt_tokens + u.thinking_tokens + u.answer_tokens,
             )
-            meta = reply_meta(
-                status, answer_tokens=u.answer_tokens, decode_tok_s=t.decode_tok_s, ttft_s=t.ttft_s
-            )
-            await self._end_turn(turn, status, meta)
-        if turn.recorder.warning and not turn.warned:
-            turn.warned = True
-            self.notice(f"Not saved: {turn.recorder.warning}", kind="error")
+        elif isinstance(item, TurnEnded):
+            await self._end_turn(turn, item)
 
-    async def _end_turn(self, turn: Turn, status: str, meta: str) -> None:
+    async def _end_turn(self, turn: Turn, ended: TurnEnded) -> None:
+        if ended.answer or ended.outcome is Outcome.COMPLETE:
+            self.history.append({"role": "assistant", "content": ended.answer})
+        s = ended.summary
+        meta = reply_meta(
+            ended.outcome,
+            answer_tokens=s.usage.answer_tokens if s else 0,
+            decode_tok_s=s.timings.decode_tok_s if s else 0.0,
+            ttft_s=s.timings.ttft_s if s else 0.0,
+            error=ended.error,
+        )
         turn.done = True
-        await turn.widget.finish(status, meta)
+        await turn.widget.finish(ended.outcome, meta)
         if self.turn is turn:
             self.turn = None
         self.status.set(state="")
-        self.qapp.turn_finished(turn)
+        self.post_message(self.TurnFinished(turn))
 
     def action_stop(self) -> None:
-        if self.turn is not None and not self.turn.cancel.is_set():
-            self.turn.cancel.set()
+        if self.turn is not None and not self.turn.stop.is_set():
+            self.turn.stop.cancel()
             self.status.set(state="stopping…")
 
     def on_unmount(self) -> None:
         # However the app ends, a running generation must not keep the process alive.
         if self.turn is not None:
-            self.turn.cancel.set()
-        if self.qapp.engine is not None:
-            self.qapp.engine.stop_warming()  # the warm-up after the last reply, if running
+            self.turn.stop.cancel()
+        if self.engine is not None:
+            self.engine.stop_warming()  # the warm-up after the last reply, if running
 
     async def stop_and_wait(self, timeout: float = 10.0) -> None:
-        """Cancel a running turn and wait until it is saved (used when quitting)."""
+        """Stop a running turn and wait until it is handed to the saver (used when quitting)."""
         turn = self.turn
         if turn is None:
             return
-        turn.cancel.set()
+        if not turn.stop.is_set():
+            turn.stop.cancel()
         if turn.worker is not None:
             deadline = time.monotonic() + timeout
             while not turn.worker.is_finished and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
         await self.drain()
-        if not turn.done:  # the worker did not answer in time: save what we have
-            turn.recorder.fail("interrupted: qwen3tui was closed")
-            await self._end_turn(turn, "error", reply_meta("error", error="interrupted"))
 
     # ----- widgets -----
 
@@ -485,42 +486,71 @@ class ChatScreen(Screen[None]):
     def replies(self) -> list[AssistantMessage]:
         return list(self.conversation.query(AssistantMessage))
 
+    def last_answer(self) -> str:
+        answers = [r.answer_text for r in self.replies() if r.answer_text]
+        return answers[-1] if answers else ""
+
+    def set_title(self, title: str) -> None:
+        self.title = title
+
+    def busy(self, what: str) -> bool:
+        if self.turn is not None:
+            self.notice(f"Stop the reply first (Esc), then {what}.", kind="error")
+            return True
+        return False
+
+    def show_help(self) -> None:
+        from .screens.help import HelpScreen
+
+        self.app.push_screen(HelpScreen(slash_commands.help_rows()))
+
+    def switch_theme(self, name: str) -> str | None:
+        """Apply theme `name` if it is safe to (validated before it is applied or remembered);
+        otherwise one line saying why not."""
+        from .themes import theme_problem
+
+        problem = theme_problem(self.app, name)
+        if problem is not None:
+            return problem[0].upper() + problem[1:]
+        self.app.theme = name
+        return None
+
+    def quit(self) -> None:
+        self.post_message(self.QuitRequested())
+
     # ----- settings -----
 
-    def set_thinking(self, on: bool) -> None:
-        self.settings = replace(self.settings, thinking=on)
-        self._sync_controls()
-        self.qapp.settings_changed()
-
-    def set_budget(self, budget: int | None) -> None:
-        self.settings = replace(self.settings, budget=budget)
-        self._sync_controls()
-        self.qapp.settings_changed()
-
-    def _sync_controls(self) -> None:
-        self._syncing_controls = True
-        try:
-            self.controls.switch.value = self.settings.thinking
-            self.controls.slider.value = self.settings.budget
-        finally:
-            self._syncing_controls = False
+    def change_settings(self, settings: TurnSettings, what: str = "") -> None:
+        """Use `settings` from the next turn; saved with the session and as the user's defaults."""
+        self.settings = settings
+        self.controls.switch.value = settings.thinking
+        self.controls.slider.value = settings.thinking_budget
         # The slider snaps to its steps: the budget used is the one it shows.
-        self.settings = replace(self.settings, budget=self.controls.slider.value)
+        self.settings = replace(self.settings, thinking_budget=self.controls.slider.value)
+        self._settings_changed()
+        if what:
+            self.notice(what)
+
+    def _settings_changed(self) -> None:
+        if self.session_id is not None:
+            session_id, saved = self.session_id, self.settings.to_dict()
+            self.saver.call("the settings", lambda s: s.update_settings(session_id, saved))
+        self.post_message(self.SettingsChanged(self.settings))
 
     @on(Switch.Changed, "#thinking-switch")
     def _switch_changed(self, event: Switch.Changed) -> None:
         if event.value != self.settings.thinking:
             self.settings = replace(self.settings, thinking=event.value)
-            self.qapp.settings_changed()
+            self._settings_changed()
 
     @on(BudgetSlider.Changed)
     def _budget_changed(self, event: BudgetSlider.Changed) -> None:
-        if event.value != self.settings.budget:
-            self.settings = replace(self.settings, budget=event.value)
-            self.qapp.settings_changed()
+        if event.value != self.settings.thinking_budget:
+            self.settings = replace(self.settings, thinking_budget=event.value)
+            self._settings_changed()
 
     def action_toggle_thinking(self) -> None:
-        self.set_thinking(not self.settings.thinking)
+        self.change_settings(replace(self.settings, thinking=not self.settings.thinking))
 
     # ----- sessions -----
 
@@ -528,18 +558,17 @@ class ChatScreen(Screen[None]):
         self.session_id = None
         self.history = []
         self.clear_conversation()
-        self.status.set(context_used=0 if self.qapp.engine else None, tok_s=None, ttft_s=None)
+        self.status.set(context_used=0 if self.engine else None, tok_s=None, ttft_s=None)
 
     def open_session(self, session_id: str) -> None:
         """Show a saved session, restore its settings and rebuild the engine's conversation."""
-        store = self.qapp.store
-        session = store.get_session(session_id)
+        session = self.store.get_session(session_id)
         self.new_conversation()
         self.session_id = session.id
-        saved = session.settings or {}
-        self.settings = TurnSettings.from_dict(saved, self.settings)
+        warnings: list[str] = []
+        self.settings = TurnSettings.from_dict(session.settings, self.settings, warnings)
         self.system_prompt = session.system_prompt or None
-        self.history = [m for m in store.conversation(session.id) if m["role"] != "system"]
+        self.history = [m for m in self.store.conversation(session.id) if m["role"] != "system"]
         for m in session.messages:
             if m.role == "user":
                 self.conversation.mount(UserMessage(m.content))
@@ -550,12 +579,14 @@ class ChatScreen(Screen[None]):
         self.composer.prompts = PromptHistory(
             [m.content for m in session.messages if m.role == "user"]
         )
-        self._sync_controls()
+        self.change_settings(self.settings)
         self.title = session.title
+        for warning in warnings:
+            self.notice(f"This session's saved settings: {warning}.", kind="error")
         self.refresh_context_count()
 
     @staticmethod
-    def _restored_reply(m: Any) -> AssistantMessage:
+    def _restored_reply(m: StoredMessage) -> AssistantMessage:
         usage, timings = m.usage or {}, m.timings or {}
         thinking_shown = bool(m.thinking_enabled) or bool(m.thinking)
         title = restored_thought_title(
@@ -572,189 +603,137 @@ class ChatScreen(Screen[None]):
             live=False,
             thought=title,
         )
-        status = "partial" if usage.get("finish_reason") == "length" else m.status
-        widget.status = status
         meta = reply_meta(
-            status,
+            m.outcome,
             answer_tokens=usage.get("answer_tokens", 0),
             decode_tok_s=timings.get("decode_tok_s", 0.0),
             ttft_s=timings.get("ttft_s", 0.0),
             error=m.error,
         )
-        widget.meta.update(meta)
-        widget.set_class(status in ("cancelled", "partial", "error"), f"-{status}")
+        widget.show_outcome(m.outcome, meta)
         return widget
 
-    def action_sessions(self) -> None:
-        self.qapp.show_sessions()
+    def show_sessions(self) -> None:
+        from .screens.sessions import SessionsScreen
 
-    def action_new(self) -> None:
-        self.run_command(ParsedCommand("new"))
+        def chosen(session_id: str | None) -> None:
+            if self.session_id is not None and not self._session_exists(self.session_id):
+                self.new_conversation()  # deleted from the sessions screen
+            if session_id:
+                if self.turn is not None:
+                    self.notice(
+                        "Stop the reply first (Esc), then open another session.", kind="error"
+                    )
+                    return
+                self.open_session(session_id)
 
-    def action_retry(self) -> None:
-        self.run_command(ParsedCommand("retry"))
+        self.app.push_screen(SessionsScreen(self.store), chosen)
 
-    def action_help(self) -> None:
-        self.qapp.show_help()
-
-    # ----- slash commands -----
-
-    def run_command(self, command: ParsedCommand) -> None:
-        handler = getattr(self, f"_cmd_{command.name}")
-        handler(command)
-
-    def _busy(self, what: str) -> bool:
-        if self.turn is not None:
-            self.notice(f"Stop the reply first (Esc), then {what}.", kind="error")
-            return True
-        return False
-
-    def _cmd_think(self, command: ParsedCommand) -> None:
-        self.set_thinking(True)
-        self.notice("Thinking on from the next turn.")
-
-    def _cmd_no_think(self, command: ParsedCommand) -> None:
-        self.set_thinking(False)
-        self.notice("Thinking off from the next turn.")
-
-    def _cmd_budget(self, command: ParsedCommand) -> None:
-        self.set_budget(command.budget)
-        chosen = self.settings.budget
-        text = "unlimited" if chosen is None else f"{chosen:,} tokens"
-        snapped = "" if chosen == command.budget else " (the nearest step)"
-        self.notice(f"Thinking budget: {text}{snapped}, from the next turn.")
-
-    def _cmd_new(self, command: ParsedCommand) -> None:
-        if not self._busy("start a new conversation"):
-            self.new_conversation()
-
-    def _cmd_sessions(self, command: ParsedCommand) -> None:
-        self.qapp.show_sessions()
-
-    def _cmd_resume(self, command: ParsedCommand) -> None:
-        if self._busy("open another session"):
-            return
+    def _session_exists(self, session_id: str) -> bool:
+        if not self.saver.idle():
+            return True  # not written yet, so not deleted either
         try:
-            session_id = self.qapp.store.resolve_id(command.arg)
-        except Exception as err:  # noqa: BLE001 -- SessionLookupError: one line for the user
-            self.notice(str(err), kind="error")
-            return
-        self.open_session(session_id)
+            self.store.get_session(session_id)
+        except StoreError:
+            return False
+        return True
 
-    def _cmd_rename(self, command: ParsedCommand) -> None:
-        if self.session_id is None:
-            self.notice("Nothing to rename yet: send a message first.", kind="error")
-            return
-        self.qapp.store.rename_session(self.session_id, command.arg)
-        self.title = command.arg
-        self.notice(f"Renamed to {command.arg!r}.")
-
-    def _cmd_delete(self, command: ParsedCommand) -> None:
-        if self._busy("delete the session"):
-            return
-        if self.session_id is None:
-            self.notice("Nothing to delete: this conversation is not saved yet.", kind="error")
-            return
+    def regenerate_last_reply(self) -> None:
+        """/retry: the last reply is deleted and the last prompt sent again."""
         session_id = self.session_id
-
-        def confirmed(yes: bool | None) -> None:
-            if yes:
-                self.qapp.store.delete_session(session_id)
-                self.new_conversation()
-                self.notice("Session deleted.")
-
-        self.qapp.confirm("Delete this session? This cannot be undone.", confirmed)
-
-    def _cmd_export(self, command: ParsedCommand) -> None:
-        if self.session_id is None:
-            self.notice("Nothing to export yet: send a message first.", kind="error")
-            return
-        store = self.qapp.store
-        ext = command.export_format
-        if ext == "md":
-            content = store.export_markdown(self.session_id)
-        else:
-            content = json.dumps(store.export_json(self.session_id), indent=2, ensure_ascii=False)
-        path = (
-            Path(command.path).expanduser()
-            if command.path
-            else Path.cwd() / f"qwen3tui-{self.session_id[:8]}.{ext}"
-        )
-        if path.is_dir():
-            path = path / f"qwen3tui-{self.session_id[:8]}.{ext}"
-        try:
-            path.write_text(content if content.endswith("\n") else content + "\n", encoding="utf-8")
-        except OSError as err:
-            self.notice(f"Could not write {path}: {err.strerror or err}", kind="error")
-            return
-        self.notice(f"Exported to {path}")
-
-    def _cmd_system(self, command: ParsedCommand) -> None:
-        if not command.arg:
-            shown = self.system_prompt or "(none)"
-            self.notice(f"System prompt: {shown}")
-            return
-        self.system_prompt = None if command.arg.lower() in ("off", "none") else command.arg
-        if self.session_id is not None:
-            self.qapp.store.set_system_prompt(self.session_id, self.system_prompt)
-        self.notice(
-            "System prompt set for the next turns."
-            if self.system_prompt
-            else "System prompt removed."
-        )
-
-    def _cmd_set(self, command: ParsedCommand) -> None:
-        if command.setting == "max_tokens":
-            self.settings = replace(self.settings, max_tokens=int(command.value or 1))
-        else:
-            overrides = replace(self.settings.sampling, **{command.setting: command.value})
-            self.settings = replace(self.settings, sampling=overrides)
-        self.qapp.settings_changed()
-        self.notice(f"{command.setting} = {command.value} from the next turn.")
-
-    def _cmd_retry(self, command: ParsedCommand) -> None:
-        if self._busy("retry"):
-            return
-        if self.session_id is None or not self.history:
-            self.notice("Nothing to retry yet.", kind="error")
-            return
-        if self.qapp.engine is None:
-            self.notice("The model is not loaded yet.", kind="error")
-            return
-        store = self.qapp.store
-        messages = store.get_session(self.session_id).messages
-        last_user = max(
-            (m for m in messages if m.role == "user"), key=lambda m: m.order, default=None
-        )
-        if last_user is None:
-            self.notice("Nothing to retry yet.", kind="error")
-            return
-        store.delete_messages_from(self.session_id, last_user.order + 1)
+        assert session_id is not None
+        self.saver.call("the retry", lambda s: s.delete_last_reply(session_id))
         while self.history and self.history[-1]["role"] == "assistant":
             self.history.pop()
+        last_user = self.history[-1]["content"]
         replies = self.replies()
         if replies and replies[-1] is self.conversation.children[-1]:
             replies[-1].remove()
-        self.start_turn(last_user.content, mount_user=False, save_user=False)
+        self.start_turn(last_user, mount_user=False, save_user=False)
 
-    def _cmd_copy(self, command: ParsedCommand) -> None:
-        answers = [r.answer_text for r in self.replies() if r.answer_text]
-        if not answers:
-            self.notice("No answer to copy yet.", kind="error")
-            return
-        self.app.copy_to_clipboard(answers[-1])
-        self.notice(f"Copied the last answer ({len(answers[-1])} characters).")
+    def conversation_export(self, fmt: str) -> str:
+        """This session as a file: from the store when everything is on disk, else from what is
+        on screen (all that exists while the store cannot be written)."""
+        assert self.session_id is not None
+        session = None
+        if self.saver.idle():
+            try:
+                session = self.store.get_session(self.session_id)
+            except StoreError:
+                session = None
+        if session is None:
+            session = self._session_from_screen()
+        if fmt == "md":
+            return export_format.export_markdown(session)
+        from .command_handlers import export_json_text
 
-    def _cmd_theme(self, command: ParsedCommand) -> None:
-        message = self.qapp.switch_theme(command.arg)
-        self.notice(message, kind="info" if message.startswith("Theme") else "error")
+        return export_json_text(export_format.export_json(session))
 
-    def _cmd_clear(self, command: ParsedCommand) -> None:
-        if not self._busy("clear the screen"):
-            self.clear_conversation()
+    def _session_from_screen(self) -> Session:
+        messages: list[StoredMessage] = []
+        for widget in self.conversation.children:
+            order = len(messages)
+            if isinstance(widget, UserMessage):
+                messages.append(_screen_message(self.session_id, order, "user", widget.text))
+            elif isinstance(widget, AssistantMessage):
+                outcome = widget.outcome or Outcome.INTERRUPTED
+                messages.append(
+                    _screen_message(
+                        self.session_id,
+                        order,
+                        "assistant",
+                        widget.answer_text,
+                        widget.thinking_text,
+                        outcome.value,
+                    )
+                )
+        return Session(
+            id=self.session_id or "",
+            title=self.title or "",
+            created="",
+            updated="",
+            model=self.model_name,
+            system_prompt=self.system_prompt,
+            settings=self.settings.to_dict(),
+            messages=messages,
+        )
 
-    def _cmd_help(self, command: ParsedCommand) -> None:
-        self.qapp.show_help()
+    # ----- keys -----
 
-    def _cmd_quit(self, command: ParsedCommand) -> None:
-        self.qapp.run_worker(self.qapp.quit_cleanly(), group="quit", exclusive=True)
+    def action_sessions(self) -> None:
+        self.show_sessions()
+
+    def action_new(self) -> None:
+        self.run_command(slash_commands.command("new"))
+
+    def action_retry(self) -> None:
+        self.run_command(slash_commands.command("retry"))
+
+    def action_help(self) -> None:
+        self.show_help()
+
+
+def _screen_message(
+    session_id: str | None,
+    order: int,
+    role: str,
+    content: str,
+    thinking: str = "",
+    status: str = "complete",
+) -> StoredMessage:
+    return StoredMessage(
+        id=0,
+        session_id=session_id or "",
+        order=order,
+        role=role,
+        content=content,
+        thinking=thinking,
+        status=status,
+        thinking_enabled=None if role == "user" else bool(thinking),
+        budget=None,
+        sampling={},
+        usage={},
+        timings={},
+        created="",
+        updated="",
+    )

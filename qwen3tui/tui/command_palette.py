@@ -6,21 +6,9 @@ from functools import partial
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from .slash_commands import COMMANDS
+from .slash_commands import palette_entries
 
-
-def palette_entries() -> list[tuple[str, str, str]]:
-    """(title, slash text to run, help) for every action the palette offers."""
-    entries: list[tuple[str, str, str]] = []
-    for c in COMMANDS:
-        if c.args == "" or c.args.startswith("["):
-            entries.append((f"/{c.name}", f"/{c.name}", c.description))
-    entries += [
-        ("/export md", "/export md", "write this session to a Markdown file"),
-        ("/export json", "/export json", "write this session to a JSON file"),
-        ("/budget off", "/budget off", "unlimited thinking budget"),
-    ]
-    return entries
+__all__ = ["SlashCommandProvider", "palette_entries"]
 
 
 class SlashCommandProvider(Provider):

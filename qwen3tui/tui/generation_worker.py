@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from textual.message import Message
 
-from qwen3tui.engine.errors import EngineError
-from qwen3tui.engine.events import AnswerDelta, Event, Summary, ThinkingDelta
+from qwen3tui.engine.chat_engine import ChatEngine
+from qwen3tui.engine.events import AnswerDelta, ThinkingDelta
 from qwen3tui.engine.options import ChatOptions
+from qwen3tui.store import Outcome
+from qwen3tui.turn import Recording, Stop, TurnEnded, TurnEvent, run_turn
 
 FLUSH_INTERVAL_S = 1 / 30  # the fastest the UI applies stream updates
 MAX_FLUSH_INTERVAL_S = 0.25  # the slowest, however costly an update gets
@@ -27,14 +28,7 @@ TYPING_QUIET_S = 0.25  # after a keystroke, hold stream updates this long (echo 
 TYPING_MAX_WAIT_S = 0.5  # but never hold the stream longer than this
 
 
-@dataclass(frozen=True)
-class GenerationFailed:
-    """The engine raised: `message` is one line for the user."""
-
-    message: str
-
-
-StreamItem = Event | GenerationFailed
+StreamItem = TurnEvent
 
 
 class StreamReady(Message):
@@ -130,47 +124,45 @@ def coalesce(items: Iterable[StreamItem]) -> list[StreamItem]:
 
 
 def run_generation(
-    engine: object,
+    engine: ChatEngine,
     messages: list[dict[str, str]],
     options: ChatOptions,
-    cancel: threading.Event,
+    stop: Stop,
+    recording: Recording | None,
     mailbox: Mailbox,
     wake: Callable[[], None],
 ) -> None:
-    """Body of the generation worker thread: stream `engine.chat` into the mailbox.
+    """Body of the generation worker thread: stream the turn into the mailbox.
 
-    Always ends with exactly one terminal item: the engine's Summary or a GenerationFailed.
+    Runs the one turn runner (which saves the turn); always ends with its one `TurnEnded`.
+    Then, while the user reads the reply, warms the engine for the next turn.
     """
 
     def put(item: StreamItem) -> None:
         if mailbox.put(item):
             wake()
 
-    summary: Summary | None = None
-    try:
-        for event in engine.chat(messages, options, cancel):  # type: ignore[attr-defined]
-            put(event)
-            if isinstance(event, Summary):
-                summary = event
-        if summary is None:
-            put(GenerationFailed("the engine stopped without a summary"))
-    except EngineError as err:
-        put(GenerationFailed(str(err)))
-    except Exception as err:  # noqa: BLE001 -- shown to the user as one line, never a traceback
-        put(GenerationFailed(f"generation failed: {type(err).__name__}: {err}".splitlines()[0]))
-    if summary is not None and summary.answer and not cancel.is_set():
-        warm_next_turn(
-            engine, [*messages, {"role": "assistant", "content": summary.answer}], cancel
-        )
+    ended: TurnEnded | None = None
+    for item in run_turn(engine, messages, options, stop, recording):
+        put(item)
+        if isinstance(item, TurnEnded):
+            ended = item
+    if ended is not None and ended.outcome is Outcome.COMPLETE and ended.answer:
+        if not stop.is_set():
+            warm_next_turn(
+                engine, [*messages, {"role": "assistant", "content": ended.answer}], stop.event
+            )
 
 
-def warm_next_turn(engine: object, messages: list[dict[str, str]], cancel: threading.Event) -> None:
+def warm_next_turn(
+    engine: ChatEngine, messages: list[dict[str, str]], cancel: threading.Event
+) -> None:
     """While the user reads the reply, let the engine prefill the next prompt's start.
 
     Only an optimization: it gives way to the next reply, and a failure here is not the
     user's concern (the next turn simply prefills more).
     """
     try:
-        engine.prepare_next_turn(messages, cancel)  # type: ignore[attr-defined]
+        engine.prepare_next_turn(messages, cancel)
     except Exception:  # noqa: BLE001, S110
         pass

@@ -1,15 +1,76 @@
-"""Slash commands: the one list of them, and pure parsing/validation (no Textual here).
+"""Slash commands: the one table of them, and pure parsing (no Textual here).
 
-The help screen, the composer's suggestions and the command palette all read `COMMANDS`,
-so a command is described in exactly one place.
+One declaration per command — name, arguments, help text, how its argument is read, and the
+handler that runs it — from which parsing, the composer's suggestions and Tab completion, the
+help screen, the command palette and README's command table (checked by a test) all come.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
+
+from qwen3tui.settings import BY_KEY, SETTABLE, SettingError, parse_setting
+
+from . import command_handlers as run
 
 ThinkingSwitch = Literal["think", "no_think"]
+
+
+class SlashError(ValueError):
+    """A command that cannot run as typed; `str()` is the short message shown inline."""
+
+
+def _none(name: str) -> Callable[[str], None]:
+    def parse(arg: str) -> None:
+        if arg:
+            raise SlashError(f"/{name} takes no argument")
+
+    return parse
+
+
+def _required(name: str, what: str) -> Callable[[str], str]:
+    def parse(arg: str) -> str:
+        if not arg:
+            raise SlashError(f"/{name} needs {what}: /{name} {what}")
+        return arg
+
+    return parse
+
+
+def _free(arg: str) -> str:
+    return arg
+
+
+def _budget(arg: str) -> int | None:
+    if not arg:
+        raise SlashError("/budget needs a number of tokens or off, e.g. /budget 2048")
+    try:
+        return BY_KEY["thinking_budget"].parse(arg)
+    except SettingError as err:
+        raise SlashError(f"/budget: {err}") from None
+
+
+def _set(arg: str) -> tuple[str, Any]:
+    parts = arg.split()
+    names = ", ".join(SETTABLE)
+    if len(parts) != 2:
+        raise SlashError(f"/set needs NAME VALUE; NAME is one of {names}")
+    name = parts[0].lower()
+    if name not in SETTABLE:
+        raise SlashError(f"/set: unknown setting {parts[0]!r}; use one of {names}")
+    try:
+        return name, parse_setting(name, parts[1])
+    except SettingError as err:
+        raise SlashError(f"/set {err}") from None
+
+
+def _export(arg: str) -> tuple[str, str]:
+    fmt, _, path = arg.partition(" ")
+    if fmt.lower() not in ("md", "json"):
+        raise SlashError("/export needs a format: /export md|json [PATH]")
+    return fmt.lower(), path.strip()
 
 
 @dataclass(frozen=True)
@@ -17,61 +78,96 @@ class SlashCommand:
     name: str  # without the slash
     args: str  # how the arguments look, for help and suggestions ("" when none)
     description: str
+    handler: Callable[[Any, Any], None]  # (the chat, the parsed value)
+    parse: Callable[[str], Any] | None = None  # the argument text -> the value; None: no argument
+    palette: tuple[str, ...] = ()  # extra ready-made forms for the command palette
 
     @property
     def usage(self) -> str:
         return f"/{self.name} {self.args}".rstrip()
 
+    def read(self, arg: str) -> Any:
+        return (self.parse or _none(self.name))(arg)
+
 
 COMMANDS: tuple[SlashCommand, ...] = (
-    SlashCommand("think", "", "thinking on (ending a message: from that message)"),
-    SlashCommand("no_think", "", "thinking off (ending a message: from that message)"),
-    SlashCommand("budget", "N|off", "thinking budget in tokens; off = unlimited"),
-    SlashCommand("new", "", "start a new conversation"),
-    SlashCommand("sessions", "", "browse, search, open, rename, delete sessions"),
-    SlashCommand("resume", "ID", "open a saved session by id (a prefix is enough)"),
-    SlashCommand("rename", "TITLE", "rename this session"),
-    SlashCommand("delete", "", "delete this session (asks first)"),
-    SlashCommand("export", "md|json [PATH]", "write this session to a Markdown or JSON file"),
-    SlashCommand("system", "[TEXT]", "show the system prompt, or set it (off removes it)"),
-    SlashCommand("set", "NAME VALUE", "change sampling (temperature, top_p, top_k, min_p, …)"),
-    SlashCommand("retry", "", "regenerate the last reply"),
-    SlashCommand("copy", "", "copy the last answer to the clipboard"),
-    SlashCommand("theme", "NAME", "switch the colour theme (remembered)"),
-    SlashCommand("clear", "", "clear the screen (the conversation is kept)"),
-    SlashCommand("help", "", "list commands and keys"),
-    SlashCommand("quit", "", "quit qwen3tui"),
+    SlashCommand("think", "", "thinking on (ending a message: from that message)", run.think),
+    SlashCommand(
+        "no_think", "", "thinking off (ending a message: from that message)", run.no_think
+    ),
+    SlashCommand(
+        "budget",
+        "N|off",
+        "thinking budget in tokens; off = unlimited",
+        run.budget,
+        _budget,
+        palette=("/budget off",),
+    ),
+    SlashCommand("new", "", "start a new conversation", run.new),
+    SlashCommand("sessions", "", "browse, search, open, rename, delete sessions", run.sessions),
+    SlashCommand(
+        "resume",
+        "ID",
+        "open a saved session by id (a prefix is enough)",
+        run.resume,
+        _required("resume", "ID"),
+    ),
+    SlashCommand(
+        "rename", "TITLE", "rename this session", run.rename, _required("rename", "TITLE")
+    ),
+    SlashCommand("delete", "", "delete this session (asks first)", run.delete),
+    SlashCommand(
+        "export",
+        "md|json [PATH]",
+        "write this session to a Markdown or JSON file",
+        run.export,
+        _export,
+        palette=("/export md", "/export json"),
+    ),
+    SlashCommand(
+        "system", "[TEXT]", "show the system prompt, or set it (off removes it)", run.system, _free
+    ),
+    SlashCommand(
+        "set",
+        "NAME VALUE",
+        "change max_tokens or sampling (temperature, top_p, top_k, min_p, …)",
+        run.set_value,
+        _set,
+    ),
+    SlashCommand("retry", "", "regenerate the last reply", run.retry),
+    SlashCommand("copy", "", "copy the last answer to the clipboard", run.copy),
+    SlashCommand(
+        "theme",
+        "NAME",
+        "switch the colour theme (remembered)",
+        run.theme,
+        _required("theme", "NAME"),
+    ),
+    SlashCommand("clear", "", "clear the screen (the conversation is kept)", run.clear),
+    SlashCommand("help", "", "list commands and keys", run.help),
+    SlashCommand("quit", "", "quit qwen3tui", run.quit),
 )
 
 COMMANDS_BY_NAME = {c.name: c for c in COMMANDS}
 
-# Name -> (type, lowest allowed, highest allowed); None means no bound on that side.
-SETTABLE: dict[str, tuple[type, float | None, float | None]] = {
-    "temperature": (float, 0.0, 5.0),
-    "top_p": (float, 0.0, 1.0),
-    "top_k": (int, 0, None),
-    "min_p": (float, 0.0, 1.0),
-    "presence_penalty": (float, -2.0, 2.0),
-    "max_tokens": (int, 1, None),
-}
-
-UNLIMITED_WORDS = ("off", "unlimited", "none")
-
-
-class SlashError(ValueError):
-    """A command that cannot run as typed; `str()` is the short message shown inline."""
-
 
 @dataclass(frozen=True)
 class ParsedCommand:
-    name: str
+    command: SlashCommand
     arg: str = ""  # the raw argument text, stripped
-    # Typed values, filled where the command has them:
-    budget: int | None = None  # /budget (None = unlimited)
-    setting: str = ""  # /set NAME
-    value: float | int | None = None  # /set VALUE
-    export_format: str = ""  # /export md|json
-    path: str = ""  # /export PATH
+    value: Any = None  # what the command's `parse` made of it
+
+    @property
+    def name(self) -> str:
+        return self.command.name
+
+    def run(self, chat: Any) -> None:
+        self.command.handler(chat, self.value)
+
+
+def command(name: str, value: Any = None) -> ParsedCommand:
+    """A command as if typed, for keys and buttons that run one."""
+    return ParsedCommand(COMMANDS_BY_NAME[name], value=value)
 
 
 def is_command(text: str) -> bool:
@@ -88,69 +184,12 @@ def parse(text: str) -> ParsedCommand:
     head, _, rest = stripped[1:].partition(" ")
     name = head.lower()
     arg = rest.strip()
-    command = COMMANDS_BY_NAME.get(name)
-    if command is None:
+    found = COMMANDS_BY_NAME.get(name)
+    if found is None:
         near = suggest("/" + name)
         hint = f" -- did you mean {near[0].usage}?" if near and name else " -- /help lists them"
         raise SlashError(f"unknown command /{head}{hint}")
-    if name == "budget":
-        return ParsedCommand(name, arg, budget=parse_budget(arg))
-    if name == "set":
-        setting, value = parse_setting(arg)
-        return ParsedCommand(name, arg, setting=setting, value=value)
-    if name == "export":
-        fmt, path = parse_export(arg)
-        return ParsedCommand(name, arg, export_format=fmt, path=path)
-    if name in ("resume", "rename", "theme") and not arg:
-        raise SlashError(f"/{name} needs {command.args}: {command.usage}")
-    takes_no_arg = command.args == ""
-    if takes_no_arg and arg:
-        raise SlashError(f"/{name} takes no argument")
-    return ParsedCommand(name, arg)
-
-
-def parse_budget(arg: str) -> int | None:
-    if not arg:
-        raise SlashError("/budget needs a number of tokens or off, e.g. /budget 2048")
-    if arg.lower() in UNLIMITED_WORDS:
-        return None
-    try:
-        value = int(arg.replace("_", "").lower().removesuffix("k")) * (
-            1024 if arg.lower().endswith("k") else 1
-        )
-    except ValueError:
-        raise SlashError(f"/budget: {arg!r} is not a number of tokens (or off)") from None
-    if value < 1:
-        raise SlashError("/budget must be at least 1 token (or off for unlimited)")
-    return value
-
-
-def parse_setting(arg: str) -> tuple[str, float | int]:
-    parts = arg.split()
-    names = ", ".join(SETTABLE)
-    if len(parts) != 2:
-        raise SlashError(f"/set needs NAME VALUE; NAME is one of {names}")
-    name, raw = parts[0].lower(), parts[1]
-    if name not in SETTABLE:
-        raise SlashError(f"/set: unknown setting {parts[0]!r}; use one of {names}")
-    kind, low, high = SETTABLE[name]
-    try:
-        value: float | int = kind(raw)
-    except ValueError:
-        word = "a whole number" if kind is int else "a number"
-        raise SlashError(f"/set {name}: {raw!r} is not {word}") from None
-    if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"at least {low}" if high is None else f"between {low} and {high}"
-        raise SlashError(f"/set {name} must be {bounds}")
-    return name, value
-
-
-def parse_export(arg: str) -> tuple[str, str]:
-    fmt, _, path = arg.partition(" ")
-    fmt = fmt.lower()
-    if fmt not in ("md", "json"):
-        raise SlashError("/export needs a format: /export md|json [PATH]")
-    return fmt, path.strip()
+    return ParsedCommand(found, arg, found.read(arg))
 
 
 def split_soft_switch(text: str) -> tuple[str, ThinkingSwitch | None]:
@@ -188,5 +227,16 @@ def _subsequence(needle: str, haystack: str) -> bool:
 
 
 def help_rows() -> list[tuple[str, str]]:
-    """(usage, description) pairs for the help screen."""
+    """(usage, description) pairs for the help screen and README's table."""
     return [(c.usage, c.description) for c in COMMANDS]
+
+
+def palette_entries() -> list[tuple[str, str, str]]:
+    """(title, slash text to run, help) for every command the palette offers: those that need
+    no typed argument, and each command's ready-made forms."""
+    entries: list[tuple[str, str, str]] = []
+    for c in COMMANDS:
+        if c.parse is None or c.args.startswith("["):
+            entries.append((f"/{c.name}", f"/{c.name}", c.description))
+        entries += [(text, text, c.description) for text in c.palette]
+    return entries

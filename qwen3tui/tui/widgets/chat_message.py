@@ -6,14 +6,10 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from qwen3tui.store.outcome import Outcome
+
 from .streaming_markdown import StreamingMarkdown
 from .thinking_pane import ThinkingPane, thought_title
-
-STATUS_LABELS = {
-    "cancelled": "stopped",
-    "partial": "cut off (max tokens)",
-    "error": "failed",
-}
 
 
 class UserMessage(Static):
@@ -34,7 +30,7 @@ class Notice(Static):
 
 
 def reply_meta(
-    status: str,
+    outcome: Outcome,
     *,
     answer_tokens: int = 0,
     decode_tok_s: float = 0.0,
@@ -43,8 +39,8 @@ def reply_meta(
 ) -> str:
     """The small line under a reply: how it ended and how fast it was."""
     parts: list[str] = []
-    if status in STATUS_LABELS:
-        parts.append(STATUS_LABELS[status])
+    if outcome.label:
+        parts.append(outcome.label)
     if error:
         parts.append(error)
     if answer_tokens:
@@ -74,7 +70,7 @@ class AssistantMessage(Vertical):
     ) -> None:
         super().__init__(classes="assistant-message")
         self.thinking_enabled = thinking_enabled
-        self.status = "streaming" if live else "complete"
+        self.outcome: Outcome | None = None if live else Outcome.COMPLETE  # None: streaming
         self.pane: ThinkingPane | None = None
         if thinking_enabled and (live or thinking.strip()):
             self.pane = ThinkingPane(budget=budget, text=thinking, live=live, title=thought)
@@ -108,13 +104,17 @@ class AssistantMessage(Vertical):
     async def append_answer(self, text: str) -> None:
         await self.answer.append(text)
 
-    async def finish(self, status: str, meta: str) -> None:
+    async def finish(self, outcome: Outcome, meta: str) -> None:
         """The reply is over: stop streaming, render the whole answer once, show how it ended."""
         await self.answer.finish()
         if self.pane is not None:
             await self.pane.stop()
-        self.status = status
-        self.set_class(status in STATUS_LABELS, f"-{status}")
+        self.show_outcome(outcome, meta)
+
+    def show_outcome(self, outcome: Outcome, meta: str) -> None:
+        self.outcome = outcome
+        for other in Outcome:
+            self.set_class(other is outcome and bool(outcome.label), f"-{other.value}")
         self.meta.update(meta)
         self.meta.display = bool(meta)
 

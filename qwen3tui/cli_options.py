@@ -1,0 +1,66 @@
+"""What the command lines share: the model options, user errors and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+
+from qwen3tui.engine.info import DEFAULT_MODEL
+
+EXIT_OK = 0
+EXIT_USAGE = 2  # bad input, or a model that cannot load or run: one line on stderr
+EXIT_NOT_SAVED = 3  # the reply was given, but the session store could not save it
+EXIT_CANCELLED = 130  # Ctrl+C (128 + SIGINT)
+
+
+class UserError(Exception):
+    """A problem with the user's input: printed as one line, exit code 2."""
+
+
+def add_model_arguments(p: argparse.ArgumentParser, *, subcommand: bool = False) -> None:
+    """The model options, on the main parser and again on `ask`.
+
+    On a subcommand their defaults are SUPPRESS, so `qwen3tui --model X ask` keeps X instead
+    of the subparser writing its own default over it.
+    """
+
+    def default(value):
+        return argparse.SUPPRESS if subcommand else value
+
+    p.add_argument(
+        "--model",
+        "-m",
+        default=default(None),
+        help="Hugging Face model id or local directory (default: `model` in settings.toml,"
+        f" else {DEFAULT_MODEL})",
+    )
+    p.add_argument(
+        "--device", default=default("auto"), help="auto, cpu, cuda, cuda:N or mps (default: auto)"
+    )
+    p.add_argument(
+        "--dtype",
+        default=default("auto"),
+        help="auto, bfloat16, float16 or float32 (default: auto)",
+    )
+    p.add_argument(
+        "--context",
+        type=int,
+        default=default(None),
+        metavar="N",
+        help="context window in tokens (KV cache size; default: 32768 on CUDA, 16384 on MPS,"
+        " 8192 on CPU, at most the model's limit)",
+    )
+    p.add_argument(
+        "--quantize",
+        choices=["int8"],
+        default=default(None),
+        help="weight-only quantization at load time",
+    )
+
+
+def chosen_model(args: argparse.Namespace) -> str:
+    """--model, else the model in the user's settings, else the default."""
+    if args.model:
+        return args.model
+    from qwen3tui.settings import UserSettings
+
+    return UserSettings.load().model or DEFAULT_MODEL
