@@ -105,6 +105,17 @@ def test_infinite_weights_are_refused_too(checkpoint):
     assert "model.embed_tokens.weight holds NaN or infinite values" in load_error(checkpoint)
 
 
+def test_weights_too_large_for_float16_say_so(checkpoint):
+    def enlarge(tensors):
+        tensors["model.layers.0.self_attn.o_proj.weight"][0, 0] = 1e6
+
+    edit_tensors(checkpoint, enlarge)
+    with pytest.raises(ModelLoadError, match="o_proj.weight has values too large for float16"):
+        weights.load_model(
+            checkpoint, Qwen3Config.from_dir(checkpoint), torch.device("cpu"), torch.float16, 64
+        )
+
+
 def test_a_float_weight_stored_as_integers_is_refused(checkpoint):
     def to_int(tensors):
         tensors["model.norm.weight"] = tensors["model.norm.weight"].to(torch.int16)

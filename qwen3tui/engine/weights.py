@@ -263,9 +263,7 @@ def load_model(
                 raise _corrupt(file, err) from None
             lo, hi = torch.aminmax(dest)
             if not (torch.isfinite(lo) and torch.isfinite(hi)):
-                raise ModelLoadError(
-                    f"{file.name}: tensor {name} holds NaN or infinite values.", REDOWNLOAD
-                )
+                raise _not_finite(file, name, headers[name][1], dtype)
             unloaded[slot.target] -= dest.numel()
             if loaded is not None and not unloaded[slot.target]:
                 loaded(slot.target)
@@ -302,6 +300,16 @@ def prepare_for_device(model: Qwen3, device: torch.device, dtype: torch.dtype) -
     model.setup_rope(device, dtype)
     model.eval()
     return model
+
+
+def _not_finite(file: Path, name: str, stored: torch.dtype, dtype: torch.dtype) -> ModelLoadError:
+    if dtype == torch.float16 and stored not in (torch.float16, *FP8_DTYPES):
+        # Finite bf16/fp32 values past 65504 become infinite in float16.
+        return ModelLoadError(
+            f"{file.name}: tensor {name} has values too large for float16.",
+            "Use --dtype bfloat16 or float32.",
+        )
+    return ModelLoadError(f"{file.name}: tensor {name} holds NaN or infinite values.", REDOWNLOAD)
 
 
 def _corrupt(file: Path, err: Exception) -> ModelLoadError:
