@@ -91,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     if "ours" in wanted:
         rows += bench_ours(model, config, prompt, args, device, dtype, context)
     if "transformers" in wanted:
-        rows.append(bench_transformers(model, raw, prompt, args, device, dtype))
+        try:
+            rows.append(bench_transformers(model, raw, prompt, args, device, dtype))
+        except Exception as err:
+            note = f"failed: {type(err).__name__}: {str(err).splitlines()[0]}"
+            rows.append({"engine": "transformers", "note": note})
     reference = next((r for r in rows if r["engine"] == "transformers"), None)
     for row in rows:
         row["pct_of_ceiling"] = 100 * row["tok_s"] / ceiling if row.get("tok_s") else None
@@ -207,8 +211,12 @@ def bench_ours(model, config, prompt, args, device, dtype, context) -> list[dict
         if getattr(step, "compile_error", None):
             note += f" ({step.compile_error})"
         row = {"engine": f"ours, {path} experts", "note": note}
-        rows.append({**row, **decode_ours(model, cache, step, prompt, args)})
-        progress(f"{row['engine']}: {rows[-1]['tok_s']:.1f} tok/s")
+        try:
+            row.update(decode_ours(model, cache, step, prompt, args))
+        except Exception as err:  # one failed path is a row of the table, not a lost run
+            row["note"] += f"; failed: {type(err).__name__}: {str(err).splitlines()[0]}"
+        rows.append(row)
+        progress(f"{row['engine']}: {row.get('tok_s') or 0:.1f} tok/s")
     for block in blocks:
         block.decode_path = "auto"
     return rows
