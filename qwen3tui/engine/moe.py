@@ -48,7 +48,7 @@ class Router(nn.Module):
 class Experts(nn.Module):
     """Every expert of a layer, stacked: expert e is gate_up_proj[e] and down_proj[e]."""
 
-    # Multiply by device index (CUDA graphs); quantized per-expert lists cannot.
+    # Experts can be picked by device index (CUDA graphs); a per-expert list cannot.
     stacked = True
 
     def __init__(self, config: Qwen3Config) -> None:
