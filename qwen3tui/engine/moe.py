@@ -11,10 +11,9 @@ How the routed experts run depends on where the routing lives:
   expert that has tokens multiplies them, reading only those experts' weights;
 - on a CUDA device, without reading it back (decode steps and prefill chunks are replayed from
   CUDA graphs): PyTorch's grouped matmul with the group ends as device offsets (bf16, Ampere
-  and later), which skips experts without tokens; or, for one decoding token, its k experts
-  gathered by device index into a batched matmul (under torch.compile a multiply-and-sum that
-  Inductor fuses with the indexing, so nothing is copied); a prefill chunk without grouped
-  matmuls runs every expert with zero weight for the unrouted tokens.
+  and later), which skips experts without tokens; without it, one decoding token's k experts
+  are gathered by device index into a batched matmul, and a prefill chunk runs every expert
+  with zero weight for the unrouted tokens.
 """
 
 from __future__ import annotations
@@ -111,7 +110,7 @@ class SparseMoeBlock(nn.Module):
         one = flat.shape[0] == 1
         if not (on_device and self.experts.stacked):
             out = routed_on_host(self.experts, flat, weights, ids)
-        elif one and (torch.compiler.is_compiling() or self.decode_path == "index"):
+        elif one and self.decode_path == "index":
             out = routed_by_index(self.experts, flat, weights[0], ids[0])
         elif grouped_mm_supported(flat):
             out = routed_grouped(self.experts, flat, weights, ids)
@@ -152,15 +151,9 @@ def routed_on_host(
 def routed_by_index(
     experts: Experts, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor
 ) -> torch.Tensor:
-    """One token (1, hidden) through its k experts `ids` (k,) on the device: no host read."""
-    if torch.compiler.is_compiling():
-        # Inductor turns each multiply-and-sum into one reduction kernel that loads the
-        # routed experts' rows by index: their weights are read once and never copied.
-        gate_up = (experts.gate_up_proj[ids].float() * x.float()).sum(-1).to(x.dtype)
-        gate, up = gate_up.chunk(2, dim=-1)
-        hidden = F.silu(gate) * up
-        down = (experts.down_proj[ids].float() * hidden[:, None, :].float()).sum(-1)
-        return (down * weights[:, None].float()).sum(0, keepdim=True).to(x.dtype)
+    """One token (1, hidden) through its k experts `ids` (k,) on the device: no host read.
+    The k experts' weights are gathered into one batch (a copy per step, in the CUDA graph's
+    memory), which the grouped matmul avoids where it exists."""
     k = ids.shape[0]
     gate_up = torch.bmm(experts.gate_up_proj.index_select(0, ids), x.expand(k, -1)[:, :, None])
     gate, up = gate_up[:, :, 0].chunk(2, dim=-1)
