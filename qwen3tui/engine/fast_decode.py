@@ -83,7 +83,7 @@ def triton_next_pow2(n: int) -> int:
 class AttentionShape:
     """How attention splits the cache. Measured on an H200 (tune_fast_decode.py
     --attention-sweep): at a 512-position window 8 splits of 64 beat 1 to 4 longer ones
-    (1.21 against 1.29-1.41 ms per step); at 16k, about 30 splits beat 52 to 86 (1.83
+    (1.21 against 1.28-1.41 ms per step); at 16k, about 30 splits beat 52 to 86 (1.83
     against 1.92 ms)."""
 
     split_min: int = 64  # cache positions per split, at least
