@@ -130,8 +130,9 @@ class FastDecoder:
         device = model.embed_tokens.weight.device
         self.dtype = model.embed_tokens.weight.dtype
         if pdl is None:
-            pdl = (
+            pdl = (  # programmatic dependent launch: NVIDIA Hopper and later
                 device.type == "cuda"
+                and torch.version.hip is None
                 and torch.cuda.get_device_capability(device)[0] >= 9
                 and os.environ.get("TRITON_INTERPRET") != "1"
             )
