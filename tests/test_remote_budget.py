@@ -239,3 +239,23 @@ def test_a_server_that_ignores_the_stop_and_runs_out_lets_the_answer_go_on():
     assert seen.bodies(COMPLETIONS)[1]["prompt"] == PROMPT + "Hm.</think>\n\nThe an"
     s = events[-1]
     assert (s.thinking, s.answer, s.thinking_budget_hit) == ("Hm.", "The answer.", False)
+
+
+def test_on_llama_cpp_without_tokenizer_files_the_gguf_template_from_props_is_used():
+    template = (
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}{{ eos_token }}"
+    )
+    thinking = Answer(body=sse(text_chunk("x"), text_chunk("", "length")))
+    answer = Answer(body=sse(text_chunk("y"), text_chunk("", "stop")))
+    engine, seen = recorded_engine(
+        {
+            MODELS: Answer.json(models_list("qwen3-32b-q4_k_m.gguf", owned_by="llamacpp")),
+            "/props": Answer.json({"chat_template": template, "eos_token": "<|im_end|>"}),
+            COMPLETIONS: [thinking, answer],
+        }
+    )
+    run(engine, budget=1)
+    expected = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<|im_end|><think>\n"
+    assert seen.bodies(COMPLETIONS)[0]["prompt"] == expected
+    assert engine.local_prompt().source == "http://gpu-box:8000/props"

@@ -392,3 +392,19 @@ def test_the_remote_engine_imports_no_torch_and_no_textual():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_reply_cut_while_thinking_counts_all_its_tokens_as_thinking():
+    body = sse(
+        chat_chunk({"reasoning_content": "Hmm"}),
+        chat_chunk({"reasoning_content": " ok"}, "length"),
+        usage_chunk(prompt=9, completion=40),
+    )
+    engine, _ = recorded_engine({MODELS: Answer.json(models_list("m")), CHAT: Answer(body=body)})
+    s = summary_of(run(engine, ChatOptions(max_new_tokens=40)))
+    assert (s.finish_reason, s.answer, s.usage.thinking_tokens, s.usage.answer_tokens) == (
+        "length",
+        "",
+        40,
+        0,
+    )

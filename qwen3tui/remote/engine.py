@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
+from qwen3tui.engine.chat_template import ChatTemplate
 from qwen3tui.engine.errors import EngineError
 from qwen3tui.engine.events import Event, Summary, Timings, Usage
 from qwen3tui.engine.info import EngineInfo
@@ -88,8 +89,29 @@ class RemoteEngine:
         """The model's chat template (and tokenizer) here, loaded on first use."""
         if self._local is None:
             candidates = [self.model.id, self.model.root]
-            self._local = load_local_prompt(self._tokenizer_dir, candidates, self._fetch_tokenizer)
+            local = load_local_prompt(self._tokenizer_dir, candidates, self._fetch_tokenizer)
+            if local.template.is_builtin and self.server.kind == "llama.cpp":
+                local = self._llama_cpp_template() or local
+            self._local = local
         return self._local
+
+    def _llama_cpp_template(self) -> LocalPrompt | None:
+        """llama.cpp serves the GGUF's own chat template at /props: the model's own, where no
+        tokenizer files are at hand (a GGUF model's name is no Hugging Face id)."""
+        try:
+            props = self.client.get_json(self.client.root_url("/props"))
+            text = props.get("chat_template") if isinstance(props, dict) else None
+            if not isinstance(text, str) or not text.strip():
+                return None
+            special = {
+                k: props[k] for k in ("bos_token", "eos_token") if isinstance(props.get(k), str)
+            }
+            source = f"{self.client.display.removesuffix('/v1')}/props"
+            return LocalPrompt(
+                ChatTemplate(text, source=source, special_tokens=special), None, source
+            )
+        except EngineError:
+            return None  # unreachable, or a template our Jinja cannot compile: the built-in one
 
     def count_tokens(self, messages: list[Message], thinking: bool = True) -> int:
         """Exact with the model's tokenizer at hand; an estimate otherwise (never a request)."""
@@ -181,13 +203,7 @@ class RemoteEngine:
             stats.see(piece)
             yield from split.feed(piece.reasoning, piece.content)
         yield from split.finish()
-        thinking_tokens = stats.reasoning_tokens
-        if thinking_tokens is None:
-            thinking_tokens = split.thinking_pieces if split.thinking else 0
-        if stats.completion_tokens is not None:
-            answer_tokens = max(stats.completion_tokens - thinking_tokens, 0)
-        else:
-            answer_tokens = split.answer_pieces
+        thinking_tokens, answer_tokens = _token_split(stats, split)
         prompt_tokens = stats.prompt_tokens
         if prompt_tokens is None:
             prompt_tokens = self.count_tokens(messages, options.thinking)
@@ -280,6 +296,21 @@ class RemoteEngine:
         return RequestRejectedError(
             f"the server at {self.client.display} has no {path} endpoint.", "Check --server."
         )
+
+
+def _token_split(stats: Stats, split: ReplySplitter) -> tuple[int, int]:
+    """Thinking and answer tokens: the server's numbers where it gives them, else its total
+    split by the chunks streamed (about one token each)."""
+    total = stats.completion_tokens
+    if stats.reasoning_tokens is not None:
+        thinking = stats.reasoning_tokens
+    elif total is not None and not split.answer:
+        thinking = total if split.thinking else 0
+    else:
+        thinking = split.thinking_pieces if split.thinking else 0
+    if total is None:
+        return thinking, split.answer_pieces
+    return thinking, max(total - thinking, 0) if split.answer else 0
 
 
 def _mentions(said: str, name: str, request: Request) -> bool:
