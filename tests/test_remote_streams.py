@@ -408,3 +408,33 @@ def test_a_reply_cut_while_thinking_counts_all_its_tokens_as_thinking():
         40,
         0,
     )
+
+
+@pytest.mark.parametrize(
+    ("raw", "options", "thinking", "answer"),
+    [
+        (
+            "<think>\nLet me see.</think>\n\nIt is 4.<|im_end|>",
+            {"expect_thinking": True},
+            "Let me see.",
+            "It is 4.",
+        ),
+        (
+            "Let me see.\n</think>\n\nIt is 4.",
+            {"expect_thinking": True, "opened": True},
+            "Let me see.",
+            "It is 4.",
+        ),
+        ("<think>\n\n</think>\n\nIt is 4.", {"expect_thinking": False}, "", "It is 4."),
+    ],
+)
+def test_the_split_is_the_same_wherever_the_chunks_are_cut(raw, options, thinking, answer):
+    from qwen3tui.remote.reply_split import ReplySplitter
+
+    for i in range(len(raw) + 1):
+        for j in range(i, len(raw) + 1):
+            split = ReplySplitter(**options)
+            for chunk in (raw[:i], raw[i:j], raw[j:]):
+                split.feed("", chunk)
+            split.finish()
+            assert (split.thinking, split.answer) == (thinking, answer), (i, j)
