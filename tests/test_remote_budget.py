@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from remote_helpers import (
     Answer,
+    chat_chunk,
     models_list,
     ndjson,
     recorded_engine,
@@ -244,7 +245,8 @@ def test_a_server_that_ignores_the_stop_and_runs_out_lets_the_answer_go_on():
 def test_on_llama_cpp_without_tokenizer_files_the_gguf_template_from_props_is_used():
     template = (
         "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
-        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}{{ eos_token }}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% if not enable_thinking %}"
+        "<think>\n\n</think>\n\n{% endif %}{% endif %}{{ eos_token }}"
     )
     thinking = Answer(body=sse(text_chunk("x"), text_chunk("", "length")))
     answer = Answer(body=sse(text_chunk("y"), text_chunk("", "stop")))
@@ -259,3 +261,45 @@ def test_on_llama_cpp_without_tokenizer_files_the_gguf_template_from_props_is_us
     expected = "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n<|im_end|><think>\n"
     assert seen.bodies(COMPLETIONS)[0]["prompt"] == expected
     assert engine.local_prompt().source == "http://gpu-box:8000/props"
+
+
+def _tokenizer_dir_with_template(tmp_path, shared_dir, generation_prompt: str):
+    import json
+    import shutil
+
+    config = json.loads((shared_dir / "tokenizer_config.json").read_text())
+    config["chat_template"] = (
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}" + generation_prompt + "{% endif %}"
+    )
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    shutil.copyfile(shared_dir / "tokenizer.json", tmp_path / "tokenizer.json")
+    return str(tmp_path)
+
+
+def test_a_thinking_only_model_thinks_even_when_asked_not_to_and_is_not_opened_twice(
+    tmp_path, shared_dir
+):
+    folder = _tokenizer_dir_with_template(tmp_path, shared_dir, "<|im_start|>assistant\n<think>\n")
+    thinking = Answer(body=sse(text_chunk("x"), text_chunk("", "length")))
+    answer = Answer(body=sse(text_chunk("y"), text_chunk("", "stop")))
+    engine, seen = budget_engine(thinking, answer, tokenizer_dir=folder)
+    assert engine.info.thinking_mode == "thinking"
+    events = list(engine.chat(HI, ChatOptions(thinking=False, thinking_budget=1)))
+    assert seen.bodies(COMPLETIONS)[0]["prompt"] == PROMPT  # one <think>, from the template
+    assert events[-1].thinking_enabled and events[-1].thinking_budget_hit
+
+
+def test_an_instruct_only_model_never_thinks_and_takes_no_budget(tmp_path, shared_dir):
+    folder = _tokenizer_dir_with_template(tmp_path, shared_dir, "<|im_start|>assistant\n")
+    chat = Answer(body=sse(chat_chunk({"content": "Hi."}, "stop")))
+    engine, seen = recorded_engine(
+        {MODELS: Answer.json(models_list("Qwen3-4B-Instruct-2507")), "/v1/chat/completions": chat},
+        tokenizer_dir=folder,
+    )
+    assert engine.info.thinking_mode == "instruct"
+    events = list(engine.chat(HI, ChatOptions(thinking=True, thinking_budget=5)))
+    (sent,) = seen.bodies("/v1/chat/completions")
+    assert sent["chat_template_kwargs"] == {"enable_thinking": False}
+    assert not seen.bodies(COMPLETIONS)
+    assert (events[-1].answer, events[-1].thinking_enabled) == ("Hi.", False)

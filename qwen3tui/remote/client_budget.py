@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from qwen3tui.engine.events import Event, Summary, Timings, Usage
 from qwen3tui.engine.options import ChatOptions, SamplingParams
+from qwen3tui.engine.thinking_mode import ends_inside_think_block
 
 from .pieces import Piece
 from .reply_split import END_MARKERS, THINK_END, ReplySplitter
@@ -62,7 +63,7 @@ class CompletionTarget:
 def budget_prompt(rendered: str) -> str:
     """The rendered chat prompt with the think block opened, as the local engine does it (a
     template that opens the block itself is not opened twice)."""
-    return rendered if rendered.endswith(THINK_OPENING) else rendered + THINK_OPENING
+    return rendered if ends_inside_think_block(rendered) else rendered + THINK_OPENING
 
 
 def budgeted_reply(

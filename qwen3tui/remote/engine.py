@@ -11,13 +11,21 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
+from functools import cached_property
 from urllib.parse import urlsplit
 
 from qwen3tui.engine.chat_template import ChatTemplate
 from qwen3tui.engine.errors import EngineError
 from qwen3tui.engine.events import Event, Summary, Timings, Usage
 from qwen3tui.engine.info import EngineInfo
-from qwen3tui.engine.options import ChatOptions, SamplingParams, default_sampling
+from qwen3tui.engine.options import (
+    ChatOptions,
+    SamplingParams,
+    default_sampling,
+    validate_options,
+)
+from qwen3tui.engine.thinking_mode import ThinkingMode, resolve_thinking
 
 from .client_budget import CompletionTarget, budget_prompt, budgeted_reply
 from .errors import RequestCancelledError, RequestRejectedError
@@ -93,7 +101,25 @@ class RemoteEngine:
             if local.template.is_builtin and self.server.kind == "llama.cpp":
                 local = self._llama_cpp_template() or local
             self._local = local
+            self._info = replace(
+                self._info,
+                thinking_mode=self.thinking_mode,
+                thinking_mode_note=self._mode_and_note[1],
+            )
         return self._local
+
+    @property
+    def thinking_mode(self) -> ThinkingMode:
+        """From the model's own template where it is at hand; else Qwen3's hybrid thinking."""
+        return self._mode_and_note[0]
+
+    @cached_property
+    def _mode_and_note(self) -> tuple[ThinkingMode, str | None]:
+        template = self.local_prompt().template
+        try:
+            return template.thinking_mode, template.thinking_mode_note
+        except EngineError as err:  # a template the local renderer refuses: the server renders
+            return "hybrid", f"Cannot tell the thinking mode from {template.source}: {err.problem}"
 
     def _llama_cpp_template(self) -> LocalPrompt | None:
         """llama.cpp serves the GGUF's own chat template at /props: the model's own, where no
@@ -125,7 +151,10 @@ class RemoteEngine:
         return chars // _CHARS_PER_TOKEN + 5 * len(messages) + 3
 
     def sampling_for(self, options: ChatOptions) -> SamplingParams:
-        return options.sampling.apply(default_sampling(options.thinking, {}))
+        """Qwen's per-mode guidance with the user's choices on top (the server's checkpoint
+        defaults are not known here)."""
+        thinking = resolve_thinking(self.thinking_mode, options.thinking)
+        return options.sampling.apply(default_sampling(thinking, {}))
 
     # -- generation --------------------------------------------------------------------------
 
@@ -137,6 +166,9 @@ class RemoteEngine:
     ) -> Iterator[Event]:
         """Stream one reply to `messages` (the last is the new user message)."""
         options = options or ChatOptions()
+        validate_options(options)  # before any request: one line naming the bad value
+        # The model's mode decides: a thinking-only model always thinks, an instruct one never.
+        options = replace(options, thinking=resolve_thinking(self.thinking_mode, options.thinking))
         cancel = cancel or threading.Event()
         if not messages:
             raise EngineError("there is no message to answer.", "Send a message first.")
@@ -235,6 +267,7 @@ class RemoteEngine:
     ) -> Iterator[Event]:
         local = self.local_prompt()
         rendered = local.template.render(messages, add_generation_prompt=True, enable_thinking=True)
+        # A template that opens the block itself (thinking-only models) is not opened twice.
         if self.server.kind == "ollama":
             target = CompletionTarget(self.client.root_url("/api/generate"), self.model.id, True)
         else:
