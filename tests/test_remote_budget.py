@@ -303,3 +303,29 @@ def test_an_instruct_only_model_never_thinks_and_takes_no_budget(tmp_path, share
     assert sent["chat_template_kwargs"] == {"enable_thinking": False}
     assert not seen.bodies(COMPLETIONS)
     assert (events[-1].answer, events[-1].thinking_enabled) == ("Hi.", False)
+
+
+def test_with_the_tokenizer_at_hand_old_turns_are_dropped_to_fit_the_servers_context(shared_dir):
+    from qwen3tui.engine.events import ContextNotice
+
+    chat = Answer(body=sse(chat_chunk({"content": "ok"}, "stop")))
+    listing = Answer.json(models_list("Qwen3-8B", max_model_len=120))
+    long = "word " * 40
+    history = [
+        {"role": "user", "content": long},
+        {"role": "assistant", "content": long},
+        {"role": "user", "content": "and now?"},
+    ]
+    engine, seen = recorded_engine(
+        {MODELS: listing, "/v1/chat/completions": chat}, tokenizer_dir=str(shared_dir)
+    )
+    events = list(engine.chat(history, ChatOptions(thinking=False, max_new_tokens=16)))
+    (notice,) = [e for e in events if isinstance(e, ContextNotice)]
+    assert notice.dropped_messages == 2
+    assert seen.bodies("/v1/chat/completions")[0]["messages"] == history[-1:]
+
+    # Without the tokenizer nothing is guessed away: the server's own check stands.
+    engine, seen = recorded_engine({MODELS: listing, "/v1/chat/completions": chat})
+    events = list(engine.chat(history, ChatOptions(thinking=False, max_new_tokens=16)))
+    assert not [e for e in events if isinstance(e, ContextNotice)]
+    assert seen.bodies("/v1/chat/completions")[0]["messages"] == history

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import replace
 from functools import cached_property
 from urllib.parse import urlsplit
 
 from qwen3tui.engine.chat_template import ChatTemplate
+from qwen3tui.engine.context import fit_messages
 from qwen3tui.engine.errors import EngineError
-from qwen3tui.engine.events import Event, Summary, Timings, Usage
+from qwen3tui.engine.events import ContextNotice, Event, Summary, Timings, Usage
 from qwen3tui.engine.info import EngineInfo
 from qwen3tui.engine.options import (
     ChatOptions,
@@ -176,6 +177,7 @@ class RemoteEngine:
             raise EngineError("the engine is already generating.", "Wait for it or cancel it.")
         started = time.perf_counter()
         try:
+            messages = yield from self._fit(messages, options)
             if options.thinking and options.thinking_budget is not None:
                 yield from self._budgeted(messages, options, options.thinking_budget, cancel)
             else:
@@ -184,6 +186,26 @@ class RemoteEngine:
             yield _cancelled(options, started)
         finally:
             self._busy.release()
+
+    def _fit(self, messages: list[Message], options: ChatOptions) -> Generator[Event, None, list]:
+        """Drop the oldest turns when the prompt would not fit the server's context, as the
+        local engine does; only where that can be counted (the model's tokenizer at hand and
+        the server's context known), else the server's own check stands."""
+        context = self._info.context_length
+        local = self._local
+        if not context or local is None or local.tokenizer is None:
+            return messages
+        limit = context - min(options.max_new_tokens, 1024, context // 4)  # room for the reply
+        kept, dropped = fit_messages(
+            messages, lambda m: self.count_tokens(m, options.thinking), limit
+        )
+        if dropped:
+            yield ContextNotice(
+                dropped,
+                f"Dropped the {dropped} oldest message{'s' if dropped > 1 else ''}"
+                " so the conversation fits the context window.",
+            )
+        return kept
 
     def prepare_next_turn(
         self, messages: list[Message], cancel: threading.Event | None = None

@@ -71,7 +71,13 @@ def _served_model(entry: dict[str, Any]) -> ServedModel | None:
     if not isinstance(model_id, str) or not model_id:
         return None
     meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
-    context = entry.get("max_model_len") or entry.get("context_length") or meta.get("n_ctx_train")
+    # vLLM/SGLang: max_model_len; llama.cpp: the context it runs with, else the trained one.
+    context = (
+        entry.get("max_model_len")
+        or entry.get("context_length")
+        or meta.get("n_ctx")
+        or meta.get("n_ctx_train")
+    )
     context = context if isinstance(context, int) and not isinstance(context, bool) else 0
     owned_by = entry.get("owned_by")
     root = entry.get("root")
