@@ -153,9 +153,8 @@ def test_the_prompt_is_the_models_own_template_as_the_local_engine_renders_it(sh
     expected = template.render(messages, add_generation_prompt=True, enable_thinking=True)
     assert seen.bodies(COMPLETIONS)[0]["prompt"] == expected + "<think>\n"
     # With the tokenizer at hand, counts are exact rather than estimated.
-    assert engine.count_tokens(messages, True) == len(
-        engine.local_prompt().tokenizer.encode(expected)
-    )
+    tokenizer = engine.local_prompt().tokenizer
+    assert engine.count_tokens(messages, True) == len(tokenizer.encode(expected + "<think>\n"))
 
 
 def test_ollama_gets_the_budget_through_raw_generate():

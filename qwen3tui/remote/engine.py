@@ -144,10 +144,11 @@ class RemoteEngine:
         """Exact with the model's tokenizer at hand; an estimate otherwise (never a request)."""
         local = self._local
         if local is not None and local.tokenizer is not None:
+            thinking = resolve_thinking(self.thinking_mode, thinking)
             text = local.template.render(
                 messages, add_generation_prompt=True, enable_thinking=thinking
             )
-            return len(local.tokenizer.encode(text))
+            return len(local.tokenizer.encode(budget_prompt(text) if thinking else text))
         chars = sum(len(m.get("content", "")) for m in messages)
         return chars // _CHARS_PER_TOKEN + 5 * len(messages) + 3
 
