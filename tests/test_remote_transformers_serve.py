@@ -16,7 +16,7 @@ from chain_checkpoint import CLOSING, ENDLESS, write_chain_checkpoint
 
 from qwen3tui.engine.events import AnswerDelta, Summary, ThinkingDelta, ThinkingDone
 from qwen3tui.engine.options import ChatOptions
-from qwen3tui.remote import connect_remote
+from qwen3tui.remote import StreamInterruptedError, connect_remote
 from qwen3tui.remote.client_budget import BUDGET_STOP_TEXT
 from qwen3tui.remote.http_client import httpx
 
@@ -76,15 +76,21 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def servers(tmp_path_factory, shared_dir):
+def checkpoints(tmp_path_factory, shared_dir) -> dict[str, Path]:
     missing = _serving_missing()
     if missing:
         pytest.skip(missing)
-    root = tmp_path_factory.mktemp("served")
-    started = {
-        name: Served(write_chain_checkpoint(root / name, shared_dir, chain), root / f"{name}.log")
+    root = tmp_path_factory.mktemp("chains")
+    return {
+        name: write_chain_checkpoint(root / name, shared_dir, chain)
         for name, chain in (("closing", CLOSING), ("endless", ENDLESS))
     }
+
+
+@pytest.fixture(scope="module")
+def servers(checkpoints, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("logs")
+    started = {name: Served(path, logs / f"{name}.log") for name, path in checkpoints.items()}
     try:
         for served in started.values():
             served.wait_ready()
@@ -138,3 +144,24 @@ def test_a_budget_the_model_stays_within_is_not_hit(servers, shared_dir):
     _, s = reply(engine_for(servers, "closing", shared_dir), thinking=True, thinking_budget=50)
     assert not s.thinking_budget_hit
     assert (s.thinking, s.answer) == ("Hmm ok", "Answer")
+
+
+def test_a_server_killed_mid_reply_leaves_the_partial_reply_and_a_clear_error(
+    checkpoints, shared_dir, tmp_path
+):
+    served = Served(checkpoints["endless"], tmp_path / "killed.log")
+    try:
+        served.wait_ready()
+        engine = connect_remote(served.url, tokenizer_dir=str(shared_dir))
+        got = []
+        with pytest.raises(StreamInterruptedError) as err:
+            for event in engine.chat(HI, ChatOptions(thinking=True)):  # thinks forever
+                got.append(event)
+                if len(got) == 3:
+                    served.process.kill()
+                    served.process.wait()
+    finally:
+        served.stop()
+    assert [type(e) for e in got[:3]] == [ThinkingDelta] * 3
+    assert not any(isinstance(e, Summary) for e in got)
+    assert "partial reply was kept" in str(err.value) and "\n" not in str(err.value)
