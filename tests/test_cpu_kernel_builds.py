@@ -10,7 +10,7 @@ import platform
 import pytest
 import torch
 
-from qwen3tui.engine import bf16_cpu_kernel, int8_cpu_kernel, native_build
+from qwen3tui.engine import bf16_cpu_kernel, int4_cpu_kernel, int8_cpu_kernel, native_build
 from qwen3tui.engine.native_build import NATIVE, STRICT, NativeUnavailable
 
 # Each variant removes features from this CPU's own set, so every one runs here; where the CPU
@@ -80,6 +80,34 @@ def test_int8_kernel_builds_strictly_and_matches_pytorch(variant, cache_home):
 
 
 @needs_x86
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_int4_kernel_builds_strictly_and_matches_pytorch(variant, cache_home):
+    kernel = int4_cpu_kernel.build(VARIANTS[variant], STRICT)
+    gen = torch.Generator().manual_seed(3)
+    for n, kp, group in ((16, 32, 32), (48, 64, 16), (200, 256, 64), (33, 2048, 32)):
+        codes = torch.randint(0, 16, (n, kp), dtype=torch.uint8, generator=gen)
+        scales = (torch.rand(n, kp // group, generator=gen) + 0.1).bfloat16()
+        mins = torch.randn(n, kp // group, generator=gen).bfloat16()
+        packed, ps, pm = (int4_cpu_kernel.pack(codes), int4_cpu_kernel.pack_groups(scales),
+                          int4_cpu_kernel.pack_groups(mins))  # fmt: skip
+        padded = packed.shape[0] * 16
+        s = scales.float().repeat_interleave(group, 1)
+        for m, w in (
+            (None, s * (codes.float() - 8)),
+            (pm, s * codes.float() + mins.float().repeat_interleave(group, 1)),
+        ):
+            for k in (kp, kp - 3):  # a shorter activation: the weights' padding inputs
+                x = torch.randn(1, k, generator=gen)
+                want = x @ w[:, :k].T
+                for dtype in (torch.float32, torch.bfloat16):
+                    got = kernel.gemv(x.to(dtype), packed, ps, m, group)[:, :n]
+                    assert got.dtype == dtype and _rel_err(got, want) < 2e-2
+            out = torch.empty(kp, padded)
+            got = kernel.dequantize_t(packed, ps, m, group, 0, padded, out)[:, :n]
+            assert torch.allclose(got, w.T, rtol=1e-6, atol=1e-6)
+
+
+@needs_x86
 def test_the_build_is_cached_per_flags(cache_home):
     int8_cpu_kernel.build()
     int8_cpu_kernel.build()  # the second load reuses the library
@@ -89,14 +117,15 @@ def test_the_build_is_cached_per_flags(cache_home):
 
 def test_the_sources_ship_in_the_package():
     files = native_build.sources()
-    assert {"simd.h", bf16_cpu_kernel.SOURCE, int8_cpu_kernel.SOURCE} <= set(files)
+    kernels = {bf16_cpu_kernel.SOURCE, int8_cpu_kernel.SOURCE, int4_cpu_kernel.SOURCE}
+    assert {"simd.h", *kernels} <= set(files)
     assert all('#include "simd.h"' in files[f] for f in files if f.endswith(".c"))
 
 
 @needs_x86
 def test_no_compiler_means_no_kernel_and_no_cache(cache_home, monkeypatch):
     monkeypatch.setenv("CC", str(cache_home / "no-such-compiler"))
-    for module in (bf16_cpu_kernel, int8_cpu_kernel):
+    for module in (bf16_cpu_kernel, int8_cpu_kernel, int4_cpu_kernel):
         with pytest.raises(NativeUnavailable, match="does not run"):
             module.build()
     assert not (cache_home / "cache" / "kernels").exists()
@@ -113,3 +142,25 @@ def test_a_compile_error_is_one_line(cache_home, monkeypatch):
     with pytest.raises(NativeUnavailable, match="compiling failed: .*error") as err:
         native_build.load_library("bf16_kernel", bf16_cpu_kernel.SOURCE, ("-mno-such-flag",))
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("quantize", [None, "int8", "int4"])
+def test_without_a_compiler_the_engine_runs_pytorchs_path(
+    quantize, tiny_checkpoint, cache_home, monkeypatch
+):
+    from qwen3tui.engine import load_engine
+    from qwen3tui.engine.native_build import OnceKernel
+
+    monkeypatch.setenv("CC", str(cache_home / "no-such-compiler"))
+    for module in (bf16_cpu_kernel, int8_cpu_kernel, int4_cpu_kernel):
+        monkeypatch.setattr(module, "_once", OnceKernel(module.build))  # tried afresh
+    engine = load_engine(
+        str(tiny_checkpoint), device="cpu", dtype="bfloat16", context_length=64, quantize=quantize
+    )
+    for module in (bf16_cpu_kernel, int8_cpu_kernel, int4_cpu_kernel):
+        assert module.load() is None
+    assert all(getattr(m, "kernel", None) is None for m in engine.model.modules())
+    with torch.inference_mode():
+        logits = engine.model(torch.tensor([[1, 2, 3]]), 0, engine.cache)
+    assert torch.isfinite(logits.float()).all()
+    assert not (cache_home / "cache" / "kernels").exists()

@@ -74,9 +74,10 @@ class Engine:
     ) -> Engine:
         torch_device = pick_device(device)
         torch_dtype = pick_dtype(dtype, torch_device)
-        if quantize not in (None, "int8"):
+        if quantize not in (None, "int8", "int4"):
             raise EngineError(
-                f"unknown quantization '{quantize}'.", "Use --quantize int8 or leave it out."
+                f"unknown quantization '{quantize}'.",
+                "Use --quantize int8 or int4, or leave it out.",
             )
         # One CPU thread policy for loading, prefill and decode (engine/threads.py).
         policy = threads.policy_from_env() if torch_device.type == "cpu" else None
@@ -105,6 +106,10 @@ class Engine:
             from .quantize import quantize_int8
 
             quantize_int8(net)
+        elif quantize == "int4":
+            from .quantize import quantize_int4
+
+            quantize_int4(net)
         elif torch_device.type == "cpu" and torch_dtype == torch.bfloat16:
             from . import cpu_linear
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import int8_cpu_kernel
+from . import int4_cpu_kernel, int8_cpu_kernel
 from .errors import EngineError
 from .model import Qwen3, layer_projections
 from .moe import ExpertList, SparseMoeBlock, moe_blocks
@@ -151,24 +151,39 @@ def quantize_int8(model: Qwen3) -> Qwen3:
     return model
 
 
-def _quantize_experts(block: SparseMoeBlock, device: torch.device) -> None:
+def _quantize_experts(
+    block: SparseMoeBlock,
+    device: torch.device,
+    make: Callable[[torch.Tensor], nn.Module] | None = None,
+) -> None:
+    make = make or Int8Linear
     if isinstance(block.experts, ExpertList):
         return
     if device.type == "cuda":
-        # Per-expert int8 modules pick experts on the host; CUDA graphs cannot wait for it.
+        # Per-expert quantized modules pick experts on the host; CUDA graphs cannot wait for it.
+        kind = "int4" if make is Int4Linear else "int8"
         raise EngineError(
-            "--quantize int8 runs mixture-of-experts models on the CPU only.",
+            f"--quantize {kind} runs mixture-of-experts models on the CPU only.",
             "Leave out --quantize on the GPU, or add --device cpu.",
         )
     # Each expert like a dense projection (the small router stays as it is); the stacked
     # full-precision experts are freed as the list replaces them.
-    block.experts = ExpertList.from_stacks(block.experts, Int8Linear)
+    block.experts = ExpertList.from_stacks(block.experts, make)
 
 
 def int8_as_loaded(model: Qwen3) -> Callable[[str], None]:
     """A hook for weights.load_model, called with each parameter's name once all of it is
     loaded: its projection (or expert stack, once both halves are in) is quantized at once,
     so the full-precision model never exists whole (peak: the int8 model and one layer)."""
+    return _as_loaded(model, Int8Linear)
+
+
+def int4_as_loaded(model: Qwen3) -> Callable[[str], None]:
+    """int8_as_loaded for int4 (quantize="int4"): the same hook with Int4Linear."""
+    return _as_loaded(model, Int4Linear)
+
+
+def _as_loaded(model: Qwen3, make: Callable[[torch.Tensor], nn.Module]) -> Callable[[str], None]:
     names = {id(m): n for n, m in model.named_modules()}
     projections = {
         f"{names[id(owner)]}.{name}.weight": (owner, name)
@@ -182,13 +197,159 @@ def int8_as_loaded(model: Qwen3) -> Callable[[str], None]:
     def loaded(param: str) -> None:
         if param in projections:
             owner, name = projections.pop(param)
-            setattr(owner, name, Int8Linear(getattr(owner, name).weight))
+            setattr(owner, name, make(getattr(owner, name).weight))
             return
         stack = param.rpartition(".")[0]
         if stack in blocks:
             if stack in halves:  # gate_up and down are both in
                 block = blocks.pop(stack)
-                _quantize_experts(block, block.experts.gate_up_proj.device)
+                _quantize_experts(block, block.experts.gate_up_proj.device, make)
             halves.add(stack)
 
     return loaded
+
+
+# -- int4 ------------------------------------------------------------------------------------
+
+# Chosen by measurement on Qwen3-1.7B's shapes (benchmarks/RESULTS.md): see Int4Linear.
+INT4_GROUP = 32
+INT4_SYMMETRIC = True
+
+
+class Int4Linear(nn.Module):
+    """Weight-only int4: a 4-bit code per weight and a bf16 scale per group of `group` inputs
+    per output row (symmetric: w = s * (q - 8)), or a scale and a minimum (w = s * q + m).
+
+    Takes any dense float weight (bf16, fp16, fp32, or FP8 already scaled up by the loader).
+    On x86 CPUs one row (decode) runs the C kernel of int4_cpu_kernel with int8 activations;
+    more rows (prefill) dequantize a slab at a time into a reused buffer for the matmul. Without
+    the kernel the same packed codes are dequantized by PyTorch: correct, slower.
+    """
+
+    def __init__(
+        self, weight: torch.Tensor, group: int = INT4_GROUP, symmetric: bool = INT4_SYMMETRIC
+    ) -> None:
+        super().__init__()
+        w = weight.detach()
+        if group % 16:
+            raise ValueError(f"int4 groups are a multiple of 16 inputs, not {group}")
+        self.out_features, self.in_features = w.shape
+        self.group = group
+        codes, scales, mins = _quantize_groups(w, group, symmetric)
+        self.register_buffer("weight", codes)  # packed: see int4_cpu_kernel
+        self.register_buffer("scales", scales)
+        self.register_buffer("mins", mins)
+        self.kernel = int4_cpu_kernel.load() if w.device.type == "cpu" else None
+
+    def int4_codes(self) -> torch.Tensor:
+        """The (out, padded in) codes 0..15."""
+        return int4_cpu_kernel.unpack(self.weight, self.out_features)
+
+    def dequantized(self, n0: int = 0, n1: int | None = None) -> torch.Tensor:
+        """Rows n0..n1 of the weight this layer computes with, in fp32 (padding inputs cut)."""
+        n1 = self.out_features if n1 is None else n1
+        b0, b1 = n0 // 16, -(-n1 // 16)
+        codes = int4_cpu_kernel.unpack(self.weight[b0:b1], (b1 - b0) * 16)
+        rows = slice(n0 - b0 * 16, n1 - b0 * 16)
+        scale = int4_cpu_kernel.unpack_groups(self.scales[b0:b1], (b1 - b0) * 16)[rows].float()
+        w = codes[rows].float() * scale.repeat_interleave(self.group, 1)
+        if self.mins is None:
+            w -= 8 * scale.repeat_interleave(self.group, 1)
+        else:
+            m = int4_cpu_kernel.unpack_groups(self.mins[b0:b1], (b1 - b0) * 16)[rows].float()
+            w += m.repeat_interleave(self.group, 1)
+        return w[:, : self.in_features]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, k = self.out_features, self.in_features
+        if (
+            self.kernel is not None
+            and x.numel() == k
+            and x.dtype in (torch.bfloat16, torch.float32)
+        ):
+            y = self.kernel.gemv(x, self.weight, self.scales, self.mins, self.group)
+            return y if y.shape[-1] == n else y[..., :n]
+        flat = x.reshape(-1, k)
+        out = torch.empty((flat.shape[0], n), dtype=x.dtype, device=x.device)
+        # A slab of dequantized rows at a time: never a second copy of the whole weight.
+        step = max(16, SCRATCH_BYTES // (self.weight.shape[1] * 8 * 4) // 16 * 16)
+        for n0 in range(0, n, step):
+            n1 = min(n, n0 + step)
+            out[:, n0:n1] = self._slab_matmul(flat, n0, n1)
+        return out.view(*x.shape[:-1], n)
+
+    def _slab_matmul(self, flat: torch.Tensor, n0: int, n1: int) -> torch.Tensor:
+        if self.kernel is None or flat.device.type != "cpu" or flat.dtype not in _KERNEL_DTYPES:
+            return flat @ self.dequantized(n0, n1).to(flat.dtype).T
+        kp, width = self.weight.shape[1] * 8, -(-(n1 - n0) // 16) * 16
+        with _scratch_lock:
+            wt = _scratch(kp * width, flat.dtype).view(kp, width)
+            self.kernel.dequantize_t(
+                self.weight, self.scales, self.mins, self.group, n0, n0 + width, wt
+            )
+            return torch.matmul(flat, wt[: self.in_features, : n1 - n0])
+
+
+_KERNEL_DTYPES = (torch.bfloat16, torch.float32)
+
+
+def _quantize_groups(
+    w: torch.Tensor, group: int, symmetric: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Packed codes, bf16 scales (and minimums), a slab of rows at a time (fp32 temporaries
+    of a whole output head would cost GBs). Inputs are padded with zeros to whole groups.
+
+    Symmetric groups map the value of largest magnitude to -8 (all 16 codes used, as
+    llama.cpp's Q4_0); asymmetric ones map [min, max] onto 0..15. Codes are computed from the
+    bf16-rounded scale and minimum, so stored numbers and codes agree."""
+    n, k = w.shape
+    kp = -(-k // group) * group
+    nb, groups = -(-n // 16), kp // group
+    codes = torch.empty((nb, kp // 8, 16, 4), dtype=torch.uint8, device=w.device)
+    scales = torch.empty((nb, groups, 16), dtype=torch.bfloat16, device=w.device)
+    mins = None if symmetric else torch.empty_like(scales)
+    for r0 in range(0, n, QUANTIZE_ROWS):
+        chunk = w[r0 : r0 + QUANTIZE_ROWS].float()
+        if kp != k:
+            chunk = F.pad(chunk, (0, kp - k))
+        g = chunk.view(chunk.shape[0], groups, group)
+        if symmetric:
+            idx = g.abs().argmax(dim=2, keepdim=True)
+            scale = (torch.gather(g, 2, idx) / -8).bfloat16().float()
+            q = torch.round(g / _nonzero(scale)) + 8
+        else:
+            lo, hi = g.amin(dim=2, keepdim=True), g.amax(dim=2, keepdim=True)
+            scale = ((hi - lo) / 15).bfloat16().float()
+            lo = lo.bfloat16().float()
+            q = torch.round((g - lo) / _nonzero(scale))
+        q = q.clamp(0, 15).to(torch.uint8).view(chunk.shape[0], kp)
+        b0, b1 = r0 // 16, r0 // 16 + -(-chunk.shape[0] // 16)
+        codes[b0:b1] = int4_cpu_kernel.pack(q)
+        scales[b0:b1] = int4_cpu_kernel.pack_groups(scale.squeeze(2).bfloat16())
+        if mins is not None:
+            mins[b0:b1] = int4_cpu_kernel.pack_groups(lo.squeeze(2).bfloat16())
+    return codes, scales, mins
+
+
+def _nonzero(scale: torch.Tensor) -> torch.Tensor:
+    # An all-zero group has scale 0: any code decodes to 0 there (symmetric: code 8 is chosen).
+    return torch.where(scale == 0, torch.ones_like(scale), scale)
+
+
+def quantize_int4(model: Qwen3, group: int = INT4_GROUP, symmetric: bool = INT4_SYMMETRIC) -> Qwen3:
+    """Replace every projection, expert and the output head with Int4Linear, one at a time
+    (what loading with quantize="int4" already did stays as it is)."""
+
+    def make(weight: torch.Tensor) -> Int4Linear:
+        return Int4Linear(weight, group, symmetric)
+
+    for owner, name in layer_projections(model):
+        if not isinstance(getattr(owner, name), Int4Linear):
+            setattr(owner, name, make(getattr(owner, name).weight))
+    for block in moe_blocks(model):
+        _quantize_experts(block, model.embed_tokens.weight.device, make)
+    # The head is a fifth of a small model's weights; as int8 it would keep int4 decode from
+    # reading half of int8's bytes. With tied embeddings the bf16 table stays for lookups.
+    if not isinstance(model.lm_head, Int4Linear):
+        model.lm_head = make(model.output_weight())
+    return model

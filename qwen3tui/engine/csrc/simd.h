@@ -64,7 +64,10 @@ static inline vi vi_load(const void* p) { return _mm512_loadu_si512(p); }
 static inline vi vi_set1(int32_t x) { return _mm512_set1_epi32(x); }
 static inline vi vi_and(vi a, vi b) { return _mm512_and_si512(a, b); }
 static inline vi vi_srli16(vi a, int n) { return _mm512_srli_epi16(a, (unsigned)n); }
-/* acc (int32 lanes) += a (u8) . b (s8), four products per lane. */
+static inline vi vi_srli32(vi a, int n) { return _mm512_srli_epi32(a, (unsigned)n); }
+static inline vi vi_add(vi a, vi b) { return _mm512_add_epi32(a, b); }
+/* acc (int32 lanes) += a (u8) . b (s8), four products per lane. The fallback sums pairs in
+   int16: exact for a <= 15 (4-bit weights) and |b| <= 127. */
 static inline vi dpbusd(vi acc, vi a, vi b) {
 #ifdef __AVX512VNNI__
   return _mm512_dpbusd_epi32(acc, a, b);
@@ -153,6 +156,14 @@ static inline vi vi_and(vi a, vi b) {
 }
 static inline vi vi_srli16(vi a, int n) {
   vi r = {_mm256_srli_epi16(a.a, n), _mm256_srli_epi16(a.b, n)};
+  return r;
+}
+static inline vi vi_srli32(vi a, int n) {
+  vi r = {_mm256_srli_epi32(a.a, n), _mm256_srli_epi32(a.b, n)};
+  return r;
+}
+static inline vi vi_add(vi a, vi b) {
+  vi r = {_mm256_add_epi32(a.a, b.a), _mm256_add_epi32(a.b, b.b)};
   return r;
 }
 static inline __m256i dpbusd8(__m256i acc, __m256i a, __m256i b) {
