@@ -105,6 +105,7 @@ def main(job: dict[str, Any]) -> dict[str, Any]:
     check = run(job["check_ids"], job["check_tokens"])
     result["check_tokens"] = list(check.token_ids)
     result["check_logits_saved"] = _last_logits(engine, job, torch)
+    result["forced_saved"] = _forced_logits(engine, job, torch)
     engine.reset_cache()
     result["peak"] = peak_memory(device)
     return result
@@ -191,6 +192,27 @@ def _last_logits(engine, job: dict[str, Any], torch) -> bool:
     except Exception as err:  # report, do not fail the run
         print(f"ours: last-position logits unavailable ({type(err).__name__}: {err})")
         return False
+
+
+def _forced_logits(engine, job: dict[str, Any], torch) -> bool:
+    """Logits of decode steps fed fixed tokens (not sampled: every run sees the same ones),
+    for comparing quantized runs with the bf16 run step by step."""
+    ids, path = job.get("forced_ids"), job.get("forced_logits_path")
+    if not ids or not path:
+        return False
+    start = job["forced_prompt"]
+    engine.reset_cache()
+    device = engine.info.device
+    rows = []
+    with torch.inference_mode():
+        prompt = torch.tensor([ids[:start]], dtype=torch.long, device=device)
+        rows.append(engine.model(prompt, 0, engine.cache).reshape(-1)[None].float().cpu())
+        for pos in range(start, len(ids) - 1):
+            token = torch.tensor([[ids[pos]]], dtype=torch.long, device=device)
+            rows.append(engine.model(token, pos, engine.cache).reshape(1, -1).float().cpu())
+    engine.reset_cache()
+    torch.save(torch.cat(rows), path)
+    return True
 
 
 def _model_bytes(model) -> int:

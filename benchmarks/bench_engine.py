@@ -13,6 +13,7 @@ Markdown table and writes every number to JSON. See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.util
 import json
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +61,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--dtype", choices=tuple(DTYPE_BYTES), default="bfloat16")
-    p.add_argument("--quantize", choices=("int8",), default=None, help="our engine only")
+    p.add_argument(
+        "--quantize",
+        type=_quantizations,
+        default=[None],
+        help="our engine's runs, e.g. none,int8,int4 (default none; transformers stays bf16)",
+    )
+    p.add_argument(
+        "--busy-cores",
+        type=_count,
+        default=0,
+        help="spinning processes kept running beside each engine (a user's other programs)",
+    )
+    p.add_argument(
+        "--forced-steps",
+        type=_count,
+        default=256,
+        help="decode steps on fixed tokens whose logits the quantized runs compare to bf16",
+    )
     p.add_argument("--decode-tokens", type=_positive, default=256)
     p.add_argument("--prompt-lens", type=_lengths, default=[128, 2048], help="e.g. 128,2048")
     p.add_argument(
@@ -115,6 +134,29 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
+
+
+QUANTIZATIONS = {"none": None, "int8": "int8", "int4": "int4"}
+
+
+def _quantizations(text: str) -> list[str | None]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [n for n in names if n not in QUANTIZATIONS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"'{text}': give one or more of none, int8, int4, comma-separated"
+        )
+    return list(dict.fromkeys(QUANTIZATIONS[n] for n in names))
 
 
 def _lengths(text: str) -> list[int]:
@@ -173,10 +215,31 @@ def run(args: argparse.Namespace) -> int:
         gb_s = bandwidth["gb_s"]
 
         results = []
-        ours_logits = str(work / "ours_logits.pt")
-        ours = _worker("ours", {**job, "quantize": args.quantize, "logits_path": ours_logits}, work)
-        ours_bytes = ours.get("model_bytes") if args.quantize else weight_bytes
-        results.append(_row(ours, _label_ours(args), ours_bytes or weight_bytes, gb_s, args))
+        forced_ids = prompts.ids(16 + args.forced_steps, 5) if args.forced_steps else None
+        job["forced_ids"], job["forced_prompt"] = forced_ids, 16
+        job["busy_cores"] = args.busy_cores
+        ours_runs: dict[str | None, dict[str, Any]] = {}
+        for quantize in args.quantize:
+            tag = quantize or "bf16"
+            ours_logits = str(work / f"ours_{tag}_logits.pt")
+            ours_job = {
+                **job,
+                "quantize": quantize,
+                "logits_path": ours_logits,
+                "forced_logits_path": str(work / f"ours_{tag}_forced.pt"),
+                "tag": tag,
+            }
+            ours = _worker("ours", ours_job, work)
+            ours["logits_path"] = ours_logits
+            ours["forced_logits_path"] = ours_job["forced_logits_path"]
+            ours_runs[quantize] = ours
+            ours_bytes = ours.get("model_bytes") if quantize else weight_bytes
+            label = _label_ours(args.dtype, quantize)
+            results.append(_row(ours, label, ours_bytes or weight_bytes, gb_s, args))
+        # transformers is checked against our bf16 run where there is one.
+        ours = ours_runs.get(None) or ours_runs[args.quantize[0]]
+        ours_logits = ours["logits_path"]
+        quant_error = _quantization_error(ours_runs, work)
 
         peer_status = "skipped (--skip-peer)"
         peer: dict[str, Any] | None = None
@@ -226,6 +289,7 @@ def run(args: argparse.Namespace) -> int:
         "device": args.device,
         "dtype": args.dtype,
         "quantize": args.quantize,
+        "busy_cores": args.busy_cores,
         "threads": args.threads,
         "machine": machine(args.device),
         "checkpoint": str(ckpt),
@@ -239,10 +303,13 @@ def run(args: argparse.Namespace) -> int:
         "repeats": args.repeats,
         "peer": peer_status,
         "correctness": check,
+        "quantization_error": quant_error,
         "results": results,
         "wall_s": (dt.datetime.now(dt.timezone.utc) - started).total_seconds(),
     }
     print(render(report, check, reason))
+    if quant_error:
+        print("\n" + quant_error_table(quant_error, args.forced_steps))
     out = args.out or HERE / "out" / f"{args.device}-{started:%Y%m%d-%H%M%S}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
@@ -254,7 +321,10 @@ def render(report: dict[str, Any], check: dict[str, Any] | None, reason: str) ->
     m = report["machine"]
     bw = report["bandwidth"]
     hw = m.get("gpu") or m["cpu"]
-    quant = f", quantize {report['quantize']}" if report["quantize"] else ""
+    quantized = [q for q in report["quantize"] if q]
+    quant = f", ours also {'/'.join(quantized)}" if quantized else ""
+    busy = report.get("busy_cores") or 0
+    quant += f", {busy} core{'s' if busy > 1 else ''} kept busy" if busy else ", quiet"
     lines = [
         f"## qwen3tui engine benchmark: {report['device']}, {report['dtype']}{quant}",
         "",
@@ -339,8 +409,59 @@ def _bandwidth(
     return {**best, "measurements_gb_s": [*before["measurements_gb_s"], now["gb_s"]]}
 
 
-def _label_ours(args: argparse.Namespace) -> str:
-    return f"ours ({args.dtype}" + (f", {args.quantize})" if args.quantize else ")")
+def _label_ours(dtype: str, quantize: str | None) -> str:
+    return f"ours ({dtype}" + (f", {quantize})" if quantize else ")")
+
+
+def _quantization_error(runs: dict[str | None, dict[str, Any]], work: Path) -> list[dict]:
+    """Each quantized run's forced-step logits against the bf16 run's (when both ran)."""
+    base = runs.get(None)
+    if not base or "error" in base or not base.get("forced_saved"):
+        return []
+    import torch
+
+    ref = torch.load(base["forced_logits_path"])
+    out = []
+    for quantize, run in runs.items():
+        if quantize is None or "error" in run or not run.get("forced_saved"):
+            continue
+        got = torch.load(run["forced_logits_path"])
+        out.append({"quantize": quantize, **logit_error(got, ref)})
+    return out
+
+
+def logit_error(got, ref) -> dict[str, float]:
+    """max |logit diff|, mean KL(ref || got) of the next-token distributions, top-1 agreement."""
+    import torch
+
+    log_p = torch.log_softmax(ref.double(), dim=-1)
+    log_q = torch.log_softmax(got.double(), dim=-1)
+    kl = (log_p.exp() * (log_p - log_q)).sum(dim=-1)
+    return {
+        "steps": int(ref.shape[0]),
+        "max_abs_logit_diff": float((got - ref).abs().max()),
+        "mean_kl": float(kl.mean()),
+        "max_kl": float(kl.max()),
+        "top1_agreement": float((got.argmax(-1) == ref.argmax(-1)).double().mean()),
+        "ref_logit_std": float(ref.std()),
+    }
+
+
+def quant_error_table(rows: list[dict], steps: int) -> str:
+    lines = [
+        f"quantization error against our bf16 run, over {steps} forced decode steps"
+        " (the same tokens fed to each):",
+        "",
+        "| ours | max abs logit diff | mean KL (nats) | max KL | top-1 agreement |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['quantize']} | {r['max_abs_logit_diff']:.3f} | {r['mean_kl']:.5f}"
+            f" | {r['max_kl']:.4f} | {100 * r['top1_agreement']:.1f}% |"
+        )
+    lines.append(f"\n(bf16 logits: std {rows[0]['ref_logit_std']:.3f} per step)" if rows else "")
+    return "\n".join(lines)
 
 
 def _worker(name: str, job: dict[str, Any], work: Path) -> dict[str, Any]:
@@ -350,7 +471,11 @@ def _worker(name: str, job: dict[str, Any], work: Path) -> dict[str, Any]:
         "ours": "_bench_ours.py",
         "peer": "_bench_peer.py",
     }[name]
-    tag = f"{name}{'-static' if job.get('static') else ''}"
+    tag = (
+        name
+        + ("-static" if job.get("static") else "")
+        + (f"-{job['tag']}" if job.get("tag") else "")
+    )
     job_file, result_file = work / f"{tag}.job.json", work / f"{tag}.result.json"
     job_file.write_text(json.dumps(job))
     env = dict(os.environ)
@@ -359,19 +484,35 @@ def _worker(name: str, job: dict[str, Any], work: Path) -> dict[str, Any]:
     )
     if job.get("threads"):
         env["OMP_NUM_THREADS"] = str(job["threads"])
-    _say(f"running {tag} ...")
+    if job.get("threads"):
+        env["QWEN3TUI_THREADS"] = str(job["threads"])
+    busy = job.get("busy_cores", 0) if name != "bandwidth" else 0
+    _say(f"running {tag}" + (f" beside {busy} spinning process(es)" if busy else "") + " ...")
     t0 = time.perf_counter()
-    # Worker chatter (warnings, progress) goes to stderr; stdout stays the report.
-    proc = subprocess.run(
-        [sys.executable, str(HERE / script), str(job_file), str(result_file)],
-        env=env,
-        stdout=sys.stderr,
-        stderr=sys.stderr,
-    )
+    with spinning(busy):
+        # Worker chatter (warnings, progress) goes to stderr; stdout stays the report.
+        proc = subprocess.run(
+            [sys.executable, str(HERE / script), str(job_file), str(result_file)],
+            env=env,
+            stdout=sys.stderr,
+            stderr=sys.stderr,
+        )
     _say(f"{tag} done in {time.perf_counter() - t0:.1f} s")
     if result_file.exists():
         return json.loads(result_file.read_text())
     return {"error": f"worker exited with status {proc.returncode} and no result (killed?)"}
+
+
+@contextlib.contextmanager
+def spinning(count: int) -> Iterator[None]:
+    """`count` processes that keep a core busy each (as `yes > /dev/null` does) meanwhile."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 def _say(text: str) -> None:
