@@ -16,7 +16,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from qwen3tui.cli_options import (
@@ -26,6 +26,7 @@ from qwen3tui.cli_options import (
     UserError,
     add_model_arguments,
 )
+from qwen3tui.closed_pipe import exit_code_for_closed_pipe
 from qwen3tui.engine import (
     AnswerDelta,
     ChatOptions,
@@ -35,6 +36,8 @@ from qwen3tui.engine import (
     SamplingOverrides,
     ThinkingDelta,
     ThinkingDone,
+    resolve_thinking,
+    thinking_switch_note,
 )
 from qwen3tui.settings import BY_KEY, SAMPLING_KEYS, SettingError, TurnSettings
 from qwen3tui.store import Outcome
@@ -56,8 +59,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--think",
         action=argparse.BooleanOptionalAction,
-        default=True,
-        help="thinking mode (default: on)",
+        default=None,
+        help="thinking mode (default: on, where the model has a choice)",
     )
     p.add_argument(
         "--budget",
@@ -112,18 +115,18 @@ def _setting_arg(key: str) -> Callable[[str], Any]:
 def run(args: argparse.Namespace) -> int:
     prompt = _read_prompt(args.prompt)
     settings = TurnSettings(
-        thinking=args.think,
+        thinking=args.think is not False,
         thinking_budget=args.budget,
         max_tokens=args.max_tokens,
         sampling=SamplingOverrides(**{key: getattr(args, key) for key in SAMPLING_KEYS}),
     )
-    options = settings.options()
     out = _Output(as_json=args.json)
     with _recording(args, settings, prompt, out) as place:
         system = args.system if args.system is not None else place.system_prompt
         messages = ([{"role": "system", "content": system}] if system else []) + place.history
         messages.append({"role": "user", "content": prompt})
         engine = _load(args)
+        options = _options_for(engine, settings, args.think, out)
         stop = Stop()
         with _stop_on_signals(stop) as caught:
             ended = out.stream(run_turn(engine, messages, options, stop, place.recording(engine)))
@@ -135,11 +138,27 @@ def run(args: argparse.Namespace) -> int:
         out.json(result)
     if ended.error:
         raise UserError(ended.error)
+    if out.closed:
+        return exit_code_for_closed_pipe()
     if caught:
         return SIGNAL_EXIT.get(caught[0], EXIT_CANCELLED)
     if not saved:
         return EXIT_NOT_SAVED
     return EXIT_CANCELLED if ended.outcome is Outcome.CANCELLED else EXIT_OK
+
+
+def _options_for(engine: Any, settings: TurnSettings, asked: bool | None, out: _Output) -> Any:
+    """The turn's options as the model allows them: a thinking-only model always thinks (the
+    budget still holds), an instruct-only one never does; an explicit flag it cannot follow
+    is said in one line."""
+    mode = engine.info.thinking_mode
+    if engine.info.thinking_mode_note:
+        out.note(engine.info.thinking_mode_note)
+    if asked is not None:
+        note = thinking_switch_note(mode, asked)
+        if note:
+            out.note(note)
+    return replace(settings, thinking=resolve_thinking(mode, settings.thinking)).options()
 
 
 def _read_prompt(prompt: str | None) -> str:
@@ -254,6 +273,7 @@ def _recording(
                 args.model, args.system, settings.to_dict()
             )
         place.saver.add_user_message(place.session_id, prompt)
+        place.saver.wait_idle()  # the prompt is on disk before the model loads (or said not)
         yield place
     finally:
         if place.lock is not None:
@@ -337,7 +357,6 @@ class _Output:
             elif isinstance(event, AnswerDelta):
                 self._write(sys.stdout, event.text, self.raw_out)
             if self.closed:  # the reader is gone (`| head`): stop generating, quietly
-                _quiet_stdout()
                 events.close()  # type: ignore[attr-defined]
                 return TurnEnded(Outcome.INTERRUPTED, "", "")
         if ended is None:
@@ -350,17 +369,6 @@ class _Output:
 
     def json(self, result: dict[str, Any]) -> None:
         self._write(sys.stdout, json.dumps(result, ensure_ascii=False) + "\n", raw=True)
-
-
-def _quiet_stdout() -> None:
-    """After a closed pipe, Python would complain once more at exit when flushing stdout."""
-    import os
-
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except OSError:
-        pass
 
 
 def _summary_json(ended: TurnEnded, options: ChatOptions) -> dict[str, Any]:

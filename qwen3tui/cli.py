@@ -13,6 +13,7 @@ from qwen3tui import __version__
 from qwen3tui.cli_options import (
     EXIT_CANCELLED,
     EXIT_USAGE,
+    OneLineParser,
     UserError,
     add_model_arguments,
     chosen_model,
@@ -23,9 +24,7 @@ __all__ = ["build_parser", "chosen_model", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="qwen3tui", description="Chat with Qwen3 models in your terminal."
-    )
+    parser = OneLineParser(prog="qwen3tui", description="Chat with Qwen3 models in your terminal.")
     parser.add_argument("--version", action="version", version=f"qwen3tui {__version__}")
     add_model_arguments(parser)
     resume = parser.add_mutually_exclusive_group()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import NoReturn
 
 from qwen3tui.engine.info import DEFAULT_MODEL
 
@@ -10,6 +11,13 @@ EXIT_OK = 0
 EXIT_USAGE = 2  # bad input, or a model that cannot load or run: one line on stderr
 EXIT_NOT_SAVED = 3  # the reply was given, but the session store could not save it
 EXIT_CANCELLED = 130  # Ctrl+C (128 + SIGINT)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a bad argument said in one line (no usage block) and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
 
 
 class UserError(Exception):

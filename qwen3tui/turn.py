@@ -17,6 +17,7 @@ from qwen3tui.engine.chat_engine import ChatEngine, Message
 from qwen3tui.engine.errors import EngineError
 from qwen3tui.engine.events import AnswerDelta, Event, Summary, ThinkingDelta
 from qwen3tui.engine.options import ChatOptions
+from qwen3tui.engine.thinking_mode import resolve_thinking
 from qwen3tui.store import Outcome, ReplyHandle, SessionLock, SessionSaver
 
 
@@ -148,10 +149,12 @@ class _Reply:
             return None
         if self.handle is None:
             sampling = asdict(self.engine.sampling_for(self.options))
+            # What the model does, which its thinking mode may decide rather than the switch.
+            thinking = resolve_thinking(self.engine.info.thinking_mode, self.options.thinking)
             self.handle = self.recording.saver.begin_reply(
                 self.recording.session_id,
-                thinking_enabled=self.options.thinking,
-                budget=self.options.thinking_budget if self.options.thinking else None,
+                thinking_enabled=thinking,
+                budget=self.options.thinking_budget if thinking else None,
                 sampling=sampling,
                 model=self.recording.model,
             )

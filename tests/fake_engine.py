@@ -23,6 +23,7 @@ from qwen3tui.engine.events import (
 )
 from qwen3tui.engine.info import EngineInfo
 from qwen3tui.engine.options import ChatOptions, SamplingParams, default_sampling
+from qwen3tui.engine.thinking_mode import resolve_thinking
 
 THINKING = ["Let", " me", " think", " about", " that", "."]
 ANSWER = ["**Hello**", " from", " the", " fake", " engine", "."]
@@ -47,6 +48,7 @@ class FakeEngine:
     decode_tok_s: float = 42.0
     ttft_s: float = 0.25
     context_length: int = 4096
+    thinking_mode: str = "hybrid"  # as a chat template would say: hybrid, thinking, instruct
     calls: list[ChatCall] = field(default_factory=list)
     warmed: list[list[dict[str, str]]] = field(default_factory=list)  # prepare_next_turn calls
     release: threading.Event = field(default_factory=threading.Event)
@@ -61,6 +63,7 @@ class FakeEngine:
             dtype="float32",
             context_length=self.context_length,
             num_parameters=1000,
+            thinking_mode=self.thinking_mode,
         )
 
     def count_tokens(self, messages: list[dict[str, str]], thinking: bool) -> int:
@@ -106,7 +109,8 @@ class FakeEngine:
             return not cancel.is_set()
 
         cancelled = False
-        if options.thinking:
+        thinking = resolve_thinking(self.thinking_mode, options.thinking)  # as the engine does
+        if thinking:
             for i, token in enumerate(self.thinking_tokens):
                 if options.thinking_budget is not None and i >= options.thinking_budget:
                     budget_hit = True
@@ -130,7 +134,7 @@ class FakeEngine:
             finish_reason="cancelled" if cancelled else "stop",
             thinking="".join(thinking_text),
             answer="".join(answer_text),
-            thinking_enabled=options.thinking,
+            thinking_enabled=thinking,
             thinking_budget=options.thinking_budget,
             thinking_budget_hit=budget_hit,
             usage=Usage(prompt_tokens, len(thinking_text), len(answer_text)),

@@ -503,3 +503,45 @@ async def test_a_think_block_closed_at_once_leaves_no_empty_pane(qwen3tui_home: 
         reply = c.replies()[-1]
         assert reply.pane is not None and reply.pane.display is False
         assert reply.answer_text == "**Hello** from the fake engine."
+
+
+async def test_a_thinking_only_model_locks_the_switch_on_and_keeps_the_budget(
+    qwen3tui_home: Path,
+) -> None:
+    engine = FakeEngine(thinking_mode="thinking")
+    settings = UserSettings(turn=TurnSettings(thinking=False, thinking_budget=1024))
+    app = make_app(engine, qwen3tui_home, settings=settings)
+    async with app.run_test(size=SIZE) as pilot:
+        c = await ready(pilot)
+        assert c.controls.switch.value is True and c.controls.switch.disabled
+        assert not c.controls.slider.disabled
+        assert "thinking-only" in str(c.status.render())
+        await send(pilot, "/no_think")
+        assert notices(app)[-1].startswith("This model always thinks (thinking-only)")
+        assert c.settings.thinking is False  # the user's own choice is kept for other models
+        await send(pilot, "hello")
+        await finish_turn(pilot)
+        assert c.replies()[-1].pane is not None  # it thought, within the budget
+        assert engine.calls[-1].options.thinking_budget == 1024
+        assert saved(app)[-1].thinking_enabled is True
+
+
+async def test_an_instruct_only_model_disables_thinking_and_drops_the_soft_switch(
+    qwen3tui_home: Path,
+) -> None:
+    engine = FakeEngine(thinking_mode="instruct")
+    app = make_app(engine, qwen3tui_home)
+    async with app.run_test(size=SIZE) as pilot:
+        c = await ready(pilot)
+        assert c.controls.switch.value is False and c.controls.switch.disabled
+        assert c.controls.slider.disabled
+        await pilot.press("ctrl+t")
+        assert notices(app)[-1] == (
+            "This model has no thinking mode (instruct-only); it always answers directly."
+        )
+        await send(pilot, "explain tides /think")
+        await finish_turn(pilot)
+        assert engine.calls[-1].messages[-1]["content"] == "explain tides"  # not sent
+        assert notices(app)[-1].startswith("This model has no thinking mode")
+        assert c.replies()[-1].pane is None
+        assert saved(app)[-1].thinking_enabled is False

@@ -11,6 +11,7 @@ opened for a command that only reads.
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,7 +29,6 @@ _STORAGE_MARKERS = (
     "read-only",
     "disk i/o error",
     "unable to open database file",
-    "database is locked",
     "authorization denied",
 )
 
@@ -164,16 +164,25 @@ def open_file(path: Path, warnings: list[str] | None = None) -> sqlite3.Connecti
     writing anything, sqlite3.DatabaseError for a file whose sessions or messages cannot be
     read, sqlite3.OperationalError when the file or folder cannot be written.
     """
-    conn = _connect(str(path))
-    try:
-        version = schema_version(conn)  # a non-SQLite file fails here
-        check_not_newer(version, str(path))
-        _check_intact(conn, warnings, repair=True)
-        _configure(conn, wal=True)
-        migrate(conn, where=str(path))
-        return conn
-    except BaseException:
-        conn.close()
+    wait = 0.05
+    while True:  # another process holding the database is a wait, never a failure
+        conn = _connect(str(path))
+        try:
+            version = schema_version(conn)  # a non-SQLite file fails here
+            check_not_newer(version, str(path))
+            _check_intact(conn, warnings, repair=True)
+            _configure(conn, wal=True)
+            migrate(conn, where=str(path))
+            return conn
+        except sqlite3.OperationalError as err:
+            conn.close()
+            if "database is locked" not in str(err).lower():
+                raise
+        except BaseException:
+            conn.close()
+            raise
+        time.sleep(wait)
+        wait = min(wait * 2, 1.0)
         raise
 
 

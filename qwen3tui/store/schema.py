@@ -151,7 +151,10 @@ def migrate(conn: sqlite3.Connection, target: int = LATEST_VERSION, where: str =
     Each step re-reads the version under the write lock, so two processes opening an old
     database at once do not both run a step.
     """
-    check_not_newer(schema_version(conn), where)
+    current = schema_version(conn)
+    check_not_newer(current, where)
+    if current >= target:
+        return current  # up to date: no write lock needed (another process may hold it)
     while True:
         conn.execute("BEGIN IMMEDIATE")
         try:

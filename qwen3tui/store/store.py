@@ -563,10 +563,13 @@ class SessionStore:
                 )
                 c.execute("DELETE FROM reply_chunks WHERE message_id = ?", (message_id,))
 
-        try:
-            self._write(run)
-        except StoreError:
-            pass  # read-only now: the chunks are still read back with their messages
+        if not self._read(lambda c: c.execute("SELECT 1 FROM reply_chunks LIMIT 1").fetchone()):
+            return
+        with self._lock:  # one try, no waiting: folding can as well happen at the next open
+            try:
+                self._transaction(run)
+            except sqlite3.OperationalError:
+                pass  # locked by another process, or read-only: the chunks are read back anyway
 
     def delete_messages_from(self, session_id: str, order: int) -> None:
         """Drop the message at `order` and everything after it (for /retry)."""

@@ -30,6 +30,12 @@ from textual.worker import Worker
 
 from qwen3tui.engine.chat_engine import ChatEngine
 from qwen3tui.engine.events import AnswerDelta, ContextNotice, Summary, ThinkingDelta, ThinkingDone
+from qwen3tui.engine.thinking_mode import (
+    ThinkingMode,
+    resolve_thinking,
+    thinking_mode_label,
+    thinking_switch_note,
+)
 from qwen3tui.settings import TurnSettings
 from qwen3tui.store import Outcome, SaveState, SessionSaver, SessionStore, StoreError
 from qwen3tui.store import export as export_format
@@ -132,6 +138,7 @@ class ChatScreen(Screen[None]):
         self.saver = saver
         self.model_name = model_name
         self.engine: ChatEngine | None = None
+        self.thinking_mode: ThinkingMode = "hybrid"  # the loaded model's, from its template
         self.load_error: str | None = None
         self.session_id: str | None = None
         self.system_prompt: str | None = None
@@ -175,8 +182,16 @@ class ChatScreen(Screen[None]):
         self.engine = engine
         info = engine.info
         self.load_panel.display = False
+        self.thinking_mode = info.thinking_mode
+        # The one switch position the model cannot take, and why.
+        locked = thinking_switch_note(info.thinking_mode, info.thinking_mode == "instruct")
+        self.controls.show_mode(info.thinking_mode, locked)
+        self._show_controls()
+        if info.thinking_mode_note:
+            self.notice(info.thinking_mode_note, kind="info")
         self.status.set(
             model=info.model,
+            mode=thinking_mode_label(info.thinking_mode),
             device=info.device,
             dtype=info.dtype,
             quantize=info.quantize,
@@ -288,10 +303,16 @@ class ChatScreen(Screen[None]):
                 "No model is loaded, so nothing can be sent; see the error above.", kind="error"
             )
             return
-        _, switch = slash_commands.split_soft_switch(text)
-        if switch is not None:
-            self.change_settings(replace(self.settings, thinking=switch == "think"))
         self.composer.clear_sent(text)
+        text, switch = slash_commands.split_soft_switch(text)
+        if switch is not None:
+            if self.thinking_mode == "hybrid":
+                self.change_settings(replace(self.settings, thinking=switch == "think"))
+            else:  # only hybrid models know the soft switch: it is not sent to others
+                text = slash_commands.strip_soft_switch(text)
+                note = thinking_switch_note(self.thinking_mode, switch == "think")
+                if note:
+                    self.notice(note, kind="error")
         if text.lstrip().startswith("//"):  # "//x" sends "/x": how to start a message with /
             text = text.replace("//", "/", 1)
         if self.engine is None:
@@ -336,20 +357,22 @@ class ChatScreen(Screen[None]):
             self.history.append({"role": "user", "content": text})
         if mount_user:
             self.mount_message(UserMessage(text))
-        options = self.settings.options()
+        # What the model will do: its thinking mode may decide rather than the switch.
+        thinking = resolve_thinking(self.thinking_mode, self.settings.thinking)
+        options = replace(self.settings, thinking=thinking).options()
         recording = Recording(
             self.saver,
             session_id,
             model=self.engine.info.model,
             user_text=text if save_user else None,
         )
-        widget = AssistantMessage(thinking_enabled=options.thinking, budget=options.thinking_budget)
+        widget = AssistantMessage(thinking_enabled=thinking, budget=options.thinking_budget)
         self._turn_counter += 1
         turn = Turn(self._turn_counter, widget)
         self.turn = turn
         self.mount_message(widget)
         self.conversation.anchor()
-        self.status.set(state="thinking…" if options.thinking else "generating…")
+        self.status.set(state="thinking…" if thinking else "generating…")
         wake = partial(self.post_message, StreamReady(turn.turn_id))
         turn.worker = self.run_worker(
             partial(
@@ -523,13 +546,26 @@ class ChatScreen(Screen[None]):
     def change_settings(self, settings: TurnSettings, what: str = "") -> None:
         """Use `settings` from the next turn; saved with the session and as the user's defaults."""
         self.settings = settings
-        self.controls.switch.value = settings.thinking
-        self.controls.slider.value = settings.thinking_budget
+        self._show_controls()
         # The slider snaps to its steps: the budget used is the one it shows.
         self.settings = replace(self.settings, thinking_budget=self.controls.slider.value)
         self._settings_changed()
         if what:
             self.notice(what)
+
+    def set_thinking(self, on: bool, what: str = "") -> None:
+        """Thinking on or off from the next turn. A switch the model cannot follow is refused
+        with one line, and the setting is kept (it applies again with a hybrid model)."""
+        note = thinking_switch_note(self.thinking_mode, on)
+        if note is not None:
+            self.notice(note, kind="error")
+            return
+        self.change_settings(replace(self.settings, thinking=on), what)
+
+    def _show_controls(self) -> None:
+        """The switch shows what the next turn will do: the setting, as the model allows it."""
+        self.controls.switch.value = resolve_thinking(self.thinking_mode, self.settings.thinking)
+        self.controls.slider.value = self.settings.thinking_budget
 
     def _settings_changed(self) -> None:
         if self.session_id is not None:
@@ -539,6 +575,8 @@ class ChatScreen(Screen[None]):
 
     @on(Switch.Changed, "#thinking-switch")
     def _switch_changed(self, event: Switch.Changed) -> None:
+        if self.thinking_mode != "hybrid":
+            return  # shown as the model allows; the user's own setting stays as it was
         if event.value != self.settings.thinking:
             self.settings = replace(self.settings, thinking=event.value)
             self._settings_changed()
@@ -550,7 +588,7 @@ class ChatScreen(Screen[None]):
             self._settings_changed()
 
     def action_toggle_thinking(self) -> None:
-        self.change_settings(replace(self.settings, thinking=not self.settings.thinking))
+        self.set_thinking(not resolve_thinking(self.thinking_mode, self.settings.thinking))
 
     # ----- sessions -----
 

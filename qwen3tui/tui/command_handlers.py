@@ -38,6 +38,8 @@ class ChatActions(Protocol):
 
     def change_settings(self, settings: TurnSettings, what: str = "") -> None: ...
 
+    def set_thinking(self, on: bool, what: str = "") -> None: ...
+
     def new_conversation(self) -> None: ...
 
     def open_session(self, session_id: str) -> None: ...
@@ -62,11 +64,11 @@ class ChatActions(Protocol):
 
 
 def think(chat: ChatActions, value: None) -> None:
-    chat.change_settings(_with(chat.settings, thinking=True), "Thinking on from the next turn.")
+    chat.set_thinking(True, "Thinking on from the next turn.")
 
 
 def no_think(chat: ChatActions, value: None) -> None:
-    chat.change_settings(_with(chat.settings, thinking=False), "Thinking off from the next turn.")
+    chat.set_thinking(False, "Thinking off from the next turn.")
 
 
 def budget(chat: ChatActions, value: int | None) -> None:

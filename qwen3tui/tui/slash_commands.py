@@ -209,6 +209,12 @@ def split_soft_switch(text: str) -> tuple[str, ThinkingSwitch | None]:
     return text, None
 
 
+def strip_soft_switch(text: str) -> str:
+    """The message without its trailing soft switch (for models that do not know it)."""
+    words = text.rstrip().rsplit(None, 1)
+    return words[0] if len(words) == 2 and words[1] in ("/think", "/no_think") else text
+
+
 def suggest(prefix: str, limit: int = 8) -> list[SlashCommand]:
     """Commands whose name starts with what is typed after the slash (first word only)."""
     if not prefix.startswith("/") or " " in prefix or "\n" in prefix:

@@ -25,3 +25,14 @@ class Controls(Horizontal):
         yield self.switch
         yield Label("Budget", classes="control-label")
         yield self.slider
+
+    def show_mode(self, mode: str, note: str | None) -> None:
+        """Lock the switch where the model allows one mode only; the tooltip says why.
+
+        thinking-only: the switch is on and locked, the budget still applies; instruct-only:
+        both are off and locked.
+        """
+        fixed = mode != "hybrid"
+        self.switch.disabled = fixed
+        self.slider.disabled = mode == "instruct"
+        self.switch.tooltip = note if fixed and note else "Thinking (/think, /no_think)"

@@ -10,6 +10,7 @@ from textual.widgets import Static
 @dataclass(frozen=True)
 class StatusInfo:
     model: str = ""
+    mode: str = ""  # the model's thinking mode, in words ("hybrid thinking", …)
     device: str = ""
     dtype: str = ""
     quantize: str | None = None
@@ -27,7 +28,8 @@ def short_model_name(model: str) -> str:
 
 
 def format_status(info: StatusInfo) -> str:
-    parts = [short_model_name(info.model) if info.model else "qwen3tui"]
+    name = short_model_name(info.model) if info.model else "qwen3tui"
+    parts = [f"{name} · {info.mode}" if info.mode else name]
     if info.device:
         dtype = f"{info.dtype}+{info.quantize}" if info.quantize else info.dtype
         parts.append(f"{info.device} · {dtype}" if dtype else info.device)
