@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, replace
 from typing import Any
 
+from qwen3tui import engine_choice
 from qwen3tui.cli_options import (
     EXIT_CANCELLED,
     EXIT_NOT_SAVED,
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         system = args.system if args.system is not None else place.system_prompt
         messages = ([{"role": "system", "content": system}] if system else []) + place.history
         messages.append({"role": "user", "content": prompt})
-        engine = _load(args)
+        engine = _load(args, place)
         options = _options_for(engine, settings, args.think, out)
         stop = Stop()
         with _stop_on_signals(stop) as caught:
@@ -178,20 +179,18 @@ def _read_prompt(prompt: str | None) -> str:
     return prompt
 
 
-def _load(args: argparse.Namespace) -> Any:
-    from qwen3tui.engine import load_engine
-
+def _load(args: argparse.Namespace, place: _Place) -> Any:
     try:
-        return load_engine(
-            args.model,
-            device=args.device,
-            dtype=args.dtype,
-            context_length=args.context,
-            quantize=args.quantize,
-            progress=_progress_printer(),
-        )
+        engine = engine_choice.open_engine(args, _progress_printer())
     except EngineError as err:
+        if place.started_on:
+            raise UserError(f"{err} (this session was started on {place.started_on})") from None
         raise UserError(str(err)) from None
+    if place.saver is not None and place.session_id is not None:
+        session_id, where = place.session_id, engine_choice.where(engine)
+        if where:  # `--continue` goes back to this server
+            place.saver.call("where it runs", lambda s: s.update_settings(session_id, where))
+    return engine
 
 
 class _Place:
@@ -203,11 +202,14 @@ class _Place:
         self.lock: Any = None
         self.history: list[dict[str, str]] = []
         self.system_prompt: str | None = None
+        self.started_on: str | None = None  # the server a continued session was started on
 
     def recording(self, engine: Any) -> Recording | None:
         if self.saver is None or self.session_id is None:
             return None
-        return Recording(self.saver, self.session_id, model=engine.info.model, lock=self.lock)
+        return Recording(
+            self.saver, self.session_id, model=engine_choice.reply_model(engine), lock=self.lock
+        )
 
     def finish(self) -> bool:
         """Wait until everything is on disk (a locked store is waited for); True if it is."""
@@ -230,6 +232,7 @@ def _recording(
     """Take the session, save the prompt (before the model loads), and release it at the end."""
     place = _Place()
     if args.no_save:
+        engine_choice.choose(args)
         yield place
         return
     from qwen3tui.store import SessionSaver, SessionStore, StoreError
@@ -266,11 +269,14 @@ def _recording(
                 out.note("waiting for the reply another qwen3tui is writing in this session…")
                 place.lock.acquire()
             session = store.get_session(place.session_id)
+            engine_choice.choose(args, session.settings)
+            place.started_on = session.settings.get("server") if args.server else None
             place.system_prompt = session.system_prompt
             place.history = [m for m in store.conversation(session.id) if m["role"] != "system"]
         else:
+            engine_choice.choose(args)
             place.session_id = place.saver.create_session(
-                args.model, args.system, settings.to_dict()
+                args.model or args.server, args.system, settings.to_dict()
             )
         place.saver.add_user_message(place.session_id, prompt)
         place.saver.wait_idle()  # the prompt is on disk before the model loads (or said not)

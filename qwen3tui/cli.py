@@ -16,11 +16,10 @@ from qwen3tui.cli_options import (
     OneLineParser,
     UserError,
     add_model_arguments,
-    chosen_model,
 )
 from qwen3tui.engine.errors import EngineError
 
-__all__ = ["build_parser", "chosen_model", "main"]
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,8 +53,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.command != "sessions":
-            args.model = chosen_model(args)
         if args.command == "ask":
             from qwen3tui import ask
 

@@ -39,7 +39,30 @@ def add_model_arguments(p: argparse.ArgumentParser, *, subcommand: bool = False)
         "-m",
         default=default(None),
         help="Hugging Face model id or local directory (default: `model` in settings.toml,"
-        f" else {DEFAULT_MODEL})",
+        f" else {DEFAULT_MODEL}); with --server, the served model's name (default: the first"
+        " it lists)",
+    )
+    p.add_argument(
+        "--server",
+        default=default(None),
+        metavar="URL",
+        help="chat with a model served by vLLM, SGLang, TensorRT-LLM, llama.cpp, Ollama or any"
+        " OpenAI-compatible server, e.g. http://gpu-box:8000/v1 (default: $QWEN3TUI_SERVER,"
+        " else `server` in settings.toml)",
+    )
+    p.add_argument(
+        "--api-key-env",
+        default=default(None),
+        metavar="VAR",
+        help="the variable holding the server's API key (default: QWEN3TUI_API_KEY, then"
+        " OPENAI_API_KEY); the key is never saved",
+    )
+    p.add_argument(
+        "--tokenizer",
+        default=default(None),
+        metavar="DIR",
+        help="with --server: the model's tokenizer files, for the thinking budget and exact"
+        " token counts (default: found by the model's name)",
     )
     p.add_argument(
         "--device", default=default("auto"), help="auto, cpu, cuda, cuda:N or mps (default: auto)"
@@ -63,12 +86,3 @@ def add_model_arguments(p: argparse.ArgumentParser, *, subcommand: bool = False)
         default=default(None),
         help="weight-only quantization at load time",
     )
-
-
-def chosen_model(args: argparse.Namespace) -> str:
-    """--model, else the model in the user's settings, else the default."""
-    if args.model:
-        return args.model
-    from qwen3tui.settings import UserSettings
-
-    return UserSettings.load().model or DEFAULT_MODEL

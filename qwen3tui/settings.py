@@ -129,6 +129,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("theme", DEFAULT_THEME, "colour theme", _check_name("theme"), _check_name("theme")),
     Setting("model", None, "model to load", _check_name("model"), _check_name("model")),
     Setting(
+        "server",
+        None,
+        "an OpenAI-compatible server to chat through (e.g. http://gpu-box:8000/v1)",
+        _check_name("server"),
+        _check_name("server"),
+    ),
+    Setting(
         "thinking",
         True,
         "thinking mode on or off",
@@ -246,6 +253,7 @@ def describe(value: Any) -> str:
 class UserSettings:
     theme: str = DEFAULT_THEME
     model: str | None = None  # None: the app's default model
+    server: str | None = None  # None: run the model here, on our own engine
     turn: TurnSettings = field(default_factory=TurnSettings)
     warnings: list[str] = field(default_factory=list, repr=False, compare=False)
     """Problems met while loading, one line each, for the app to show. Never saved."""
@@ -293,7 +301,7 @@ class UserSettings:
             except SettingError as err:
                 self.warnings.append(f"settings {path}: {err}; using the default")
                 continue
-            if setting.key in ("theme", "model"):
+            if setting.key in ("theme", "model", "server"):
                 setattr(self, setting.key, value)
             else:
                 self.turn = self.turn.with_value(setting.key, value)
@@ -310,6 +318,8 @@ class UserSettings:
         ]
         if self.model is not None:
             lines.append(f"model = {_toml_string(self.model)}")
+        if self.server is not None:
+            lines.append(f"server = {_toml_string(self.server)}")
         lines += ["", "[sampling]"]
         for key, value in t.sampling_dict().items():
             lines.append(f"{key} = {_toml_number(value)}")

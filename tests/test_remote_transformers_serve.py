@@ -4,6 +4,7 @@ on a free local port, serving tiny checkpoints whose output is scripted (chain_c
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -165,3 +166,75 @@ def test_a_server_killed_mid_reply_leaves_the_partial_reply_and_a_clear_error(
     assert [type(e) for e in got[:3]] == [ThinkingDelta] * 3
     assert not any(isinstance(e, Summary) for e in got)
     assert "partial reply was kept" in str(err.value) and "\n" not in str(err.value)
+
+
+def ask(home: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "qwen3tui", "ask", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "QWEN3TUI_HOME": str(home), "HF_HUB_OFFLINE": "1"},
+    )
+
+
+def test_ask_against_the_server_splits_saves_budgets_and_continues(servers, shared_dir, tmp_path):
+    """The issue's acceptance, through the real command line."""
+    closing, endless = servers["closing"].url, servers["endless"].url
+    tok = ["--tokenizer", str(shared_dir)]
+    done = ask(tmp_path, "--server", closing, *tok, "--think", "--json", "hi")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert (out["thinking"], out["answer"], out["outcome"]) == ("Hmm ok", "Answer", "complete")
+    saved = subprocess.run(
+        [sys.executable, "-m", "qwen3tui", "sessions", "show", out["session_id"], "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "QWEN3TUI_HOME": str(tmp_path)},
+    )
+    session = json.loads(saved.stdout)
+    reply = session["messages"][1]
+    assert (reply["thinking"], reply["content"]) == ("Hmm ok", "Answer")
+    assert session["settings"]["server"] == closing  # --continue goes back there
+    assert "127.0.0.1" in reply["model"]
+
+    again = ask(tmp_path, "--continue", *tok, "--no-think", "--json", "again")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["thinking"] == ""
+
+    budget = ask(tmp_path, "--server", endless, *tok, "--budget", "5", "--json", "--no-save", "x")
+    out = json.loads(budget.stdout)
+    assert out["thinking_budget_hit"] and 0 < out["usage"]["thinking_tokens"] <= 5
+    assert out["thinking"].endswith(SENTENCE) and out["answer"] == "Answer"
+
+
+def test_ask_against_a_server_that_is_down_is_one_line_and_exit_2(tmp_path):
+    done = ask(tmp_path, "--server", f"http://127.0.0.1:{_free_port()}/v1", "--no-save", "hi")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("qwen3tui: ")
+
+
+@pytest.mark.anyio
+async def test_the_tui_streams_a_served_reply_into_the_thinking_pane_and_saves_it(
+    servers, shared_dir, qwen3tui_home
+):
+    from tui_helpers import finish_turn, make_app, ready, send
+
+    url = servers["closing"].url
+    app = make_app(
+        None,
+        qwen3tui_home,
+        engine_factory=lambda progress: connect_remote(url, tokenizer_dir=str(shared_dir)),
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        c = await ready(pilot)
+        assert "@ 127.0.0.1" in str(c.status.render())  # where it runs
+        await send(pilot, "hi")
+        await finish_turn(pilot)
+        reply = c.replies()[-1]
+        assert (reply.thinking_text, reply.answer_text) == ("Hmm ok", "Answer")
+        assert reply.pane is not None and reply.pane.collapsed
+        saved = c.store.get_session(c.session_id)
+        assert saved.settings["server"] == url
+        assert [m.content for m in saved.messages] == ["hi", "Answer"]

@@ -11,25 +11,15 @@ from qwen3tui.cli_options import EXIT_NOT_SAVED
 
 
 def engine_factory_for(args: argparse.Namespace) -> Callable[[Callable[..., None]], Any]:
-    """A function that loads the engine the command line asked for (called in a worker)."""
+    """A function that opens the engine the command line asked for (called in a worker)."""
+    from qwen3tui import engine_choice
 
-    def load(progress: Callable[..., None]) -> Any:
-        from qwen3tui.engine import load_engine
-
-        return load_engine(
-            args.model,
-            device=args.device,
-            dtype=args.dtype,
-            context_length=args.context,
-            quantize=args.quantize,
-            progress=progress,
-        )
-
-    return load
+    return lambda progress: engine_choice.open_engine(args, progress)
 
 
 def run_app(args: argparse.Namespace) -> int:
     """Open the chat window for the parsed `qwen3tui` command line; returns the exit code."""
+    from qwen3tui import engine_choice
     from qwen3tui.store import SessionStore
 
     from .app import Qwen3App
@@ -39,9 +29,10 @@ def run_app(args: argparse.Namespace) -> int:
     except Exception as err:  # noqa: BLE001 -- one line for the user, never a traceback
         print(f"qwen3tui: cannot open the session store: {err}", file=sys.stderr)
         return 2
+    engine_choice.choose(args, _continued_session_settings(args, store))
     app = Qwen3App(
         engine_factory=engine_factory_for(args),
-        model_name=args.model,
+        model_name=args.model or args.server,
         store=store,
         resume=args.resume,
         continue_last=args.continue_last,
@@ -52,3 +43,19 @@ def run_app(args: argparse.Namespace) -> int:
         print(f"qwen3tui: not saved: {reason}; lost: {', '.join(app.unsaved)}", file=sys.stderr)
         return EXIT_NOT_SAVED
     return result if isinstance(result, int) else 0
+
+
+def _continued_session_settings(args: argparse.Namespace, store: Any) -> dict[str, Any]:
+    """The saved settings of the session `--continue`/`--resume ID` opens (where it ran)."""
+    from qwen3tui.store import StoreError
+
+    try:
+        if args.continue_last:
+            session_id = store.most_recent_id()
+        elif args.resume:
+            session_id = store.resolve_id(args.resume)
+        else:
+            return {}
+        return store.get_session(session_id).settings if session_id else {}
+    except StoreError:
+        return {}  # the app says what is wrong with the id when it opens it

@@ -28,6 +28,7 @@ from textual.timer import Timer
 from textual.widgets import Footer, Static, Switch, TextArea
 from textual.worker import Worker
 
+from qwen3tui import engine_choice
 from qwen3tui.engine.chat_engine import ChatEngine
 from qwen3tui.engine.events import AnswerDelta, ContextNotice, Summary, ThinkingDelta, ThinkingDone
 from qwen3tui.engine.thinking_mode import (
@@ -345,8 +346,9 @@ class ChatScreen(Screen[None]):
 
     def ensure_session(self) -> str:
         if self.session_id is None:
+            where = engine_choice.where(self.engine) if self.engine is not None else {}
             self.session_id = self.saver.create_session(
-                self.model_name, self.system_prompt, self.settings.to_dict()
+                self.model_name, self.system_prompt, {**self.settings.to_dict(), **where}
             )
         return self.session_id
 
@@ -363,7 +365,7 @@ class ChatScreen(Screen[None]):
         recording = Recording(
             self.saver,
             session_id,
-            model=self.engine.info.model,
+            model=engine_choice.reply_model(self.engine),
             user_text=text if save_user else None,
         )
         widget = AssistantMessage(thinking_enabled=thinking, budget=options.thinking_budget)
