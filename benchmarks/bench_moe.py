@@ -240,14 +240,14 @@ def decode_ours(model, cache, step, prompt, args) -> dict[str, Any]:
             out = []
             timed(device, lambda: None)  # the prefill has finished
             start = time.perf_counter()
-            token = logits.argmax().view(1, 1)
+            token = logits.argmax()  # 0-d, as the sampler gives it
             for i in range(args.tokens):
                 host.start(token)
                 pos = len(prompt) + i
                 logits = step(token, pos)
                 out.append(host.get())
                 cache.tokens.append(out[-1])
-                token = logits.argmax().view(1, 1)
+                token = logits.argmax()
             timed(device, lambda: None)
             elapsed = time.perf_counter() - start
             tokens = out

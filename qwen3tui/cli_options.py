@@ -82,7 +82,7 @@ def add_model_arguments(p: argparse.ArgumentParser, *, subcommand: bool = False)
     )
     p.add_argument(
         "--quantize",
-        choices=["int8"],
+        choices=["int8", "int4"],
         default=default(None),
-        help="weight-only quantization at load time",
+        help="weight-only quantization at load time: int8, or int4 (32 weights per scale)",
     )

@@ -40,7 +40,7 @@ def open_engine(
     args: argparse.Namespace, progress: Callable[[LoadProgress], None] | None = None
 ) -> ChatEngine:
     """Load the local engine or connect to the server; EngineError (one line) when neither can."""
-    if args.server:
+    if getattr(args, "server", None):
         from qwen3tui.remote import connect_remote
 
         return connect_remote(

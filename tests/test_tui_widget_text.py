@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from qwen3tui.engine.info import LoadProgress
+from qwen3tui.store import Outcome
 from qwen3tui.tui.widgets.chat_message import reply_meta
 from qwen3tui.tui.widgets.composer import PromptHistory
 from qwen3tui.tui.widgets.load_progress import describe_progress, human_bytes
@@ -50,11 +51,13 @@ def test_load_progress_reads_as_size_and_speed() -> None:
 
 def test_reply_meta_says_how_a_reply_ended() -> None:
     assert (
-        reply_meta("cancelled", answer_tokens=12, decode_tok_s=30.0)
+        reply_meta(Outcome.CANCELLED, answer_tokens=12, decode_tok_s=30.0)
         == "stopped · 12 tokens · 30.0 tok/s"
     )
-    assert reply_meta("error", error="out of memory") == "failed · out of memory"
-    assert reply_meta("complete") == ""
+    assert reply_meta(Outcome.ERROR, error="out of memory") == "failed · out of memory"
+    assert reply_meta(Outcome.COMPLETE) == ""
+    assert reply_meta(Outcome.LENGTH, answer_tokens=3) == "cut off (max tokens) · 3 tokens"
+    assert reply_meta(Outcome.INTERRUPTED) == "interrupted"
 
 
 def test_prompt_history_walks_older_then_newer_back_to_empty() -> None:

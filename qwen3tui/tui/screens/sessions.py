@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -11,6 +13,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
@@ -231,15 +234,8 @@ class SessionsScreen(ModalScreen[str | None]):
             return
 
         def renamed(title: str | None) -> None:
-            if not title:
-                return
-            try:
-                self.store.rename_session(session_id, title)
-            except Exception as err:  # noqa: BLE001 -- shown, not raised
-                self.notify(f"Rename failed: {err}", severity="error")
-                return
-            self.refresh_rows()
-            self.action_focus_table()
+            if title:
+                self._change(lambda: self.store.rename_session(session_id, title), "Rename")
 
         self.app.push_screen(
             TextPromptScreen("New title for this session:", self.titles[session_id]), renamed
@@ -252,17 +248,29 @@ class SessionsScreen(ModalScreen[str | None]):
         title = self.titles[session_id] or "(untitled)"
 
         def answered(yes: bool | None) -> None:
-            if not yes:
-                return
-            try:
-                self.store.delete_session(session_id)
-            except Exception as err:  # noqa: BLE001 -- shown, not raised
-                self.notify(f"Delete failed: {err}", severity="error")
-                return
-            self.refresh_rows()
-            self.action_focus_table()
+            if yes:
+                self._change(lambda: self.store.delete_session(session_id), "Delete")
 
         self.app.push_screen(
             ConfirmScreen(f"Delete “{title}”? This cannot be undone.", yes_label="Delete"),
             answered,
         )
+
+    def _change(self, change: Callable[[], None], what: str) -> None:
+        """Run a write off the UI thread (the store may wait for another program's lock), then
+        show the result."""
+
+        async def run() -> None:
+            try:
+                await asyncio.to_thread(change)
+            except Exception as err:  # noqa: BLE001 -- shown, not raised
+                self.notify(f"{what} failed: {err}", severity="error")
+                return
+            self.refresh_rows()
+            self.action_focus_table()
+            self.post_message(self.Changed())
+
+        self.run_worker(run(), group="session-change")
+
+    class Changed(Message):
+        """A session was renamed or deleted (its write is done)."""
