@@ -133,3 +133,35 @@ def test_a_new_user_chats_quits_and_continues(
     wait_for(tmux, lambda s: "Quit qwen3tui?" in s, "the quit question")
     tmux("send-keys", "-t", "qt", "y")
     wait_for(tmux, lambda s: "QWEN3TUI-EXITED-0" in s, "qwen3tui to exit cleanly", timeout=30)
+
+
+def test_sigterm_mid_reply_saves_the_reply_as_interrupted_and_exits_143(
+    tmux: Callable[..., str], tmp_path: Path, tiny_checkpoint: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    # Random weights never close </think>: with no budget the reply goes on until stopped.
+    UserSettings(turn=TurnSettings(thinking_budget=None, max_tokens=100000)).save(
+        home / "settings.toml"
+    )
+    start(tmux, home, tiny_checkpoint)
+    wait_for(tmux, lambda s: "ctx 0 / 1,024" in s, "the model to load")
+    tmux("send-keys", "-t", "qt", "-l", "Think forever")
+    tmux("send-keys", "-t", "qt", "Enter")
+    wait_for(tmux, lambda s: re.search(r"Thinking… \d{2,}", s) is not None, "the reply to stream")
+    pids = subprocess.run(
+        ["pgrep", "-f", "--", f"^{sys.executable} -m qwen3tui --model {tiny_checkpoint}"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout.split()
+    assert len(pids) == 1, pids
+    os.kill(int(pids[0]), 15)
+    wait_for(tmux, lambda s: "QWEN3TUI-EXITED-143" in s, "qwen3tui to exit on SIGTERM", timeout=30)
+    from qwen3tui.store import SessionStore
+
+    with SessionStore.open(home / "sessions.db") as store:
+        (summary,) = store.list_sessions()
+        user, reply = store.get_session(summary.id).messages
+    assert user.content == "Think forever"
+    assert reply.status == "interrupted" and len(reply.thinking) > 0

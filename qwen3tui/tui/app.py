@@ -111,14 +111,15 @@ class Qwen3App(App[int]):
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGHUP):
             try:
-                loop.add_signal_handler(signum, self._interrupted)
+                loop.add_signal_handler(signum, self._interrupted, signum)
             except (NotImplementedError, RuntimeError, ValueError):
                 pass  # not the main thread, or a platform without these signals
 
-    def _interrupted(self) -> None:
+    def _interrupted(self, signum: int) -> None:
         if self.chat is not None and self.chat.turn is not None:
             self.chat.turn.stop.interrupt()
-        self.run_worker(self.quit_cleanly(), group="quit", exclusive=True)
+        # Ended by a signal: exit as Unix tools do, 128 + its number (143 for SIGTERM).
+        self.run_worker(self.quit_cleanly(128 + signum), group="quit", exclusive=True)
 
     def _save_state_changed(self, state: Any) -> None:
         """From the saving thread: tell the chat (post_message is thread-safe)."""
@@ -256,7 +257,7 @@ class Qwen3App(App[int]):
     async def action_quit(self) -> None:
         await self.quit_cleanly()
 
-    async def quit_cleanly(self) -> None:
+    async def quit_cleanly(self, code: int = 0) -> None:
         """Stop a running reply, hand it to the saver, write everything out, then exit."""
         if self._quitting:
             return
@@ -265,7 +266,7 @@ class Qwen3App(App[int]):
             await self.chat.stop_and_wait()
         await asyncio.to_thread(self.saver.wait_idle, QUIT_SAVE_WAIT_S)
         self.unsaved = self.saver.unsaved()
-        self.exit(0)
+        self.exit(code)
 
     def turn_finished(self, turn: Turn) -> None:
         """Hook for tests and the benchmark: a turn has ended and is saved."""
