@@ -112,9 +112,10 @@ def _run(model, cfg, ids):
     return prefill, steps
 
 
-def test_the_int4_model_stays_close_to_the_full_precision_model(tmp_path):
+@pytest.mark.parametrize("group", [32, 64])
+def test_the_int4_model_stays_close_to_the_full_precision_model(tmp_path, group):
     cfg, load = _models(tmp_path)
-    full, quant = load(), quantize_int4(load())
+    full, quant = load(), quantize_int4(load(), group=group)
     linears = [m for m in quant.modules() if isinstance(m, Int4Linear)]
     assert len(linears) == 4 * cfg.num_hidden_layers + 1  # every projection and the head
     assert quant.lm_head.weight.data_ptr() != quant.embed_tokens.weight.data_ptr()
@@ -123,8 +124,8 @@ def test_the_int4_model_stays_close_to_the_full_precision_model(tmp_path):
     b, _ = _run(quant, cfg, ids)
     cosine = torch.nn.functional.cosine_similarity(a.float(), b.float(), dim=-1)
     # Four bits leave about 9% noise per product (int8: under 1%); through two layers of a
-    # 64-wide model the logits still point the same way.
-    assert cosine.min().item() > 0.9 and cosine.mean().item() > 0.95
+    # 64-wide model (one or two groups per row) the logits still point the same way.
+    assert cosine.min().item() > 0.85 and cosine.mean().item() > 0.93, cosine
 
 
 @needs_kernel

@@ -16,7 +16,7 @@
 
 #include "simd.h"
 
-#define PREFETCH 1024      /* bytes ahead in each weight stream */
+#define PREFETCH 2048      /* bytes ahead in each weight stream (1024: 5% slower) */
 #define SCALE_PREFETCH 512 /* scales ahead in each scale stream (1 KB): 1.5x -> 1.75x int8 */
 #define STREAMS 4          /* 16-row blocks one thread reads at once */
 
