@@ -376,6 +376,7 @@ async def test_a_model_that_cannot_load_is_explained_in_the_window(qwen3tui_home
         assert notices(app)[0] == (
             "Could not load the model: no Qwen3 checkpoint at ./nope. Pass --model a hub id."
         )
+        assert "qwen3tui sessions list" in notices(app)[1] and "`" not in notices(app)[1]
         await send(pilot, "hello?")
         assert "No model is loaded" in notices(app)[-1]
         assert chat(app).composer.text == "hello?"

@@ -211,8 +211,9 @@ class ChatScreen(Screen[None]):
         self.pending_prompt = None
         self.notice(f"Could not load the model: {message}", kind="error")
         self.notice(
-            "Fix the problem above, then restart qwen3tui (e.g. `qwen3tui --model "
-            "DIR_OR_HUB_ID`). Your saved sessions are still here: /sessions.",
+            "Fix the problem above, then restart qwen3tui (e.g. qwen3tui --model"
+            " DIR_OR_HUB_ID). Your saved sessions are still here: /sessions in this window,"
+            " or qwen3tui sessions list.",
             kind="info",
         )
 
