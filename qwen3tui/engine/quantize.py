@@ -275,22 +275,28 @@ class Int4Linear(nn.Module):
         flat = x.reshape(-1, k)
         out = torch.empty((flat.shape[0], n), dtype=x.dtype, device=x.device)
         # A slab of dequantized rows at a time: never a second copy of the whole weight.
-        step = max(16, SCRATCH_BYTES // (self.weight.shape[1] * 8 * 4) // 16 * 16)
+        kp = self.weight.shape[1] * 8
+        step = max(16, SCRATCH_BYTES // (kp * flat.element_size()) // 16 * 16)
         for n0 in range(0, n, step):
-            n1 = min(n, n0 + step)
-            out[:, n0:n1] = self._slab_matmul(flat, n0, n1)
+            self._slab_matmul(flat, n0, min(n, n0 + step), out)
         return out.view(*x.shape[:-1], n)
 
-    def _slab_matmul(self, flat: torch.Tensor, n0: int, n1: int) -> torch.Tensor:
+    def _slab_matmul(self, flat: torch.Tensor, n0: int, n1: int, out: torch.Tensor) -> None:
+        """out[:, n0:n1] = flat @ (dequantized rows n0..n1)^T."""
         if self.kernel is None or flat.device.type != "cpu" or flat.dtype not in _KERNEL_DTYPES:
-            return flat @ self.dequantized(n0, n1).to(flat.dtype).T
+            out[:, n0:n1] = flat @ self.dequantized(n0, n1).to(flat.dtype).T
+            return
         kp, width = self.weight.shape[1] * 8, -(-(n1 - n0) // 16) * 16
         with _scratch_lock:
             wt = _scratch(kp * width, flat.dtype).view(kp, width)
             self.kernel.dequantize_t(
                 self.weight, self.scales, self.mins, self.group, n0, n0 + width, wt
             )
-            return torch.matmul(flat, wt[: self.in_features, : n1 - n0])
+            wt = wt[: self.in_features]
+            if n0 == 0 and n1 == out.shape[1] == width:
+                torch.matmul(flat, wt, out=out)  # the whole weight in one slab: no copy
+            else:
+                out[:, n0:n1] = torch.matmul(flat, wt[:, : n1 - n0])
 
 
 _KERNEL_DTYPES = (torch.bfloat16, torch.float32)

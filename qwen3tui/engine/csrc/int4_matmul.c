@@ -130,27 +130,43 @@ int q4_gemv(const void* x, int bf16, int64_t K, const uint8_t* wp, const uint16_
   return 0;
 }
 
+static inline void store16_at(void* wt, int bf16, int64_t at, vf v) {
+  if (bf16) vstore_bf16((uint16_t*)wt + at, v);
+  else vstore((float*)wt + at, v);
+}
+
 /* wt (Kp x (n1 - n0), row stride ldw) = (dequantized weight rows n0..n1)^T, what a prefill
-   matmul reads; n0, n1 multiples of 16. */
+   matmul reads; n0, n1 multiples of 16. Four blocks per step write 64 contiguous values of a
+   row (one block at a time wrote a quarter of that and ran at half the speed). */
 void q4_dequant_t(const uint8_t* wp, const uint16_t* scales, const uint16_t* mins, void* wt,
                   int bf16, int64_t ldw, int64_t n0, int64_t n1, int64_t Kp, int64_t G,
                   int nthreads) {
-  const int64_t KG = Kp / G, first = n0 / 16, last = n1 / 16;
+  const int64_t KG = Kp / G, first = n0 / 16, last = n1 / 16, steps = (last - first + 3) / 4;
   const vi low = vi_set1(0x0f0f0f0f), byte = vi_set1(0xff);
 #pragma omp parallel for num_threads(nthreads) schedule(static)
-  for (int64_t b = first; b < last; b++) {
+  for (int64_t step = 0; step < steps; step++) {
+    const int64_t b = first + 4 * step;
+    const int nb = last - b < 4 ? (int)(last - b) : 4;
     for (int64_t g = 0; g < KG; g++) {
-      const vf sc = vload_bf16(scales + (b * KG + g) * 16);
-      const vf m = mins ? vload_bf16(mins + (b * KG + g) * 16) : vmul(sc, vset1(-8.f));
+      vf sc[4], m[4];
+      for (int j = 0; j < nb; j++) {
+        sc[j] = vload_bf16(scales + ((b + j) * KG + g) * 16);
+        m[j] = mins ? vload_bf16(mins + ((b + j) * KG + g) * 16) : vmul(sc[j], vset1(-8.f));
+      }
       for (int64_t k = g * G; k < (g + 1) * G; k += 8) {
-        const vi v = vi_load(wp + b * Kp * 8 + k * 8);
-        const vi codes[2] = {vi_and(v, low), vi_and(vi_srli16(v, 4), low)};
+        vi codes[4][2];
+        for (int j = 0; j < nb; j++) {
+          const vi v = vi_load(wp + (b + j) * Kp * 8 + k * 8);
+          codes[j][0] = vi_and(v, low);
+          codes[j][1] = vi_and(vi_srli16(v, 4), low);
+        }
         for (int half = 0; half < 2; half++)
           for (int i = 0; i < 4; i++) {
-            const vf q = vi_to_vf(vi_and(vi_srli32(codes[half], 8 * i), byte));
-            const int64_t row = k + 4 * half + i;
-            if (bf16) vstore_bf16((uint16_t*)wt + row * ldw + (b * 16 - n0), vfma(q, sc, m));
-            else vstore((float*)wt + row * ldw + (b * 16 - n0), vfma(q, sc, m));
+            const int64_t row = (k + 4 * half + i) * ldw + (b * 16 - n0);
+            for (int j = 0; j < nb; j++) {
+              const vf q = vi_to_vf(vi_and(vi_srli32(codes[j][half], 8 * i), byte));
+              store16_at(wt, bf16, row + j * 16, vfma(q, sc[j], m[j]));
+            }
           }
       }
     }
