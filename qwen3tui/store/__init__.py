@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .attachments import Attachment, expand_prompt
 from .errors import (
     ImportFormatError,
     SchemaTooNewError,
@@ -16,6 +17,7 @@ from .schema import LATEST_VERSION
 from .store import SessionLock, SessionStore, make_title
 
 __all__ = [
+    "Attachment",
     "FLUSH_INTERVAL_S",
     "LATEST_VERSION",
     "ImportFormatError",
@@ -33,5 +35,6 @@ __all__ = [
     "SessionSummary",
     "StoreError",
     "StoreUnavailable",
+    "expand_prompt",
     "make_title",
 ]

@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from .attachments import attachment_from_dict, fence_for, human_size, language_for
 from .errors import ImportFormatError
 from .models import ROLES, STATUSES, Message, Session
 
@@ -30,6 +31,7 @@ def message_to_dict(m: Message) -> dict[str, Any]:
         "model": m.model,
         "created": m.created,
         "updated": m.updated,
+        "attachments": [a.to_dict() for a in m.attachments],
     }
 
 
@@ -72,6 +74,13 @@ def export_markdown(s: Session) -> str:
     for m in s.messages:
         if m.role == "user":
             lines += ["## User", "", m.content, ""]
+            for a in m.attachments:
+                # The chip as the chat shows it, then the file in a fence that its text cannot
+                # close early.
+                fence = fence_for(a.text)
+                body = a.text if a.text.endswith("\n") or not a.text else a.text + "\n"
+                lines += [f"**Attached:** `{a.name}` · {human_size(a.size)} · {a.lines:,} lines"]
+                lines += ["", f"{fence}{language_for(a.name)}", body + fence, ""]
             continue
         heading = "## Assistant"
         if m.outcome.label:
@@ -301,6 +310,18 @@ def _check_structure(data: Any) -> None:
                 f"{where}.{key}",
                 "must be a string or null",
             )
+        attachments = m.get("attachments", [])
+        _require(isinstance(attachments, list), f"{where}.attachments", "must be an array")
+        _require(
+            not attachments or m["role"] == "user",
+            f"{where}.attachments",
+            "are only allowed on a user message",
+        )
+        for j, item in enumerate(attachments):
+            try:
+                attachment_from_dict(item)
+            except ValueError as err:
+                _require(False, f"{where}.attachments[{j}]", f"is not valid: {err}")
 
 
 def parse_export(data: Any, *, check_value: CheckValue | None = None) -> Session:
@@ -328,6 +349,7 @@ def parse_export(data: Any, *, check_value: CheckValue | None = None) -> Session
             updated=m["updated"],
             error=m.get("error"),
             model=m.get("model"),
+            attachments=[attachment_from_dict(a) for a in m.get("attachments", [])],
         )
         for i, m in enumerate(s["messages"])
     ]

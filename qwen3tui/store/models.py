@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from .attachments import Attachment
 from .outcome import STATUSES, Outcome
 
 Role = Literal["user", "assistant"]
@@ -30,6 +31,7 @@ class Message:
     updated: str
     error: str | None = None
     model: str | None = None  # the model that wrote a reply (None: not recorded)
+    attachments: list[Attachment] = field(default_factory=list)  # files sent with a user message
 
     @property
     def outcome(self) -> Outcome:

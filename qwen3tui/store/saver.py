@@ -19,10 +19,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .attachments import Attachment
 from .errors import StoreError, StoreUnavailable
 from .outcome import Outcome
 from .store import SessionStore, new_session_id
@@ -113,8 +114,11 @@ class SessionSaver:
         )
         return session_id
 
-    def add_user_message(self, session_id: str, text: str) -> None:
-        self._put("your message", lambda s: s.add_user_message(session_id, text))
+    def add_user_message(
+        self, session_id: str, text: str, attachments: Sequence[Attachment] = ()
+    ) -> None:
+        files = tuple(attachments)
+        self._put("your message", lambda s: s.add_user_message(session_id, text, files))
 
     def call(self, describe: str, action: Callable[[SessionStore], Any]) -> None:
         """Queue any other change (rename, settings, system prompt, delete, …)."""
@@ -292,10 +296,10 @@ class SessionSaver:
                     job = self._ready_job(force=True) or _Job(_PROBE)
                     self._busy = True
                     return job
-                job = self._ready_job(force=False)
-                if job is not None:
+                ready = self._ready_job(force=False)
+                if ready is not None:
                     self._busy = True
-                    return job
+                    return ready
                 if self._closing:
                     return None
                 _, wait = self._due_reply(self._clock())

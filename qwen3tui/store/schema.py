@@ -129,7 +129,11 @@ _V3 = [
     ) WITHOUT ROWID""",
 ]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3]
+# v4: files attached to a user's message, kept apart from what was typed (a JSON list of
+# {name, size, lines, text}); the model reads them expanded into the prompt.
+_V4 = ["ALTER TABLE messages ADD COLUMN attachments TEXT NOT NULL DEFAULT '[]'"]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -18,13 +18,14 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
 from . import export as export_format
 from . import search as search_module
+from .attachments import Attachment, attachments_from_json, expand_prompt
 from .connection import is_storage_failure, open_database, open_file
 from .errors import SessionLookupError, StoreError, StoreUnavailable
 from .models import Message, SearchHit, Session, SessionSummary
@@ -39,7 +40,7 @@ MAX_LOCK_BACKOFF_S = 1.0
 _BUSY_MARKERS = ("database is locked", "database table is locked", "database is busy")
 _MESSAGE_COLUMNS = (
     "id, session_id, ord, role, content, thinking, status, thinking_enabled,"
-    " budget, sampling, usage, timings, created, updated, error, model"
+    " budget, sampling, usage, timings, created, updated, error, model, attachments"
 )
 
 
@@ -105,6 +106,7 @@ def _message(row: tuple[Any, ...]) -> Message:
         updated,
         error,
         model,
+        attachments,
     ) = row
     return Message(
         id=id_,
@@ -123,6 +125,7 @@ def _message(row: tuple[Any, ...]) -> Message:
         updated=updated,
         error=error,
         model=model,
+        attachments=attachments_from_json(_json(attachments)),
     )
 
 
@@ -435,10 +438,11 @@ class SessionStore:
             "SELECT coalesce(max(ord), -1) + 1 FROM messages WHERE session_id = ?", (session_id,)
         ).fetchone()[0]
 
-    def add_user_message(self, session_id: str, content: str) -> int:
-        """Save what the user typed (before generation starts); returns its message id.
-
-        The first one names the session.
+    def add_user_message(
+        self, session_id: str, content: str, attachments: Sequence[Attachment] = ()
+    ) -> int:
+        """Save what the user typed (before generation starts) and the files sent with it;
+        returns its message id. The first one names the session.
         """
         now = now_iso()
         title = make_title(content)
@@ -446,9 +450,9 @@ class SessionStore:
         def run(c: sqlite3.Connection) -> int:
             order = self._next_order(c, session_id)
             cur = c.execute(
-                "INSERT INTO messages (session_id, ord, role, content, status, created, updated)"
-                " VALUES (?, ?, 'user', ?, 'complete', ?, ?)",
-                (session_id, order, content, now, now),
+                "INSERT INTO messages (session_id, ord, role, content, status, created, updated,"
+                " attachments) VALUES (?, ?, 'user', ?, 'complete', ?, ?, ?)",
+                (session_id, order, content, now, now, _attachments_json(attachments)),
             )
             c.execute(
                 "UPDATE sessions SET updated = ?,"
@@ -600,13 +604,14 @@ class SessionStore:
 
         System prompt first if set; user messages; replies by their answer only (reasoning is
         not sent back). Replies with no answer text (cut off while thinking, failed) are left
-        out, as they were never shown to the model as an answer.
+        out, as they were never shown to the model as an answer. Attached files are expanded
+        into their message's text, as the model read them when it was sent.
         """
         s = self.get_session(session_id)
         out = [{"role": "system", "content": s.system_prompt}] if s.system_prompt else []
         for m in s.messages:
             if m.role == "user" or m.content:
-                out.append({"role": m.role, "content": m.content})
+                out.append({"role": m.role, "content": expand_prompt(m.content, m.attachments)})
         return out
 
     # -- search, export, import ---------------------------------------------------------
@@ -632,7 +637,7 @@ class SessionStore:
             c.executemany(
                 "INSERT INTO messages (session_id, ord, role, content, thinking, status,"
                 " thinking_enabled, budget, sampling, usage, timings, created, updated, error,"
-                " model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " model, attachments) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         s.id,
@@ -650,6 +655,7 @@ class SessionStore:
                         m.updated,
                         m.error,
                         m.model,
+                        _attachments_json(m.attachments),
                     )
                     for m in s.messages
                 ],
@@ -657,6 +663,10 @@ class SessionStore:
 
         self._write(run)
         return s.id
+
+
+def _attachments_json(attachments: Sequence[Attachment]) -> str:
+    return json.dumps([a.to_dict() for a in attachments], ensure_ascii=False)
 
 
 def _chunk_text(c: sqlite3.Connection, message_id: int) -> tuple[str, str]:
