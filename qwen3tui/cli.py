@@ -1,4 +1,4 @@
-"""Command line: `qwen3tui` opens the chat; `ask` and `sessions` are for scripts.
+"""Command line: `qwen3tui` opens the chat; `ask`, `sessions` and `models` are for scripts.
 
 Every failure a user can cause ends as one line on stderr and exit code 2, never a traceback.
 """
@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     from qwen3tui import sessions_cli
 
     sessions_cli.add_parser(sub)
+    from qwen3tui import models_cli
+
+    models_cli.add_parser(sub)
     return parser
 
 
@@ -61,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from qwen3tui import sessions_cli
 
             return sessions_cli.run(args)
+        if args.command == "models":
+            from qwen3tui import models_cli
+
+            return models_cli.run(args)
         from qwen3tui.tui import run_app
 
         return run_app(args)

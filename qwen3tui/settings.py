@@ -114,6 +114,16 @@ def _check_name(name: str) -> Callable[[Any], str]:
     return check
 
 
+def _check_dirs(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)):
+        raise SettingError(f"model_dirs = {value!r} is not allowed: use a list of folders")
+    return tuple(_check_name("model_dirs")(v) for v in value)
+
+
+def _parse_dirs(text: str) -> tuple[str, ...]:
+    return _check_dirs([text])
+
+
 def _sampling(name: str, help_text: str) -> Setting:
     check, parse = _limited(name)
     return Setting(name, None, help_text, check, parse, sampling=True)
@@ -134,6 +144,13 @@ SETTINGS: tuple[Setting, ...] = (
         "an OpenAI-compatible server to chat through (e.g. http://gpu-box:8000/v1)",
         _check_name("server"),
         _check_name("server"),
+    ),
+    Setting(
+        "model_dirs",
+        (),
+        "local model folders `qwen3tui models` lists beside the Hugging Face cache",
+        _check_dirs,
+        _parse_dirs,
     ),
     Setting(
         "thinking",
@@ -254,6 +271,7 @@ class UserSettings:
     theme: str = DEFAULT_THEME
     model: str | None = None  # None: the app's default model
     server: str | None = None  # None: run the model here, on our own engine
+    model_dirs: tuple[str, ...] = ()  # added with `qwen3tui models add DIR`
     turn: TurnSettings = field(default_factory=TurnSettings)
     warnings: list[str] = field(default_factory=list, repr=False, compare=False)
     """Problems met while loading, one line each, for the app to show. Never saved."""
@@ -301,7 +319,7 @@ class UserSettings:
             except SettingError as err:
                 self.warnings.append(f"settings {path}: {err}; using the default")
                 continue
-            if setting.key in ("theme", "model", "server"):
+            if setting.key in ("theme", "model", "server", "model_dirs"):
                 setattr(self, setting.key, value)
             else:
                 self.turn = self.turn.with_value(setting.key, value)
@@ -320,6 +338,8 @@ class UserSettings:
             lines.append(f"model = {_toml_string(self.model)}")
         if self.server is not None:
             lines.append(f"server = {_toml_string(self.server)}")
+        if self.model_dirs:
+            lines.append(f"model_dirs = [{', '.join(_toml_string(d) for d in self.model_dirs)}]")
         lines += ["", "[sampling]"]
         for key, value in t.sampling_dict().items():
             lines.append(f"{key} = {_toml_number(value)}")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from . import threads
+from . import memory_fit, threads
 from .chat_template import ChatTemplate
 from .config import Qwen3Config, check_tokenizer_fits
 from .context import Message, fit_messages
@@ -96,6 +96,13 @@ class Engine:
                 f" (16 to {config.max_position_embeddings}).",
                 "Choose another --context.",
             )
+        # Refused before the weights are read, with the numbers, rather than failing midway.
+        memory_fit.check_fits(
+            memory_fit.estimate(config, dtype_name(torch_dtype), context, quantize),
+            memory_fit.available_bytes(str(torch_device)),
+            str(torch_device),
+            model,
+        )
 
         def report(done: int, total: int) -> None:
             if progress:
