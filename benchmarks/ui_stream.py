@@ -114,6 +114,7 @@ class PacedEngine:
         messages: list[dict[str, str]],
         options: ChatOptions,
         cancel: threading.Event | None = None,
+        answer_now: threading.Event | None = None,  # scripted: the stream runs as written
     ) -> Iterator[Event]:
         thinking = token_stream(self.thinking_tokens) if options.thinking else []
         answer = token_stream(self.answer_tokens)

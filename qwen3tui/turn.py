@@ -18,7 +18,7 @@ from qwen3tui.engine.errors import EngineError
 from qwen3tui.engine.events import AnswerDelta, Event, Summary, ThinkingDelta
 from qwen3tui.engine.options import ChatOptions
 from qwen3tui.engine.thinking_mode import resolve_thinking
-from qwen3tui.store import Outcome, ReplyHandle, SessionLock, SessionSaver
+from qwen3tui.store import Attachment, Outcome, ReplyHandle, SessionLock, SessionSaver
 
 
 @dataclass(frozen=True)
@@ -43,11 +43,16 @@ TurnEvent = Event | WaitingForSession | TurnEnded
 
 
 class Stop:
-    """Ends a turn early: `cancel()` for the user's stop, `interrupt()` when qwen3tui closes."""
+    """Ends a turn early: `cancel()` for the user's stop, `interrupt()` when qwen3tui closes.
+    `answer_now()` ends only the thinking: the model answers at once (the budget's way)."""
 
     def __init__(self) -> None:
         self.event = threading.Event()
+        self.answer_event = threading.Event()
         self.outcome = Outcome.CANCELLED
+
+    def answer_now(self) -> None:
+        self.answer_event.set()
 
     def cancel(self) -> None:
         self.event.set()
@@ -68,6 +73,8 @@ class Recording:
     session_id: str
     model: str | None = None  # what wrote the reply, recorded with it
     user_text: str | None = None  # the user's message, saved once the session is ours
+    # Files sent with it, saved apart from the typed text (the messages hold them expanded).
+    attachments: tuple[Attachment, ...] = ()
     lock: SessionLock | None = None  # the session, when the caller took it already
 
 
@@ -100,8 +107,10 @@ def run_turn(
                         yield ended
                         return
             if recording.user_text is not None:
-                recording.saver.add_user_message(recording.session_id, recording.user_text)
-        for event in engine.chat(messages, options, stop.event):
+                recording.saver.add_user_message(
+                    recording.session_id, recording.user_text, recording.attachments
+                )
+        for event in engine.chat(messages, options, stop.event, answer_now=stop.answer_event):
             if isinstance(event, Summary):
                 outcome = Outcome.from_finish_reason(event.finish_reason)
                 if outcome is Outcome.CANCELLED:
@@ -200,4 +209,5 @@ def _usage(summary: Summary | None) -> dict[str, Any]:
         **asdict(summary.usage),
         "finish_reason": summary.finish_reason,
         "thinking_budget_hit": summary.thinking_budget_hit,
+        "thinking_cut_by_user": summary.thinking_cut_by_user,
     }

@@ -1,8 +1,9 @@
 """A scripted stand-in for the engine: same `chat()` / `info` / `count_tokens` interface.
 
 It yields a fixed thinking text and answer as events (with small sleeps, from the worker
-thread like the real engine), records every call, honours the thinking budget and the
-cancel event, and reports fixed timings so screenshots are deterministic.
+thread like the real engine), records every call, honours the thinking budget, the
+cancel event and "answer now" (which ends the thinking at the next token, as the budget does),
+and reports fixed timings so screenshots are deterministic.
 """
 
 from __future__ import annotations
@@ -86,6 +87,7 @@ class FakeEngine:
         messages: list[dict[str, str]],
         options: ChatOptions,
         cancel: threading.Event | None = None,
+        answer_now: threading.Event | None = None,
     ) -> Iterator[Event]:
         self.calls.append(ChatCall([dict(m) for m in messages], options))
         cancel = cancel or threading.Event()
@@ -93,6 +95,7 @@ class FakeEngine:
         thinking_text: list[str] = []
         answer_text: list[str] = []
         budget_hit = False
+        cut_by_user = False
 
         def pace() -> bool:
             """Sleep/hold before the next token; False when cancelled."""
@@ -118,10 +121,15 @@ class FakeEngine:
                 if not pace():
                     cancelled = True
                     break
+                if answer_now is not None and answer_now.is_set():
+                    cut_by_user = True
+                    break
                 thinking_text.append(token)
                 yield ThinkingDelta(token, len(thinking_text))
             if not cancelled:
-                yield ThinkingDone(len(thinking_text), self.thinking_seconds, budget_hit)
+                yield ThinkingDone(
+                    len(thinking_text), self.thinking_seconds, budget_hit, cut_by_user
+                )
         if not cancelled:
             for token in self.answer_tokens:
                 if not pace():
@@ -145,4 +153,5 @@ class FakeEngine:
                 thinking_s=self.thinking_seconds,
                 total_s=self.thinking_seconds + 1.0,
             ),
+            thinking_cut_by_user=cut_by_user,
         )

@@ -30,7 +30,7 @@ def notices(app: object) -> list[str]:
 
 
 class FailingEngine(FakeEngine):
-    def chat(self, messages, options, cancel=None):  # noqa: ANN001, ANN201
+    def chat(self, messages, options, cancel=None, answer_now=None):  # noqa: ANN001, ANN201
         yield from list(super().chat(messages, options, cancel))[:3]  # a little thinking
         raise ContextOverflowError(
             "the conversation no longer fits in 4096 tokens.",
@@ -39,7 +39,7 @@ class FailingEngine(FakeEngine):
 
 
 class NoticeEngine(FakeEngine):
-    def chat(self, messages, options, cancel=None):  # noqa: ANN001, ANN201
+    def chat(self, messages, options, cancel=None, answer_now=None):  # noqa: ANN001, ANN201
         yield ContextNotice(2, "2 older messages were left out to fit the context window.")
         yield from super().chat(messages, options, cancel)
 

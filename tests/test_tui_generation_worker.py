@@ -74,7 +74,13 @@ def test_a_generation_ends_with_exactly_one_turn_ended_after_the_summary() -> No
 
 def test_a_failing_engine_ends_the_stream_with_an_error_outcome() -> None:
     class Raising(FakeEngine):
-        def chat(self, messages: object, options: object, cancel: object = None):  # noqa: ANN201
+        def chat(
+            self,
+            messages: object,
+            options: object,
+            cancel: object = None,
+            answer_now: object = None,
+        ):  # noqa: ANN201
             yield ThinkingDelta("hm", 1)
             raise ContextOverflowError("the prompt is 9000 tokens.", "Start a /new conversation.")
 

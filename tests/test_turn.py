@@ -76,7 +76,7 @@ class ScriptedEngine(FakeEngine):
         super().__init__()
         self.events, self.error = events, error
 
-    def chat(self, messages, options, cancel=None):  # noqa: ANN001, ANN201
+    def chat(self, messages, options, cancel=None, answer_now=None):  # noqa: ANN001, ANN201
         yield from self.events
         if self.error is not None:
             raise self.error

@@ -28,6 +28,7 @@ class ChatEngine(Protocol):
         messages: list[Message],
         options: ChatOptions | None = None,
         cancel: threading.Event | None = None,
+        answer_now: threading.Event | None = None,  # set: end the thinking now, then answer
     ) -> Iterator[Event]: ...
 
     def prepare_next_turn(

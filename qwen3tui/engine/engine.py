@@ -175,8 +175,10 @@ class Engine:
         messages: list[Message],
         options: ChatOptions | None = None,
         cancel: threading.Event | None = None,
+        answer_now: threading.Event | None = None,
     ) -> Iterator[Event]:
-        """Stream one reply to `messages` (the last is the new user message)."""
+        """Stream one reply to `messages` (the last is the new user message). Setting
+        `answer_now` while the model thinks ends its thinking the budget's way."""
         options = options or ChatOptions()
         validate_options(options)  # before anything runs: one line naming the bad value
         if not messages:
@@ -205,7 +207,13 @@ class Engine:
                 sampling=self.sampling_for(options),
             )
             yield from generate(
-                self.model, self.cache, self.tokenizer, request, cancel, step=self.step
+                self.model,
+                self.cache,
+                self.tokenizer,
+                request,
+                cancel,
+                step=self.step,
+                answer_now=answer_now,
             )
         finally:
             self._busy.release()

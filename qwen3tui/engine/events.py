@@ -29,11 +29,13 @@ class ThinkingDelta:
 
 @dataclass(frozen=True)
 class ThinkingDone:
-    """The `<think>` block closed: by the model, or by the thinking budget."""
+    """The `<think>` block closed: by the model, by the thinking budget, or by the user's
+    "answer now"."""
 
     thinking_tokens: int
     seconds: float
     budget_hit: bool
+    cut_by_user: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class Summary:
     timings: Timings
     token_ids: list[int] = field(default_factory=list)  # every generated id, budget text included
     prefilled_tokens: int = 0  # prompt tokens actually computed (the rest came from the KV cache)
+    thinking_cut_by_user: bool = False  # "answer now" closed the think block
 
 
 Event = ContextNotice | ThinkingDelta | ThinkingDone | AnswerDelta | Summary

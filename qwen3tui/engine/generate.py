@@ -4,7 +4,8 @@ Thinking and answer are split by token id (`<think>` / `</think>`), never by tex
 starts inside the think block when the prompt left one open (a hybrid Qwen3 thinking, or a
 thinking-only template), or opens one itself as its first token; otherwise it is all answer
 (instruct-only models). The thinking budget (Qwen3 technical report, section 4.3) closes the
-block by prefilling a fixed sentence when the model has thought for N tokens.
+block by prefilling a fixed sentence when the model has thought for N tokens; the user's
+"answer now" request closes it the same way at the next step.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class _Split:
         self.thinking_text: list[str] = []
         self.answer_text: list[str] = []
         self.budget_hit = False
+        self.cut_by_user = False
         self.started = started
         self.thinking_seconds = 0.0
         self._think = StreamDecoder(tokenizer)
@@ -90,7 +92,12 @@ class _Split:
                 self.in_thinking = False
                 self.thinking_seconds = time.perf_counter() - self.started
                 events.append(
-                    ThinkingDone(self.thinking_tokens, self.thinking_seconds, self.budget_hit)
+                    ThinkingDone(
+                        self.thinking_tokens,
+                        self.thinking_seconds,
+                        self.budget_hit,
+                        self.cut_by_user,
+                    )
                 )
                 return events
             if sampled:
@@ -157,7 +164,10 @@ def generate(
     request: Request,
     cancel: threading.Event | None = None,
     step: EagerStep | GraphedStep | None = None,
+    answer_now: threading.Event | None = None,
 ) -> Iterator[Event]:
+    """Stream one reply. `cancel` ends it; `answer_now` (the user's request) ends its thinking
+    at the next step as the budget does, and the model answers."""
     device = model.rope_cos.device
     started = time.perf_counter()
 
@@ -180,22 +190,23 @@ def generate(
         finish = "length"
 
         def over_budget() -> bool:
-            return (
-                split.in_thinking
-                and budget is not None
-                and split.thinking_tokens >= budget
-                and len(budget_ids) <= cache.free
-            )
+            if not split.in_thinking or len(budget_ids) > cache.free:
+                return False
+            if answer_now is not None and answer_now.is_set():
+                split.cut_by_user = True
+                return True
+            return budget is not None and split.thinking_tokens >= budget
 
         def close_thinking() -> Iterator[Event]:
-            # Out of thinking budget: close the block for the model with a prefilled sentence
-            # (never sampled); the caller then prefills it and the model answers.
-            split.budget_hit = True
+            # Out of thinking budget, or the user wants the answer now: close the block for the
+            # model with a prefilled sentence (never sampled); the caller then prefills it and
+            # the model answers.
+            split.budget_hit = not split.cut_by_user
             for injected in budget_ids:
                 yield from split.feed(injected, sampled=False)
             generated.extend(budget_ids)
 
-        if over_budget():  # a budget of 0: no thinking at all
+        if over_budget():  # a budget of 0 (or "answer now" already): no thinking at all
             yield from close_thinking()
             logits = prefill(model, cache, budget_ids, step=step)
         step = step or make_step(model, cache)
@@ -254,4 +265,5 @@ def generate(
         ),
         token_ids=generated,
         prefilled_tokens=len(prefill_ids),
+        thinking_cut_by_user=split.cut_by_user,
     )

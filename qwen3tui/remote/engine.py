@@ -165,8 +165,13 @@ class RemoteEngine:
         messages: list[Message],
         options: ChatOptions | None = None,
         cancel: threading.Event | None = None,
+        answer_now: threading.Event | None = None,
     ) -> Iterator[Event]:
-        """Stream one reply to `messages` (the last is the new user message)."""
+        """Stream one reply to `messages` (the last is the new user message).
+
+        `answer_now` is not honoured yet: ending a server's thinking request mid-stream and
+        continuing with the budget's sentence is not wired; the thinking runs to its budget.
+        """
         options = options or ChatOptions()
         validate_options(options)  # before any request: one line naming the bad value
         # The model's mode decides: a thinking-only model always thinks, an instruct one never.
