@@ -1,18 +1,24 @@
 """The composer: a multi-line TextArea where Enter sends and Shift+Enter / Ctrl+J add a line.
 
 Up/Down in an empty composer (or while showing a recalled prompt) walk earlier prompts;
-Tab completes a partly typed slash command.
+Tab completes a partly typed slash command, or a path after "@".
 """
 
 from __future__ import annotations
 
+import re
 import time
 
 from textual import events
 from textual.message import Message
 from textual.widgets import TextArea
 
+from qwen3tui.file_attach import common_prefix, complete_path
+
 from .. import slash_commands
+
+# "@part" just before the cursor, at a word start ("@@" is a literal "@", not a path).
+AT_FRAGMENT = re.compile(r"(?<!\S)@(?!@)(\S*)$")
 
 NEWLINE_KEYS = ("shift+enter", "ctrl+j")
 
@@ -78,7 +84,7 @@ class Composer(TextArea):
             event.prevent_default()
             self.post_message(self.Submitted(self, self.text))
             return
-        if event.key == "tab" and self._complete_command():
+        if event.key == "tab" and (self._complete_command() or self._complete_path()):
             event.stop()
             event.prevent_default()
             return
@@ -96,6 +102,28 @@ class Composer(TextArea):
             return False
         first = matches[0]
         self._show(f"/{first.name} " if first.args else f"/{first.name}")
+        return True
+
+    def _complete_path(self) -> bool:
+        """Tab after "@part": complete the path as far as it is unambiguous; when it already
+        is, list the choices in a notification."""
+        row, column = self.cursor_location
+        before = self.document.get_line(row)[:column]
+        match = AT_FRAGMENT.search(before)
+        if match is None:
+            return False
+        fragment = match.group(1)
+        choices = complete_path(fragment)
+        if not choices:
+            self.notify(f"No file starts with {fragment or 'anything here'}", severity="warning")
+            return True
+        longest = common_prefix(choices)
+        if len(longest) > len(fragment):
+            self.insert(longest[len(fragment) :])
+        elif len(choices) > 1:
+            shown = "  ".join(_leaf(c) for c in choices[:12])
+            more = f"  (+{len(choices) - 12} more)" if len(choices) > 12 else ""
+            self.notify(shown + more, title="@ completions")
         return True
 
     def _browsing(self) -> bool:
@@ -131,3 +159,9 @@ class Composer(TextArea):
         """Empty the composer after a send, remembering the prompt for Up."""
         self.prompts.add(text.strip())
         self.text = ""
+
+
+def _leaf(path: str) -> str:
+    """The last part of a completed path, "/" kept on a directory."""
+    leaf = path.rstrip("/").rpartition("/")[2]
+    return leaf + "/" if path.endswith("/") else leaf
