@@ -52,6 +52,21 @@ def test_codes_and_scales_rebuild_the_weight_within_half_a_step(group, symmetric
 @needs_kernel
 @pytest.mark.parametrize("group,symmetric", FORMS)
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_the_kernels_quantizer_gives_pytorchs_numbers(group, symmetric, dtype):
+    gen = torch.Generator().manual_seed(5)
+    for n, k in ((200, 100), (16, group), (35, 3 * group)):  # padded rows and inputs
+        w = torch.randn(n, k, generator=gen).to(dtype)
+        w[3, :group] = 0  # an all-zero group
+        w[5, 1], w[5, 2] = 2.0, -2.0  # a tie for the largest magnitude
+        by_torch = quantize._quantize_groups(w, group, symmetric)
+        by_kernel = quantize._quantize_groups(w, group, symmetric, int4_cpu_kernel.load())
+        for a, b in zip(by_torch, by_kernel, strict=True):
+            assert (a is None and b is None) or torch.equal(a, b)
+
+
+@needs_kernel
+@pytest.mark.parametrize("group,symmetric", FORMS)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_the_kernel_computes_with_the_dequantized_weight(group, symmetric, dtype):
     gen = torch.Generator().manual_seed(1)
     for n, k in ((200, 256), (16, group), (33, 2 * group + 16)):  # block and group padding

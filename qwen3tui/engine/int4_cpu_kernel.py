@@ -65,6 +65,10 @@ class Int4Kernel:
         self._gemv = lib.q4_gemv
         self._gemv.restype = c_int
         self._gemv.argtypes = [ptr, c_int, i64, ptr, ptr, ptr, ptr, i64, i64, i64, c_int]
+        self._quantize = lib.q4_quantize
+        self._quantize.restype = None
+        self._quantize.argtypes = [ptr, c_int, i64, i64, i64, i64, c_int, ptr, ptr, ptr, i64, i64]
+        self._quantize.argtypes += [c_int]
         self._dequant = lib.q4_dequant_t
         self._dequant.restype = None
         self._dequant.argtypes = [ptr, ptr, ptr, ptr, c_int, i64, i64, i64, i64, i64, c_int]
@@ -91,6 +95,25 @@ class Int4Kernel:
         if err:
             raise MemoryError("int4 kernel: no memory for the activations")
         return y
+
+    def quantize(
+        self,
+        w: torch.Tensor,
+        group: int,
+        symmetric: bool,
+        codes: torch.Tensor,
+        scales: torch.Tensor,
+        mins: torch.Tensor | None,
+    ) -> None:
+        """Fill the packed codes, scales (and mins) of a contiguous bf16/fp32 weight (N, K):
+        what quantize._quantize_groups computes with PyTorch, in one pass."""
+        n, k = w.shape
+        nb, k8 = codes.shape[:2]
+        self._quantize(
+            w.data_ptr(), w.dtype == torch.bfloat16, n, k, k8 * 8, group, symmetric,
+            codes.data_ptr(), scales.data_ptr(), mins.data_ptr() if mins is not None else None,
+            0, nb * BLOCK, torch.get_num_threads(),
+        )  # fmt: skip
 
     def dequantize_t(
         self,

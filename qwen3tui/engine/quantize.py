@@ -238,11 +238,11 @@ class Int4Linear(nn.Module):
             raise ValueError(f"int4 groups are a multiple of 16 inputs, not {group}")
         self.out_features, self.in_features = w.shape
         self.group = group
-        codes, scales, mins = _quantize_groups(w, group, symmetric)
+        self.kernel = int4_cpu_kernel.load() if w.device.type == "cpu" else None
+        codes, scales, mins = _quantize_groups(w, group, symmetric, self.kernel)
         self.register_buffer("weight", codes)  # packed: see int4_cpu_kernel
         self.register_buffer("scales", scales)
         self.register_buffer("mins", mins)
-        self.kernel = int4_cpu_kernel.load() if w.device.type == "cpu" else None
 
     def int4_codes(self) -> torch.Tensor:
         """The (out, padded in) codes 0..15."""
@@ -303,7 +303,10 @@ _KERNEL_DTYPES = (torch.bfloat16, torch.float32)
 
 
 def _quantize_groups(
-    w: torch.Tensor, group: int, symmetric: bool
+    w: torch.Tensor,
+    group: int,
+    symmetric: bool,
+    kernel: int4_cpu_kernel.Int4Kernel | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Packed codes, bf16 scales (and minimums), a slab of rows at a time (fp32 temporaries
     of a whole output head would cost GBs). Inputs are padded with zeros to whole groups.
@@ -317,6 +320,10 @@ def _quantize_groups(
     codes = torch.empty((nb, kp // 8, 16, 4), dtype=torch.uint8, device=w.device)
     scales = torch.empty((nb, groups, 16), dtype=torch.bfloat16, device=w.device)
     mins = None if symmetric else torch.empty_like(scales)
+    if kernel is not None and w.dtype in _KERNEL_DTYPES:
+        # The same numbers in one pass of C (five times faster: seconds at load for 1.7B).
+        kernel.quantize(w.contiguous(), group, symmetric, codes, scales, mins)
+        return codes, scales, mins
     for r0 in range(0, n, QUANTIZE_ROWS):
         chunk = w[r0 : r0 + QUANTIZE_ROWS].float()
         if kp != k:

@@ -11,6 +11,7 @@
    The activation row is quantized per group of G to int8 (scale = max |x| / 127), so each
    group's integer sum needs one conversion and two multiply-adds per 16 rows:
      sum_k w x = s * xs * sum(q * xq) + m * xs * sum(xq). */
+#include <math.h>
 #include <stdlib.h>
 #include <omp.h>
 
@@ -55,14 +56,18 @@ static inline void store16(void* y, int bf16, int64_t n, vf v) {
   else vstore((float*)y + n, v);
 }
 
-/* Blocks b0..b1 for one quantized row; S blocks at once (S = STREAMS, or 1 for the rest). */
+/* Blocks b0..b1 for one quantized row, S streams at once: stream s walks its own run of
+   consecutive blocks (s * L .. s * L + L), so each stream stays one long sequential read that
+   the prefetch runs ahead in, across block boundaries too. */
 static inline __attribute__((always_inline)) void gemv_blocks_s(
     const int S, const int8_t* xq, const float* xs, const float* xm, const uint8_t* wp,
     const uint16_t* scales, const uint16_t* mins, void* y, int bf16, int64_t Kp, int64_t G,
-    int64_t b0, int64_t b1) {
+    int64_t b0, int64_t L) {
   const int64_t KG = Kp / G;
   const vi low = vi_set1(0x0f0f0f0f);
-  for (int64_t b = b0; b + S <= b1; b += S) {
+  for (int64_t i = 0; i < L; i++) {
+    int64_t blk[STREAMS];
+    for (int s = 0; s < S; s++) blk[s] = b0 + s * L + i;
     vf acc[STREAMS];
     for (int s = 0; s < S; s++) acc[s] = vzero();
     for (int64_t g = 0; g < KG; g++) {
@@ -76,7 +81,7 @@ static inline __attribute__((always_inline)) void gemv_blocks_s(
         const vi xv2 = vi_set1(x4[2]), xv3 = vi_set1(x4[3]);
 #pragma GCC unroll 4
         for (int s = 0; s < S; s++) {
-          const uint8_t* p = wp + (b + s) * Kp * 8 + k * 8;
+          const uint8_t* p = wp + blk[s] * Kp * 8 + k * 8;
           PREFETCH_T0(p + PREFETCH);
           PREFETCH_T0(p + PREFETCH + 64);
           const vi v0 = vi_load(p), v1 = vi_load(p + 64);
@@ -88,22 +93,22 @@ static inline __attribute__((always_inline)) void gemv_blocks_s(
       }
       const vf gx = vset1(xs[g]), gm = vset1(xm[g]);
       for (int s = 0; s < S; s++) {
-        PREFETCH_T0(scales + ((b + s) * KG + g) * 16 + SCALE_PREFETCH);
-        if (mins) PREFETCH_T0(mins + ((b + s) * KG + g) * 16 + SCALE_PREFETCH);
+        PREFETCH_T0(scales + (blk[s] * KG + g) * 16 + SCALE_PREFETCH);
+        if (mins) PREFETCH_T0(mins + (blk[s] * KG + g) * 16 + SCALE_PREFETCH);
       }
       for (int s = 0; s < S; s++) {
         const vf dot = vi_to_vf(vi_add(vi_add(acc0[s], acc1[s]), vi_add(acc2[s], acc3[s])));
-        const vf sc = vload_bf16(scales + ((b + s) * KG + g) * 16);
+        const vf sc = vload_bf16(scales + (blk[s] * KG + g) * 16);
         if (mins) {
           acc[s] = vfma(dot, vmul(sc, gx), acc[s]);
-          acc[s] = vfma(vload_bf16(mins + ((b + s) * KG + g) * 16), gm, acc[s]);
+          acc[s] = vfma(vload_bf16(mins + (blk[s] * KG + g) * 16), gm, acc[s]);
         } else {
           /* s * (q - 8): s * (xs * dot - 8 * xm) */
           acc[s] = vfma(sc, vfma(dot, gx, vmul(gm, vset1(-8.f))), acc[s]);
         }
       }
     }
-    for (int s = 0; s < S; s++) store16(y, bf16, (b + s) * 16, acc[s]);
+    for (int s = 0; s < S; s++) store16(y, bf16, blk[s] * 16, acc[s]);
   }
 }
 
@@ -122,9 +127,9 @@ int q4_gemv(const void* x, int bf16, int64_t K, const uint8_t* wp, const uint16_
   {
     const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
     const int64_t b0 = NB * t / T, b1 = NB * (t + 1) / T;
-    const int64_t mid = b0 + (b1 - b0) / STREAMS * STREAMS;
-    gemv_blocks_s(STREAMS, xq, xs, xm, wp, scales, mins, y, bf16, Kp, G, b0, mid);
-    gemv_blocks_s(1, xq, xs, xm, wp, scales, mins, y, bf16, Kp, G, mid, b1);
+    const int64_t L = (b1 - b0) / STREAMS, mid = b0 + L * STREAMS;
+    gemv_blocks_s(STREAMS, xq, xs, xm, wp, scales, mins, y, bf16, Kp, G, b0, L);
+    gemv_blocks_s(1, xq, xs, xm, wp, scales, mins, y, bf16, Kp, G, mid, b1 - mid);
   }
   free(xq);
   return 0;
@@ -168,6 +173,69 @@ void q4_dequant_t(const uint8_t* wp, const uint16_t* scales, const uint16_t* min
               store16_at(wt, bf16, row + j * 16, vfma(q, sc[j], m[j]));
             }
           }
+      }
+    }
+  }
+}
+
+static inline float round_even(float v) {
+  /* Round half to even, as torch.round, without libm: exact for |v| < 2^22. */
+  const float magic = 12582912.f; /* 1.5 * 2^23 */
+  const float t = v + magic;
+  return t - magic;
+}
+
+/* Quantize rows r0..r1 of w (N x K, bf16 or fp32, row-major) into the packed layout: codes
+   (NB x Kp/8 x 16 x 4 bytes), scales and, asymmetric, mins (NB x Kp/G x 16 bf16). The numbers
+   are those of quantize._quantize_groups (fp32 arithmetic, bf16 scales, codes from the
+   rounded scales); r0 a multiple of 16; rows past N and inputs past K are zero. */
+void q4_quantize(const void* w, int bf16, int64_t N, int64_t K, int64_t Kp, int64_t G,
+                 int symmetric, uint8_t* codes, uint16_t* scales, uint16_t* mins, int64_t r0,
+                 int64_t r1, int nthreads) {
+  const int64_t KG = Kp / G;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+  for (int64_t r = r0; r < r1; r++) {
+    float row[G];
+    const int64_t b = r / 16, lane = r % 16;
+    if (r >= N) { /* padding rows: code 0, scale 0, as PyTorch's packing pads them */
+      for (int64_t c = 0; c < Kp / 8; c++) memset(codes + ((b * (Kp / 8) + c) * 16 + lane) * 4, 0, 4);
+      for (int64_t g = 0; g < KG; g++) {
+        scales[(b * KG + g) * 16 + lane] = 0;
+        if (!symmetric) mins[(b * KG + g) * 16 + lane] = 0;
+      }
+      continue;
+    }
+    for (int64_t g = 0; g < KG; g++) {
+      for (int64_t j = 0; j < G; j++) {
+        const int64_t k = g * G + j;
+        row[j] = k < K ? load_x(w, bf16, r * K + k) : 0.f;
+      }
+      float scale, lo = 0.f;
+      if (symmetric) {
+        float ext = row[0];
+        for (int64_t j = 1; j < G; j++)
+          if (fabsf(row[j]) > fabsf(ext)) ext = row[j];
+        scale = bf16_to_f32(f32_to_bf16(ext / -8.f));
+      } else {
+        float hi = row[0];
+        lo = row[0];
+        for (int64_t j = 1; j < G; j++) {
+          lo = row[j] < lo ? row[j] : lo;
+          hi = row[j] > hi ? row[j] : hi;
+        }
+        scale = bf16_to_f32(f32_to_bf16((hi - lo) / 15.f));
+        lo = bf16_to_f32(f32_to_bf16(lo));
+        mins[(b * KG + g) * 16 + lane] = f32_to_bf16(lo);
+      }
+      scales[(b * KG + g) * 16 + lane] = f32_to_bf16(scale);
+      const float div = scale == 0.f ? 1.f : scale;
+      for (int64_t j = 0; j < G; j++) {
+        float q = symmetric ? round_even(row[j] / div) + 8.f : round_even((row[j] - lo) / div);
+        q = q < 0.f ? 0.f : (q > 15.f ? 15.f : q);
+        const int64_t k = g * G + j, chunk = k / 8, i = k % 8;
+        uint8_t* byte = codes + ((b * (Kp / 8) + chunk) * 16 + lane) * 4 + (i % 4);
+        const uint8_t code = (uint8_t)q;
+        *byte = i < 4 ? (uint8_t)((*byte & 0xf0) | code) : (uint8_t)((*byte & 0x0f) | (code << 4));
       }
     }
   }
