@@ -40,8 +40,15 @@ from qwen3tui.engine import (
     resolve_thinking,
     thinking_switch_note,
 )
+from qwen3tui.file_attach import (
+    AttachError,
+    attachment_from_bytes,
+    check_fits,
+    read_attachment,
+    stdin_is_piped,
+)
 from qwen3tui.settings import BY_KEY, SAMPLING_KEYS, SettingError, TurnSettings
-from qwen3tui.store import Outcome
+from qwen3tui.store import Attachment, Outcome, expand_prompt
 from qwen3tui.terminal_text import neutralize
 from qwen3tui.turn import Recording, Stop, TurnEnded, WaitingForSession, run_turn
 
@@ -55,7 +62,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="answer one prompt and exit",
         description="Answer one prompt (from the argument or stdin) and exit.",
     )
-    p.add_argument("prompt", nargs="?", help="the message (read from stdin when omitted)")
+    p.add_argument(
+        "prompt",
+        nargs="?",
+        help="the message (read from stdin when omitted; when given, piped stdin is attached"
+        " to it as a file)",
+    )
+    p.add_argument(
+        "-f",
+        "--file",
+        dest="files",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="attach a text file to the message (repeatable)",
+    )
     add_model_arguments(p, subcommand=True)
     p.add_argument(
         "--think",
@@ -115,6 +136,7 @@ def _setting_arg(key: str) -> Callable[[str], Any]:
 
 def run(args: argparse.Namespace) -> int:
     prompt = _read_prompt(args.prompt)
+    files = _attachments(args)  # refused before anything is saved or loaded
     settings = TurnSettings(
         thinking=args.think is not False,
         thinking_budget=args.budget,
@@ -122,14 +144,16 @@ def run(args: argparse.Namespace) -> int:
         sampling=SamplingOverrides(**{key: getattr(args, key) for key in SAMPLING_KEYS}),
     )
     out = _Output(as_json=args.json)
-    with _recording(args, settings, prompt, out) as place:
+    with _recording(args, settings, prompt, out, files) as place:
         system = args.system if args.system is not None else place.system_prompt
         messages = ([{"role": "system", "content": system}] if system else []) + place.history
-        messages.append({"role": "user", "content": prompt})
+        messages.append({"role": "user", "content": expand_prompt(prompt, files)})
         engine = _load(args, place)
         options = _options_for(engine, settings, args.think, out)
+        _check_fits(engine, prompt, files, options, system)
         stop = Stop()
-        with _stop_on_signals(stop) as caught:
+        out.thinking = options.thinking  # until the model closes its think block
+        with _stop_on_signals(stop, lambda: out.thinking) as caught:
             ended = out.stream(run_turn(engine, messages, options, stop, place.recording(engine)))
         saved = place.finish()
     if args.json:
@@ -177,6 +201,35 @@ def _read_prompt(prompt: str | None) -> str:
     if not prompt.strip():
         raise UserError("the prompt is empty.")
     return prompt
+
+
+def _attachments(args: argparse.Namespace) -> list[Attachment]:
+    """The files of `-f`, then piped stdin when the prompt is an argument (`cat f | ask q`)."""
+    try:
+        files = [read_attachment(path) for path in args.files]
+        if args.prompt is not None and stdin_is_piped(sys.stdin):
+            raw = sys.stdin.buffer.read()
+            if raw:
+                files.append(attachment_from_bytes(raw, "stdin"))
+    except AttachError as err:
+        raise UserError(str(err)) from None
+    return files
+
+
+def _check_fits(
+    engine: Any, prompt: str, files: list[Attachment], options: Any, system: str | None
+) -> None:
+    try:
+        check_fits(
+            prompt,
+            files,
+            lambda m: engine.count_tokens(m, options.thinking),
+            engine.info.context_length,
+            options.max_new_tokens,
+            system,
+        )
+    except AttachError as err:
+        raise UserError(str(err)) from None
 
 
 def _load(args: argparse.Namespace, place: _Place) -> Any:
@@ -227,7 +280,11 @@ class _Place:
 
 @contextmanager
 def _recording(
-    args: argparse.Namespace, settings: TurnSettings, prompt: str, out: _Output
+    args: argparse.Namespace,
+    settings: TurnSettings,
+    prompt: str,
+    out: _Output,
+    files: list[Attachment] | None = None,
 ) -> Iterator[_Place]:
     """Take the session, save the prompt (before the model loads), and release it at the end."""
     place = _Place()
@@ -278,7 +335,7 @@ def _recording(
             place.session_id = place.saver.create_session(
                 args.model or args.server, args.system, settings.to_dict()
             )
-        place.saver.add_user_message(place.session_id, prompt)
+        place.saver.add_user_message(place.session_id, prompt, files or ())
         place.saver.wait_idle()  # the prompt is on disk before the model loads (or said not)
         yield place
     finally:
@@ -290,8 +347,9 @@ def _recording(
 
 
 @contextmanager
-def _stop_on_signals(stop: Stop) -> Iterator[list[int]]:
-    """Ctrl+C stops the reply (a second one exits at once); SIGTERM and SIGHUP end it as
+def _stop_on_signals(stop: Stop, thinking: Callable[[], bool]) -> Iterator[list[int]]:
+    """Ctrl+C while the model thinks ends the thinking (it answers now); otherwise, or the next
+    time, it stops the reply (one more exits at once). SIGTERM and SIGHUP end it as
     interrupted. Either way what was generated is saved and marked before exiting."""
     caught: list[int] = []
     if threading.current_thread() is not threading.main_thread():
@@ -304,6 +362,9 @@ def _stop_on_signals(stop: Stop) -> Iterator[list[int]]:
             if stop.is_set():
                 signal.signal(signal.SIGINT, previous[signal.SIGINT])
                 raise KeyboardInterrupt
+            if thinking() and not stop.answer_event.is_set():
+                stop.answer_now()  # the reply goes on: not a stop, so not `caught`
+                return
             stop.cancel()
         else:
             stop.interrupt()
@@ -331,6 +392,7 @@ class _Output:
         self.raw_out = not sys.stdout.isatty()
         self.raw_err = not sys.stderr.isatty()
         self.closed = False
+        self.thinking = False  # the model is (or is about to be) thinking: Ctrl+C answers now
 
     def note(self, text: str) -> None:
         print(f"qwen3tui: {text}", file=sys.stderr, flush=True)
@@ -347,6 +409,8 @@ class _Output:
     def stream(self, events: Iterator[Any]) -> TurnEnded:
         ended: TurnEnded | None = None
         for event in events:
+            if isinstance(event, ThinkingDone | AnswerDelta):
+                self.thinking = False
             if isinstance(event, TurnEnded):
                 ended = event
             elif isinstance(event, WaitingForSession):
@@ -360,6 +424,8 @@ class _Output:
                 self._write(sys.stderr, text, raw=True)
             elif isinstance(event, ThinkingDone):
                 self._write(sys.stderr, "\n", raw=True)
+                if event.cut_by_user:
+                    self.note("answering now, as asked (Ctrl+C again stops the reply).")
             elif isinstance(event, AnswerDelta):
                 self._write(sys.stdout, event.text, self.raw_out)
             if self.closed:  # the reader is gone (`| head`): stop generating, quietly

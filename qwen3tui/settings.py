@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from qwen3tui import paths
 from qwen3tui.engine.errors import InvalidOptionError
@@ -124,12 +124,25 @@ def _parse_dirs(text: str) -> tuple[str, ...]:
     return _check_dirs([text])
 
 
+def _check_choice(name: str, choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        word = value.strip().lower() if isinstance(value, str) else value
+        if word not in choices:
+            raise SettingError(f"{name} = {value!r} is not allowed: use {' | '.join(choices)}")
+        return word
+
+    return check
+
+
 def _sampling(name: str, help_text: str) -> Setting:
     check, parse = _limited(name)
     return Setting(name, None, help_text, check, parse, sampling=True)
 
 
 DEFAULT_THEME = "qwen-dark"
+ThinkingDisplay = Literal["expanded", "collapsed", "hidden"]
+THINKING_DISPLAYS: tuple[ThinkingDisplay, ...] = ("expanded", "collapsed", "hidden")
+DEFAULT_THINKING_DISPLAY: ThinkingDisplay = "collapsed"
 # Enough room for most reasoning while bounding the wait on a slow machine; "unlimited" is a
 # slider step away.
 DEFAULT_THINKING_BUDGET = 4096
@@ -137,6 +150,13 @@ DEFAULT_MAX_TOKENS = ChatOptions().max_new_tokens
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("theme", DEFAULT_THEME, "colour theme", _check_name("theme"), _check_name("theme")),
+    Setting(
+        "thinking_display",
+        DEFAULT_THINKING_DISPLAY,
+        "the reasoning: expanded, collapsed once the answer starts, or hidden (one line)",
+        _check_choice("thinking_display", THINKING_DISPLAYS),
+        _check_choice("thinking_display", THINKING_DISPLAYS),
+    ),
     Setting("model", None, "model to load", _check_name("model"), _check_name("model")),
     Setting(
         "server",
@@ -269,6 +289,7 @@ def describe(value: Any) -> str:
 @dataclass
 class UserSettings:
     theme: str = DEFAULT_THEME
+    thinking_display: ThinkingDisplay = DEFAULT_THINKING_DISPLAY
     model: str | None = None  # None: the app's default model
     server: str | None = None  # None: run the model here, on our own engine
     model_dirs: tuple[str, ...] = ()  # added with `qwen3tui models add DIR`
@@ -319,7 +340,7 @@ class UserSettings:
             except SettingError as err:
                 self.warnings.append(f"settings {path}: {err}; using the default")
                 continue
-            if setting.key in ("theme", "model", "server", "model_dirs"):
+            if setting.key in ("theme", "thinking_display", "model", "server", "model_dirs"):
                 setattr(self, setting.key, value)
             else:
                 self.turn = self.turn.with_value(setting.key, value)
@@ -330,6 +351,7 @@ class UserSettings:
         lines = [
             "# qwen3tui settings; edited by the app, safe to edit by hand.",
             f"theme = {_toml_string(self.theme)}",
+            f"thinking_display = {_toml_string(self.thinking_display)}",
             f"thinking = {'true' if t.thinking else 'false'}",
             f"thinking_budget = {_toml_string(UNLIMITED) if budget is None else budget}",
             f"max_tokens = {t.max_tokens}",

@@ -102,10 +102,35 @@ async def test_shows_the_current_value_and_posts_nothing_for_the_start_value() -
         assert app.changes == []
 
 
-async def test_a_start_value_between_steps_snaps() -> None:
+async def test_a_start_value_between_steps_is_held_exactly() -> None:
     app = SliderApp(3000)
     async with app.run_test():
-        assert app.query_one(BudgetSlider).value == 3072
+        slider = app.query_one(BudgetSlider)
+        assert slider.value == 3000
+        assert rendered_line(slider).endswith("3,000 tokens")
+        assert slider.index == BUDGET_STEPS.index(3072)  # the thumb at the nearest step
+
+
+async def test_a_value_below_the_first_step_is_held_and_arrows_move_to_the_steps_beyond() -> None:
+    app = SliderApp(30)
+    async with app.run_test() as pilot:
+        slider = app.query_one(BudgetSlider)
+        slider.focus()
+        assert slider.value == 30
+        await pilot.press("right")
+        assert slider.value == 128
+        slider.value = 1000
+        await pilot.press("left")
+        assert slider.value == 768
+        slider.value = 1000
+        await pilot.press("right")
+        assert slider.value == 1024
+        slider.value = 1000
+        await pilot.press("pageup")  # two steps beyond
+        assert slider.value == 1536
+        slider.value = 50
+        await pilot.press("left")
+        assert slider.value == 128  # nothing lower on the track: its first step
 
 
 async def test_arrow_keys_step_and_stop_at_the_ends() -> None:
@@ -159,11 +184,11 @@ async def test_changed_is_posted_for_user_and_programmatic_changes() -> None:
         slider.focus()
         await pilot.press("right")
         slider.value = None
-        slider.value = 100  # snaps to 128
+        slider.value = 100  # held exactly
         await pilot.pause()
-        assert app.changes == [(slider, 1536), (slider, None), (slider, 128)]
-        # Setting a value that snaps to the current step is not a change.
-        slider.value = 130
+        assert app.changes == [(slider, 1536), (slider, None), (slider, 100)]
+        # Setting the same value again is not a change.
+        slider.value = 100
         await pilot.pause()
         assert len(app.changes) == 3
 

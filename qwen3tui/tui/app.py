@@ -7,6 +7,7 @@ the engine is created by `engine_factory` inside a thread worker.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import threading
 import time
@@ -21,6 +22,7 @@ from textual.widgets import TextArea
 from qwen3tui.engine.chat_engine import ChatEngine
 from qwen3tui.engine.errors import EngineError
 from qwen3tui.engine.info import LoadProgress
+from qwen3tui.engine.memory_fit import ModelTooLargeError
 from qwen3tui.settings import DEFAULT_THEME, UserSettings
 from qwen3tui.store import SessionSaver, SessionStore, StoreError
 
@@ -29,6 +31,7 @@ from .command_palette import SlashCommandProvider
 from .themes import register_themes, start_theme
 
 EngineFactory = Callable[[Callable[[LoadProgress], None]], Any]
+ModelFactory = Callable[[str, Callable[[LoadProgress], None]], Any]  # (model, progress)
 PROGRESS_INTERVAL_S = 0.1
 QUIT_SAVE_WAIT_S = 30.0  # at quit, how long to wait for another process's lock on the store
 
@@ -51,6 +54,29 @@ class EngineFailed(Message):
         self.message = message
 
 
+class EngineSwitched(Message):
+    """`/model NAME` loaded its model (posted from the switching thread)."""
+
+    def __init__(self, engine: ChatEngine) -> None:
+        super().__init__()
+        self.engine = engine
+
+
+class EngineSwitchFailed(Message):
+    def __init__(self, model: str, message: str, previous: ChatEngine | None) -> None:
+        super().__init__()
+        self.model = model
+        self.message = message
+        self.previous = previous  # still loaded (None: released to make room)
+
+
+class ModelsListed(Message):
+    def __init__(self, entries: list[Any], error: str | None = None) -> None:
+        super().__init__()
+        self.entries = entries
+        self.error = error
+
+
 class Qwen3App(App[int]):
     TITLE = "qwen3tui"
     CSS_PATH = "app.tcss"
@@ -69,9 +95,12 @@ class Qwen3App(App[int]):
         settings: UserSettings | None = None,
         resume: str | None = None,
         continue_last: bool = False,
+        model_factory: ModelFactory | None = None,
     ) -> None:
         super().__init__()
         self.engine_factory = engine_factory
+        self.model_factory = model_factory  # None: /model cannot switch (lists only)
+        self._switching: str | None = None  # the model `/model NAME` is loading
         self.model_name = model_name
         self.engine: ChatEngine | None = None
         self.store = store if store is not None else SessionStore.open()
@@ -95,6 +124,7 @@ class Qwen3App(App[int]):
             store=self.store,
             saver=self.saver,
             model_name=self.model_name,
+            thinking_display=self.user_settings.thinking_display,
         )
         await self.push_screen(self.chat)
         for warning in [*self.user_settings.warnings, *theme_warnings, *self.store.warnings]:
@@ -154,8 +184,8 @@ class Qwen3App(App[int]):
             except StoreError as err:
                 chat.notice(f"{err}", kind="error")
 
-    def _load_engine(self) -> None:
-        """Load the model (in a background thread), reporting progress as messages."""
+    def _progress_reporter(self) -> Callable[[LoadProgress], None]:
+        """Load progress as messages, at most every PROGRESS_INTERVAL_S (and the last one)."""
         last = 0.0
 
         def progress(p: LoadProgress) -> None:
@@ -165,8 +195,12 @@ class Qwen3App(App[int]):
                 last = now
                 self.post_message(EngineProgress(p))
 
+        return progress
+
+    def _load_engine(self) -> None:
+        """Load the model (in a background thread), reporting progress as messages."""
         try:
-            engine = self.engine_factory(progress)
+            engine = self.engine_factory(self._progress_reporter())
         except EngineError as err:
             self.post_message(EngineFailed(str(err)))
             return
@@ -188,12 +222,113 @@ class Qwen3App(App[int]):
         if self.chat is not None:
             self.chat.engine_failed(message.message)
 
+    # ----- switching models (/model) -----
+
+    def on_chat_screen_model_list_requested(self, message: ChatScreen.ModelListRequested) -> None:
+        folders = self.user_settings.model_dirs
+
+        def scan() -> None:
+            from qwen3tui import model_catalog
+
+            try:
+                self.post_message(ModelsListed(model_catalog.list_models(folders)))
+            except Exception as err:  # noqa: BLE001 -- a damaged cache is one line in the chat
+                self.post_message(ModelsListed([], f"{type(err).__name__}: {err}".splitlines()[0]))
+
+        # Scanning the cache and rendering each template takes a moment: never on the UI thread.
+        threading.Thread(target=scan, name="qwen3tui-models", daemon=True).start()
+
+    def on_models_listed(self, message: ModelsListed) -> None:
+        if self.chat is not None:
+            self.chat.show_model_list(message.entries, message.error)
+
+    def on_chat_screen_model_switch_requested(
+        self, message: ChatScreen.ModelSwitchRequested
+    ) -> None:
+        assert self.chat is not None
+        if self.model_factory is None:
+            self.chat.notice("Switching models is not available here.", kind="error")
+            return
+        if self._switching is not None:
+            self.chat.notice(f"Already switching to {self._switching}; wait for it.", kind="error")
+            return
+        self._switching = message.model
+        previous = self.engine
+        self.chat.model_switch_started(message.model)
+        threading.Thread(
+            target=self._switch_engine,
+            args=(message.model, previous),
+            name="qwen3tui-switch",
+            daemon=True,  # like the first load: quitting never waits for a download
+        ).start()
+
+    def _switch_engine(self, wanted: str, previous: ChatEngine | None) -> None:
+        """Load `wanted` beside the current model; when both would not fit (the engine refuses
+        before reading weights), release the current one first and load again."""
+        model = self._listed_name(wanted)
+        progress = self._progress_reporter()
+        try:
+            try:
+                engine = self.model_factory(model, progress)  # type: ignore[misc]
+            except ModelTooLargeError:
+                if previous is None:
+                    raise
+                self.call_from_thread(self._release_engine)
+                previous = None
+                gc.collect()  # the old weights go now, not at some later collection
+                engine = self.model_factory(model, progress)  # type: ignore[misc]
+        except EngineError as err:
+            self.post_message(EngineSwitchFailed(model, str(err), previous))
+            return
+        except Exception as err:  # noqa: BLE001 -- shown in the window as one line
+            first = f"{type(err).__name__}: {err}".splitlines()[0]
+            self.post_message(EngineSwitchFailed(model, first, previous))
+            return
+        self.post_message(EngineSwitched(engine))
+
+    @staticmethod
+    def _listed_name(wanted: str) -> str:
+        """The listed model a short name means ("Qwen3-4B" for "Qwen/Qwen3-4B"), else as typed."""
+        from qwen3tui import model_catalog
+
+        try:
+            found = model_catalog.find(wanted, model_catalog.cached_models())
+        except Exception:  # noqa: BLE001 -- an unreadable cache: the engine says what is wrong
+            found = None
+        return found.name if found is not None else wanted
+
+    def _release_engine(self) -> None:
+        """UI thread: drop every reference to the current engine so its memory can go."""
+        self.engine = None
+        if self.chat is not None:
+            self.chat.engine_released()
+
+    def on_engine_switched(self, message: EngineSwitched) -> None:
+        self._switching = None
+        self.engine = message.engine
+        if self.chat is not None:
+            self.chat.model_switched(message.engine)
+
+    def on_engine_switch_failed(self, message: EngineSwitchFailed) -> None:
+        self._switching = None
+        self.engine = message.previous
+        if self.chat is not None:
+            self.chat.model_switch_failed(message.model, message.message, message.previous)
+
     # ----- settings and themes -----
 
     def on_chat_screen_settings_changed(self, message: ChatScreen.SettingsChanged) -> None:
         """Remember the chat's turn settings as the user's defaults."""
         self.user_settings.turn = message.settings
         self._save_user_settings()
+
+    def on_chat_screen_thinking_display_changed(
+        self, message: ChatScreen.ThinkingDisplayChanged
+    ) -> None:
+        """Remember how reasoning shows, as the theme is remembered."""
+        if self.user_settings.thinking_display != message.display:
+            self.user_settings.thinking_display = message.display
+            self._save_user_settings()
 
     def on_chat_screen_turn_finished(self, message: ChatScreen.TurnFinished) -> None:
         self.turn_finished(message.turn)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -25,7 +27,7 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Static, Switch, TextArea
+from textual.widgets import Button, Footer, Static, Switch, TextArea
 from textual.worker import Worker
 
 from qwen3tui import engine_choice
@@ -37,9 +39,11 @@ from qwen3tui.engine.thinking_mode import (
     thinking_mode_label,
     thinking_switch_note,
 )
-from qwen3tui.settings import TurnSettings
+from qwen3tui.file_attach import AttachError, attach_typed, check_fits, unescape_at
+from qwen3tui.settings import DEFAULT_THINKING_DISPLAY, ThinkingDisplay, TurnSettings
 from qwen3tui.store import Outcome, SaveState, SessionSaver, SessionStore, StoreError
 from qwen3tui.store import export as export_format
+from qwen3tui.store.attachments import Attachment, expand_prompt
 from qwen3tui.store.models import Message as StoredMessage
 from qwen3tui.store.models import Session
 from qwen3tui.turn import Recording, Stop, TurnEnded, WaitingForSession
@@ -94,11 +98,14 @@ class Turn:
     mailbox: Mailbox = field(default_factory=Mailbox)
     worker: Worker[None] | None = None
     done: bool = False
+    model: str | None = None  # what writes the reply, as it is saved with it
 
 
 class ChatScreen(Screen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "stop", "Stop"),
+        # Shown in the footer only while the model thinks (`check_action`).
+        Binding("ctrl+g", "answer_now", "Answer now"),
         Binding("ctrl+t", "toggle_thinking", "Thinking"),
         Binding("ctrl+o", "sessions", "Sessions"),
         Binding("ctrl+n", "new", "New"),
@@ -125,6 +132,23 @@ class ChatScreen(Screen[None]):
     class QuitRequested(Message):
         """The user asked to quit (/quit)."""
 
+    class ModelListRequested(Message):
+        """/model alone: the app scans for models and calls `show_model_list`."""
+
+    class ModelSwitchRequested(Message):
+        """/model NAME: the app loads NAME in the background and calls `model_switched`."""
+
+        def __init__(self, model: str) -> None:
+            super().__init__()
+            self.model = model
+
+    class ThinkingDisplayChanged(Message):
+        """The user chose how reasoning shows: the app remembers it in settings.toml."""
+
+        def __init__(self, display: ThinkingDisplay) -> None:
+            super().__init__()
+            self.display = display
+
     def __init__(
         self,
         settings: TurnSettings,
@@ -132,9 +156,11 @@ class ChatScreen(Screen[None]):
         store: SessionStore,
         saver: SessionSaver,
         model_name: str,
+        thinking_display: ThinkingDisplay = DEFAULT_THINKING_DISPLAY,
     ) -> None:
         super().__init__()
         self.settings = settings
+        self.thinking_display: ThinkingDisplay = thinking_display
         self.store = store
         self.saver = saver
         self.model_name = model_name
@@ -146,6 +172,13 @@ class ChatScreen(Screen[None]):
         self.history: list[dict[str, str]] = []  # answer-only conversation for the engine
         self.turn: Turn | None = None
         self.pending_prompt: str | None = None  # typed before the engine was ready
+        self.pending_files: list[Attachment] = []  # from /file, sent with the next message
+        # Which model wrote each reply on screen; shown in their meta lines once the
+        # conversation has replies of more than one model.
+        self.reply_models: dict[AssistantMessage, str] = {}
+        self.show_reply_models = False
+        # Sent while a reply streams: each waits, shown in the chat, to be its own turn.
+        self.queued: list[UserMessage] = []
         self._turn_counter = 0
         self.pacer = UpdatePacer()
         self._drain_timer: Timer | None = None
@@ -203,6 +236,105 @@ class ChatScreen(Screen[None]):
         if self.pending_prompt is not None:
             prompt, self.pending_prompt = self.pending_prompt, None
             self.start_turn(prompt, mount_user=False, save_user=False)
+
+    # ----- switching models (/model: the app loads, the screen shows) -----
+
+    def request_models(self) -> None:
+        self.post_message(self.ModelListRequested())
+
+    def request_model_switch(self, model: str) -> None:
+        if self.busy("switch models"):
+            return
+        if self.engine is None and self.load_error is None:
+            self.notice("The model is still loading; switch when it is ready.", kind="error")
+            return
+        self.post_message(self.ModelSwitchRequested(model))
+
+    def show_model_list(self, entries: list[Any], error: str | None = None) -> None:
+        """The models `qwen3tui models list` shows, the current one marked."""
+        from qwen3tui.model_catalog import format_size
+
+        if error is not None:
+            self.notice(f"Cannot list the models: {error}", kind="error")
+            return
+        if not entries:
+            self.notice(
+                "No Qwen3 models in the Hugging Face cache or in added folders yet:"
+                " /model ID downloads one from the Hub, `qwen3tui models add DIR` adds a folder."
+            )
+            return
+        current = self.engine.info.model if self.engine is not None else self.model_name
+        lines = ["Models (/model NAME switches; the conversation continues):"]
+        for e in entries:
+            kind = {"dense": "dense", "moe": "MoE"}.get(e.kind or "", "?")
+            details = [format_size(e.size_bytes), kind, e.mode_label, e.dtype or "?"]
+            if e.problem:
+                details.append(e.problem)
+            mark = "▶" if e.name == current else " "
+            lines.append(f"{mark} {e.name}  ({', '.join(details)})")
+        self.notice("\n".join(lines))
+
+    def model_switch_started(self, model: str) -> None:
+        """Until the new model is ready nothing is sent to the old one: messages typed
+        meanwhile wait for the new one, as they do at start-up."""
+        if self.engine is not None:
+            self.engine.stop_warming()
+        self.engine = None
+        self.load_error = None
+        self.status.set(model=model, state=f"loading {model}…")
+        self.notice(f"Switching to {model}…")
+
+    def engine_released(self) -> None:
+        """The previous model was let go to make room for the new one."""
+        self.status.set(state="loading (the previous model was released to make room)…")
+
+    def model_switched(self, engine: ChatEngine) -> None:
+        info = engine.info
+        self.model_name = info.model  # new sessions are recorded with it
+        if self.reply_models:
+            self.show_reply_models = True
+            self._label_reply_models()
+        self.notice(
+            f"Now chatting with {info.model} ({thinking_mode_label(info.thinking_mode)});"
+            " the conversation continues."
+        )
+        self.engine_ready(engine)  # the thinking mode, the status bar, a message typed meanwhile
+
+    def model_switch_failed(self, model: str, message: str, previous: ChatEngine | None) -> None:
+        self.notice(f"Could not switch to {model}: {message}", kind="error")
+        if previous is not None:
+            self.notice(f"Still chatting with {previous.info.model}.")
+            self.engine_ready(previous)
+            return
+        self.load_error = message
+        self.load_panel.display = False
+        self.status.set(state="model not loaded")
+        self.notice("No model is loaded now: /model NAME loads one.")
+
+    def _record_reply_model(self, widget: AssistantMessage, model: str | None) -> None:
+        if model:
+            self.reply_models[widget] = model
+            self._label_reply_models()
+
+    def _restore_reply_models(self, session: Session) -> None:
+        replies = [m for m in session.messages if m.role != "user"]
+        widgets = [w for w in self.conversation.children if isinstance(w, AssistantMessage)]
+        for widget, m in zip(widgets, replies, strict=False):
+            if m.model:
+                self.reply_models[widget] = m.model
+        self.show_reply_models = len(set(self.reply_models.values())) > 1
+        self._label_reply_models()
+
+    def _label_reply_models(self) -> None:
+        """Add each reply's model to its meta line (once), when there is more than one."""
+        if not self.show_reply_models:
+            return
+        for widget, model in self.reply_models.items():
+            if widget.outcome is None or widget.has_class("-model-shown"):
+                continue
+            meta = str(widget.meta.content)
+            widget.show_outcome(widget.outcome, f"{meta} · {model}" if meta else model)
+            widget.add_class("-model-shown")
 
     def engine_failed(self, message: str) -> None:
         self.load_error = message
@@ -295,10 +427,15 @@ class ChatScreen(Screen[None]):
             self.composer.clear_sent(text)
             self.run_command(command)
             return
+        try:
+            attachments = self.attachments_for(text)
+        except AttachError as err:
+            self.notice(str(err), kind="error")  # the composer keeps the text to fix it
+            return
         if self.turn is not None:
-            self.notice(
-                "A reply is still streaming: wait for it, or press Esc to stop it.", kind="error"
-            )
+            self.composer.clear_sent(text)
+            self.queue_message(text, attachments)
+            self.take_pending_files()
             return
         if self.load_error is not None:
             self.notice(
@@ -306,6 +443,7 @@ class ChatScreen(Screen[None]):
             )
             return
         self.composer.clear_sent(text)
+        self.take_pending_files()
         text, switch = slash_commands.split_soft_switch(text)
         if switch is not None:
             if self.thinking_mode == "hybrid":
@@ -317,6 +455,7 @@ class ChatScreen(Screen[None]):
                     self.notice(note, kind="error")
         if text.lstrip().startswith("//"):  # "//x" sends "/x": how to start a message with /
             text = text.replace("//", "/", 1)
+        text = unescape_at(text)  # "@@x" sends "@x": how to write an @ that is not a file
         if self.engine is None:
             if self.pending_prompt is not None:
                 self.notice(
@@ -326,18 +465,62 @@ class ChatScreen(Screen[None]):
                 return
             self.pending_prompt = text
             # Handed to the saver now: quitting before the load loses nothing.
-            self.saver.add_user_message(self.ensure_session(), text)
-            self.history.append({"role": "user", "content": text})
-            self.mount_message(UserMessage(text))
+            self.saver.add_user_message(self.ensure_session(), text, attachments)
+            self.history.append({"role": "user", "content": expand_prompt(text, attachments)})
+            self.mount_message(UserMessage(text, attachments))
             self.notice(
                 "The model is still loading; this message will be sent when it is ready.",
                 kind="info",
             )
             return
-        self.start_turn(text)
+        self.start_turn(text, attachments=attachments)
 
     def run_command(self, command: ParsedCommand) -> None:
         command.run(self)
+
+    # ----- attached files -----
+
+    def attachments_for(self, text: str) -> list[Attachment]:
+        """The files going with this message: those of /file, then its @paths. AttachError
+        (one line, with the numbers) when one cannot be read or they do not fit the context."""
+        files = [*self.pending_files, *attach_typed(text)]
+        self._check_fits(text, files)
+        return files
+
+    def _check_fits(self, text: str, files: list[Attachment]) -> None:
+        # Before the model is loaded only the reading is checked: the engine refuses a prompt
+        # that does not fit, in one line, when it is sent.
+        engine = self.engine
+        if files and engine is not None:
+            thinking = resolve_thinking(self.thinking_mode, self.settings.thinking)
+            check_fits(
+                text,
+                files,
+                lambda m: engine.count_tokens(m, thinking),
+                engine.info.context_length,
+                self.settings.max_tokens,
+                self.system_prompt,
+            )
+
+    def attach(self, attachment: Attachment) -> None:
+        """/file: the file goes with the next message sent (shown on the composer's border)."""
+        try:
+            self._check_fits("", [*self.pending_files, attachment])
+        except AttachError as err:
+            self.notice(str(err), kind="error")
+            return
+        self.pending_files.append(attachment)
+        self._show_pending_files()
+        self.confirm(f"Attached {attachment.chip}; it goes with your next message.")
+
+    def take_pending_files(self) -> None:
+        self.pending_files = []
+        self._show_pending_files()
+
+    def _show_pending_files(self) -> None:
+        chips = " ".join(a.chip for a in self.pending_files)
+        # Text, not a string: a file name is never read as markup.
+        self.composer.border_title = Text(f"+ {chips}") if chips else ""
 
     # ----- a turn -----
 
@@ -353,13 +536,20 @@ class ChatScreen(Screen[None]):
             )
         return self.session_id
 
-    def start_turn(self, text: str, *, mount_user: bool = True, save_user: bool = True) -> None:
+    def start_turn(
+        self,
+        text: str,
+        *,
+        mount_user: bool = True,
+        save_user: bool = True,
+        attachments: Sequence[Attachment] = (),
+    ) -> None:
         assert self.engine is not None
         session_id = self.ensure_session()
         if save_user:
-            self.history.append({"role": "user", "content": text})
+            self.history.append({"role": "user", "content": expand_prompt(text, attachments)})
         if mount_user:
-            self.mount_message(UserMessage(text))
+            self.mount_message(UserMessage(text, attachments))
         # What the model will do: its thinking mode may decide rather than the switch.
         thinking = resolve_thinking(self.thinking_mode, self.settings.thinking)
         options = replace(self.settings, thinking=thinking).options()
@@ -368,10 +558,13 @@ class ChatScreen(Screen[None]):
             session_id,
             model=engine_choice.reply_model(self.engine),
             user_text=text if save_user else None,
+            attachments=tuple(attachments),
         )
-        widget = AssistantMessage(thinking_enabled=thinking, budget=options.thinking_budget)
+        widget = AssistantMessage(
+            thinking_enabled=thinking, budget=options.thinking_budget, display=self.thinking_display
+        )
         self._turn_counter += 1
-        turn = Turn(self._turn_counter, widget)
+        turn = Turn(self._turn_counter, widget, model=recording.model)
         self.turn = turn
         self.mount_message(widget)
         self.conversation.anchor()
@@ -393,6 +586,7 @@ class ChatScreen(Screen[None]):
             exit_on_error=False,
             name="generation",
         )
+        self.refresh_bindings()  # "Answer now" shows in the footer while the model thinks
 
     @on(StreamReady)
     async def _stream_ready(self, message: StreamReady) -> None:
@@ -435,9 +629,13 @@ class ChatScreen(Screen[None]):
             await widget.append_thinking(item.text, item.thinking_tokens)
         elif isinstance(item, ThinkingDone):
             await widget.thinking_done(
-                seconds=item.seconds, tokens=item.thinking_tokens, budget_hit=item.budget_hit
+                seconds=item.seconds,
+                tokens=item.thinking_tokens,
+                budget_hit=item.budget_hit,
+                cut_by_user=item.cut_by_user,
             )
             self.status.set(state="generating…")
+            self.refresh_bindings()  # "Answer now" leaves the footer
         elif isinstance(item, AnswerDelta):
             await widget.append_answer(item.text)
         elif isinstance(item, (ContextNotice, WaitingForSession)):
@@ -465,15 +663,80 @@ class ChatScreen(Screen[None]):
         )
         turn.done = True
         await turn.widget.finish(ended.outcome, meta)
+        self._record_reply_model(turn.widget, turn.model)
         if self.turn is turn:
             self.turn = None
         self.status.set(state="")
+        self.refresh_bindings()
         self.post_message(self.TurnFinished(turn))
+        if ended.outcome is not Outcome.INTERRUPTED:
+            self.send_next_queued()
 
     def action_stop(self) -> None:
+        """Esc: the first press clears the queued messages, if any; else it stops the reply."""
+        if self.queued:
+            self.clear_queue()
+            return
         if self.turn is not None and not self.turn.stop.is_set():
             self.turn.stop.cancel()
             self.status.set(state="stopping…")
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "answer_now":  # only while the model thinks: hidden from the footer else
+            turn = self.turn
+            return turn is not None and turn.widget.thinking_live and not turn.stop.is_set()
+        return True
+
+    def action_answer_now(self) -> None:
+        """End the thinking now: the model is told to answer (as when the budget runs out)."""
+        turn = self.turn
+        if turn is None or not turn.widget.thinking_live or turn.stop.answer_event.is_set():
+            return
+        turn.stop.answer_now()
+        turn.widget.answering()
+        self.status.set(state="answering…")
+        self.refresh_bindings()
+
+    @on(Button.Pressed, ".answer-now")
+    def _answer_now_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.action_answer_now()
+
+    # ----- queued messages -----
+
+    def queue_message(self, text: str, attachments: Sequence[Attachment] = ()) -> None:
+        """A message sent while a reply streams: shown at once, sent as its own turn after."""
+        widget = UserMessage(text, attachments)
+        widget.add_class("-queued")
+        self.queued.append(widget)
+        self.mount_message(widget)
+        self._show_queue()
+
+    def send_next_queued(self) -> None:
+        if not self.queued or self.turn is not None or self.engine is None:
+            return
+        widget = self.queued.pop(0)
+        widget.remove_class("-queued")
+        self._show_queue()
+        text, switch = slash_commands.split_soft_switch(widget.text)
+        if switch is not None and self.thinking_mode == "hybrid":
+            self.change_settings(replace(self.settings, thinking=switch == "think"))
+        elif switch is not None:
+            text = slash_commands.strip_soft_switch(text)
+        if text.lstrip().startswith("//"):
+            text = text.replace("//", "/", 1)
+        self.start_turn(text, mount_user=False, attachments=widget.attachments)
+
+    def clear_queue(self) -> None:
+        for widget in self.queued:
+            widget.remove()
+        count, self.queued = len(self.queued), []
+        self._show_queue()
+        self.confirm(f"Cleared {count} queued message{'s' if count != 1 else ''}.")
+
+    def _show_queue(self) -> None:
+        count = len(self.queued)
+        self.composer.border_subtitle = f"{count} queued · Esc clears" if count else ""
 
     def on_unmount(self) -> None:
         # However the app ends, a running generation must not keep the process alive.
@@ -505,6 +768,10 @@ class ChatScreen(Screen[None]):
         notice = Notice(text, kind=kind)
         self.mount_message(notice)
         return notice
+
+    def confirm(self, text: str) -> None:
+        """A confirmation that comes and goes (a notification), not a transcript entry."""
+        self.app.notify(text, timeout=3)
 
     def clear_conversation(self) -> None:
         self.conversation.remove_children()
@@ -550,11 +817,9 @@ class ChatScreen(Screen[None]):
         """Use `settings` from the next turn; saved with the session and as the user's defaults."""
         self.settings = settings
         self._show_controls()
-        # The slider snaps to its steps: the budget used is the one it shows.
-        self.settings = replace(self.settings, thinking_budget=self.controls.slider.value)
         self._settings_changed()
         if what:
-            self.notice(what)
+            self.confirm(what)
 
     def set_thinking(self, on: bool, what: str = "") -> None:
         """Thinking on or off from the next turn. A switch the model cannot follow is refused
@@ -590,6 +855,21 @@ class ChatScreen(Screen[None]):
             self.settings = replace(self.settings, thinking_budget=event.value)
             self._settings_changed()
 
+    def set_thinking_display(self, display: ThinkingDisplay) -> None:
+        """How reasoning shows from now on (the replies on screen too); remembered."""
+        self.thinking_display = display
+        for reply in self.replies():
+            pane = reply.pane
+            if pane is None or pane.mode == display:
+                continue
+            if display == "hidden" or pane.mode == "hidden":
+                continue  # a pane's rendering is chosen when it is made: new replies follow
+            pane.mode = display
+            if not pane.live:
+                pane.collapsed = display == "collapsed"
+        self.post_message(self.ThinkingDisplayChanged(display))
+        self.confirm(f"Thinking display: {display}.")
+
     def action_toggle_thinking(self) -> None:
         self.set_thinking(not resolve_thinking(self.thinking_mode, self.settings.thinking))
 
@@ -599,6 +879,7 @@ class ChatScreen(Screen[None]):
         self.session_id = None
         self.history = []
         self.clear_conversation()
+        self.reply_models, self.show_reply_models = {}, False
         self.status.set(context_used=0 if self.engine else None, tok_s=None, ttft_s=None)
 
     def open_session(self, session_id: str) -> None:
@@ -612,9 +893,10 @@ class ChatScreen(Screen[None]):
         self.history = [m for m in self.store.conversation(session.id) if m["role"] != "system"]
         for m in session.messages:
             if m.role == "user":
-                self.conversation.mount(UserMessage(m.content))
+                self.conversation.mount(UserMessage(m.content, m.attachments))
             else:
-                self.conversation.mount(self._restored_reply(m))
+                self.conversation.mount(self._restored_reply(m, self.thinking_display))
+        self._restore_reply_models(session)
         self.conversation.scroll_end(animate=False)
         # Up in the composer walks this session's earlier prompts too.
         self.composer.prompts = PromptHistory(
@@ -627,7 +909,7 @@ class ChatScreen(Screen[None]):
         self.refresh_context_count()
 
     @staticmethod
-    def _restored_reply(m: StoredMessage) -> AssistantMessage:
+    def _restored_reply(m: StoredMessage, display: ThinkingDisplay) -> AssistantMessage:
         usage, timings = m.usage or {}, m.timings or {}
         thinking_shown = bool(m.thinking_enabled) or bool(m.thinking)
         title = restored_thought_title(
@@ -635,6 +917,7 @@ class ChatScreen(Screen[None]):
             usage.get("thinking_tokens"),
             timings.get("thinking_s"),
             bool(usage.get("thinking_budget_hit")),
+            bool(usage.get("thinking_cut_by_user")),
         )
         widget = AssistantMessage(
             thinking_enabled=thinking_shown,
@@ -643,6 +926,7 @@ class ChatScreen(Screen[None]):
             thinking=m.thinking,
             live=False,
             thought=title,
+            display=display,
         )
         meta = reply_meta(
             m.outcome,
@@ -715,7 +999,8 @@ class ChatScreen(Screen[None]):
         for widget in self.conversation.children:
             order = len(messages)
             if isinstance(widget, UserMessage):
-                messages.append(_screen_message(self.session_id, order, "user", widget.text))
+                typed = _screen_message(self.session_id, order, "user", widget.text)
+                messages.append(replace(typed, attachments=list(widget.attachments)))
             elif isinstance(widget, AssistantMessage):
                 outcome = widget.outcome or Outcome.INTERRUPTED
                 messages.append(

@@ -1,8 +1,9 @@
 """What each slash command does, outside the screen: each handler takes the chat (anything that
 provides `ChatActions`) and the command's parsed value.
 
-Writes go through the chat's `SessionSaver` (never waiting on the disk); results are shown as
-short notices.
+Writes go through the chat's `SessionSaver` (never waiting on the disk). Confirmations of a
+changed setting come and go (`confirm`: a notification); what the user must fix, and what they
+asked to see, stays in the chat (`notice`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ class ChatActions(Protocol):
     def app(self) -> Any: ...
 
     def notice(self, text: str, *, kind: str = "info") -> Any: ...
+
+    def confirm(self, text: str) -> None: ...
+
+    def set_thinking_display(self, display: Any) -> None: ...
 
     def busy(self, what: str) -> bool: ...
 
@@ -61,6 +66,12 @@ class ChatActions(Protocol):
     def switch_theme(self, name: str) -> str | None: ...
 
     def quit(self) -> None: ...
+
+    def attach(self, attachment: Any) -> None: ...
+
+    def request_models(self) -> None: ...
+
+    def request_model_switch(self, model: str) -> None: ...
 
 
 def think(chat: ChatActions, value: None) -> None:
@@ -210,7 +221,31 @@ def theme(chat: ChatActions, value: str) -> None:
     if problem is not None:
         chat.notice(problem, kind="error")
     else:
-        chat.notice(f"Theme: {value}")
+        chat.confirm(f"Theme: {value}")
+
+
+def thinking_display(chat: ChatActions, value: str) -> None:
+    chat.set_thinking_display(value)
+
+
+def model(chat: ChatActions, value: str) -> None:
+    if value:
+        chat.request_model_switch(value)
+    else:
+        chat.request_models()
+
+
+def attach_file(chat: ChatActions, value: str) -> None:
+    """/file PATH: read it now (a file that cannot be attached is refused at once), and send it
+    with the next message."""
+    from qwen3tui.file_attach import AttachError, read_attachment
+
+    try:
+        attachment = read_attachment(Path.cwd() / Path(value).expanduser(), name=value)
+    except AttachError as err:
+        chat.notice(str(err), kind="error")
+        return
+    chat.attach(attachment)
 
 
 def clear(chat: ChatActions, value: None) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from qwen3tui.settings import BY_KEY, SETTABLE, SettingError, parse_setting
+from qwen3tui.settings import BY_KEY, SETTABLE, THINKING_DISPLAYS, SettingError, parse_setting
 
 from . import command_handlers as run
 
@@ -66,6 +66,15 @@ def _set(arg: str) -> tuple[str, Any]:
         raise SlashError(f"/set {err}") from None
 
 
+def _thinking_display(arg: str) -> str:
+    try:
+        return BY_KEY["thinking_display"].parse(arg)
+    except SettingError:
+        raise SlashError(
+            f"/thinking needs how to show reasoning: /thinking {'|'.join(THINKING_DISPLAYS)}"
+        ) from None
+
+
 def _export(arg: str) -> tuple[str, str]:
     fmt, _, path = arg.partition(" ")
     if fmt.lower() not in ("md", "json"):
@@ -103,6 +112,14 @@ COMMANDS: tuple[SlashCommand, ...] = (
         _budget,
         palette=("/budget off",),
     ),
+    SlashCommand(
+        "thinking",
+        "expanded|collapsed|hidden",
+        "how reasoning shows: open, folded once answered, or one line (remembered)",
+        run.thinking_display,
+        _thinking_display,
+        palette=tuple(f"/thinking {d}" for d in THINKING_DISPLAYS),
+    ),
     SlashCommand("new", "", "start a new conversation", run.new),
     SlashCommand("sessions", "", "browse, search, open, rename, delete sessions", run.sessions),
     SlashCommand(
@@ -134,8 +151,22 @@ COMMANDS: tuple[SlashCommand, ...] = (
         run.set_value,
         _set,
     ),
+    SlashCommand(
+        "file",
+        "PATH",
+        "attach a text file to your next message (or type @PATH in it)",
+        run.attach_file,
+        _required("file", "PATH"),
+    ),
     SlashCommand("retry", "", "regenerate the last reply", run.retry),
     SlashCommand("copy", "", "copy the last answer to the clipboard", run.copy),
+    SlashCommand(
+        "model",
+        "[NAME]",
+        "list the models, or switch to NAME (the conversation continues)",
+        run.model,
+        _free,
+    ),
     SlashCommand(
         "theme",
         "NAME",

@@ -4,6 +4,9 @@ Steps are half-octaves (x1, x1.5, x2, ...) from 128 to 32,768 tokens. Whole octa
 in the range people actually use (2k -> 4k -> 8k), while half-octaves still land on round,
 recognisable numbers (1,536, 3,072, 6,144, 12k, 24k) and keep the track short enough (18 stops)
 to click precisely in a narrow controls row. The last stop, `None`, means no budget.
+
+The steps are for the mouse and the arrow keys only: a value set in code (`/budget 30`) is held
+exactly, its thumb drawn at the nearest step, and the next arrow press moves to the step beyond.
 """
 
 from __future__ import annotations
@@ -49,6 +52,15 @@ def snap_budget(value: int | None) -> int | None:
         return MAX_BUDGET
     finite = [step for step in BUDGET_STEPS if step is not None]
     return min(finite, key=lambda step: abs(math.log(step) - math.log(value)))
+
+
+def exact_budget(value: int | None) -> int | None:
+    """A budget as given: a whole number of tokens ≥ 0, or `None` (unlimited)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"a thinking budget is a number of tokens or None, not {value!r}")
+    return max(0, int(value))
 
 
 def budget_label(value: int | None) -> str:
@@ -109,7 +121,7 @@ class BudgetSlider(Widget, can_focus=True):
     """
 
     value: reactive[int | None] = reactive(1024, init=False)
-    """The chosen budget in tokens; `None` is unlimited. Any number snaps to the nearest step."""
+    """The chosen budget in tokens; `None` is unlimited. Held exactly, whatever the steps."""
 
     class Changed(Message):
         """Posted when the budget changes, by the user or by code."""
@@ -138,16 +150,16 @@ class BudgetSlider(Widget, can_focus=True):
         if tooltip is not None:
             self.tooltip = tooltip
         # Like Switch: the starting value is not a change, so no message for it.
-        self.set_reactive(BudgetSlider.value, snap_budget(value))
+        self.set_reactive(BudgetSlider.value, exact_budget(value))
         self._dragging = False
 
     @property
     def index(self) -> int:
-        """Position of the current value among BUDGET_STEPS."""
-        return BUDGET_STEPS.index(self.value)
+        """Position of the current value among BUDGET_STEPS (the nearest step when between)."""
+        return BUDGET_STEPS.index(snap_budget(self.value))
 
     def validate_value(self, value: int | None) -> int | None:
-        return snap_budget(value)
+        return exact_budget(value)
 
     def watch_value(self, value: int | None) -> None:
         self.post_message(self.Changed(self, value))
@@ -157,7 +169,18 @@ class BudgetSlider(Widget, can_focus=True):
         self.value = BUDGET_STEPS[index]
 
     def action_step(self, delta: int) -> None:
-        self._move_to(self.index + delta)
+        value = self.value
+        if value is None or value in BUDGET_STEPS:
+            self._move_to(self.index + delta)
+            return
+        # Between steps: the first move goes to the step beyond the value in that direction.
+        finite = [step for step in BUDGET_STEPS if step is not None]
+        if delta > 0:
+            above = [i for i, step in enumerate(finite) if step > value]
+            self._move_to((above[0] if above else len(finite)) + delta - 1)
+        else:
+            below = [i for i, step in enumerate(finite) if step < value]
+            self._move_to((below[-1] if below else 0) + delta + 1)
 
     def action_first(self) -> None:
         self._move_to(0)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Static
 
+from qwen3tui.settings import ThinkingDisplay
+from qwen3tui.store.attachments import Attachment
 from qwen3tui.store.outcome import Outcome
 
 from .streaming_markdown import StreamingMarkdown
@@ -13,11 +18,24 @@ from .thinking_pane import ThinkingPane, thought_title
 
 
 class UserMessage(Static):
-    """What the user sent, shown as typed."""
+    """What the user sent, shown as typed, with a compact chip per attached file."""
 
-    def __init__(self, text: str) -> None:
-        super().__init__(text, markup=False, classes="user-message")
+    def __init__(self, text: str, attachments: Sequence[Attachment] = ()) -> None:
+        super().__init__(with_chips(text, attachments), markup=False, classes="user-message")
         self.text = text
+        self.attachments = tuple(attachments)
+
+
+def with_chips(text: str, attachments: Sequence[Attachment]) -> str | Text:
+    """The typed text, then one dim line per file (name, size, lines): the file's text is for
+    the model, not the transcript."""
+    if not attachments:
+        return text
+    shown = Text(text)
+    for a in attachments:
+        shown.append("\n")
+        shown.append(a.chip, style="dim")
+    return shown
 
 
 class Notice(Static):
@@ -67,13 +85,16 @@ class AssistantMessage(Vertical):
         thinking: str = "",
         live: bool = True,
         thought: str | None = None,
+        display: ThinkingDisplay = "collapsed",
     ) -> None:
         super().__init__(classes="assistant-message")
         self.thinking_enabled = thinking_enabled
         self.outcome: Outcome | None = None if live else Outcome.COMPLETE  # None: streaming
         self.pane: ThinkingPane | None = None
         if thinking_enabled and (live or thinking.strip()):
-            self.pane = ThinkingPane(budget=budget, text=thinking, live=live, title=thought)
+            self.pane = ThinkingPane(
+                budget=budget, text=thinking, live=live, title=thought, display=display
+            )
         self.answer = StreamingMarkdown(answer, classes="answer")
         self.meta = Static("", markup=False, classes="reply-meta")
 
@@ -95,9 +116,22 @@ class AssistantMessage(Vertical):
         if self.pane is not None:
             await self.pane.append(text, tokens)
 
-    async def thinking_done(self, *, seconds: float, tokens: int, budget_hit: bool) -> None:
+    @property
+    def thinking_live(self) -> bool:
+        """The model is thinking now (so "answer now" means something)."""
+        return self.pane is not None and self.pane.live and self.outcome is None
+
+    def answering(self) -> None:
         if self.pane is not None:
-            await self.pane.finish(seconds=seconds, tokens=tokens, budget_hit=budget_hit)
+            self.pane.answering()
+
+    async def thinking_done(
+        self, *, seconds: float, tokens: int, budget_hit: bool, cut_by_user: bool = False
+    ) -> None:
+        if self.pane is not None:
+            await self.pane.finish(
+                seconds=seconds, tokens=tokens, budget_hit=budget_hit, cut_by_user=cut_by_user
+            )
             # A block the model closed at once (Qwen's /no_think soft switch) holds nothing.
             self.pane.display = bool(self.pane.text.strip())
 
@@ -120,10 +154,14 @@ class AssistantMessage(Vertical):
 
 
 def restored_thought_title(
-    thinking: str, tokens: int | None, seconds: float | None, budget_hit: bool
+    thinking: str,
+    tokens: int | None,
+    seconds: float | None,
+    budget_hit: bool,
+    cut_by_user: bool = False,
 ) -> str:
     """Title of a saved reply's pane, from what the store kept."""
     if seconds is not None and tokens is not None:
-        return thought_title(seconds, tokens, budget_hit)
+        return thought_title(seconds, tokens, budget_hit, cut_by_user)
     words = len(thinking.split())
     return f"Thought · {tokens} tokens" if tokens else f"Thought · {words} words"
