@@ -179,3 +179,54 @@ def test_a_store_locked_by_another_process_is_waited_for_and_nothing_is_lost(
         ("user", "two"),
     ]
     assert len(messages) == 4
+
+
+def test_the_prompt_is_saved_before_the_model_loads(qwen3tui_home, capsys):
+    code, err = run_main(["ask", "--model", str(qwen3tui_home / "no-model-here"), "kept?"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    from qwen3tui.store import SessionStore
+
+    with SessionStore.open(next(qwen3tui_home.rglob("sessions.db"))) as store:
+        (summary,) = store.list_sessions()
+        assert [m.content for m in store.get_session(summary.id).messages] == ["kept?"]
+
+
+def _disk_full() -> None:
+    """In the child: no file may grow (as on a full disk), and that is an error, not a kill."""
+    import resource
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1, 1))
+
+
+@pytest.mark.slow
+def test_an_answer_that_cannot_be_saved_says_so_and_exits_3(tiny_checkpoint, tmp_path):
+    first = ask_process(tmp_path, tiny_checkpoint, "--max-new-tokens", "3", "one")
+    assert first.wait(timeout=300) == 0
+    second = ask_process(
+        tmp_path, tiny_checkpoint, "--max-new-tokens", "3", "--json", "--continue", "two",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_disk_full,
+    )  # fmt: skip
+    out, err = second.communicate(timeout=300)
+    assert second.returncode == 3, err
+    assert json.loads(out)["saved"] is False and json.loads(out)["answer"] is not None
+    assert err.strip().splitlines()[-1].startswith("qwen3tui: not saved: ")
+    assert "Traceback" not in err
+    assert len(saved_session(tmp_path)["messages"]) == 2  # nothing claimed that is not there
+
+
+def test_model_text_bound_for_a_terminal_cannot_drive_it(monkeypatch, capsys):
+    from qwen3tui.ask import _Output
+    from qwen3tui.engine.events import AnswerDelta
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    monkeypatch.setattr(sys, "stdout", screen)
+    out = _Output(as_json=False)
+    out.stream(iter([AnswerDelta("\x1b]0;PWNED\x07\x1b[2Jhi\tthere\n")]))
+    shown = screen.getvalue()
+    assert "\x1b" not in shown and "\x07" not in shown
+    assert shown.startswith("␛]0;PWNED␇␛[2Jhi\tthere\n")
