@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -546,3 +547,43 @@ async def test_an_instruct_only_model_disables_thinking_and_drops_the_soft_switc
         assert notices(app)[-1].startswith("This model has no thinking mode")
         assert c.replies()[-1].pane is None
         assert saved(app)[-1].thinking_enabled is False
+
+
+async def test_export_asks_before_replacing_a_file_and_never_writes_half_of_one(
+    qwen3tui_home: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "chat.md"
+    target.write_text("my notes\n")
+    app = make_app(FakeEngine(), qwen3tui_home)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await send(pilot, "export me")
+        await finish_turn(pilot)
+        await send(pilot, f"/export md {target}")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="a question")
+        await pilot.press("n")
+        await pilot.pause()
+        assert target.read_text() == "my notes\n"
+        await send(pilot, f"/export md {target}")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen), what="a question")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: "export me" in target.read_text(), what="the export")
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+async def test_export_while_nothing_can_be_saved_writes_what_is_on_screen(
+    qwen3tui_home: Path, tmp_path: Path
+) -> None:
+    class FullDisk(SessionStore):
+        def _transaction(self, fn):  # noqa: ANN001, ANN202
+            raise sqlite3.OperationalError("database or disk is full")
+
+    store = FullDisk.open(qwen3tui_home / "sessions.db")
+    app = make_app(FakeEngine(), qwen3tui_home, store=store)
+    async with app.run_test(size=SIZE) as pilot:
+        c = await ready(pilot)
+        await send(pilot, "keep this")
+        await wait_until(pilot, lambda: c.turn is None and c.save_banner.display, what="banner")
+        await send(pilot, f"/export md {tmp_path / 'rescued.md'}")
+        rescued = (tmp_path / "rescued.md").read_text()
+        assert "keep this" in rescued and "**Hello** from the fake engine." in rescued
