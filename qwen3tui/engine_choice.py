@@ -61,6 +61,14 @@ def open_engine(
     )
 
 
+def open_model(
+    args: argparse.Namespace, model: str, progress: Callable[[LoadProgress], None] | None = None
+) -> ChatEngine:
+    """`open_engine` for another model with the same device, dtype, context and server: how
+    `/model NAME` switches mid-conversation."""
+    return open_engine(argparse.Namespace(**{**vars(args), "model": model}), progress)
+
+
 def where(engine: ChatEngine) -> dict[str, str]:
     """What a session records about where it runs, so `--continue` can go back there."""
     info = engine.info

@@ -17,6 +17,13 @@ def engine_factory_for(args: argparse.Namespace) -> Callable[[Callable[..., None
     return lambda progress: engine_choice.open_engine(args, progress)
 
 
+def model_factory_for(args: argparse.Namespace) -> Callable[[str, Callable[..., None]], Any]:
+    """A function that opens another model like the first (for `/model NAME`)."""
+    from qwen3tui import engine_choice
+
+    return lambda model, progress: engine_choice.open_model(args, model, progress)
+
+
 def run_app(args: argparse.Namespace) -> int:
     """Open the chat window for the parsed `qwen3tui` command line; returns the exit code."""
     from qwen3tui import engine_choice
@@ -32,6 +39,7 @@ def run_app(args: argparse.Namespace) -> int:
     engine_choice.choose(args, _continued_session_settings(args, store))
     app = Qwen3App(
         engine_factory=engine_factory_for(args),
+        model_factory=model_factory_for(args),
         model_name=args.model or args.server,
         store=store,
         resume=args.resume,

@@ -163,7 +163,7 @@ COMMANDS: tuple[SlashCommand, ...] = (
     SlashCommand(
         "model",
         "[NAME]",
-        "list the models, or switch to NAME (the conversation continues)",
+        "list the models, or switch to NAME mid-conversation",
         run.model,
         _free,
     ),
