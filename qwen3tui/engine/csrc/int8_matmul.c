@@ -19,20 +19,23 @@ static inline void store16(void* y, int bf16, int64_t ldy, int64_t m, int64_t n,
   else vstore((float*)y + m * ldy + n, v);
 }
 
-/* One activation row: STREAMS blocks at once, four k-accumulators each (FMA latency). */
-static void gemv_blocks(const float* x, const int8_t* wp, const float* scale, void* y, int bf16,
-                        int64_t K, int64_t b0, int64_t b1) {
-  int64_t b = b0;
-  for (; b + STREAMS <= b1; b += STREAMS) {
+/* One activation row: STREAMS blocks at once, four k-accumulators each (FMA latency). Stream
+   s walks its own run of L consecutive blocks, one long sequential read that the prefetch runs
+   ahead in across block ends. */
+static inline __attribute__((always_inline)) void gemv_blocks_s(
+    const int S, const float* x, const int8_t* wp, const float* scale, void* y, int bf16,
+    int64_t K, int64_t b0, int64_t L) {
+  for (int64_t i = 0; i < L; i++) {
+    int64_t blk[STREAMS];
+    for (int s = 0; s < S; s++) blk[s] = b0 + s * L + i;
     vf acc[STREAMS][4];
-    for (int s = 0; s < STREAMS; s++)
+    for (int s = 0; s < S; s++)
       for (int j = 0; j < 4; j++) acc[s][j] = vzero();
-    const int8_t* base = wp + b * K * 16;
     for (int64_t k = 0; k < K; k += 4) {
       vf x0 = vset1(x[k]), x1 = vset1(x[k + 1]), x2 = vset1(x[k + 2]), x3 = vset1(x[k + 3]);
 #pragma GCC unroll 4
-      for (int s = 0; s < STREAMS; s++) {
-        const int8_t* p = base + s * K * 16 + k * 16;
+      for (int s = 0; s < S; s++) {
+        const int8_t* p = wp + blk[s] * K * 16 + k * 16;
         PREFETCH_T0(p + PREFETCH);
         acc[s][0] = vfma(x0, vload_i8(p), acc[s][0]);
         acc[s][1] = vfma(x1, vload_i8(p + 16), acc[s][1]);
@@ -40,24 +43,18 @@ static void gemv_blocks(const float* x, const int8_t* wp, const float* scale, vo
         acc[s][3] = vfma(x3, vload_i8(p + 48), acc[s][3]);
       }
     }
-    for (int s = 0; s < STREAMS; s++) {
+    for (int s = 0; s < S; s++) {
       vf sum = vadd(vadd(acc[s][0], acc[s][1]), vadd(acc[s][2], acc[s][3]));
-      store16(y, bf16, 0, 0, (b + s) * 16, vmul(sum, vload(scale + (b + s) * 16)));
+      store16(y, bf16, 0, 0, blk[s] * 16, vmul(sum, vload(scale + blk[s] * 16)));
     }
   }
-  for (; b < b1; b++) {
-    vf a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
-    const int8_t* p = wp + b * K * 16;
-    for (int64_t k = 0; k < K; k += 4, p += 64) {
-      PREFETCH_T0(p + PREFETCH);
-      a0 = vfma(vset1(x[k]), vload_i8(p), a0);
-      a1 = vfma(vset1(x[k + 1]), vload_i8(p + 16), a1);
-      a2 = vfma(vset1(x[k + 2]), vload_i8(p + 32), a2);
-      a3 = vfma(vset1(x[k + 3]), vload_i8(p + 48), a3);
-    }
-    vf sum = vadd(vadd(a0, a1), vadd(a2, a3));
-    store16(y, bf16, 0, 0, b * 16, vmul(sum, vload(scale + b * 16)));
-  }
+}
+
+static void gemv_blocks(const float* x, const int8_t* wp, const float* scale, void* y, int bf16,
+                        int64_t K, int64_t b0, int64_t b1) {
+  const int64_t L = (b1 - b0) / STREAMS, mid = b0 + L * STREAMS;
+  gemv_blocks_s(STREAMS, x, wp, scale, y, bf16, K, b0, L);
+  gemv_blocks_s(1, x, wp, scale, y, bf16, K, mid, b1 - mid);
 }
 
 /* M (2..8) activation rows: each converted weight vector serves every row. */
