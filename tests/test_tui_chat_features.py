@@ -284,3 +284,81 @@ async def test_setting_changes_are_notifications_not_transcript_entries(
         ]
         await send(pilot, "/theme no-such-theme")
         assert len(notices(app)) == 1  # what the user must fix stays inline
+
+
+# ----- the welcome view, the switch in words, the slider while thinking is off -----
+
+
+async def test_an_empty_chat_welcomes_with_the_model_its_mode_and_the_keys_that_matter(
+    qwen3tui_home: Path,
+) -> None:
+    app = make_app(FakeEngine(), qwen3tui_home)
+    async with app.run_test(size=SIZE) as pilot:
+        c = await ready(pilot)
+        assert c.welcome.display
+        shown = str(c.welcome.content)
+        assert shown.startswith("fake/Qwen3-Fake\nhybrid: thinks or not")
+        for key in ("Enter", "Ctrl+T", "Ctrl+G", "Esc", "F1"):
+            assert f"\n{key} " in shown
+        await send(pilot, "hi")
+        assert not c.welcome.display
+        await finish_turn(pilot)
+        await send(pilot, "/new")
+        assert c.welcome.display
+
+
+async def test_no_welcome_while_the_model_loads_or_when_it_failed(qwen3tui_home: Path) -> None:
+    def failing(progress: Any) -> Any:
+        raise RuntimeError("no such model")
+
+    app = make_app(None, qwen3tui_home, engine_factory=failing)
+    async with app.run_test(size=SIZE) as pilot:
+        c = chat(app)
+        assert not c.welcome.display  # loading
+        await wait_until(pilot, lambda: c.load_error is not None, what="the failure")
+        assert not c.welcome.display
+
+
+async def test_the_switch_says_on_or_off_in_words_and_the_slider_looks_off_with_it(
+    qwen3tui_home: Path,
+) -> None:
+    app = make_app(FakeEngine(), qwen3tui_home, settings=UserSettings(turn=TurnSettings()))
+    async with app.run_test(size=SIZE) as pilot:
+        c = await ready(pilot)
+        assert str(c.controls.state.content) == "ON"
+        assert not c.controls.has_class("-thinking-off")
+        await pilot.press("ctrl+t")
+        await pilot.pause()
+        assert str(c.controls.state.content) == "OFF"
+        assert c.controls.has_class("-thinking-off")
+        assert not c.controls.slider.disabled  # it still takes a budget for later
+
+
+@pytest.mark.parametrize("theme", ["qwen-dark", "qwen-ember", "qwen-light", "qwen-phosphor"])
+async def test_on_and_off_contrast_with_the_background_on_every_theme(
+    qwen3tui_home: Path, theme: str
+) -> None:
+    app = make_app(FakeEngine(), qwen3tui_home, settings=UserSettings(theme=theme))
+    async with app.run_test(size=SIZE) as pilot:
+        c = await ready(pilot)
+        for on in (True, False):
+            c.controls.switch.value = on
+            await pilot.pause()
+            label = c.controls.state
+            background = label.background_colors[1]
+            color = background + label.styles.color
+            assert _contrast(color, background) >= 4.5, (theme, on)
+
+
+def _contrast(a: Any, b: Any) -> float:
+    """WCAG contrast ratio of two colours."""
+
+    def luminance(c: Any) -> float:
+        def channel(v: int) -> float:
+            v = v / 255
+            return v / 12.92 if v <= 0.03928 else ((v + 0.055) / 1.055) ** 2.4
+
+        return 0.2126 * channel(c.r) + 0.7152 * channel(c.g) + 0.0722 * channel(c.b)
+
+    high, low = sorted((luminance(a), luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)

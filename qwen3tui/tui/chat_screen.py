@@ -70,6 +70,7 @@ from .widgets.composer import Composer, PromptHistory
 from .widgets.controls import Controls
 from .widgets.load_progress import LoadProgressPanel
 from .widgets.status_bar import StatusBar
+from .widgets.welcome import Welcome
 
 
 class ContextCounted(Message):
@@ -186,6 +187,7 @@ class ChatScreen(Screen[None]):
         self.status = StatusBar(id="status-bar")
         self.save_banner = Static("", id="save-banner", markup=False)
         self.conversation = VerticalScroll(id="conversation")
+        self.welcome = Welcome("", id="welcome")
         self.composer = Composer(id="composer")
         self.suggestions = Static("", id="slash-suggestions", markup=False)
         self.load_panel = LoadProgressPanel(id="load-panel")
@@ -196,6 +198,7 @@ class ChatScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield self.status
         yield self.save_banner
+        yield self.welcome
         yield self.conversation
         yield self.load_panel
         yield self.suggestions
@@ -206,6 +209,7 @@ class ChatScreen(Screen[None]):
     def on_mount(self) -> None:
         self.suggestions.display = False
         self.save_banner.display = False
+        self.welcome.display = False
         self.status.set(model=self.model_name, state="loading model…")
         if not self.saver.state.saving:
             self.show_save_state(self.saver.state)
@@ -233,6 +237,8 @@ class ChatScreen(Screen[None]):
             state="",
         )
         self.refresh_context_count()
+        self.welcome.show_model(info.model, info.thinking_mode)
+        self._show_welcome()
         if self.pending_prompt is not None:
             prompt, self.pending_prompt = self.pending_prompt, None
             self.start_turn(prompt, mount_user=False, save_user=False)
@@ -281,6 +287,7 @@ class ChatScreen(Screen[None]):
             self.engine.stop_warming()
         self.engine = None
         self.load_error = None
+        self._show_welcome()
         self.status.set(model=model, state=f"loading {model}…")
         self.notice(f"Switching to {model}…")
 
@@ -341,6 +348,7 @@ class ChatScreen(Screen[None]):
         self.load_panel.display = False
         self.status.set(state="model not loaded")
         self.pending_prompt = None
+        self._show_welcome()
         self.notice(f"Could not load the model: {message}", kind="error")
         self.notice(
             "Fix the problem above, then restart qwen3tui (e.g. qwen3tui --model"
@@ -763,6 +771,13 @@ class ChatScreen(Screen[None]):
     def mount_message(self, widget: Static | AssistantMessage | UserMessage) -> None:
         self.conversation.mount(widget)
         self.conversation.scroll_end(animate=False)
+        if isinstance(widget, UserMessage):
+            self._show_welcome()
+
+    def _show_welcome(self) -> None:
+        """The welcome view, while a loaded model has no conversation yet."""
+        empty = not self.history and self.turn is None and self.pending_prompt is None
+        self.welcome.display = self.engine is not None and empty
 
     def notice(self, text: str, *, kind: str = "info") -> Notice:
         notice = Notice(text, kind=kind)
@@ -881,6 +896,7 @@ class ChatScreen(Screen[None]):
         self.clear_conversation()
         self.reply_models, self.show_reply_models = {}, False
         self.status.set(context_used=0 if self.engine else None, tok_s=None, ttft_s=None)
+        self._show_welcome()
 
     def open_session(self, session_id: str) -> None:
         """Show a saved session, restore its settings and rebuild the engine's conversation."""
@@ -891,6 +907,7 @@ class ChatScreen(Screen[None]):
         self.settings = TurnSettings.from_dict(session.settings, self.settings, warnings)
         self.system_prompt = session.system_prompt or None
         self.history = [m for m in self.store.conversation(session.id) if m["role"] != "system"]
+        self._show_welcome()
         for m in session.messages:
             if m.role == "user":
                 self.conversation.mount(UserMessage(m.content, m.attachments))
