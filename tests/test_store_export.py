@@ -115,3 +115,18 @@ def test_importing_something_else_fails_with_one_line_naming_the_problem(
         store.import_json(mangle(store.export_json(session_id)))
     assert complaint in str(caught.value) and "\n" not in str(caught.value)
     assert len(store.list_sessions()) == before
+
+
+def test_markdown_names_the_model_of_a_reply_written_after_a_switch(store):
+    s = store.create_session("Qwen/Qwen3-1.7B")
+    store.add_user_message(s.id, "first")
+    first = store.begin_reply(s.id, thinking_enabled=False, budget=None, sampling={},
+                              model="Qwen/Qwen3-1.7B")  # fmt: skip
+    store.finish_reply(first, thinking="", answer="one", outcome="complete")
+    store.add_user_message(s.id, "second")
+    second = store.begin_reply(s.id, thinking_enabled=False, budget=None, sampling={},
+                               model="Qwen/Qwen3-4B")  # fmt: skip
+    store.finish_reply(second, thinking="", answer="two", outcome="length")
+    text = store.export_markdown(s.id)
+    assert "## Assistant\n\none" in text
+    assert "## Assistant — Qwen/Qwen3-4B (cut off (max tokens))\n\ntwo" in text

@@ -83,6 +83,8 @@ def export_markdown(s: Session) -> str:
                 lines += ["", f"{fence}{language_for(a.name)}", body + fence, ""]
             continue
         heading = "## Assistant"
+        if m.model and m.model != s.model:  # replies of a model switched to mid-conversation
+            heading += f" — {m.model}"
         if m.outcome.label:
             heading += f" ({m.outcome.label})"
         lines += [heading, ""]
