@@ -362,3 +362,16 @@ def _contrast(a: Any, b: Any) -> float:
 
     high, low = sorted((luminance(a), luminance(b)), reverse=True)
     return (high + 0.05) / (low + 0.05)
+
+
+async def test_help_lists_answer_now_even_when_the_model_is_not_thinking(
+    qwen3tui_home: Path,
+) -> None:
+    from qwen3tui.tui.screens.help import HelpScreen
+
+    app = make_app(FakeEngine(), qwen3tui_home)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await pilot.press("f1")
+        await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
+        assert ("^g", "Answer now (while the model thinks)") in app.screen.key_rows

@@ -786,7 +786,8 @@ class ChatScreen(Screen[None]):
 
     def confirm(self, text: str) -> None:
         """A confirmation that comes and goes (a notification), not a transcript entry."""
-        self.app.notify(text, timeout=3)
+        # Not markup: a file name or a typed value ("[/tmp/x]") would be read as a tag.
+        self.app.notify(text, timeout=3, markup=False)
 
     def clear_conversation(self) -> None:
         self.conversation.remove_children()
@@ -810,7 +811,9 @@ class ChatScreen(Screen[None]):
     def show_help(self) -> None:
         from .screens.help import HelpScreen
 
-        self.app.push_screen(HelpScreen(slash_commands.help_rows()))
+        # A key the footer shows only while the model thinks, listed here always.
+        keys = [("^g", "Answer now (while the model thinks)")]
+        self.app.push_screen(HelpScreen(slash_commands.help_rows(), keys=keys))
 
     def switch_theme(self, name: str) -> str | None:
         """Apply theme `name` if it is safe to (validated before it is applied or remembered);
