@@ -6,6 +6,7 @@ with `max_tokens = budget` and a stop on `</think>`; if the budget ran out, the 
 sentence and `</think>` are appended to the prompt (never sampled) and a second request streams
 the answer. Server-side budget switches differ from this (vLLM and SGLang end the block with a
 bare `</think>`; llama.cpp's message is set for the whole server), so this path is the default.
+The user's "answer now" ends the thinking request early and continues the same way.
 """
 
 from __future__ import annotations
@@ -29,6 +30,27 @@ BUDGET_STOP_TEXT = (
     " thinking directly now.\n</think>\n\n"
 )
 THINK_OPENING = "<think>\n"  # Qwen3 opens every thinking reply with this; we place it
+_POLL_S = 0.02
+
+
+class _EitherSet:
+    """Set when either event is: the thinking request ends for a cancel or for "answer now"
+    (the stream only asks `is_set` and `wait`)."""
+
+    def __init__(self, first: threading.Event, second: threading.Event) -> None:
+        self.events = (first, second)
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.is_set():
+            left = _POLL_S if deadline is None else min(_POLL_S, deadline - time.monotonic())
+            if left <= 0:
+                return False
+            self.events[0].wait(left)
+        return True
 
 
 @dataclass(frozen=True)
@@ -76,8 +98,10 @@ def budgeted_reply(
     cancel: threading.Event,
     count_prompt: Callable[[], int],
     explicit_limit: bool,
+    answer_now: threading.Event | None = None,
 ) -> Iterator[Event]:
-    """Stream one thinking reply whose thinking stops after `budget` tokens."""
+    """Stream one thinking reply whose thinking stops after `budget` tokens, or when
+    `answer_now` is set."""
     started = time.perf_counter()
     split = ReplySplitter(expect_thinking=True, opened=True, started=started)
     limit = options.max_new_tokens
@@ -85,9 +109,12 @@ def budgeted_reply(
     first_max = min(budget, limit)
     if first_max > 0:
         request = target.request(prompt, first_max, [THINK_END, *END_MARKERS], sampling)
-        for piece in send(request, cancel):
+        thinking_stop = cancel if answer_now is None else _EitherSet(cancel, answer_now)
+        for piece in send(request, thinking_stop):  # type: ignore[arg-type]
             first.see(piece)
             yield from split.feed("", piece.content)
+    requested = answer_now is not None and answer_now.is_set()
+    cut_by_user = False
     raw = first.text
     went_on = bool(split.answer_text)  # a server that ignored the stop went on into the answer
     if first.completion_tokens is None or went_on:
@@ -112,14 +139,17 @@ def budgeted_reply(
             continuation = prompt + raw  # the answer was cut by max_tokens: let it go on
         elif THINK_END in raw:
             continuation = prompt + raw[: raw.index(THINK_END) + len(THINK_END)]
-        elif first.finish_reason == "length" or first_max == 0:
-            budget_hit = True
+        elif first.finish_reason == "length" or first_max == 0 or requested:
+            cut_by_user = requested and first.finish_reason != "length" and first_max > 0
+            budget_hit = not cut_by_user
             sentence = BUDGET_STOP_TEXT[: BUDGET_STOP_TEXT.index(THINK_END)]
             yield from split.inject_thinking(sentence)
             continuation = prompt + raw + BUDGET_STOP_TEXT
         else:
             continuation = prompt + raw + THINK_END  # the server left its stop string out
-        yield from split.close_thinking(budget_hit=budget_hit, thinking_tokens=thinking_tokens)
+        yield from split.close_thinking(
+            budget_hit=budget_hit, thinking_tokens=thinking_tokens, cut_by_user=cut_by_user
+        )
         used = first.completion_tokens if went_on and first.completion_tokens else thinking_tokens
         remaining = limit - used
         if remaining <= 0:
@@ -149,6 +179,7 @@ def budgeted_reply(
         answer_tokens,
         first.prompt_tokens if first.prompt_tokens is not None else count_prompt(),
         started,
+        cut_by_user,
     )
 
 
@@ -164,6 +195,7 @@ def _summary(
     answer_tokens: int,
     prompt_tokens: int,
     started: float,
+    cut_by_user: bool = False,
 ) -> Summary:
     first_at = first.first_at or second.first_at
     last_at = second.last_at or first.last_at
@@ -185,4 +217,5 @@ def _summary(
             thinking_s=split.thinking_seconds,
             total_s=time.perf_counter() - started,
         ),
+        thinking_cut_by_user=cut_by_user,
     )

@@ -169,8 +169,9 @@ class RemoteEngine:
     ) -> Iterator[Event]:
         """Stream one reply to `messages` (the last is the new user message).
 
-        `answer_now` is not honoured yet: ending a server's thinking request mid-stream and
-        continuing with the budget's sentence is not wired; the thinking runs to its budget.
+        `answer_now` ends the thinking on the client-side budget path (a thinking turn with a
+        budget: the default); with an unlimited budget the reply is one request to the server,
+        which cannot be told to stop thinking, so there it is not honoured.
         """
         options = options or ChatOptions()
         validate_options(options)  # before any request: one line naming the bad value
@@ -185,7 +186,9 @@ class RemoteEngine:
         try:
             messages = yield from self._fit(messages, options)
             if options.thinking and options.thinking_budget is not None:
-                yield from self._budgeted(messages, options, options.thinking_budget, cancel)
+                yield from self._budgeted(
+                    messages, options, options.thinking_budget, cancel, answer_now
+                )
             else:
                 yield from self._streamed(messages, options, cancel)
         except RequestCancelledError:
@@ -291,7 +294,12 @@ class RemoteEngine:
     # -- the thinking budget -----------------------------------------------------------------
 
     def _budgeted(
-        self, messages: list[Message], options: ChatOptions, budget: int, cancel: threading.Event
+        self,
+        messages: list[Message],
+        options: ChatOptions,
+        budget: int,
+        cancel: threading.Event,
+        answer_now: threading.Event | None = None,
     ) -> Iterator[Event]:
         local = self.local_prompt()
         rendered = local.template.render(messages, add_generation_prompt=True, enable_thinking=True)
@@ -310,6 +318,7 @@ class RemoteEngine:
             cancel,
             lambda: self.count_tokens(messages, True),
             explicit_limit=options.max_new_tokens != _DEFAULT_MAX_NEW_TOKENS,
+            answer_now=answer_now,
         )
 
     # -- sending -----------------------------------------------------------------------------

@@ -106,13 +106,18 @@ class ReplySplitter:
         self._think(text, 0, events)
         return events
 
-    def close_thinking(self, budget_hit: bool, thinking_tokens: int) -> list[Event]:
-        """End the thinking from outside (the budget); the caller streams the answer after."""
+    def close_thinking(
+        self, budget_hit: bool, thinking_tokens: int, cut_by_user: bool = False
+    ) -> list[Event]:
+        """End the thinking from outside (the budget, or the user's "answer now"); the caller
+        streams the answer after."""
         events: list[Event] = []
         if self.state != ANSWER:
             held, pieces = self._take_held("")
             self._think(held, pieces, events)
-        self._close_thinking(events, budget_hit=budget_hit, thinking_tokens=thinking_tokens)
+        self._close_thinking(
+            events, budget_hit=budget_hit, thinking_tokens=thinking_tokens, cut_by_user=cut_by_user
+        )
         self.state = ANSWER
         return events
 
@@ -190,14 +195,19 @@ class ReplySplitter:
             events.append(ThinkingDelta(text, self.thinking_pieces))
 
     def _close_thinking(
-        self, events: list[Event], *, budget_hit: bool = False, thinking_tokens: int | None = None
+        self,
+        events: list[Event],
+        *,
+        budget_hit: bool = False,
+        thinking_tokens: int | None = None,
+        cut_by_user: bool = False,
     ) -> None:
         if self.thinking_done or not (self.thinking_text or self.expect_thinking):
             return
         self.thinking_done = True
         self.thinking_seconds = self.clock() - self.started
         tokens = self.thinking_pieces if thinking_tokens is None else thinking_tokens
-        events.append(ThinkingDone(tokens, self.thinking_seconds, budget_hit))
+        events.append(ThinkingDone(tokens, self.thinking_seconds, budget_hit, cut_by_user))
 
     def _answer(self, text: str, pieces: int, events: list[Event]) -> None:
         self.answer_pieces += pieces
