@@ -179,3 +179,23 @@ async def test_tab_after_an_at_completes_the_path(qwen3tui_home: Path, workdir: 
         c.composer.move_cursor(c.composer.document.end)
         await pilot.press("tab", "tab")
         assert c.composer.text == "and @src/main.py"
+
+
+async def test_an_absolute_path_that_looks_like_a_markup_tag_is_shown_as_text(
+    qwen3tui_home: Path, workdir: Path
+) -> None:
+    """ "[/tmp/…]" in a notification once read as a closing tag and crashed the app."""
+    engine = FakeEngine()
+    app = make_app(engine, qwen3tui_home)
+    async with app.run_test(size=SIZE) as pilot:
+        c = await ready(pilot)
+        await send(pilot, f"/file {workdir / 'walrus.py'}")
+        await pilot.pause()
+        assert pending(c) == f"+ [{workdir / 'walrus.py'} · 33 bytes · 2 lines]"
+        await send(pilot, "Explain it.")
+        await finish_turn(pilot)
+        assert (
+            engine.calls[0]
+            .messages[-1]["content"]
+            .startswith(f"File: {workdir / 'walrus.py'} (33 bytes, 2 lines)\n```python\n")
+        )

@@ -115,7 +115,11 @@ class Composer(TextArea):
         fragment = match.group(1)
         choices = complete_path(fragment)
         if not choices:
-            self.notify(f"No file starts with {fragment or 'anything here'}", severity="warning")
+            self.notify(
+                f"No file starts with {fragment or 'anything here'}",
+                severity="warning",
+                markup=False,
+            )
             return True
         longest = common_prefix(choices)
         if len(longest) > len(fragment):
@@ -123,7 +127,7 @@ class Composer(TextArea):
         elif len(choices) > 1:
             shown = "  ".join(_leaf(c) for c in choices[:12])
             more = f"  (+{len(choices) - 12} more)" if len(choices) > 12 else ""
-            self.notify(shown + more, title="@ completions")
+            self.notify(shown + more, title="@ completions", markup=False)
         return True
 
     def _browsing(self) -> bool:
