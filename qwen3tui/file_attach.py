@@ -22,7 +22,8 @@ MAX_READ_BYTES = 16 * 1024 * 1024
 # `@path` at the start or after whitespace (so an e-mail address is not a path); `@@` is a
 # literal "@".
 _AT_PATH = re.compile(r"(?<!\S)@(@?)(\S+)")
-_TRAILING_PUNCTUATION = ",;:!?)]}'\""
+# Punctuation that ends a sentence or a clause after "@path" is not part of the path.
+_TRAILING_PUNCTUATION = ".,;:!?)]}'\""
 
 
 class AttachError(Exception):

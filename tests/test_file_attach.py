@@ -79,6 +79,7 @@ def test_an_unreadable_file_is_refused_in_one_line(tmp_path, monkeypatch):
 def test_at_paths_are_found_at_word_starts_and_not_in_email_addresses():
     text = "compare @src/a.py with @b.txt, then mail me@example.com about @src/a.py"
     assert find_at_paths(text) == ["src/a.py", "b.txt"]
+    assert find_at_paths("Read @notes.md. Then (see @../c.txt)") == ["notes.md", "../c.txt"]
 
 
 def test_a_double_at_is_a_literal_at_and_attaches_nothing():
