@@ -587,3 +587,17 @@ async def test_export_while_nothing_can_be_saved_writes_what_is_on_screen(
         await send(pilot, f"/export md {tmp_path / 'rescued.md'}")
         rescued = (tmp_path / "rescued.md").read_text()
         assert "keep this" in rescued and "**Hello** from the fake engine." in rescued
+
+
+async def test_keys_typed_before_the_app_takes_a_sent_message_are_kept(qwen3tui_home: Path) -> None:
+    """On a busy machine the next keystrokes can land before the Submitted message is handled:
+    taking the sent text out must leave them in the composer."""
+    app = make_app(FakeEngine(), qwen3tui_home)
+    async with app.run_test(size=SIZE) as pilot:
+        c = await ready(pilot)
+        c.composer.text = "/help" + "/file notes.txt"  # sent "/help", then typed on
+        c.composer.clear_sent("/help")
+        assert c.composer.text == "/file notes.txt"
+        c.composer.clear_sent("/file notes.txt")
+        assert c.composer.text == ""
+        await pilot.pause()

@@ -160,9 +160,15 @@ class Composer(TextArea):
         self.move_cursor(self.document.end)
 
     def clear_sent(self, text: str) -> None:
-        """Empty the composer after a send, remembering the prompt for Up."""
+        """Take the sent text out of the composer, remembering the prompt for Up.
+
+        What was typed after Enter, before the app got to the message, stays: a fast typist
+        on a busy machine loses no keystrokes.
+        """
         self.prompts.add(text.strip())
-        self.text = ""
+        if self.text.startswith(text):
+            self.text = self.text[len(text) :]
+            self.move_cursor(self.document.end)
 
 
 def _leaf(path: str) -> str:
