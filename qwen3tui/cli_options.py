@@ -84,5 +84,5 @@ def add_model_arguments(p: argparse.ArgumentParser, *, subcommand: bool = False)
         "--quantize",
         choices=["int8", "int4"],
         default=default(None),
-        help="weight-only quantization at load time: int8, or int4 (32 weights per scale)",
+        help="weight-only quantization at load time: int8, or int4 (a scale per 64 weights)",
     )
