@@ -410,3 +410,38 @@ def test_the_mode_helpers_import_without_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["thinking", "instruct"])
+def test_ask_json_on_a_2507_variant_through_the_command_line(
+    tiny_checkpoint: Path, shared_dir: Path, tmp_path: Path, reference, mode: str
+) -> None:
+    """Issue acceptance: `ask --json` reports the official template's token count; the
+    thinking-only reply's reasoning is in `thinking` within its budget; the instruct-only
+    reply has no think block."""
+    import json
+    import os
+
+    folder = checkpoint_with_template(
+        tiny_checkpoint, tmp_path / mode, template_for(mode, shared_dir)
+    )
+    question = "What is 2+2?"
+    run = subprocess.run(
+        [sys.executable, "-m", "qwen3tui", "ask", "--model", str(folder), "--dtype", "float32",
+         "--json", "--no-save", "--max-new-tokens", "8", "--budget", "3", question],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "QWEN3TUI_HOME": str(tmp_path / "home")},
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    official = official_ids(
+        reference, mode, shared_dir, [{"role": "user", "content": question}], True
+    )
+    assert out["usage"]["prompt_tokens"] == len(official)
+    if mode == "thinking":
+        assert out["thinking_enabled"] and out["thinking"]
+        assert out["usage"]["thinking_tokens"] <= 3 and out["thinking_budget_hit"]
+    else:
+        assert not out["thinking_enabled"] and out["thinking"] == ""
+        assert "<think>" not in out["answer"]
