@@ -238,3 +238,78 @@ async def test_the_tui_streams_a_served_reply_into_the_thinking_pane_and_saves_i
         saved = c.store.get_session(c.session_id)
         assert saved.settings["server"] == url
         assert [m.content for m in saved.messages] == ["hi", "Answer"]
+
+
+def test_the_tui_in_a_real_terminal_against_the_server(servers, shared_dir, tmp_path):
+    """Streaming, the thinking pane, the budget, Esc, the switch and the session, live."""
+    import shutil
+    import uuid
+
+    from qwen3tui.settings import TurnSettings, UserSettings
+
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux not installed (Debian: apt-get install -y tmux)")
+    socket = f"qwen3tui-remote-{uuid.uuid4().hex[:8]}"
+
+    def tmux(*args: str) -> str:
+        return subprocess.run(
+            ["tmux", "-L", socket, *args], capture_output=True, text=True, timeout=30
+        ).stdout
+
+    def screen_when(condition, what: str, timeout: float = 90.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = tmux("capture-pane", "-p", "-t", "qt")
+            if condition(text):
+                return text
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}; the screen shows:\n{text}")
+
+    def send(text: str) -> None:
+        tmux("send-keys", "-t", "qt", "-l", text)
+        tmux("send-keys", "-t", "qt", "Enter")
+
+    home = tmp_path / "home"
+    home.mkdir()
+    UserSettings(turn=TurnSettings(thinking_budget=5, max_tokens=40)).save(home / "settings.toml")
+    url = servers["endless"].url  # thinks until told otherwise
+    command = (
+        f"{sys.executable} -m qwen3tui --server {url} --tokenizer {shared_dir}"
+        f"; echo QWEN3TUI-EXITED-$?; sleep 60"
+    )
+    env = f"QWEN3TUI_HOME={home} HF_HUB_OFFLINE=1 TERM=xterm-256color"
+    try:
+        tmux("new-session", "-d", "-s", "qt", "-x", "110", "-y", "34", f"env {env} {command}")
+        screen_when(lambda s: "@ 127.0.0.1" in s and "Ctrl+T" in s, "the server to be connected")
+        send("hi")
+        budgeted = screen_when(lambda s: "budget reached" in s, "the budget to end the thinking")
+        assert "Thought for" in budgeted
+        screen_when(lambda s: "Answer" in s.split("budget reached")[-1], "the answer")
+        send("/budget off")
+        send("think on")
+        screen_when(lambda s: s.count("Thinking…") >= 1, "the thinking to stream")
+        tmux("send-keys", "-t", "qt", "Escape")
+        screen_when(lambda s: "stopped" in s, "Esc to stop the reply")
+        tmux("send-keys", "-t", "qt", "C-t")  # thinking off: the switch, as a user flips it
+        screen_when(lambda s: "OFF" in s, "the switch to show OFF")
+        send("no thinking")
+        plain = screen_when(
+            lambda s: "no thinking" in s and "Answer" in s.split("no thinking")[-1],
+            "the reply without thinking",
+        )
+        assert "Thinking" not in plain.split("no thinking")[-1].split("╭")[0]  # no pane
+        tmux("send-keys", "-t", "qt", "C-q")
+        screen_when(lambda s: "Quit qwen3tui?" in s, "the quit question")
+        tmux("send-keys", "-t", "qt", "y")
+        screen_when(lambda s: "QWEN3TUI-EXITED-0" in s, "qwen3tui to exit", timeout=30)
+    finally:
+        subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True, timeout=30)
+    listed = subprocess.run(
+        [sys.executable, "-m", "qwen3tui", "sessions", "list", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "QWEN3TUI_HOME": str(home)},
+    )
+    (session,) = json.loads(listed.stdout)
+    assert session["message_count"] == 6
