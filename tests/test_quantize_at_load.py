@@ -85,3 +85,16 @@ def test_the_full_precision_model_never_exists_whole(checkpoint, monkeypatch):
     load(checkpoint, quantize="int8")
     # At worst the embedding, the norms, the routers and one layer's pieces are in bf16.
     assert peaks and max(peaks) < full / 2
+
+
+def test_int4_is_quantized_while_loading_too(checkpoint, monkeypatch):
+    from qwen3tui.engine.quantize import Int4Linear, quantize_int4
+
+    afterwards = quantize_int4(load(checkpoint))
+    calls = []
+    make_hook = quantize.int4_as_loaded
+    monkeypatch.setattr(quantize, "int4_as_loaded", lambda m: calls.append(1) or make_hook(m))
+    at_load = load(checkpoint, quantize="int4")
+    assert calls == [1]  # the hook is used: no whole full-precision model first
+    assert torch.equal(logits(at_load, checkpoint), logits(afterwards, checkpoint))
+    assert isinstance(at_load.lm_head, Int4Linear) or at_load.lm_head is None

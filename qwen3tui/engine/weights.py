@@ -242,10 +242,10 @@ def load_model(
     params = dict(model.named_parameters())
     unloaded = {name: p.numel() for name, p in params.items()}  # elements still to come
     loaded = None
-    if quantize == "int8":
-        from .quantize import int8_as_loaded
+    if quantize in ("int8", "int4"):  # each projection quantized once its weights are in
+        from .quantize import int4_as_loaded, int8_as_loaded
 
-        loaded = int8_as_loaded(model)
+        loaded = (int8_as_loaded if quantize == "int8" else int4_as_loaded)(model)
     total, done = len(plan), 0
     with ExitStack() as stack:
         opened = {}
@@ -274,10 +274,11 @@ def load_model(
     unfilled = [n for n, count in unloaded.items() if count]
     if unfilled:  # the plan covers every parameter; this guards the plan itself
         raise ModelLoadError(f"{path} left {unfilled[0]} unfilled.", "Re-download the model.")
-    if quantize == "int8":
-        from .quantize import quantize_int8
+    if quantize in ("int8", "int4"):
+        from .quantize import quantize_int4, quantize_int8
 
-        quantize_int8(model)  # what no single tensor completes: a tied output head
+        # What no single tensor completes: a tied output head.
+        (quantize_int8 if quantize == "int8" else quantize_int4)(model)
     return prepare_for_device(model, device, dtype)
 
 

@@ -44,11 +44,10 @@ from qwen3tui.settings import DEFAULT_THINKING_DISPLAY, ThinkingDisplay, TurnSet
 from qwen3tui.store import Outcome, SaveState, SessionSaver, SessionStore, StoreError
 from qwen3tui.store import export as export_format
 from qwen3tui.store.attachments import Attachment, expand_prompt
-from qwen3tui.store.models import Message as StoredMessage
 from qwen3tui.store.models import Session
 from qwen3tui.turn import Recording, Stop, TurnEnded, WaitingForSession
 
-from . import slash_commands
+from . import slash_commands, transcript
 from .generation_worker import (
     Mailbox,
     StreamItem,
@@ -64,7 +63,6 @@ from .widgets.chat_message import (
     Notice,
     UserMessage,
     reply_meta,
-    restored_thought_title,
 )
 from .widgets.composer import Composer, PromptHistory
 from .widgets.controls import Controls
@@ -915,7 +913,7 @@ class ChatScreen(Screen[None]):
             if m.role == "user":
                 self.conversation.mount(UserMessage(m.content, m.attachments))
             else:
-                self.conversation.mount(self._restored_reply(m, self.thinking_display))
+                self.conversation.mount(transcript.restored_reply(m, self.thinking_display))
         self._restore_reply_models(session)
         self.conversation.scroll_end(animate=False)
         # Up in the composer walks this session's earlier prompts too.
@@ -927,36 +925,6 @@ class ChatScreen(Screen[None]):
         for warning in warnings:
             self.notice(f"This session's saved settings: {warning}.", kind="error")
         self.refresh_context_count()
-
-    @staticmethod
-    def _restored_reply(m: StoredMessage, display: ThinkingDisplay) -> AssistantMessage:
-        usage, timings = m.usage or {}, m.timings or {}
-        thinking_shown = bool(m.thinking_enabled) or bool(m.thinking)
-        title = restored_thought_title(
-            m.thinking,
-            usage.get("thinking_tokens"),
-            timings.get("thinking_s"),
-            bool(usage.get("thinking_budget_hit")),
-            bool(usage.get("thinking_cut_by_user")),
-        )
-        widget = AssistantMessage(
-            thinking_enabled=thinking_shown,
-            budget=m.budget,
-            answer=m.content,
-            thinking=m.thinking,
-            live=False,
-            thought=title,
-            display=display,
-        )
-        meta = reply_meta(
-            m.outcome,
-            answer_tokens=usage.get("answer_tokens", 0),
-            decode_tok_s=timings.get("decode_tok_s", 0.0),
-            ttft_s=timings.get("ttft_s", 0.0),
-            error=m.error,
-        )
-        widget.show_outcome(m.outcome, meta)
-        return widget
 
     def show_sessions(self) -> None:
         from .screens.sessions import SessionsScreen
@@ -1015,33 +983,13 @@ class ChatScreen(Screen[None]):
         return export_json_text(export_format.export_json(session))
 
     def _session_from_screen(self) -> Session:
-        messages: list[StoredMessage] = []
-        for widget in self.conversation.children:
-            order = len(messages)
-            if isinstance(widget, UserMessage):
-                typed = _screen_message(self.session_id, order, "user", widget.text)
-                messages.append(replace(typed, attachments=list(widget.attachments)))
-            elif isinstance(widget, AssistantMessage):
-                outcome = widget.outcome or Outcome.INTERRUPTED
-                messages.append(
-                    _screen_message(
-                        self.session_id,
-                        order,
-                        "assistant",
-                        widget.answer_text,
-                        widget.thinking_text,
-                        outcome.value,
-                    )
-                )
-        return Session(
-            id=self.session_id or "",
+        return transcript.session_from_widgets(
+            list(self.conversation.children),
+            session_id=self.session_id or "",
             title=self.title or "",
-            created="",
-            updated="",
             model=self.model_name,
             system_prompt=self.system_prompt,
             settings=self.settings.to_dict(),
-            messages=messages,
         )
 
     # ----- keys -----
@@ -1057,29 +1005,3 @@ class ChatScreen(Screen[None]):
 
     def action_help(self) -> None:
         self.show_help()
-
-
-def _screen_message(
-    session_id: str | None,
-    order: int,
-    role: str,
-    content: str,
-    thinking: str = "",
-    status: str = "complete",
-) -> StoredMessage:
-    return StoredMessage(
-        id=0,
-        session_id=session_id or "",
-        order=order,
-        role=role,
-        content=content,
-        thinking=thinking,
-        status=status,
-        thinking_enabled=None if role == "user" else bool(thinking),
-        budget=None,
-        sampling={},
-        usage={},
-        timings={},
-        created="",
-        updated="",
-    )
