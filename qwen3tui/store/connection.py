@@ -183,7 +183,6 @@ def open_file(path: Path, warnings: list[str] | None = None) -> sqlite3.Connecti
             raise
         time.sleep(wait)
         wait = min(wait * 2, 1.0)
-        raise
 
 
 def read_only_copy(path: Path, warnings: list[str] | None = None) -> sqlite3.Connection:

@@ -176,7 +176,11 @@ class SessionSaver:
             handle.finishing = True
 
         def finish(s: SessionStore) -> None:
-            assert handle.message_id is not None  # begin ran first: the queue is in order
+            if handle.message_id is None:  # its row could never be made (said already)
+                with self._cond:
+                    if handle in self._streaming:
+                        self._streaming.remove(handle)
+                return
             s.finish_reply(
                 handle.message_id,
                 thinking=handle.thinking,
@@ -201,7 +205,12 @@ class SessionSaver:
 
     def _state(self) -> SaveState:
         pending = len(self._ops) + int(self._busy)
-        pending += sum(1 for h in self._streaming if h.unflushed and not h.finishing)
+        # A reply whose row is not made yet is counted by its queued begin (or was dropped).
+        pending += sum(
+            1
+            for h in self._streaming
+            if h.unflushed and not h.finishing and h.message_id is not None
+        )
         return SaveState(self._unavailable, self._waiting, pending, self._dropped)
 
     def idle(self) -> bool:
