@@ -286,3 +286,20 @@ def test_a_saver_never_blocks_its_caller_on_the_disk(db):
     holder.close()
     assert saver.close(10)
     store.close()
+
+
+def test_a_reply_whose_row_can_never_be_made_is_said_and_does_not_hold_up_idle(db):
+    store = SessionStore.open(db)
+    states: list[SaveState] = []
+    saver = SessionSaver(store, on_change=states.append)
+    handle = saver.begin_reply("no-such-session", thinking_enabled=False, budget=None, sampling={})
+    saver.append(handle, answer="text")  # still streaming: nothing of it can ever be written
+    deadline = time.monotonic() + 10
+    while not saver.idle() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert saver.idle()
+    saver.finish(handle, Outcome.COMPLETE)
+    assert saver.wait_idle(10)
+    assert any(s.dropped and "could not be saved" in s.dropped for s in states)
+    saver.close(5)
+    store.close()
