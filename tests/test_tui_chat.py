@@ -459,6 +459,10 @@ async def test_help_and_theme_commands(qwen3tui_home: Path) -> None:
         assert UserSettings.load().theme == "qwen-light"
         await send(pilot, "/theme nope")
         assert notices(app)[-1].startswith("No theme 'nope'; available:")
+        await send(pilot, "/theme")  # alone: the list, the current one marked
+        listed = notices(app)[-1]
+        assert listed.startswith("Themes: ") and "qwen-light (current)" in listed
+        assert "qwen-phosphor" in listed and app.theme == "qwen-light"
         await send(pilot, "/help")
         await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
 

@@ -106,7 +106,7 @@ def test_export_format_and_optional_path() -> None:
         sc.parse("/export pdf")
 
 
-@pytest.mark.parametrize("name", ["resume", "rename", "theme"])
+@pytest.mark.parametrize("name", ["resume", "rename"])
 def test_commands_that_need_an_argument_say_so(name: str) -> None:
     with pytest.raises(sc.SlashError, match=f"/{name} needs"):
         sc.parse(f"/{name}")

@@ -217,6 +217,14 @@ def copy(chat: ChatActions, value: None) -> None:
 
 
 def theme(chat: ChatActions, value: str) -> None:
+    if not value:
+        current = chat.app.theme
+        names = ", ".join(
+            f"{name} (current)" if name == current else name
+            for name in sorted(chat.app.available_themes)
+        )
+        chat.notice(f"Themes: {names}. /theme NAME switches.")
+        return
     problem = chat.switch_theme(value)
     if problem is not None:
         chat.notice(problem, kind="error")

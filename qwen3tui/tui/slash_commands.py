@@ -169,10 +169,10 @@ COMMANDS: tuple[SlashCommand, ...] = (
     ),
     SlashCommand(
         "theme",
-        "NAME",
-        "switch the colour theme (remembered)",
+        "[NAME]",
+        "list the colour themes, or switch to NAME (remembered)",
         run.theme,
-        _required("theme", "NAME"),
+        _free,
     ),
     SlashCommand("clear", "", "clear the screen (the conversation is kept)", run.clear),
     SlashCommand("help", "", "list commands and keys", run.help),
