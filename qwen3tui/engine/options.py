@@ -99,23 +99,24 @@ imports and the engine itself."""
 def check_value(name: str, value: object) -> int | float:
     """`value` as option `name` takes it; InvalidOptionError (one line) when it is not allowed."""
     limit = LIMITS[name]
-    number: int | float
+    refused = InvalidOptionError(f"{name} = {value!r} is not allowed: use {limit.allowed}")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidOptionError(f"{name} = {value!r} is not allowed: use {limit.allowed}")
+        raise refused
+    number: int | float
     if limit.kind is int:
         if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
-            raise InvalidOptionError(f"{name} = {value!r} is not allowed: use {limit.allowed}")
+            raise refused
         number = int(value)
     else:
         number = float(value)
         if not math.isfinite(number):
-            raise InvalidOptionError(f"{name} = {value!r} is not allowed: use {limit.allowed}")
+            raise refused
     too_low = limit.low is not None and (
         number <= limit.low if limit.low_open else number < limit.low
     )
     too_high = limit.high is not None and number > limit.high
     if too_low or too_high:
-        raise InvalidOptionError(f"{name} = {value!r} is not allowed: use {limit.allowed}")
+        raise refused
     return number
 
 

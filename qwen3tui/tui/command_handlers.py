@@ -165,23 +165,18 @@ def export(chat: ChatActions, value: tuple[str, str]) -> None:
         # All or nothing: a full disk never leaves a half-written or clobbered file.
         try:
             write_atomically(path, content, overwrite=overwrite)
+        except TargetExistsError:  # only without overwrite: ask, then write over it
+            from .screens.confirm import ConfirmScreen
+
+            question = f"{path} exists. Replace it?"
+            chat.app.push_screen(ConfirmScreen(question), lambda yes: write(True) if yes else None)
+            return
         except OSError as err:
             chat.notice(f"Could not write {path}: {err.strerror or err}", kind="error")
             return
         chat.notice(f"Exported to {path}")
 
-    try:
-        write_atomically(path, content, overwrite=False)
-    except TargetExistsError:
-        from .screens.confirm import ConfirmScreen
-
-        question = f"{path} exists. Replace it?"
-        chat.app.push_screen(ConfirmScreen(question), lambda yes: write(True) if yes else None)
-        return
-    except OSError as err:
-        chat.notice(f"Could not write {path}: {err.strerror or err}", kind="error")
-        return
-    chat.notice(f"Exported to {path}")
+    write(False)
 
 
 def system(chat: ChatActions, value: str) -> None:
