@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from store_helpers import add_reply
 
-from qwen3tui.store import SessionStore, StoreError
+from qwen3tui.store import Outcome, SessionStore, StoreError
 
 
 @pytest.fixture
@@ -56,22 +56,55 @@ def test_each_session_appears_once_and_all_words_must_match(store):
 def test_words_match_by_stem_and_by_prefix_with_a_star(store):
     a = exchange(store, "q", "We were running quantization experiments")
     assert [h.session_id for h in store.search("run")] == [a]
+    assert [h.session_id for h in store.search("runs")] == [a]  # the same stem
     assert [h.session_id for h in store.search("quant*")] == [a]
 
 
+def test_every_word_matches_the_words_it_begins_as_it_is_typed(store):
+    a = exchange(store, "q", "We were running quantization experiments")
+    b = exchange(store, "q", "Quantum computers and qubits")
+    # Each step of typing "quantization", including those past its stem "quantiz".
+    for typed in ("quanti", "quantiz", "quantiza", "quantizatio", "quantization"):
+        assert [h.session_id for h in store.search(typed)] == [a], typed
+    assert sorted(h.session_id for h in store.search("quant")) == sorted([a, b])
+    assert [h.session_id for h in store.search("qub")] == [b]
+    assert [h.session_id for h in store.search("exper quantiza")] == [a]
+    # A word must begin a word of the text, not sit inside one.
+    assert store.search("uantization") == []
+    assert [h.session_id for h in store.search("quantum")] == [b]
+    assert store.search("quantiza computers") == []  # all words, in one message
+
+
+def test_prefixes_ignore_case_and_diacritics(store):
+    a = exchange(store, "q", "Un café à Zürich")
+    assert [h.session_id for h in store.search("CAF")] == [a]
+    assert [h.session_id for h in store.search("zur")] == [a]
+    assert [h.session_id for h in store.search("züri")] == [a]
+
+
 def test_punctuation_and_fts_syntax_in_a_query_are_taken_literally(store):
-    a = exchange(store, "q", "Use C++ and NOT python (really)")
-    for query in ["C++", '"unbalanced', "NOT", "python)", "a OR", "col:value", "( )", "-"]:
-        store.search(query)  # never an FTS5 syntax error
+    a = exchange(store, "q", "Use C++ and NOT python (really) near the end")
+    hostile = ['"', '""', "*", "AND", "OR", "NOT", "NEAR(", "NEAR(a b)", '"unbalanced', "C++",
+               "python)", "a OR", "col:value", "body:", "^x", "{kind}: x", "x + y", "( )", "-",
+               "'", "\\", "%", "_"]  # fmt: skip
+    for query in hostile:
+        try:
+            store.search(query)  # never an FTS5 syntax error
+        except StoreError as err:
+            assert str(err) == "search needs at least one word", query
     assert [h.session_id for h in store.search("(really")] == [a]
-    for nothing in ("   ", "*"):
-        with pytest.raises(StoreError):
+    assert [h.session_id for h in store.search("AND")] == [a]  # the word, not the operator
+    assert [h.session_id for h in store.search("NEAR(")] == [a]
+    assert [h.session_id for h in store.search('"pyth')] == [a]
+    for nothing in ("   ", "*", '"', "( )", "-", "(*"):
+        with pytest.raises(StoreError, match="search needs at least one word"):
             store.search(nothing)
 
 
 def test_a_reply_is_searchable_once_written_and_gone_after_edits(store):
     s = store.create_session("m")
-    add_reply(store, s.id, "partial mention of gondolas", outcome="cancelled")
+    reply = add_reply(store, s.id, "partial mention of gondolas", outcome="cancelled")
     assert [h.session_id for h in store.search("gondolas")] == [s.id]
-    store.delete_messages_from(s.id, 0)
+    store.finish_reply(reply, thinking="", answer="all about canals", outcome=Outcome.COMPLETE)
     assert store.search("gondolas") == []
+    assert [h.session_id for h in store.search("canals")] == [s.id]

@@ -6,12 +6,18 @@ is rebuilt from them (`rebuild_index`) rather than costing the user their store.
 
 from __future__ import annotations
 
+import re
 import sqlite3
+import unicodedata
 
 from .errors import StoreError
 from .models import SearchHit
 
 _KINDS = ("title", "user", "answer")
+# What the index's tokenizer keeps as a word: runs of letters and digits.
+_WORD = re.compile(r"[^\W_]+")
+# A word typed past its stem is looked up by this many first letters (then checked in the text).
+BROAD_PREFIX = 3
 INDEX_TABLE = "search_index"
 # The FTS5 table and the ordinary tables FTS5 keeps it in ("shadow tables").
 INDEX_TABLES = (
@@ -66,32 +72,63 @@ def rebuild_index(conn: sqlite3.Connection) -> None:
         pass  # busy: the orphaned pages stay until a later open rebuilds and vacuums again
 
 
-def match_expression(query: str) -> str:
-    """Turn what a user typed into a safe FTS5 query: every word must appear (as a word).
+def query_words(query: str) -> list[str]:
+    """The words of what a user typed, as the index's tokenizer sees them: lower case, without
+    diacritics, punctuation and FTS5 syntax dropped (`C++` is `c`, `NEAR(` is `near`).
 
-    Words are quoted so punctuation and FTS5 operators mean nothing; a trailing `*` keeps
-    prefix matching (`quant*` finds "quantization").
-    """
-    parts = []
-    for word in query.split():
-        prefix = word.endswith("*")
-        word = word.rstrip("*")
-        if word:
-            parts.append('"' + word.replace('"', '""') + '"' + ("*" if prefix else ""))
-    if not parts:
+    What is left is only letters and digits, so quoting it is always safe."""
+    return _WORD.findall(_fold(query))
+
+
+def match_expression(query: str) -> str:
+    """What the user typed as a safe FTS5 query: every word must begin a word of the text.
+
+    The index stems words ("running" is kept as "run"), and FTS5 stems a prefix query's word
+    too, so `"run"*` finds "running" and `"quant"*` finds "quantization"."""
+    return " AND ".join(f'"{word}"*' for word in _words(query))
+
+
+def _broad_expression(words: list[str]) -> str:
+    """A superset of the matches that also holds each word typed past its stem: "quantiza" is
+    no prefix of "quantiz" (how "quantization" is kept), but its first letters are."""
+    return " AND ".join(
+        f'("{word}"* OR "{word[:BROAD_PREFIX]}"*)' if len(word) > BROAD_PREFIX else f'"{word}"*'
+        for word in words
+    )
+
+
+def _words(query: str) -> list[str]:
+    words = query_words(query)
+    if not words:
         raise StoreError("search needs at least one word")
-    return " AND ".join(parts)
+    return words
+
+
+def _fold(text: str) -> str:
+    """Lower case without diacritics, as the index's `unicode61 remove_diacritics 2` keeps it."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+
+
+def begins_word(word: str, text: str) -> bool:
+    """Whether `word` (as `query_words` gives it) begins a word of `text`."""
+    return re.search(r"(?<![^\W_])" + re.escape(word), _fold(text)) is not None
 
 
 def search(
     conn: sqlite3.Connection, query: str, include_thinking: bool = False, limit: int | None = 50
 ) -> list[SearchHit]:
-    """Matching sessions, best first, each with its best-matching snippet."""
+    """Matching sessions, best first, each with its best-matching snippet.
+
+    Every word typed matches the words it begins ("quant" finds "quantization"), and the words
+    of the same stem ("runs" finds "running")."""
     kinds = _KINDS + (("thinking",) if include_thinking else ())
     marks = ",".join("?" * len(kinds))
-    expression = match_expression(query)
+    words = _words(query)
     try:
-        rows = _matches(conn, expression, kinds, marks)
+        rows = _matches(conn, _broad_expression(words), kinds, marks)
+        # Rows the broad query found by a word's first letters only must begin that word.
+        stemmed = {word: {r[0] for r in conn.execute(_ROWIDS, (f'"{word}"*',))} for word in words}
     except sqlite3.DatabaseError as err:
         if isinstance(err, sqlite3.OperationalError) and "malformed" not in str(err).lower():
             raise
@@ -99,7 +136,15 @@ def search(
             "the search index is damaged; it is rebuilt the next time qwen3tui opens the store"
             " (your sessions are intact)"
         ) from None
-    return _hits(conn, rows, limit)
+    found = [
+        row[:-1]
+        for row in rows
+        if all(row[0] in stemmed[word] or begins_word(word, row[-1] or "") for word in words)
+    ]
+    return _hits(conn, found, limit)
+
+
+_ROWIDS = "SELECT rowid FROM search_index WHERE search_index MATCH ?"
 
 
 def _matches(
@@ -107,7 +152,8 @@ def _matches(
 ) -> list[tuple]:
     return conn.execute(
         f"""SELECT search_index.rowid, search_index.session_id, search_index.kind,
-                   snippet(search_index, 2, '[', ']', '…', 16), s.title, s.updated
+                   snippet(search_index, 2, '[', ']', '…', 16), s.title, s.updated,
+                   search_index.body
             FROM search_index JOIN sessions AS s ON s.id = search_index.session_id
             WHERE search_index MATCH ? AND search_index.kind IN ({marks})
             ORDER BY bm25(search_index), s.updated DESC""",
