@@ -1,25 +1,33 @@
-"""Browse saved sessions: recent first, full-text search, open, rename, delete."""
+"""Browse saved sessions: recent first, search as you type, open, rename, delete.
+
+The store is read on a worker thread (it may wait for another program's lock), a moment after the
+typing stops; each result comes back as a message and is shown only if it is still for the text
+in the search box.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.screen import ModalScreen
+from textual.timer import Timer
 from textual.widgets import Button, DataTable, Footer, Input, Label, Static
 
 from .confirm import ConfirmScreen
 
 RECENT_LIMIT = 500  # more than anyone scrolls through; search reaches the rest
+SEARCH_DELAY = 0.15  # seconds of no typing before the store is searched
 
 
 class SessionSource(Protocol):
@@ -40,6 +48,39 @@ def format_when(stamp: str) -> str:
     if moment.tzinfo is not None:
         moment = moment.astimezone()
     return moment.strftime("%Y-%m-%d %H:%M")
+
+
+@dataclass(frozen=True)
+class Row:
+    session_id: str
+    title: str
+    updated: str
+    size: int | str  # messages; "" when unknown
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What the store gave for one search text ("" for the recent sessions)."""
+
+    query: str
+    rows: list[Row] = field(default_factory=list)
+    snippets: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+
+
+def read_listing(store: SessionSource, query: str) -> Listing:
+    """The recent sessions, or the search results for `query`; a store error becomes one line.
+    Runs on a worker thread."""
+    try:
+        recent = store.list_sessions(limit=None if query else RECENT_LIMIT)
+        if not query:
+            return Listing(query, [Row(s.id, s.title, s.updated, s.message_count) for s in recent])
+        sizes = {s.id: s.message_count for s in recent}
+        hits = store.search(query)
+    except Exception as err:  # noqa: BLE001 -- StoreError etc.: said on the screen, not raised
+        return Listing(query, error=str(err).splitlines()[0] if str(err) else type(err).__name__)
+    rows = [Row(h.session_id, h.title, h.updated, sizes.get(h.session_id, "")) for h in hits]
+    return Listing(query, rows, {h.session_id: h.snippet for h in hits})
 
 
 class TextPromptScreen(ModalScreen[str | None]):
@@ -68,14 +109,79 @@ class TextPromptScreen(ModalScreen[str | None]):
 
 
 class SessionTable(DataTable):
-    """The session list; single-letter shortcuts live here so typing in search never fires them."""
+    """The session list. Typing here searches: a printable key goes to the search box (so no
+    letter is a shortcut); the title column takes the width the date and size leave."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("enter", "select_cursor", "Open"),
-        Binding("r", "screen.rename", "Rename"),
-        Binding("d", "screen.delete", "Delete"),
-        Binding("slash", "screen.focus_search", "Search", show=False),
-    ]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "select_cursor", "Open")]
+
+    DATE_WIDTH = 16  # "YYYY-MM-DD HH:MM"
+    SIZE_LABEL = "Messages"
+    MIN_TITLE = 8
+
+    class TypedAhead(Message):
+        """A printable key pressed in the list: it belongs in the search box."""
+
+        def __init__(self, character: str) -> None:
+            super().__init__()
+            self.character = character
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.rows_shown: list[Row] = []
+        self._title_width = 0
+
+    def on_mount(self) -> None:
+        self._add_columns()
+
+    def _add_columns(self) -> None:
+        self.clear(columns=True)
+        self._title_width = self._fit_title()
+        self.add_column("Title", key="title", width=self._title_width)
+        self.add_column("Updated", key="updated", width=self.DATE_WIDTH)
+        self.add_column(self.SIZE_LABEL, key="size", width=len(self.SIZE_LABEL))
+
+    def _fit_title(self) -> int:
+        # Every column has padding on both sides; room is kept for a scrollbar.
+        padding = 2 * self.cell_padding * 3
+        others = self.DATE_WIDTH + len(self.SIZE_LABEL) + padding + self.scrollbar_size_vertical
+        return max(self.MIN_TITLE, self.size.width - others)
+
+    def show(self, rows: list[Row]) -> None:
+        """Show these rows, keeping the cursor on the same session when it is still there."""
+        previous = self.cursor_key()
+        self.rows_shown = rows
+        self.clear()
+        for row in rows:
+            # Text cells: a title is the user's words, never markup.
+            title = Text(row.title or "(untitled)", no_wrap=True, overflow="ellipsis")
+            title.truncate(self._title_width, overflow="ellipsis")
+            self.add_row(
+                title,
+                Text(format_when(row.updated)),
+                Text(str(row.size), justify="right"),
+                key=row.session_id,
+            )
+        if previous is not None and any(r.session_id == previous for r in rows):
+            self.move_cursor(row=self.get_row_index(previous))
+
+    def cursor_key(self) -> str | None:
+        if self.row_count == 0:
+            return None
+        row_key, _ = self.coordinate_to_cell_key(self.cursor_coordinate)
+        return row_key.value
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.columns and self._fit_title() != self._title_width:
+            self._add_columns()
+            self.show(self.rows_shown)
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.is_printable and event.character:
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.TypedAhead(event.character))
+            return
+        await super()._on_key(event)
 
 
 class SessionsScreen(ModalScreen[str | None]):
@@ -85,8 +191,8 @@ class SessionsScreen(ModalScreen[str | None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "close", "Close"),
-        Binding("f2", "rename", "Rename", show=False),
-        Binding("delete", "delete", "Delete", show=False),
+        Binding("f2", "rename", "Rename"),
+        Binding("delete", "delete", "Delete"),
         Binding("ctrl+f", "focus_search", "Search", show=False),
         Binding("down", "focus_table", "List", show=False),
     ]
@@ -98,11 +204,26 @@ class SessionsScreen(ModalScreen[str | None]):
         self.store = store
         self.titles: dict[str, str] = {}  # id -> title of the rows shown
         self.snippets: dict[str, str] = {}
+        self.shown: Listing | None = None  # what the table shows
+        self._search_timer: Timer | None = None
+        self._open_when_listed = False  # Enter came before the results for the typed text
+
+    class Listed(Message):
+        """Posted from the reading thread: the listing for one search text."""
+
+        def __init__(self, listing: Listing) -> None:
+            super().__init__()
+            self.listing = listing
 
     def compose(self) -> ComposeResult:
         with Vertical(id="sessions-dialog"):
             yield Label("Sessions", id="sessions-title")
-            yield Input(placeholder="Search all conversations…", id="sessions-search")
+            # Not selecting on focus: a letter typed in the list is already in it then.
+            yield Input(
+                placeholder="Type to search all conversations…",
+                id="sessions-search",
+                select_on_focus=False,
+            )
             yield SessionTable(id="sessions-table", cursor_type="row", zebra_stripes=True)
             with Horizontal(id="sessions-buttons"):
                 yield Button("Open", id="sessions-open", variant="primary", compact=True)
@@ -112,12 +233,8 @@ class SessionsScreen(ModalScreen[str | None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one(SessionTable)
-        table.add_column("Title", key="title")
-        table.add_column("Updated", key="updated")
-        table.add_column("Messages", key="size")
         self.refresh_rows()
-        table.focus()
+        self.query_one(SessionTable).focus()
 
     # ----- filling the table -----
 
@@ -125,44 +242,44 @@ class SessionsScreen(ModalScreen[str | None]):
     def search_text(self) -> str:
         return self.query_one("#sessions-search", Input).value.strip()
 
+    @property
+    def up_to_date(self) -> bool:
+        """Whether the table shows the results for what the search box holds now."""
+        return self.shown is not None and self.shown.query == self.search_text
+
     def refresh_rows(self) -> None:
-        """Show the recent sessions, or the search results while the search box has words."""
+        """Read the recent sessions, or the search results while the search box has words, on a
+        worker thread; `Listed` brings them back."""
+        if self._search_timer is not None:
+            self._search_timer.stop()
+            self._search_timer = None
+        query, store = self.search_text, self.store
+
+        def read() -> None:
+            self.post_message(self.Listed(read_listing(store, query)))
+
+        self.run_worker(read, thread=True, group="sessions-read", name="sessions-read")
+
+    @on(Listed)
+    def _listed(self, message: Listed) -> None:
+        listing = message.listing
+        if listing.query != self.search_text:
+            return  # typed on since: the results for the new text are on their way
+        self.shown = listing
         table = self.query_one(SessionTable)
-        detail = self.query_one("#sessions-detail", Static)
-        previous = self.selected_id()
-        table.clear()
-        self.titles.clear()
-        self.snippets.clear()
-        try:
-            recent = self.store.list_sessions(limit=None if self.search_text else RECENT_LIMIT)
-            sizes = {s.id: s.message_count for s in recent}
-            if self.search_text:
-                hits = self.store.search(self.search_text)
-                rows = [
-                    (hit.session_id, hit.title, hit.updated, sizes.get(hit.session_id, ""))
-                    for hit in hits
-                ]
-                self.snippets = {hit.session_id: hit.snippet for hit in hits}
-            else:
-                rows = [(s.id, s.title, s.updated, s.message_count) for s in recent]
-        except Exception as err:  # noqa: BLE001 -- StoreError etc.: say it, keep the screen
-            detail.update(str(err).splitlines()[0] if str(err) else type(err).__name__)
-            return
-        for session_id, title, updated, size in rows:
-            self.titles[session_id] = title
-            # Text cells: a title is the user's words, never markup.
-            table.add_row(
-                Text(title or "(untitled)"),
-                Text(format_when(updated)),
-                Text(str(size), justify="right"),
-                key=session_id,
-            )
-        if previous in self.titles:
-            table.move_cursor(row=table.get_row_index(previous))
+        table.show(listing.rows)
+        self.titles = {r.session_id: r.title for r in listing.rows}
+        self.snippets = listing.snippets
         self._show_detail()
+        if self._open_when_listed:
+            self._open_when_listed = False
+            self.action_open()
 
     def _show_detail(self) -> None:
         detail = self.query_one("#sessions-detail", Static)
+        if self.shown is not None and self.shown.error is not None:
+            detail.update(self.shown.error)
+            return
         count = len(self.titles)
         if self.search_text:
             summary = f"{count} match{'es' if count != 1 else ''} for “{self.search_text}”"
@@ -176,21 +293,32 @@ class SessionsScreen(ModalScreen[str | None]):
         detail.update(f"{summary}\n{snippet}" if snippet else summary)
 
     def selected_id(self) -> str | None:
-        table = self.query_one(SessionTable)
-        if not self.titles or table.row_count == 0:
+        if not self.titles:
             return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return row_key.value
+        return self.query_one(SessionTable).cursor_key()
 
     # ----- events -----
 
     @on(Input.Changed, "#sessions-search")
     def _search_changed(self) -> None:
-        self.refresh_rows()
+        # Searched once the typing pauses, not at every key.
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        self._search_timer = self.set_timer(SEARCH_DELAY, self.refresh_rows)
+
+    @on(SessionTable.TypedAhead)
+    def _typed_ahead(self, message: SessionTable.TypedAhead) -> None:
+        search = self.query_one("#sessions-search", Input)
+        search.focus()
+        if message.character != "/":  # "/" only goes to the search box, as before
+            search.insert_text_at_cursor(message.character)
 
     @on(Input.Submitted, "#sessions-search")
     def _search_submitted(self) -> None:
-        self.action_open()
+        if self.up_to_date:
+            self.action_open()
+        else:  # the rows shown are for an earlier text: open the best match once it is in
+            self._open_when_listed = True
 
     @on(DataTable.RowSelected, "#sessions-table")
     def _row_selected(self, event: DataTable.RowSelected) -> None:
