@@ -1,0 +1,43 @@
+#!/bin/bash
+# One call on the GPU machine: the stages named on the command line, logs under $OUT.
+#   bash benchmarks/device_run.sh ckpt pytest check bench ...
+# ckpt: full-size random Qwen3-1.7B checkpoint (bf16) from the real config in $SHARED;
+# ckpt8: the same stored as Qwen's FP8 release stores it (128x128 blocks);
+# pytest: the cuda-marked tests; check: check_fast_paths (300 tokens);
+# bench: bench_engine with the peers; fp8bench: ours only, bf16 vs FP8 checkpoint vs --quantize fp8.
+set -o pipefail
+export PYTHONUNBUFFERED=1 QWEN3TUI_COMMIT=${QWEN3TUI_COMMIT:-unknown}
+OUT=${OUT:-/tmp/out}
+SHARED=${SHARED:-.devshared/qwen3-1.7b}
+CKPT=benchmarks/checkpoints/qwen3-1.7b-random
+CKPT8=benchmarks/checkpoints/qwen3-1.7b-random-fp8
+start=$(date +%s)
+stamp() { echo "== $1 at +$(( $(date +%s) - start ))s"; }
+# Seconds left of a 10-minute call, less a margin for the files to come back.
+left() { echo $(( 580 - ($(date +%s) - start) )); }
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee $OUT/gpu.txt
+for stage in "$@"; do
+  stamp "$stage"
+  case $stage in
+    ckpt|ckpt8) python3 -c "
+import json, sys, torch
+from qwen3tui.engine.random_checkpoint import write_random_checkpoint
+fp8 = sys.argv[1] == 'ckpt8'
+cfg = json.load(open('$SHARED/config.json'))
+write_random_checkpoint('$CKPT8' if fp8 else '$CKPT', config=cfg, tokenizer_dir='$SHARED',
+                        dtype=torch.bfloat16, shards=2, fp8_block=(128, 128) if fp8 else None)
+" $stage 2>&1 | tail -5 ;;
+    pytest) timeout 150 python3 -m pytest -q -m cuda tests/test_fast_decode.py \
+              $(ls tests/test_fp8_gemv.py 2>/dev/null) 2>&1 | tee $OUT/pytest.log | tail -25 ;;
+    check) timeout 260 python3 benchmarks/check_fast_paths.py --checkpoint $CKPT --tokens 300 \
+             2>&1 | tee $OUT/check.log ;;
+    check8) timeout 200 python3 benchmarks/check_fast_paths.py --checkpoint $CKPT --tokens 300 \
+              --fp8 $CKPT8 2>&1 | tee $OUT/check8.log ;;
+    bench) timeout $(left) python3 benchmarks/bench_engine.py --device cuda --peer-static \
+             --shared $SHARED --checkpoint $CKPT --out $OUT/bench.json 2>&1 | tee $OUT/bench.log ;;
+    fp8bench) timeout 200 python3 benchmarks/bench_fp8.py --bf16 $CKPT --fp8 $CKPT8 \
+                2>&1 | tee $OUT/fp8bench.log ;;
+    *) echo "unknown stage $stage" ;;
+  esac
+done
+stamp done
