@@ -56,8 +56,10 @@ def test_json_export_imports_back_exactly_under_a_new_id(store, session_id):
 
 def test_json_export_has_the_documented_message_fields(store, session_id):
     data = store.export_json(session_id)
-    assert data["format"] == "qwen3tui-session" and data["version"] == 1
+    assert data["format"] == "qwen3tui-session" and data["version"] == 2
     s = data["session"]
+    # One branch: each message follows the one before it, the last is the active leaf.
+    assert [m["parent"] for m in s["messages"]] == [None, 0, 1, 2] and s["active_leaf"] == 3
     assert (s["id"], s["model"], s["system_prompt"], s["message_count"]) == (
         session_id,
         "Qwen/Qwen3-1.7B",

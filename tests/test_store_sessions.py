@@ -162,16 +162,6 @@ def test_the_conversation_for_the_engine_has_answers_not_reasoning(store):
     ]
 
 
-def test_delete_messages_from_drops_a_reply_and_what_follows(store):
-    s = store.create_session("m")
-    add_exchange(store, s.id, "Q1", "A1")
-    add_exchange(store, s.id, "Q2", "A2")
-    store.delete_messages_from(s.id, 3)
-    assert [m.content for m in store.get_session(s.id).messages] == ["Q1", "A1", "Q2"]
-    add_reply(store, s.id, "A2 again")
-    assert store.get_session(s.id).messages[3].content == "A2 again"
-
-
 def test_update_settings_merges_and_system_prompt_can_change(store):
     s = store.create_session("m", settings={"thinking": True, "budget": 100})
     store.update_settings(s.id, {"budget": 200, "temperature": 0.5})

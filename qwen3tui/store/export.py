@@ -12,12 +12,16 @@ from .errors import ImportFormatError
 from .models import ROLES, STATUSES, Message, Session
 
 EXPORT_FORMAT = "qwen3tui-session"
-EXPORT_VERSION = 1
+# 2: the conversation is a tree: each message names its parent (`parent`, the `order` of an
+# earlier message, or null) and the session its active leaf (`active_leaf`). Version 1 is one
+# chain, each message following the one before it.
+EXPORT_VERSION = 2
 
 
-def message_to_dict(m: Message) -> dict[str, Any]:
+def message_to_dict(m: Message, parent: int | None = None) -> dict[str, Any]:
     return {
         "order": m.order,
+        "parent": parent,
         "role": m.role,
         "content": m.content,
         "thinking": m.thinking,
@@ -36,7 +40,9 @@ def message_to_dict(m: Message) -> dict[str, Any]:
 
 
 def session_to_dict(s: Session) -> dict[str, Any]:
-    """The session object of `sessions show --json` (and of an export)."""
+    """The session object of `sessions show --json` (the active branch) and of an export (the
+    whole tree). Messages refer to each other by `order`, their place in this list."""
+    orders = {m.id: m.order for m in s.messages}
     return {
         "id": s.id,
         "title": s.title,
@@ -46,7 +52,8 @@ def session_to_dict(s: Session) -> dict[str, Any]:
         "system_prompt": s.system_prompt,
         "settings": s.settings,
         "message_count": len(s.messages),
-        "messages": [message_to_dict(m) for m in s.messages],
+        "active_leaf": orders.get(s.active_leaf) if s.active_leaf is not None else None,
+        "messages": [message_to_dict(m, orders.get(m.parent_id)) for m in s.messages],
     }
 
 
@@ -283,6 +290,13 @@ def _check_structure(data: Any) -> None:
     for i, m in enumerate(s["messages"]):
         where = f"session.messages[{i}]"
         _require(isinstance(m, dict), where, "must be an object")
+        if "parent" in m:  # (version 2 on; a message without one follows the one before)
+            parent = m["parent"]
+            _require(
+                parent is None or (_optional_int(parent) and 0 <= parent < i),
+                f"{where}.parent",
+                "must be the place of an earlier message, or null",
+            )
         _require(m.get("role") in ROLES, f"{where}.role", "must be 'user' or 'assistant'")
         _require(
             m.get("status", "complete") in STATUSES,
@@ -324,6 +338,13 @@ def _check_structure(data: Any) -> None:
                 attachment_from_dict(item)
             except ValueError as err:
                 _require(False, f"{where}.attachments[{j}]", f"is not valid: {err}")
+    if "active_leaf" in s:
+        leaf = s["active_leaf"]
+        _require(
+            leaf is None or (_optional_int(leaf) and 0 <= leaf < len(s["messages"])),
+            "session.active_leaf",
+            "must be the place of one of its messages, or null",
+        )
 
 
 def parse_export(data: Any, *, check_value: CheckValue | None = None) -> Session:
@@ -333,9 +354,12 @@ def parse_export(data: Any, *, check_value: CheckValue | None = None) -> Session
     """
     validate_export(data, check_value=check_value)
     s = data["session"]
+    # Ids here are places in the list (the store gives new ones). A message without `parent`
+    # (all of version 1) follows the one before it; without `active_leaf` the last is active.
     messages = [
         Message(
-            id=0,
+            id=i,
+            parent_id=m["parent"] if "parent" in m else (i - 1 if i else None),
             session_id="",
             order=i,
             role=m["role"],
@@ -364,4 +388,9 @@ def parse_export(data: Any, *, check_value: CheckValue | None = None) -> Session
         system_prompt=s.get("system_prompt"),
         settings=s.get("settings", {}),
         messages=messages,
+        active_leaf=s["active_leaf"]
+        if "active_leaf" in s
+        else len(messages) - 1
+        if messages
+        else None,
     )

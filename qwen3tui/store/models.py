@@ -32,6 +32,11 @@ class Message:
     error: str | None = None
     model: str | None = None  # the model that wrote a reply (None: not recorded)
     attachments: list[Attachment] = field(default_factory=list)  # files sent with a user message
+    parent_id: int | None = None  # the message it answers or follows (None: a first message)
+    # Where it stands among the messages with the same parent (its alternatives, made by /retry
+    # or an edit): 1-based position in creation order, and how many there are.
+    sibling_position: int = 1
+    sibling_count: int = 1
 
     @property
     def outcome(self) -> Outcome:
@@ -49,6 +54,10 @@ class Session:
     system_prompt: str | None
     settings: dict[str, Any]
     messages: list[Message] = field(default_factory=list)
+    # The last message of the active branch (None: no messages). `messages` is that branch,
+    # root first, except from `SessionStore.get_tree`, where it is every message in creation
+    # order (each knows its parent).
+    active_leaf: int | None = None
 
 
 @dataclass(frozen=True)

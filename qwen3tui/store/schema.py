@@ -133,7 +133,25 @@ _V3 = [
 # {name, size, lines, text}); the model reads them expanded into the prompt.
 _V4 = ["ALTER TABLE messages ADD COLUMN attachments TEXT NOT NULL DEFAULT '[]'"]
 
-MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4]
+# v5: a conversation is a tree, so /retry and an edited message keep what they replace as a
+# sibling branch. Each message knows its parent (NULL: a first user message); each session knows
+# its active leaf, and the active branch is the path from a root to it. `ord` stays the creation
+# order (new rows take max + 1, so siblings never collide on it). What earlier versions stored
+# is one chain: each message under the one before it, the last one active.
+_V5 = [
+    "ALTER TABLE messages ADD COLUMN parent_id INTEGER REFERENCES messages(id) ON DELETE CASCADE",
+    "ALTER TABLE sessions ADD COLUMN active_leaf INTEGER",  # a message id; NULL: no messages
+    """UPDATE messages SET parent_id = (
+        SELECT p.id FROM messages AS p
+        WHERE p.session_id = messages.session_id AND p.ord < messages.ord
+        ORDER BY p.ord DESC LIMIT 1)""",
+    """UPDATE sessions SET active_leaf = (
+        SELECT m.id FROM messages AS m WHERE m.session_id = sessions.id
+        ORDER BY m.ord DESC LIMIT 1)""",
+    "CREATE INDEX messages_by_parent ON messages(session_id, parent_id)",
+]
+
+MIGRATIONS: list[list[str]] = [_V1, _V2, _V3, _V4, _V5]
 LATEST_VERSION = len(MIGRATIONS)
 
 

@@ -9,6 +9,12 @@ by itself once the disk takes it. Nothing is ever written to a memory copy and c
 
 A streaming reply is written as appended chunks (`append_reply`), folded into its message once
 when it ends (`finish_reply`): each flush costs the new text only, not the whole reply again.
+
+A session's messages form a tree (each knows its parent); the session's active leaf picks the
+branch that is shown and continued. A new message goes at the end of the active branch, or, given
+`at`, after the branch's first `at` messages: a sibling of the one there (/retry, an edit), which
+keeps the message it replaces on its own branch. Either way the new message becomes the active
+leaf, in the same transaction.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ MAX_LOCK_BACKOFF_S = 1.0
 _BUSY_MARKERS = ("database is locked", "database table is locked", "database is busy")
 _MESSAGE_COLUMNS = (
     "id, session_id, ord, role, content, thinking, status, thinking_enabled,"
-    " budget, sampling, usage, timings, created, updated, error, model, attachments"
+    " budget, sampling, usage, timings, created, updated, error, model, attachments, parent_id"
 )
 
 
@@ -107,6 +113,7 @@ def _message(row: tuple[Any, ...]) -> Message:
         error,
         model,
         attachments,
+        parent_id,
     ) = row
     return Message(
         id=id_,
@@ -126,6 +133,7 @@ def _message(row: tuple[Any, ...]) -> Message:
         error=error,
         model=model,
         attachments=attachments_from_json(_json(attachments)),
+        parent_id=parent_id,
     )
 
 
@@ -325,35 +333,47 @@ class SessionStore:
         return [SessionSummary(*row) for row in rows]
 
     def get_session(self, session_id: str) -> Session:
-        def load(c: sqlite3.Connection) -> Session:
-            row = c.execute(
-                "SELECT id, title, created, updated, model, system_prompt, settings"
-                " FROM sessions WHERE id = ?",
-                (session_id,),
-            ).fetchone()
-            if row is None:
-                raise SessionLookupError(f"no session with id {session_id!r}")
-            messages = [
-                _message(m)
-                for m in c.execute(
-                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY ord",
-                    (session_id,),
-                ).fetchall()
-            ]
-            _add_unfolded_chunks(c, messages)
-            settings = _json(row[6])
-            return Session(
-                id=row[0],
-                title=row[1],
-                created=row[2],
-                updated=row[3],
-                model=row[4],
-                system_prompt=row[5],
-                settings=settings if isinstance(settings, dict) else {},
-                messages=messages,
-            )
+        """The session with its active branch: root first, each message with its siblings'
+        count and its position among them."""
+        return self._read(lambda c: _load_session(c, session_id, whole_tree=False))
 
-        return self._read(load)
+    def get_tree(self, session_id: str) -> Session:
+        """The session with every message of every branch, in creation order (for export)."""
+        return self._read(lambda c: _load_session(c, session_id, whole_tree=True))
+
+    def siblings(self, message_id: int) -> list[int]:
+        """The ids of the messages with the same parent as this one (itself included), oldest
+        first. SessionLookupError for an unknown id."""
+        return self._read(lambda c: _siblings(c, message_id))
+
+    def branch_info(self, message_id: int) -> tuple[int, int]:
+        """This message's 1-based position among its siblings, and how many there are."""
+        ids = self.siblings(message_id)
+        return ids.index(message_id) + 1, len(ids)
+
+    def switch_branch(self, session_id: str, message_id: int) -> None:
+        """Make the branch through `message_id` the active one: the active leaf becomes the most
+        recently created message under it (or itself)."""
+
+        def run(c: sqlite3.Connection) -> None:
+            found = c.execute(
+                "SELECT 1 FROM messages WHERE id = ? AND session_id = ?", (message_id, session_id)
+            ).fetchone()
+            if found is None:
+                raise SessionLookupError(f"session {session_id!r} has no message {message_id}")
+            # Children are always newer than their parent, so the newest message under this one
+            # has no children: it is the most recent leaf.
+            (leaf,) = c.execute(
+                """WITH RECURSIVE below(id) AS (
+                    SELECT ? UNION ALL
+                    SELECT m.id FROM messages AS m JOIN below AS b ON m.parent_id = b.id
+                    WHERE m.id > b.id)
+                SELECT max(id) FROM below""",
+                (message_id,),
+            ).fetchone()
+            c.execute("UPDATE sessions SET active_leaf = ? WHERE id = ?", (leaf, session_id))
+
+        self._write(run)
 
     def resolve_id(self, prefix: str) -> str:
         """The one session whose id starts with `prefix`; SessionLookupError lists candidates."""
@@ -431,33 +451,48 @@ class SessionStore:
     # -- messages -----------------------------------------------------------------------
 
     @staticmethod
-    def _next_order(c: sqlite3.Connection, session_id: str) -> int:
-        if c.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone() is None:
+    def _place(c: sqlite3.Connection, session_id: str, at: int | None) -> tuple[int, int | None]:
+        """Where a new message goes: its `ord` (creation order) and its parent, which is the
+        active leaf, or with `at` the active branch's message before position `at`."""
+        row = c.execute("SELECT active_leaf FROM sessions WHERE id = ?", (session_id,)).fetchone()
+        if row is None:
             raise SessionLookupError(f"no session with id {session_id!r}")
-        return c.execute(
+        order = c.execute(
             "SELECT coalesce(max(ord), -1) + 1 FROM messages WHERE session_id = ?", (session_id,)
         ).fetchone()[0]
+        leaf = _active_leaf(c, session_id, row[0])
+        if at is None or leaf is None:
+            return order, leaf
+        branch = _branch_ids(c, leaf)
+        if at < 0 or at > len(branch):
+            raise StoreError(f"the active branch has no position {at}")
+        return order, branch[at - 1] if at > 0 else None
 
     def add_user_message(
-        self, session_id: str, content: str, attachments: Sequence[Attachment] = ()
+        self,
+        session_id: str,
+        content: str,
+        attachments: Sequence[Attachment] = (),
+        *,
+        at: int | None = None,
     ) -> int:
         """Save what the user typed (before generation starts) and the files sent with it;
-        returns its message id. The first one names the session.
+        returns its message id. The first one names the session. `at`: see the module's doc.
         """
         now = now_iso()
         title = make_title(content)
 
         def run(c: sqlite3.Connection) -> int:
-            order = self._next_order(c, session_id)
+            order, parent = self._place(c, session_id, at)
             cur = c.execute(
                 "INSERT INTO messages (session_id, ord, role, content, status, created, updated,"
-                " attachments) VALUES (?, ?, 'user', ?, 'complete', ?, ?, ?)",
-                (session_id, order, content, now, now, _attachments_json(attachments)),
+                " attachments, parent_id) VALUES (?, ?, 'user', ?, 'complete', ?, ?, ?, ?)",
+                (session_id, order, content, now, now, _attachments_json(attachments), parent),
             )
             c.execute(
-                "UPDATE sessions SET updated = ?,"
+                "UPDATE sessions SET updated = ?, active_leaf = ?,"
                 " title = CASE WHEN title = '' THEN ? ELSE title END WHERE id = ?",
-                (now, title, session_id),
+                (now, cur.lastrowid, title, session_id),
             )
             return cur.lastrowid or 0
 
@@ -471,16 +506,18 @@ class SessionStore:
         budget: int | None,
         sampling: dict[str, Any],
         model: str | None = None,
+        at: int | None = None,
     ) -> int:
-        """Create a reply's row now (status `partial`, empty text); returns its message id."""
+        """Create a reply's row now (status `partial`, empty text); returns its message id.
+        `at`: see the module's doc (/retry gives the old reply's position)."""
         now = now_iso()
 
         def run(c: sqlite3.Connection) -> int:
-            order = self._next_order(c, session_id)
+            order, parent = self._place(c, session_id, at)
             cur = c.execute(
                 "INSERT INTO messages (session_id, ord, role, status, thinking_enabled, budget,"
-                " sampling, created, updated, model)"
-                " VALUES (?, ?, 'assistant', ?, ?, ?, ?, ?, ?, ?)",
+                " sampling, created, updated, model, parent_id)"
+                " VALUES (?, ?, 'assistant', ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     session_id,
                     order,
@@ -491,9 +528,13 @@ class SessionStore:
                     now,
                     now,
                     model,
+                    parent,
                 ),
             )
-            c.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, session_id))
+            c.execute(
+                "UPDATE sessions SET updated = ?, active_leaf = ? WHERE id = ?",
+                (now, cur.lastrowid, session_id),
+            )
             return cur.lastrowid or 0
 
         return self._write(run)
@@ -575,30 +616,6 @@ class SessionStore:
             except sqlite3.OperationalError:
                 pass  # locked by another process, or read-only: the chunks are read back anyway
 
-    def delete_messages_from(self, session_id: str, order: int) -> None:
-        """Drop the message at `order` and everything after it (for /retry)."""
-        now = now_iso()
-
-        def run(c: sqlite3.Connection) -> None:
-            c.execute("DELETE FROM messages WHERE session_id = ? AND ord >= ?", (session_id, order))
-            c.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, session_id))
-
-        self._write(run)
-
-    def delete_last_reply(self, session_id: str) -> None:
-        """Drop everything after the session's last user message (for /retry)."""
-        now = now_iso()
-
-        def run(c: sqlite3.Connection) -> None:
-            c.execute(
-                "DELETE FROM messages WHERE session_id = ? AND ord > (SELECT coalesce(max(ord), -1)"
-                " FROM messages WHERE session_id = ? AND role = 'user')",
-                (session_id, session_id),
-            )
-            c.execute("UPDATE sessions SET updated = ? WHERE id = ?", (now, session_id))
-
-        self._write(run)
-
     def conversation(self, session_id: str) -> list[dict[str, str]]:
         """The messages to give the engine to continue this session.
 
@@ -622,7 +639,8 @@ class SessionStore:
         return self._read(lambda c: search_module.search(c, query, include_thinking, limit))
 
     def export_json(self, session_id: str) -> dict[str, Any]:
-        return export_format.export_json(self.get_session(session_id))
+        """The whole tree, every branch (Markdown export has the active branch only)."""
+        return export_format.export_json(self.get_tree(session_id))
 
     def export_markdown(self, session_id: str) -> str:
         return export_format.export_markdown(self.get_session(session_id))
@@ -634,11 +652,15 @@ class SessionStore:
 
         def run(c: sqlite3.Connection) -> None:
             self._insert_session(c, s)
-            c.executemany(
-                "INSERT INTO messages (session_id, ord, role, content, thinking, status,"
-                " thinking_enabled, budget, sampling, usage, timings, created, updated, error,"
-                " model, attachments) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
+            # Parents come before their children in an export, so each one's new id is known
+            # when its children are written.
+            new_ids: dict[int, int] = {}
+            for m in s.messages:
+                cur = c.execute(
+                    "INSERT INTO messages (session_id, ord, role, content, thinking, status,"
+                    " thinking_enabled, budget, sampling, usage, timings, created, updated, error,"
+                    " model, attachments, parent_id)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         s.id,
                         m.order,
@@ -656,13 +678,111 @@ class SessionStore:
                         m.error,
                         m.model,
                         _attachments_json(m.attachments),
-                    )
-                    for m in s.messages
-                ],
-            )
+                        None if m.parent_id is None else new_ids[m.parent_id],
+                    ),
+                )
+                new_ids[m.id] = cur.lastrowid or 0
+            leaf = None if s.active_leaf is None else new_ids[s.active_leaf]
+            c.execute("UPDATE sessions SET active_leaf = ? WHERE id = ?", (leaf, s.id))
 
         self._write(run)
         return s.id
+
+
+def _load_session(c: sqlite3.Connection, session_id: str, *, whole_tree: bool) -> Session:
+    row = c.execute(
+        "SELECT id, title, created, updated, model, system_prompt, settings, active_leaf"
+        " FROM sessions WHERE id = ?",
+        (session_id,),
+    ).fetchone()
+    if row is None:
+        raise SessionLookupError(f"no session with id {session_id!r}")
+    leaf = _active_leaf(c, session_id, row[7])
+    if whole_tree:
+        rows = c.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY ord, id",
+            (session_id,),
+        ).fetchall()
+    else:
+        rows = _branch_rows(c, leaf) if leaf is not None else []
+    messages = [_message(m) for m in rows]
+    for position, m in enumerate(messages):
+        m.order = position
+    _add_sibling_info(c, session_id, messages)
+    _add_unfolded_chunks(c, messages)
+    settings = _json(row[6])
+    return Session(
+        id=row[0],
+        title=row[1],
+        created=row[2],
+        updated=row[3],
+        model=row[4],
+        system_prompt=row[5],
+        settings=settings if isinstance(settings, dict) else {},
+        messages=messages,
+        active_leaf=leaf,
+    )
+
+
+def _active_leaf(c: sqlite3.Connection, session_id: str, stored: int | None) -> int | None:
+    """The session's active leaf; where none is recorded (or it is gone), its newest message."""
+    if stored is not None:
+        found = c.execute(
+            "SELECT 1 FROM messages WHERE id = ? AND session_id = ?", (stored, session_id)
+        ).fetchone()
+        if found is not None:
+            return stored
+    row = c.execute("SELECT max(id) FROM messages WHERE session_id = ?", (session_id,)).fetchone()
+    return row[0]
+
+
+# The path from a message up to its root; `parent_id < id` always holds for rows qwen3tui
+# writes, and the condition keeps a hand-edited cycle from looping.
+_UP_FROM = """WITH RECURSIVE up(id, depth) AS (
+    SELECT ?, 0 UNION ALL
+    SELECT m.parent_id, u.depth + 1 FROM messages AS m JOIN up AS u ON m.id = u.id
+    WHERE m.parent_id IS NOT NULL AND m.parent_id < m.id)"""
+
+
+def _branch_rows(c: sqlite3.Connection, leaf: int) -> list[tuple[Any, ...]]:
+    columns = ", ".join(f"m.{name.strip()}" for name in _MESSAGE_COLUMNS.split(","))
+    return c.execute(
+        f"{_UP_FROM} SELECT {columns} FROM messages AS m JOIN up USING (id) ORDER BY up.depth DESC",
+        (leaf,),
+    ).fetchall()
+
+
+def _branch_ids(c: sqlite3.Connection, leaf: int) -> list[int]:
+    rows = c.execute(f"{_UP_FROM} SELECT id FROM up ORDER BY depth DESC", (leaf,)).fetchall()
+    return [r[0] for r in rows]
+
+
+def _siblings(c: sqlite3.Connection, message_id: int) -> list[int]:
+    row = c.execute(
+        "SELECT session_id, parent_id FROM messages WHERE id = ?", (message_id,)
+    ).fetchone()
+    if row is None:
+        raise SessionLookupError(f"no message with id {message_id}")
+    return [
+        r[0]
+        for r in c.execute(
+            "SELECT id FROM messages WHERE session_id = ? AND parent_id IS ? ORDER BY id", row
+        ).fetchall()
+    ]
+
+
+def _add_sibling_info(c: sqlite3.Connection, session_id: str, messages: list[Message]) -> None:
+    if not messages:
+        return
+    rows = c.execute(
+        "SELECT id, row_number() OVER w, count(*) OVER w FROM messages WHERE session_id = ?"
+        " WINDOW w AS (PARTITION BY parent_id ORDER BY id"
+        " ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)",
+        (session_id,),
+    ).fetchall()
+    info = {r[0]: (r[1], r[2]) for r in rows}
+    for m in messages:
+        m.sibling_position, m.sibling_count = info.get(m.id, (1, 1))
 
 
 def _attachments_json(attachments: Sequence[Attachment]) -> str:
