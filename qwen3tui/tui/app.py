@@ -85,6 +85,10 @@ class Qwen3App(App[int]):
         Binding("ctrl+c", "copy_or_quit", "Copy / Quit", priority=True, show=False),
         Binding("ctrl+q", "request_quit", "Quit", priority=True),
     ]
+    # Classes on every screen for the stylesheet: narrow (< 100 columns) and short (< 30 rows)
+    # terminals get compact chrome, so the chat keeps the rows.
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (100, "-wide")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (30, "-tall")]
 
     def __init__(
         self,

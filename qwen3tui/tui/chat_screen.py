@@ -56,6 +56,7 @@ from .generation_worker import (
     coalesce,
     run_generation,
 )
+from .live_stats import LiveStats
 from .slash_commands import ParsedCommand, SlashError
 from .widgets.budget_slider import BudgetSlider
 from .widgets.chat_message import (
@@ -72,11 +73,13 @@ from .widgets.welcome import Welcome
 
 
 class ContextCounted(Message):
-    """Posted from a background thread: the conversation's prompt size in tokens."""
+    """Posted from a background thread: the conversation's prompt size in tokens (for turn
+    `turn_id`: the prompt of that reply, counted when it was sent)."""
 
-    def __init__(self, tokens: int) -> None:
+    def __init__(self, tokens: int, turn_id: int | None = None) -> None:
         super().__init__()
         self.tokens = tokens
+        self.turn_id = turn_id
 
 
 class SaveStateChanged(Message):
@@ -98,6 +101,7 @@ class Turn:
     worker: Worker[None] | None = None
     done: bool = False
     model: str | None = None  # what writes the reply, as it is saved with it
+    live: LiveStats = field(default_factory=LiveStats)  # the status bar's numbers meanwhile
 
 
 class ChatScreen(Screen[None]):
@@ -358,7 +362,8 @@ class ChatScreen(Screen[None]):
     def engine_loaded(self) -> bool:
         return self.engine is not None
 
-    def refresh_context_count(self) -> None:
+    def refresh_context_count(self, turn_id: int | None = None) -> None:
+        """Count the prompt off the UI thread; with `turn_id`, as the prompt of that reply."""
         engine = self.engine
         if engine is None or not self.history:
             self.status.set(context_used=0 if self.history == [] else None)
@@ -371,14 +376,28 @@ class ChatScreen(Screen[None]):
                 used = engine.count_tokens(messages, thinking)
             except Exception:  # noqa: BLE001 -- the status line is informative only
                 return
-            self.post_message(ContextCounted(used))
+            self.post_message(ContextCounted(used, turn_id))
 
         # Tokenizing a long conversation takes a moment: off the UI thread, never waited for.
         threading.Thread(target=count, name="qwen3tui-count", daemon=True).start()
 
     def on_context_counted(self, message: ContextCounted) -> None:
-        if self.turn is None:
+        turn = self.turn
+        if message.turn_id is None and turn is None:
             self.status.set(context_used=message.tokens)
+        elif turn is not None and message.turn_id == turn.turn_id:
+            turn.live.prompt_tokens = message.tokens
+            self._show_live(turn)
+
+    def _show_live(self, turn: Turn) -> None:
+        """The context used and the speed so far, until the engine's own numbers come."""
+        live = turn.live
+        if live.ended:
+            return
+        if live.context_used is not None:
+            self.status.set(context_used=live.context_used)
+        if live.tok_s is not None:
+            self.status.set(tok_s=live.tok_s)
 
     # ----- saving -----
 
@@ -574,7 +593,9 @@ class ChatScreen(Screen[None]):
         self.turn = turn
         self.mount_message(widget)
         self.conversation.anchor()
-        self.status.set(state="thinking…" if thinking else "generating…")
+        # The previous reply's speed is not this one's: shown again as this one streams.
+        self.status.set(state="thinking…" if thinking else "generating…", tok_s=None, ttft_s=None)
+        self.refresh_context_count(turn.turn_id)
         wake = partial(self.post_message, StreamReady(turn.turn_id))
         turn.worker = self.run_worker(
             partial(
@@ -622,7 +643,10 @@ class ChatScreen(Screen[None]):
             return
         started = time.monotonic()
         self.pacer.started(started)
-        items = coalesce(turn.mailbox.take())
+        taken = turn.mailbox.take()
+        if turn.live.observe(taken):
+            self._show_live(turn)
+        items = coalesce(taken)
         with self.app.batch_update():
             for item in items:
                 await self._apply(turn, item)

@@ -92,9 +92,8 @@ class BudgetSlider(Widget, can_focus=True):
 
     DEFAULT_CSS = """
     BudgetSlider {
-        border: tall $border-blurred;
         background: $surface;
-        height: 3;
+        height: 1;
         width: 1fr;
         min-width: 24;
         max-width: 56;
@@ -106,9 +105,9 @@ class BudgetSlider(Widget, can_focus=True):
         & > .budget-slider--thumb { color: $foreground; text-style: bold; }
         & > .budget-slider--label { color: $foreground; }
 
+        /* One row, no border (the chat gets the rows): focus shows as a brighter background. */
         &:focus {
-            border: tall $border;
-            background-tint: $foreground 5%;
+            background: $primary 30%;
             & > .budget-slider--thumb { color: $accent; }
         }
         &:hover > .budget-slider--thumb { color: $accent-lighten-1; }
