@@ -14,10 +14,10 @@ from qwen3tui.tui.widgets.budget_slider import (
     snap_budget,
 )
 
-# Content of a 40-cell slider: 40 - tall border (2) - padding (2).
+# Content of a 40-cell slider (one row, no border): 40 - padding (2).
 SLIDER_WIDTH = 40
-CONTENT_LEFT = 2  # border + padding
-CONTENT_TOP = 1
+CONTENT_LEFT = 1  # the padding
+CONTENT_TOP = 0
 
 pytestmark = pytest.mark.anyio  # anyio's pytest plugin runs the async Pilot tests on asyncio
 
