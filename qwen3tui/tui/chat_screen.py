@@ -27,7 +27,7 @@ from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Button, Footer, Static, Switch, TextArea
+from textual.widgets import Button, Static, Switch
 from textual.worker import Worker
 
 from qwen3tui import engine_choice
@@ -59,6 +59,7 @@ from .generation_worker import (
 from .live_stats import LiveStats
 from .slash_commands import ParsedCommand, SlashError
 from .widgets.budget_slider import BudgetSlider
+from .widgets.chat_footer import ChatFooter
 from .widgets.chat_message import (
     AssistantMessage,
     Notice,
@@ -68,6 +69,7 @@ from .widgets.chat_message import (
 from .widgets.composer import Composer, PromptHistory
 from .widgets.controls import Controls
 from .widgets.load_progress import LoadProgressPanel
+from .widgets.slash_suggestions import SlashSuggestions
 from .widgets.status_bar import StatusBar
 from .widgets.welcome import Welcome
 
@@ -190,8 +192,8 @@ class ChatScreen(Screen[None]):
         self.save_banner = Static("", id="save-banner", markup=False)
         self.conversation = VerticalScroll(id="conversation")
         self.welcome = Welcome("", id="welcome")
-        self.composer = Composer(id="composer")
-        self.suggestions = Static("", id="slash-suggestions", markup=False)
+        self.suggestions = SlashSuggestions(id="slash-suggestions")
+        self.composer = Composer(id="composer", suggestions=self.suggestions)
         self.load_panel = LoadProgressPanel(id="load-panel")
         self.controls = Controls(
             thinking=settings.thinking, budget=settings.thinking_budget, id="controls"
@@ -206,7 +208,7 @@ class ChatScreen(Screen[None]):
         yield self.suggestions
         yield self.composer
         yield self.controls
-        yield Footer()
+        yield ChatFooter()
 
     def on_mount(self) -> None:
         self.suggestions.display = False
@@ -424,16 +426,11 @@ class ChatScreen(Screen[None]):
 
     # ----- composing -----
 
-    @on(TextArea.Changed, "#composer")
-    def _suggest(self, event: TextArea.Changed) -> None:
-        text = self.composer.text
-        matches = slash_commands.suggest(text) if text.startswith("/") else []
-        self.suggestions.display = bool(matches)
-        if matches:
-            width = max(len(c.usage) for c in matches)
-            self.suggestions.update(
-                "\n".join(f"{c.usage:<{width}}  {c.description}" for c in matches)
-            )
+    @on(SlashSuggestions.Chosen)
+    def _suggestion_chosen(self, event: SlashSuggestions.Chosen) -> None:
+        """A click on a suggestion (the composer routes the keys itself)."""
+        self.composer.choose(event.completion)
+        self.composer.focus()
 
     @on(Composer.Submitted)
     def _submitted(self, event: Composer.Submitted) -> None:
