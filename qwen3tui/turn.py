@@ -76,6 +76,10 @@ class Recording:
     # Files sent with it, saved apart from the typed text (the messages hold them expanded).
     attachments: tuple[Attachment, ...] = ()
     lock: SessionLock | None = None  # the session, when the caller took it already
+    # Where in the session's active branch the turn's first new message goes: None at its end;
+    # N puts it after the branch's first N messages, beside the one there, which stays on its
+    # own branch (an edited message, or a retried reply when there is no user_text).
+    at: int | None = None
 
 
 def run_turn(
@@ -108,7 +112,10 @@ def run_turn(
                         return
             if recording.user_text is not None:
                 recording.saver.add_user_message(
-                    recording.session_id, recording.user_text, recording.attachments
+                    recording.session_id,
+                    recording.user_text,
+                    recording.attachments,
+                    at=recording.at,
                 )
         for event in engine.chat(messages, options, stop.event, answer_now=stop.answer_event):
             if isinstance(event, Summary):
@@ -166,6 +173,9 @@ class _Reply:
                 budget=self.options.thinking_budget if thinking else None,
                 sampling=sampling,
                 model=self.recording.model,
+                # A retry's reply replaces the old one's place; after a new user message the
+                # reply simply follows it.
+                at=self.recording.at if self.recording.user_text is None else None,
             )
         return self.handle
 

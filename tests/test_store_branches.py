@@ -215,3 +215,12 @@ def test_a_store_of_the_previous_release_becomes_one_branch_per_session(tmp_path
         assert store.branch_info(store.get_session("aa11").messages[1].id) == (2, 2)
         store.add_user_message("bb22", "first words")
         assert contents(store, "bb22") == ["first words"]
+
+
+def test_a_branch_can_be_read_before_switching_to_it(store):
+    sid = two_turns(store)
+    q2 = store.get_session(sid).messages[2].id
+    store.add_user_message(sid, "Q2 edited", at=2)
+    preview = store.get_session(sid, through=q2)
+    assert [m.content for m in preview.messages] == ["Q1", "A1", "Q2", "A2"]
+    assert contents(store, sid)[-1] == "Q2 edited"  # nothing was switched

@@ -227,3 +227,26 @@ def test_two_turns_in_one_session_never_interleave(tmp_path):
         s.close(timeout=5)
     first_store.close()
     second_store.close()
+
+
+def test_a_retry_turn_saves_its_reply_beside_the_old_one(saver):
+    """/retry: no user message, and the reply goes where the old reply was (position 1)."""
+    session_id = new_session(saver)
+    run(FakeEngine(), saver, session_id)
+    old = last_reply(saver, session_id)
+    run(FakeEngine(answer_tokens=["Again."]), saver, session_id, at=1)
+    new = last_reply(saver, session_id)
+    assert new.content == "Again." and new.parent_id == old.parent_id
+    assert saver.store.siblings(new.id) == [old.id, new.id]
+    assert (new.sibling_position, new.sibling_count) == (2, 2)
+
+
+def test_an_edit_turn_saves_the_edited_message_beside_the_original_and_its_reply_under_it(saver):
+    session_id = new_session(saver, "first question")
+    run(FakeEngine(), saver, session_id)
+    run(FakeEngine(answer_tokens=["Edited."]), saver, session_id, user_text="edited", at=0)
+    assert saver.wait_idle(10)
+    branch = saver.store.get_session(session_id).messages
+    assert [(m.role, m.content) for m in branch] == [("user", "edited"), ("assistant", "Edited.")]
+    assert branch[1].parent_id == branch[0].id
+    assert saver.store.branch_info(branch[0].id) == (2, 2)

@@ -14,7 +14,7 @@ from .models import Message, SearchHit, Session, SessionSummary
 from .outcome import Outcome
 from .saver import FLUSH_INTERVAL_S, ReplyHandle, SaveState, SessionSaver
 from .schema import LATEST_VERSION
-from .store import SessionLock, SessionStore, make_title
+from .store import SessionLock, SessionStore, conversation_of, make_title
 
 __all__ = [
     "Attachment",
@@ -35,6 +35,7 @@ __all__ = [
     "SessionSummary",
     "StoreError",
     "StoreUnavailable",
+    "conversation_of",
     "expand_prompt",
     "make_title",
 ]

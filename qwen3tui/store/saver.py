@@ -115,10 +115,17 @@ class SessionSaver:
         return session_id
 
     def add_user_message(
-        self, session_id: str, text: str, attachments: Sequence[Attachment] = ()
+        self,
+        session_id: str,
+        text: str,
+        attachments: Sequence[Attachment] = (),
+        *,
+        at: int | None = None,
     ) -> None:
+        """`at`: a position in the active branch, for an edited message (see SessionStore);
+        it is read when the write happens, after every write handed over before it."""
         files = tuple(attachments)
-        self._put("your message", lambda s: s.add_user_message(session_id, text, files))
+        self._put("your message", lambda s: s.add_user_message(session_id, text, files, at=at))
 
     def call(self, describe: str, action: Callable[[SessionStore], Any]) -> None:
         """Queue any other change (rename, settings, system prompt, delete, …)."""
@@ -132,7 +139,9 @@ class SessionSaver:
         budget: int | None,
         sampling: dict[str, Any],
         model: str | None = None,
+        at: int | None = None,
     ) -> ReplyHandle:
+        """`at`: the old reply's position in the active branch, for /retry."""
         handle = ReplyHandle(session_id)
 
         def begin(s: SessionStore) -> None:
@@ -142,6 +151,7 @@ class SessionSaver:
                 budget=budget,
                 sampling=sampling,
                 model=model,
+                at=at,
             )
             handle.last_flush = self._clock()
 

@@ -332,10 +332,11 @@ class SessionStore:
         )
         return [SessionSummary(*row) for row in rows]
 
-    def get_session(self, session_id: str) -> Session:
+    def get_session(self, session_id: str, *, through: int | None = None) -> Session:
         """The session with its active branch: root first, each message with its siblings'
-        count and its position among them."""
-        return self._read(lambda c: _load_session(c, session_id, whole_tree=False))
+        count and its position among them. `through`: the branch that `switch_branch` to that
+        message would make active, instead (read only: nothing is switched)."""
+        return self._read(lambda c: _load_session(c, session_id, whole_tree=False, through=through))
 
     def get_tree(self, session_id: str) -> Session:
         """The session with every message of every branch, in creation order (for export)."""
@@ -356,21 +357,7 @@ class SessionStore:
         recently created message under it (or itself)."""
 
         def run(c: sqlite3.Connection) -> None:
-            found = c.execute(
-                "SELECT 1 FROM messages WHERE id = ? AND session_id = ?", (message_id, session_id)
-            ).fetchone()
-            if found is None:
-                raise SessionLookupError(f"session {session_id!r} has no message {message_id}")
-            # Children are always newer than their parent, so the newest message under this one
-            # has no children: it is the most recent leaf.
-            (leaf,) = c.execute(
-                """WITH RECURSIVE below(id) AS (
-                    SELECT ? UNION ALL
-                    SELECT m.id FROM messages AS m JOIN below AS b ON m.parent_id = b.id
-                    WHERE m.id > b.id)
-                SELECT max(id) FROM below""",
-                (message_id,),
-            ).fetchone()
+            leaf = _newest_leaf_under(c, session_id, message_id)
             c.execute("UPDATE sessions SET active_leaf = ? WHERE id = ?", (leaf, session_id))
 
         self._write(run)
@@ -624,12 +611,7 @@ class SessionStore:
         out, as they were never shown to the model as an answer. Attached files are expanded
         into their message's text, as the model read them when it was sent.
         """
-        s = self.get_session(session_id)
-        out = [{"role": "system", "content": s.system_prompt}] if s.system_prompt else []
-        for m in s.messages:
-            if m.role == "user" or m.content:
-                out.append({"role": m.role, "content": expand_prompt(m.content, m.attachments)})
-        return out
+        return conversation_of(self.get_session(session_id))
 
     # -- search, export, import ---------------------------------------------------------
 
@@ -689,7 +671,37 @@ class SessionStore:
         return s.id
 
 
-def _load_session(c: sqlite3.Connection, session_id: str, *, whole_tree: bool) -> Session:
+def conversation_of(s: Session) -> list[dict[str, str]]:
+    """A loaded session's branch as the engine is given it (see `SessionStore.conversation`)."""
+    out = [{"role": "system", "content": s.system_prompt}] if s.system_prompt else []
+    for m in s.messages:
+        if m.role == "user" or m.content:
+            out.append({"role": m.role, "content": expand_prompt(m.content, m.attachments)})
+    return out
+
+
+def _newest_leaf_under(c: sqlite3.Connection, session_id: str, message_id: int) -> int:
+    found = c.execute(
+        "SELECT 1 FROM messages WHERE id = ? AND session_id = ?", (message_id, session_id)
+    ).fetchone()
+    if found is None:
+        raise SessionLookupError(f"session {session_id!r} has no message {message_id}")
+    # Children are always newer than their parent, so the newest message under this one has
+    # no children: it is the most recent leaf.
+    (leaf,) = c.execute(
+        """WITH RECURSIVE below(id) AS (
+            SELECT ? UNION ALL
+            SELECT m.id FROM messages AS m JOIN below AS b ON m.parent_id = b.id
+            WHERE m.id > b.id)
+        SELECT max(id) FROM below""",
+        (message_id,),
+    ).fetchone()
+    return leaf
+
+
+def _load_session(
+    c: sqlite3.Connection, session_id: str, *, whole_tree: bool, through: int | None = None
+) -> Session:
     row = c.execute(
         "SELECT id, title, created, updated, model, system_prompt, settings, active_leaf"
         " FROM sessions WHERE id = ?",
@@ -698,6 +710,8 @@ def _load_session(c: sqlite3.Connection, session_id: str, *, whole_tree: bool) -
     if row is None:
         raise SessionLookupError(f"no session with id {session_id!r}")
     leaf = _active_leaf(c, session_id, row[7])
+    if through is not None:
+        leaf = _newest_leaf_under(c, session_id, through)
     if whole_tree:
         rows = c.execute(
             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE session_id = ? ORDER BY ord, id",
