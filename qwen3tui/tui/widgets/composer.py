@@ -1,7 +1,8 @@
 """The composer: a multi-line TextArea where Enter sends and Shift+Enter / Ctrl+J add a line.
 
 Up/Down in an empty composer (or while showing a recalled prompt) walk earlier prompts;
-Tab completes a partly typed slash command, or a path after "@".
+Tab completes a partly typed slash command, or a path after "@". While slash-command suggestions
+show, Up/Down/Tab/Enter/Esc are theirs (`slash_suggestions` has the rules).
 """
 
 from __future__ import annotations
@@ -9,13 +10,13 @@ from __future__ import annotations
 import re
 import time
 
-from textual import events
+from textual import events, on
 from textual.message import Message
 from textual.widgets import TextArea
 
 from qwen3tui.file_attach import common_prefix, complete_path
 
-from .. import slash_commands
+from .slash_suggestions import SlashSuggestions, Suggestions
 
 # "@part" just before the cursor, at a word start ("@@" is a literal "@", not a path).
 AT_FRAGMENT = re.compile(r"(?<!\S)@(?!@)(\S*)$")
@@ -64,7 +65,9 @@ class Composer(TextArea):
             self.composer = composer
             self.text = text
 
-    def __init__(self, *, id: str | None = None) -> None:
+    def __init__(
+        self, *, id: str | None = None, suggestions: SlashSuggestions | None = None
+    ) -> None:
         super().__init__(
             id=id,
             soft_wrap=True,
@@ -75,10 +78,15 @@ class Composer(TextArea):
         )
         self.prompts = PromptHistory()
         self.last_keystroke = float("-inf")  # time.monotonic() of the last edit by the user
+        self.suggestions = suggestions  # shown above the composer, by the screen
 
     async def _on_key(self, event: events.Key) -> None:
         if event.is_printable or event.key in ("backspace", "delete"):
             self.last_keystroke = time.monotonic()
+        if self._suggestion_key(event.key):
+            event.stop()
+            event.prevent_default()
+            return
         if event.key == "enter":
             event.stop()
             event.prevent_default()
@@ -95,13 +103,46 @@ class Composer(TextArea):
             return
         await super()._on_key(event)
 
-    def _complete_command(self) -> bool:
-        """Tab after a partial "/comm": complete to the first suggested command."""
-        matches = slash_commands.suggest(self.text)
-        if not matches or self.text.strip() == matches[0].usage:
+    @on(TextArea.Changed)
+    def _text_changed(self) -> None:
+        if self.suggestions is not None:
+            self.suggestions.update_for(self._suggest_for())
+
+    def _suggest_for(self) -> str:
+        """The text suggestions follow: none for a recalled prompt, so Up/Down keep walking."""
+        recalled = self.prompts.index is not None and self.text == self.prompts.current()
+        return "" if recalled else self.text
+
+    def _suggestion_key(self, key: str) -> bool:
+        """Up/Down/Tab/Enter/Esc while suggestions show; whether the key was theirs."""
+        shown = self.suggestions
+        if shown is None or key not in ("up", "down", "tab", "enter", "escape"):
             return False
-        first = matches[0]
-        self._show(f"/{first.name} " if first.args else f"/{first.name}")
+        shown.update_for(self._suggest_for())  # the Changed message may not have come yet
+        if not shown.shown:
+            return False
+        if key in ("up", "down"):
+            shown.move(-1 if key == "up" else 1)
+        elif key == "escape":
+            shown.hide()
+        elif key == "enter" and shown.state.enter_sends():
+            self.post_message(self.Submitted(self, self.text))
+        else:
+            self.choose(shown.state.completion())
+        return True
+
+    def choose(self, completion: str | None) -> None:
+        """Put a chosen command in the composer (Tab, Enter or a click on a suggestion)."""
+        if completion is not None:
+            self._show(completion)
+
+    def _complete_command(self) -> bool:
+        """Tab after a partial "/comm" with the suggestions hidden: the first suggested command."""
+        state = Suggestions.for_text(self.text)
+        completion = state.completion()
+        if completion is None or self.text == completion:
+            return False
+        self._show(completion)
         return True
 
     def _complete_path(self) -> bool:
