@@ -84,26 +84,28 @@ def test_int8_kernel_builds_strictly_and_matches_pytorch(variant, cache_home):
 def test_int4_kernel_builds_strictly_and_matches_pytorch(variant, cache_home):
     kernel = int4_cpu_kernel.build(VARIANTS[variant], STRICT)
     gen = torch.Generator().manual_seed(3)
-    for n, kp, group in ((16, 32, 32), (48, 64, 16), (200, 256, 64), (33, 2048, 32)):
+    for n, kp, group in ((16, 64, 32), (48, 64, 16), (200, 256, 64), (33, 2048, 32), (7, 384, 64)):
         codes = torch.randint(0, 16, (n, kp), dtype=torch.uint8, generator=gen)
         scales = (torch.rand(n, kp // group, generator=gen) + 0.1).bfloat16()
         mins = torch.randn(n, kp // group, generator=gen).bfloat16()
-        packed, ps, pm = (int4_cpu_kernel.pack(codes), int4_cpu_kernel.pack_groups(scales),
-                          int4_cpu_kernel.pack_groups(mins))  # fmt: skip
-        padded = packed.shape[0] * 16
+        padded = -(-n // 16) * 16
         s = scales.float().repeat_interleave(group, 1)
         for m, w in (
             (None, s * (codes.float() - 8)),
-            (pm, s * codes.float() + mins.float().repeat_interleave(group, 1)),
+            (mins, s * codes.float() + mins.float().repeat_interleave(group, 1)),
         ):
-            for k in (kp, kp - 3):  # a shorter activation: the weights' padding inputs
+            packed = int4_cpu_kernel.pack(codes, scales, m, group)
+            unpacked = int4_cpu_kernel.unpack(packed, n, group)
+            for a, b in zip(unpacked, (codes, scales, m), strict=True):
+                assert (a is None and b is None) or torch.equal(a, b)
+            for k in (kp, kp - 3, kp - 16):  # a shorter activation: the weights' padding inputs
                 x = torch.randn(1, k, generator=gen)
                 want = x @ w[:, :k].T
                 for dtype in (torch.float32, torch.bfloat16):
-                    got = kernel.gemv(x.to(dtype), packed, ps, m, group)[:, :n]
+                    got = kernel.gemv(x.to(dtype), packed, group)[:, :n]
                     assert got.dtype == dtype and _rel_err(got, want) < 2e-2
             out = torch.empty(kp, padded)
-            got = kernel.dequantize_t(packed, ps, m, group, 0, padded, out)[:, :n]
+            got = kernel.dequantize_t(packed, group, 0, padded, out)[:, :n]
             assert torch.allclose(got, w.T, rtol=1e-6, atol=1e-6)
 
 

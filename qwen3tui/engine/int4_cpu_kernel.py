@@ -8,9 +8,12 @@ has it), applying the group's scales once per 16 rows; prefill dequantizes slabs
 bf16 for the matmul, as the int8 path does. Built by native_build for the CPU it runs on;
 `load()` returns None where it cannot be had, and quantize.Int4Linear keeps a PyTorch path.
 
-The packed layout (`pack`): per block of 16 output rows, one 64-byte chunk per 8 inputs; byte
-4r + i holds row r's code for input k + i in its low nibble and for k + 4 + i in its high one.
-Scales and minimums: [N/16][K/G][16] bf16.
+The packed layout (`pack`): per block of 16 output rows, one unit per two groups (2G inputs):
+2G/8 chunks of 64 bytes, one per 8 inputs (byte 4r + i holds row r's code for input k + i in
+its low nibble and for k + 4 + i in its high one), then 64 bytes of the rows' bf16 scales (the
+unit's first group, then its second), then, asymmetric, 64 bytes of minimums the same way:
+(ceil(N/16), Kp/(2G), 16G + 64 or 16G + 128) uint8. Keeping the scales inside the block's one
+sequential stream made the kernel 13-15% faster than a separate scale array (one core).
 """
 
 from __future__ import annotations
@@ -27,34 +30,60 @@ BLOCK = 16  # output rows per packed block
 _DTYPES = (torch.bfloat16, torch.float32)
 
 
-def pack(codes: torch.Tensor) -> torch.Tensor:
-    """uint8 codes 0..15, (N, Kp) with Kp a multiple of 8 -> (ceil(N/16), Kp/8, 16, 4) uint8."""
+def padded_k(k: int, group: int) -> int:
+    """Inputs the packed weight holds: whole units of two groups."""
+    return -(-k // (2 * group)) * 2 * group
+
+
+def unit_bytes(group: int, symmetric: bool) -> int:
+    return 16 * group + (64 if symmetric else 128)
+
+
+def is_symmetric(packed: torch.Tensor, group: int) -> bool:
+    return packed.shape[2] == unit_bytes(group, True)
+
+
+def pack(
+    codes: torch.Tensor, scales: torch.Tensor, mins: torch.Tensor | None, group: int
+) -> torch.Tensor:
+    """uint8 codes 0..15 (N, Kp), bf16 scales and minimums (N, Kp/G), Kp a multiple of 2G ->
+    (ceil(N/16), Kp/(2G), unit bytes) uint8; padding rows are zero."""
     n, kp = codes.shape
+    units = kp // (2 * group)
     padded = -(-n // BLOCK) * BLOCK
+    parts = [codes, scales, mins]
     if padded != n:
-        codes = torch.cat([codes, codes.new_zeros(padded - n, kp)])
-    c = codes.view(padded // BLOCK, BLOCK, kp // 8, 2, 4)
-    return (c[:, :, :, 0] | (c[:, :, :, 1] << 4)).transpose(1, 2).contiguous()
+        parts = [
+            t if t is None else torch.cat([t, t.new_zeros(padded - n, t.shape[1])]) for t in parts
+        ]
+    nb = padded // BLOCK
+    c = parts[0].view(nb, BLOCK, kp // 8, 2, 4)
+    c = (c[:, :, :, 0] | (c[:, :, :, 1] << 4)).transpose(1, 2)  # (NB, Kp/8, 16, 4)
+    out = [c.reshape(nb, units, 16 * group)]
+    for t in parts[1:]:
+        if t is not None:
+            g = t.to(torch.bfloat16).view(nb, BLOCK, units, 2).permute(0, 2, 3, 1)
+            out.append(g.contiguous().view(torch.uint8).view(nb, units, 64))
+    return torch.cat(out, dim=2)
 
 
-def unpack(packed: torch.Tensor, n: int) -> torch.Tensor:
-    """The (n, Kp) codes of a packed weight."""
-    nb, k8 = packed.shape[:2]
-    halves = torch.stack([packed & 15, packed >> 4], dim=3)  # (NB, Kp/8, 16, 2, 4)
-    return halves.permute(0, 2, 1, 3, 4).reshape(nb * BLOCK, k8 * 8)[:n]
+def unpack(
+    packed: torch.Tensor, n: int, group: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The codes (n, Kp), scales (n, Kp/G) and minimums (None when symmetric) of a packed
+    weight (or of a slice of its blocks)."""
+    nb, units = packed.shape[:2]
+    kp = units * 2 * group
+    c = packed[:, :, : 16 * group].reshape(nb, kp // 8, BLOCK, 4)
+    halves = torch.stack([c & 15, c >> 4], dim=3)  # (NB, Kp/8, 16, 2, 4)
+    codes = halves.permute(0, 2, 1, 3, 4).reshape(nb * BLOCK, kp)[:n]
 
+    def groups(at: int) -> torch.Tensor:
+        g = packed[:, :, at : at + 64].contiguous().view(torch.bfloat16).view(nb, units, 2, BLOCK)
+        return g.permute(0, 3, 1, 2).reshape(nb * BLOCK, 2 * units)[:n]
 
-def pack_groups(values: torch.Tensor) -> torch.Tensor:
-    """Per-(row, group) bf16 values (N, K/G) -> (ceil(N/16), K/G, 16)."""
-    n, groups = values.shape
-    padded = -(-n // BLOCK) * BLOCK
-    if padded != n:
-        values = torch.cat([values, values.new_zeros(padded - n, groups)])
-    return values.view(padded // BLOCK, BLOCK, groups).transpose(1, 2).contiguous()
-
-
-def unpack_groups(packed: torch.Tensor, n: int) -> torch.Tensor:
-    return packed.transpose(1, 2).reshape(-1, packed.shape[1])[:n]
+    mins = None if is_symmetric(packed, group) else groups(16 * group + 64)
+    return codes, groups(16 * group), mins
 
 
 class Int4Kernel:
@@ -64,72 +93,49 @@ class Int4Kernel:
         self.simd: str = lib.q4_simd().decode()  # the instruction set it was built for
         self._gemv = lib.q4_gemv
         self._gemv.restype = c_int
-        self._gemv.argtypes = [ptr, c_int, i64, ptr, ptr, ptr, ptr, i64, i64, i64, c_int]
+        self._gemv.argtypes = [ptr, c_int, i64, ptr, c_int, ptr, i64, i64, i64, c_int]
         self._quantize = lib.q4_quantize
         self._quantize.restype = None
-        self._quantize.argtypes = [ptr, c_int, i64, i64, i64, i64, c_int, ptr, ptr, ptr, i64, i64]
-        self._quantize.argtypes += [c_int]
+        self._quantize.argtypes = [ptr, c_int, i64, i64, i64, i64, c_int, ptr, i64, i64, c_int]
         self._dequant = lib.q4_dequant_t
         self._dequant.restype = None
-        self._dequant.argtypes = [ptr, ptr, ptr, ptr, c_int, i64, i64, i64, i64, i64, c_int]
+        self._dequant.argtypes = [ptr, c_int, ptr, c_int, i64, i64, i64, i64, i64, c_int]
 
-    def gemv(
-        self,
-        x: torch.Tensor,
-        packed: torch.Tensor,
-        scales: torch.Tensor,
-        mins: torch.Tensor | None,
-        group: int,
-    ) -> torch.Tensor:
+    def gemv(self, x: torch.Tensor, packed: torch.Tensor, group: int) -> torch.Tensor:
         """One row x (..., K) bf16 or fp32 -> (..., padded N) in x's dtype."""
         if x.dtype not in _DTYPES:
             raise ValueError(f"int4 kernel: takes bf16 or fp32 activations, not {x.dtype}")
         x = x.contiguous()
-        nb, k8 = packed.shape[:2]
+        nb, units, unit = packed.shape
         y = torch.empty((*x.shape[:-1], nb * BLOCK), dtype=x.dtype)
         err = self._gemv(
             x.data_ptr(), x.dtype == torch.bfloat16, x.shape[-1], packed.data_ptr(),
-            scales.data_ptr(), mins.data_ptr() if mins is not None else None, y.data_ptr(),
-            nb * BLOCK, k8 * 8, group, torch.get_num_threads(),
+            unit != unit_bytes(group, True), y.data_ptr(), nb * BLOCK, units * 2 * group, group,
+            torch.get_num_threads(),
         )  # fmt: skip
         if err:
             raise MemoryError("int4 kernel: no memory for the activations")
         return y
 
-    def quantize(
-        self,
-        w: torch.Tensor,
-        group: int,
-        symmetric: bool,
-        codes: torch.Tensor,
-        scales: torch.Tensor,
-        mins: torch.Tensor | None,
-    ) -> None:
-        """Fill the packed codes, scales (and mins) of a contiguous bf16/fp32 weight (N, K):
-        what quantize._quantize_groups computes with PyTorch, in one pass."""
+    def quantize(self, w: torch.Tensor, group: int, symmetric: bool, packed: torch.Tensor) -> None:
+        """Fill the packed weight (see `pack`) of a contiguous bf16/fp32 weight (N, K): what
+        quantize._quantize_groups computes with PyTorch, in one pass."""
         n, k = w.shape
-        nb, k8 = codes.shape[:2]
+        nb, units = packed.shape[:2]
         self._quantize(
-            w.data_ptr(), w.dtype == torch.bfloat16, n, k, k8 * 8, group, symmetric,
-            codes.data_ptr(), scales.data_ptr(), mins.data_ptr() if mins is not None else None,
-            0, nb * BLOCK, torch.get_num_threads(),
+            w.data_ptr(), w.dtype == torch.bfloat16, n, k, units * 2 * group, group, symmetric,
+            packed.data_ptr(), 0, nb * BLOCK, torch.get_num_threads(),
         )  # fmt: skip
 
     def dequantize_t(
-        self,
-        packed: torch.Tensor,
-        scales: torch.Tensor,
-        mins: torch.Tensor | None,
-        group: int,
-        n0: int,
-        n1: int,
-        out: torch.Tensor,
+        self, packed: torch.Tensor, group: int, n0: int, n1: int, out: torch.Tensor
     ) -> torch.Tensor:
         """Fill out (Kp, n1 - n0), contiguous, with the dequantized rows n0..n1 transposed."""
+        nb, units, unit = packed.shape
         self._dequant(
-            packed.data_ptr(), scales.data_ptr(), mins.data_ptr() if mins is not None else None,
-            out.data_ptr(), out.dtype == torch.bfloat16, out.shape[1], n0, n1,
-            packed.shape[1] * 8, group, torch.get_num_threads(),
+            packed.data_ptr(), unit != unit_bytes(group, True), out.data_ptr(),
+            out.dtype == torch.bfloat16, out.shape[1], n0, n1, units * 2 * group, group,
+            torch.get_num_threads(),
         )  # fmt: skip
         return out
 
@@ -157,18 +163,17 @@ def _self_test(kernel: Int4Kernel) -> None:
     codes = torch.randint(0, 16, (n, k), dtype=torch.uint8, generator=gen)
     scales = (torch.rand(n, k // group, generator=gen) + 0.5).bfloat16()
     mins = (torch.randn(n, k // group, generator=gen)).bfloat16()
-    w = codes.float() * scales.float().repeat_interleave(group, 1)
-    packed, ps = pack(codes), pack_groups(scales)
+    s = scales.float().repeat_interleave(group, 1)
     x = torch.randn(1, k, generator=gen)
-    for m, want_w in ((None, w - 8 * scales.float().repeat_interleave(group, 1)), (mins, None)):
+    for m, want_w in ((None, s * (codes.float() - 8)), (mins, None)):
         if m is not None:
-            want_w = w + m.float().repeat_interleave(group, 1)
-        pm = pack_groups(m) if m is not None else None
-        got = kernel.gemv(x, packed, ps, pm, group)
+            want_w = s * codes.float() + m.float().repeat_interleave(group, 1)
+        packed = pack(codes, scales, m, group)
+        got = kernel.gemv(x, packed, group)
         want = x @ want_w.T
         if not torch.allclose(got, want, rtol=0.02, atol=0.02 * want.abs().max().item()):
             raise NativeUnavailable("self-test failed (gemv)")
-        out = kernel.dequantize_t(packed, ps, pm, group, 16, 48, torch.empty(k, 32))
+        out = kernel.dequantize_t(packed, group, 16, 48, torch.empty(k, 32))
         if not torch.allclose(out, want_w[16:48].T, rtol=1e-6, atol=1e-6):
             raise NativeUnavailable("self-test failed (dequantize)")
 

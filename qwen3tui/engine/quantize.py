@@ -239,28 +239,31 @@ class Int4Linear(nn.Module):
         self.out_features, self.in_features = w.shape
         self.group = group
         self.kernel = int4_cpu_kernel.load() if w.device.type == "cpu" else None
-        codes, scales, mins = _quantize_groups(w, group, symmetric, self.kernel)
-        self.register_buffer("weight", codes)  # packed: see int4_cpu_kernel
-        self.register_buffer("scales", scales)
-        self.register_buffer("mins", mins)
+        self.symmetric = symmetric
+        # Codes with their scales (and minimums) in one buffer: see int4_cpu_kernel.pack.
+        self.register_buffer("weight", _quantize_groups(w, group, symmetric, self.kernel))
+
+    def groups(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The (out, padded in) codes 0..15, the (out, groups) bf16 scales and minimums (None
+        when symmetric)."""
+        return int4_cpu_kernel.unpack(self.weight, self.out_features, self.group)
 
     def int4_codes(self) -> torch.Tensor:
         """The (out, padded in) codes 0..15."""
-        return int4_cpu_kernel.unpack(self.weight, self.out_features)
+        return self.groups()[0]
 
     def dequantized(self, n0: int = 0, n1: int | None = None) -> torch.Tensor:
         """Rows n0..n1 of the weight this layer computes with, in fp32 (padding inputs cut)."""
         n1 = self.out_features if n1 is None else n1
         b0, b1 = n0 // 16, -(-n1 // 16)
-        codes = int4_cpu_kernel.unpack(self.weight[b0:b1], (b1 - b0) * 16)
+        codes, scale, mins = int4_cpu_kernel.unpack(self.weight[b0:b1], (b1 - b0) * 16, self.group)
         rows = slice(n0 - b0 * 16, n1 - b0 * 16)
-        scale = int4_cpu_kernel.unpack_groups(self.scales[b0:b1], (b1 - b0) * 16)[rows].float()
-        w = codes[rows].float() * scale.repeat_interleave(self.group, 1)
-        if self.mins is None:
-            w -= 8 * scale.repeat_interleave(self.group, 1)
+        scale = scale[rows].float().repeat_interleave(self.group, 1)
+        w = codes[rows].float() * scale
+        if mins is None:
+            w -= 8 * scale
         else:
-            m = int4_cpu_kernel.unpack_groups(self.mins[b0:b1], (b1 - b0) * 16)[rows].float()
-            w += m.repeat_interleave(self.group, 1)
+            w += mins[rows].float().repeat_interleave(self.group, 1)
         return w[:, : self.in_features]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -270,12 +273,12 @@ class Int4Linear(nn.Module):
             and x.numel() == k
             and x.dtype in (torch.bfloat16, torch.float32)
         ):
-            y = self.kernel.gemv(x, self.weight, self.scales, self.mins, self.group)
+            y = self.kernel.gemv(x, self.weight, self.group)
             return y if y.shape[-1] == n else y[..., :n]
         flat = x.reshape(-1, k)
         out = torch.empty((flat.shape[0], n), dtype=x.dtype, device=x.device)
         # A slab of dequantized rows at a time: never a second copy of the whole weight.
-        kp = self.weight.shape[1] * 8
+        kp = self.weight.shape[1] * 2 * self.group
         step = max(16, SCRATCH_BYTES // (kp * flat.element_size()) // 16 * 16)
         for n0 in range(0, n, step):
             self._slab_matmul(flat, n0, min(n, n0 + step), out)
@@ -286,12 +289,10 @@ class Int4Linear(nn.Module):
         if self.kernel is None or flat.device.type != "cpu" or flat.dtype not in _KERNEL_DTYPES:
             out[:, n0:n1] = flat @ self.dequantized(n0, n1).to(flat.dtype).T
             return
-        kp, width = self.weight.shape[1] * 8, -(-(n1 - n0) // 16) * 16
+        kp, width = self.weight.shape[1] * 2 * self.group, -(-(n1 - n0) // 16) * 16
         with _scratch_lock:
             wt = _scratch(kp * width, flat.dtype).view(kp, width)
-            self.kernel.dequantize_t(
-                self.weight, self.scales, self.mins, self.group, n0, n0 + width, wt
-            )
+            self.kernel.dequantize_t(self.weight, self.group, n0, n0 + width, wt)
             wt = wt[: self.in_features]
             if n0 == 0 and n1 == out.shape[1] == width:
                 torch.matmul(flat, wt, out=out)  # the whole weight in one slab: no copy
@@ -307,28 +308,29 @@ def _quantize_groups(
     group: int,
     symmetric: bool,
     kernel: int4_cpu_kernel.Int4Kernel | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Packed codes, bf16 scales (and minimums), a slab of rows at a time (fp32 temporaries
-    of a whole output head would cost GBs). Inputs are padded with zeros to whole groups.
+) -> torch.Tensor:
+    """The packed weight (codes, bf16 scales and minimums: int4_cpu_kernel.pack), a slab of
+    rows at a time (fp32 temporaries of a whole output head would cost GBs). Inputs are padded
+    with zeros to whole units of two groups.
 
     Symmetric groups map the value of largest magnitude to -8 (all 16 codes used, as
     llama.cpp's Q4_0); asymmetric ones map [min, max] onto 0..15. Codes are computed from the
     bf16-rounded scale and minimum, so stored numbers and codes agree."""
     n, k = w.shape
-    kp = -(-k // group) * group
+    kp = int4_cpu_kernel.padded_k(k, group)
     nb, groups = -(-n // 16), kp // group
-    codes = torch.empty((nb, kp // 8, 16, 4), dtype=torch.uint8, device=w.device)
-    scales = torch.empty((nb, groups, 16), dtype=torch.bfloat16, device=w.device)
-    mins = None if symmetric else torch.empty_like(scales)
+    unit = int4_cpu_kernel.unit_bytes(group, symmetric)
+    packed = torch.empty((nb, kp // (2 * group), unit), dtype=torch.uint8, device=w.device)
     if kernel is not None and w.dtype in _KERNEL_DTYPES:
         # The same numbers in one pass of C (five times faster: seconds at load for 1.7B).
-        kernel.quantize(w.contiguous(), group, symmetric, codes, scales, mins)
-        return codes, scales, mins
+        kernel.quantize(w.contiguous(), group, symmetric, packed)
+        return packed
     for r0 in range(0, n, QUANTIZE_ROWS):
         chunk = w[r0 : r0 + QUANTIZE_ROWS].float()
         if kp != k:
             chunk = F.pad(chunk, (0, kp - k))
         g = chunk.view(chunk.shape[0], groups, group)
+        lo = None
         if symmetric:
             idx = g.abs().argmax(dim=2, keepdim=True)
             scale = (torch.gather(g, 2, idx) / -8).bfloat16().float()
@@ -340,11 +342,10 @@ def _quantize_groups(
             q = torch.round((g - lo) / _nonzero(scale))
         q = q.clamp(0, 15).to(torch.uint8).view(chunk.shape[0], kp)
         b0, b1 = r0 // 16, r0 // 16 + -(-chunk.shape[0] // 16)
-        codes[b0:b1] = int4_cpu_kernel.pack(q)
-        scales[b0:b1] = int4_cpu_kernel.pack_groups(scale.squeeze(2).bfloat16())
-        if mins is not None:
-            mins[b0:b1] = int4_cpu_kernel.pack_groups(lo.squeeze(2).bfloat16())
-    return codes, scales, mins
+        packed[b0:b1] = int4_cpu_kernel.pack(
+            q, scale.squeeze(2), None if lo is None else lo.squeeze(2), group
+        )
+    return packed
 
 
 def _nonzero(scale: torch.Tensor) -> torch.Tensor:

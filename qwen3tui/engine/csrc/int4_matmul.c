@@ -2,11 +2,14 @@
 
    Weights: 4-bit codes q in 0..15, one bf16 scale s (and, asymmetric, one bf16 minimum m) per
    group of G weights along K and per output row; w = s * q + m, or s * (q - 8) when symmetric.
-   Each block of 16 output rows is one sequential stream of 64-byte chunks, one per 8 k: byte
-   4r + i of a chunk holds row r's code for k + i in its low nibble and for k + 4 + i in its
-   high nibble, so one load and two masks give two vectors of 16 rows x 4 k, what a
-   u8 x s8 dot-product instruction (AVX-512 VNNI, AVX-VNNI, or two multiply-adds) sums per lane.
-   Scales and minimums: [N/16][K/G][16] bf16 each.
+   Each block of 16 output rows is one sequential stream of units, one unit per two groups
+   (2G inputs): first 2G/8 chunks of 64 bytes, one per 8 k (byte 4r + i of a chunk holds row r's
+   code for k + i in its low nibble and for k + 4 + i in its high nibble, so one load and two
+   masks give two vectors of 16 rows x 4 k, what a u8 x s8 dot-product instruction - AVX-512
+   VNNI, AVX-VNNI, or two multiply-adds - sums per lane), then one 64-byte line with the 16
+   rows' bf16 scales of the unit's first group and then of its second, then (asymmetric) one
+   line of minimums the same way. Scales beside their codes keep one stream per block: read as
+   a separate array, one more stream per block cost 13-15% of the speed (measured, 1 thread).
 
    The activation row is quantized per group of G to int8 (scale = max |x| / 127), so each
    group's integer sum needs one conversion and two multiply-adds per 16 rows:
@@ -17,37 +20,45 @@
 
 #include "simd.h"
 
-#define PREFETCH 2048      /* bytes ahead in each weight stream (1024: 5% slower) */
-#define SCALE_PREFETCH 512 /* scales ahead in each scale stream (1 KB): 1.5x -> 1.75x int8 */
-#define STREAMS 4          /* 16-row blocks one thread reads at once */
+#define PREFETCH 2048 /* bytes ahead in each weight stream (1024: 5% slower) */
+#define STREAMS 4     /* 16-row blocks one thread reads at once */
+#define STACK_K 16384 /* activations up to this long are quantized on the stack, not malloc'd */
 
 const char* q4_simd(void) { return SIMD_NAME; }
+
+/* Bytes of one unit (two groups of G inputs for 16 rows). */
+static inline int64_t unit_bytes(int64_t G, int has_mins) { return 16 * G + (has_mins ? 128 : 64); }
 
 static inline float load_x(const void* x, int bf16, int64_t k) {
   return bf16 ? bf16_to_f32(((const uint16_t*)x)[k]) : ((const float*)x)[k];
 }
 
+/* 16 activations from k on, zero past K */
+static inline vf load_x16(const void* x, int bf16, int64_t k, int64_t K) {
+  if (k + 16 <= K) return bf16 ? vload_bf16((const uint16_t*)x + k) : vload((const float*)x + k);
+  float t[16];
+  for (int i = 0; i < 16; i++) t[i] = k + i < K ? load_x(x, bf16, k + i) : 0.f;
+  return vload(t);
+}
+
 /* xq (Kp int8) and, per group, xs (its scale) and xm (scale * sum of its codes); x is zero
-   past K. */
+   past K. Vectorized: at K = 6144 the scalar loop took about 10 us a call, as long as reading
+   a 2048-row weight slice. */
 static void quantize_x(const void* x, int bf16, int64_t K, int64_t Kp, int64_t G, int8_t* xq,
                        float* xs, float* xm) {
   for (int64_t g = 0; g < Kp / G; g++) {
-    float amax = 0.f;
-    for (int64_t k = g * G; k < (g + 1) * G && k < K; k++) {
-      float v = load_x(x, bf16, k);
-      amax = v > amax ? v : (-v > amax ? -v : amax);
-    }
-    const float scale = amax / 127.f, inv = amax > 0.f ? 127.f / amax : 0.f;
-    int32_t sum = 0;
-    for (int64_t k = g * G; k < (g + 1) * G; k++) {
-      float v = k < K ? load_x(x, bf16, k) * inv : 0.f;
-      int32_t q = (int32_t)(v + (v >= 0.f ? 0.5f : -0.5f));
-      q = q > 127 ? 127 : (q < -127 ? -127 : q);
-      xq[k] = (int8_t)q;
-      sum += q;
+    vf amax = vzero();
+    for (int64_t k = g * G; k < (g + 1) * G; k += 16) amax = vmax(amax, vabs(load_x16(x, bf16, k, K)));
+    const float top = vhmax(amax);
+    const float scale = top / 127.f, inv = top > 0.f ? 127.f / top : 0.f;
+    vf sum = vzero();
+    for (int64_t k = g * G; k < (g + 1) * G; k += 16) {
+      const vi q = vf_to_vi(vmul(load_x16(x, bf16, k, K), vset1(inv))); /* |q| <= 127 */
+      vi_store_i8(xq + k, q);
+      sum = vadd(sum, vi_to_vf(q)); /* exact: small integers */
     }
     xs[g] = scale;
-    xm[g] = scale * (float)sum;
+    xm[g] = scale * vsum(sum);
   }
 }
 
@@ -56,70 +67,75 @@ static inline void store16(void* y, int bf16, int64_t n, vf v) {
   else vstore((float*)y + n, v);
 }
 
-/* Blocks b0..b1 for one quantized row, S streams at once: stream s walks its own run of
-   consecutive blocks (s * L .. s * L + L), so each stream stays one long sequential read that
+/* Blocks for one quantized row, S streams at once: stream s walks its own run of consecutive
+   blocks (b0 + s * L .. b0 + s * L + L), so each stream stays one long sequential read that
    the prefetch runs ahead in, across block boundaries too. */
 static inline __attribute__((always_inline)) void gemv_blocks_s(
     const int S, const int8_t* xq, const float* xs, const float* xm, const uint8_t* wp,
-    const uint16_t* scales, const uint16_t* mins, void* y, int bf16, int64_t Kp, int64_t G,
-    int64_t b0, int64_t L) {
-  const int64_t KG = Kp / G;
+    int has_mins, void* y, int bf16, int64_t Kp, int64_t G, int64_t b0, int64_t L) {
+  const int64_t KU = Kp / (2 * G), U = unit_bytes(G, has_mins), block_bytes = KU * U;
   const vi low = vi_set1(0x0f0f0f0f);
+  const vf minus8 = vset1(-8.f);
   for (int64_t i = 0; i < L; i++) {
-    int64_t blk[STREAMS];
-    for (int s = 0; s < S; s++) blk[s] = b0 + s * L + i;
+    const uint8_t* base[STREAMS];
+    for (int s = 0; s < S; s++) base[s] = wp + (b0 + s * L + i) * block_bytes;
     vf acc[STREAMS];
     for (int s = 0; s < S; s++) acc[s] = vzero();
-    for (int64_t g = 0; g < KG; g++) {
-      /* Two chunks (16 k) per step, four accumulators per block: more sums in flight. */
-      vi acc0[STREAMS], acc1[STREAMS], acc2[STREAMS], acc3[STREAMS];
-      for (int s = 0; s < S; s++) acc0[s] = acc1[s] = acc2[s] = acc3[s] = vi_zero();
-      for (int64_t k = g * G; k < (g + 1) * G; k += 16) {
-        int32_t x4[4];
-        memcpy(x4, xq + k, 16);
-        const vi xv0 = vi_set1(x4[0]), xv1 = vi_set1(x4[1]);
-        const vi xv2 = vi_set1(x4[2]), xv3 = vi_set1(x4[3]);
+    for (int64_t u = 0; u < KU; u++) {
+      for (int64_t h = 0; h < 2; h++) {
+        const int64_t g = 2 * u + h;
+        /* Two chunks (16 k) per step, four accumulators per block: more sums in flight. */
+        vi acc0[STREAMS], acc1[STREAMS], acc2[STREAMS], acc3[STREAMS];
+        for (int s = 0; s < S; s++) acc0[s] = acc1[s] = acc2[s] = acc3[s] = vi_zero();
+        for (int64_t k = 0; k < G; k += 16) {
+          int32_t x4[4];
+          memcpy(x4, xq + g * G + k, 16);
+          const vi xv0 = vi_set1(x4[0]), xv1 = vi_set1(x4[1]);
+          const vi xv2 = vi_set1(x4[2]), xv3 = vi_set1(x4[3]);
 #pragma GCC unroll 4
-        for (int s = 0; s < S; s++) {
-          const uint8_t* p = wp + blk[s] * Kp * 8 + k * 8;
-          PREFETCH_T0(p + PREFETCH);
-          PREFETCH_T0(p + PREFETCH + 64);
-          const vi v0 = vi_load(p), v1 = vi_load(p + 64);
-          acc0[s] = dpbusd(acc0[s], vi_and(v0, low), xv0);
-          acc1[s] = dpbusd(acc1[s], vi_and(vi_srli16(v0, 4), low), xv1);
-          acc2[s] = dpbusd(acc2[s], vi_and(v1, low), xv2);
-          acc3[s] = dpbusd(acc3[s], vi_and(vi_srli16(v1, 4), low), xv3);
+          for (int s = 0; s < S; s++) {
+            const uint8_t* p = base[s] + u * U + (h * G + k) * 8;
+            PREFETCH_T0(p + PREFETCH);
+            PREFETCH_T0(p + PREFETCH + 64);
+            const vi v0 = vi_load(p), v1 = vi_load(p + 64);
+            acc0[s] = dpbusd(acc0[s], vi_and(v0, low), xv0);
+            acc1[s] = dpbusd(acc1[s], vi_and(vi_srli16(v0, 4), low), xv1);
+            acc2[s] = dpbusd(acc2[s], vi_and(v1, low), xv2);
+            acc3[s] = dpbusd(acc3[s], vi_and(vi_srli16(v1, 4), low), xv3);
+          }
         }
-      }
-      const vf gx = vset1(xs[g]), gm = vset1(xm[g]);
-      for (int s = 0; s < S; s++) {
-        PREFETCH_T0(scales + (blk[s] * KG + g) * 16 + SCALE_PREFETCH);
-        if (mins) PREFETCH_T0(mins + (blk[s] * KG + g) * 16 + SCALE_PREFETCH);
-      }
-      for (int s = 0; s < S; s++) {
-        const vf dot = vi_to_vf(vi_add(vi_add(acc0[s], acc1[s]), vi_add(acc2[s], acc3[s])));
-        const vf sc = vload_bf16(scales + (blk[s] * KG + g) * 16);
-        if (mins) {
-          acc[s] = vfma(dot, vmul(sc, gx), acc[s]);
-          acc[s] = vfma(vload_bf16(mins + (blk[s] * KG + g) * 16), gm, acc[s]);
-        } else {
-          /* s * (q - 8): s * (xs * dot - 8 * xm) */
-          acc[s] = vfma(sc, vfma(dot, gx, vmul(gm, vset1(-8.f))), acc[s]);
+        const vf gx = vset1(xs[g]), gm = vset1(xm[g]);
+        for (int s = 0; s < S; s++) {
+          const vf dot = vi_to_vf(vi_add(vi_add(acc0[s], acc1[s]), vi_add(acc2[s], acc3[s])));
+          const uint16_t* sc = (const uint16_t*)(base[s] + u * U + 16 * G) + 16 * h;
+          if (has_mins) {
+            acc[s] = vfma(dot, vmul(vload_bf16(sc), gx), acc[s]);
+            acc[s] = vfma(vload_bf16(sc + 32), gm, acc[s]);
+          } else {
+            /* s * (q - 8): s * (xs * dot - 8 * xm) */
+            acc[s] = vfma(vload_bf16(sc), vfma(dot, gx, vmul(gm, minus8)), acc[s]);
+          }
         }
       }
     }
-    for (int s = 0; s < S; s++) store16(y, bf16, blk[s] * 16, acc[s]);
+    for (int s = 0; s < S; s++) store16(y, bf16, (b0 + s * L + i) * 16, acc[s]);
   }
 }
 
-/* N a multiple of 16, Kp (the weights' padded K) of G, G of 16; x has K <= Kp values. Returns
-   0, or -1 when the work buffer cannot be allocated. */
-int q4_gemv(const void* x, int bf16, int64_t K, const uint8_t* wp, const uint16_t* scales,
-            const uint16_t* mins, void* y, int64_t N, int64_t Kp, int64_t G, int nthreads) {
+/* N a multiple of 16, Kp (the weights' padded K) of 2G, G of 16; x has K <= Kp values.
+   Returns 0, or -1 when the work buffer cannot be allocated. */
+int q4_gemv(const void* x, int bf16, int64_t K, const uint8_t* wp, int has_mins, void* y,
+            int64_t N, int64_t Kp, int64_t G, int nthreads) {
   const int64_t KG = Kp / G;
-  int8_t* xq = (int8_t*)malloc((size_t)Kp + 2 * sizeof(float) * (size_t)KG);
-  if (!xq) return -1;
-  float* xs = (float*)(xq + Kp); /* Kp is a multiple of 16: aligned for floats */
+  float stack_xs[2 * STACK_K / 16];
+  int8_t stack_xq[STACK_K];
+  int8_t* xq = stack_xq;
+  float* xs = stack_xs;
+  if (Kp > STACK_K) {
+    xq = (int8_t*)malloc((size_t)Kp + 2 * sizeof(float) * (size_t)KG);
+    if (!xq) return -1;
+    xs = (float*)(xq + Kp); /* Kp is a multiple of 16: aligned for floats */
+  }
   float* xm = xs + KG;
   quantize_x(x, bf16, K, Kp, G, xq, xs, xm);
   const int64_t NB = N / 16;
@@ -128,10 +144,10 @@ int q4_gemv(const void* x, int bf16, int64_t K, const uint8_t* wp, const uint16_
     const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
     const int64_t b0 = NB * t / T, b1 = NB * (t + 1) / T;
     const int64_t L = (b1 - b0) / STREAMS, mid = b0 + L * STREAMS;
-    gemv_blocks_s(STREAMS, xq, xs, xm, wp, scales, mins, y, bf16, Kp, G, b0, L);
-    gemv_blocks_s(1, xq, xs, xm, wp, scales, mins, y, bf16, Kp, G, mid, b1 - mid);
+    gemv_blocks_s(STREAMS, xq, xs, xm, wp, has_mins, y, bf16, Kp, G, b0, L);
+    gemv_blocks_s(1, xq, xs, xm, wp, has_mins, y, bf16, Kp, G, mid, b1 - mid);
   }
-  free(xq);
+  if (xq != stack_xq) free(xq);
   return 0;
 }
 
@@ -143,31 +159,33 @@ static inline void store16_at(void* wt, int bf16, int64_t at, vf v) {
 /* wt (Kp x (n1 - n0), row stride ldw) = (dequantized weight rows n0..n1)^T, what a prefill
    matmul reads; n0, n1 multiples of 16. Four blocks per step write 64 contiguous values of a
    row (one block at a time wrote a quarter of that and ran at half the speed). */
-void q4_dequant_t(const uint8_t* wp, const uint16_t* scales, const uint16_t* mins, void* wt,
-                  int bf16, int64_t ldw, int64_t n0, int64_t n1, int64_t Kp, int64_t G,
-                  int nthreads) {
-  const int64_t KG = Kp / G, first = n0 / 16, last = n1 / 16, steps = (last - first + 3) / 4;
+void q4_dequant_t(const uint8_t* wp, int has_mins, void* wt, int bf16, int64_t ldw, int64_t n0,
+                  int64_t n1, int64_t Kp, int64_t G, int nthreads) {
+  const int64_t KU = Kp / (2 * G), U = unit_bytes(G, has_mins), block_bytes = KU * U;
+  const int64_t first = n0 / 16, last = n1 / 16, steps = (last - first + 3) / 4;
   const vi low = vi_set1(0x0f0f0f0f), byte = vi_set1(0xff);
 #pragma omp parallel for num_threads(nthreads) schedule(static)
   for (int64_t step = 0; step < steps; step++) {
     const int64_t b = first + 4 * step;
     const int nb = last - b < 4 ? (int)(last - b) : 4;
-    for (int64_t g = 0; g < KG; g++) {
+    for (int64_t g = 0; g < 2 * KU; g++) {
+      const int64_t u = g / 2, h = g % 2;
       vf sc[4], m[4];
       for (int j = 0; j < nb; j++) {
-        sc[j] = vload_bf16(scales + ((b + j) * KG + g) * 16);
-        m[j] = mins ? vload_bf16(mins + ((b + j) * KG + g) * 16) : vmul(sc[j], vset1(-8.f));
+        const uint16_t* p = (const uint16_t*)(wp + (b + j) * block_bytes + u * U + 16 * G) + 16 * h;
+        sc[j] = vload_bf16(p);
+        m[j] = has_mins ? vload_bf16(p + 32) : vmul(sc[j], vset1(-8.f));
       }
-      for (int64_t k = g * G; k < (g + 1) * G; k += 8) {
+      for (int64_t k = 0; k < G; k += 8) {
         vi codes[4][2];
         for (int j = 0; j < nb; j++) {
-          const vi v = vi_load(wp + (b + j) * Kp * 8 + k * 8);
+          const vi v = vi_load(wp + (b + j) * block_bytes + u * U + (h * G + k) * 8);
           codes[j][0] = vi_and(v, low);
           codes[j][1] = vi_and(vi_srli16(v, 4), low);
         }
         for (int half = 0; half < 2; half++)
           for (int i = 0; i < 4; i++) {
-            const int64_t row = (k + 4 * half + i) * ldw + (b * 16 - n0);
+            const int64_t row = (g * G + k + 4 * half + i) * ldw + (b * 16 - n0);
             for (int j = 0; j < nb; j++) {
               const vf q = vi_to_vf(vi_and(vi_srli32(codes[j][half], 8 * i), byte));
               store16_at(wt, bf16, row + j * 16, vfma(q, sc[j], m[j]));
@@ -185,33 +203,30 @@ static inline float round_even(float v) {
   return t - magic;
 }
 
-/* Quantize rows r0..r1 of w (N x K, bf16 or fp32, row-major) into the packed layout: codes
-   (NB x Kp/8 x 16 x 4 bytes), scales and, asymmetric, mins (NB x Kp/G x 16 bf16). The numbers
-   are those of quantize._quantize_groups (fp32 arithmetic, bf16 scales, codes from the
-   rounded scales); r0 a multiple of 16; rows past N and inputs past K are zero. */
+/* Quantize rows r0..r1 of w (N x K, bf16 or fp32, row-major) into the packed layout (see the
+   top of this file). The numbers are those of quantize._quantize_groups (fp32 arithmetic, bf16
+   scales, codes from the rounded scales); r0 a multiple of 16; rows past N and inputs past K
+   are zero. */
 void q4_quantize(const void* w, int bf16, int64_t N, int64_t K, int64_t Kp, int64_t G,
-                 int symmetric, uint8_t* codes, uint16_t* scales, uint16_t* mins, int64_t r0,
-                 int64_t r1, int nthreads) {
-  const int64_t KG = Kp / G;
+                 int symmetric, uint8_t* wp, int64_t r0, int64_t r1, int nthreads) {
+  const int64_t KG = Kp / G, U = unit_bytes(G, !symmetric), block_bytes = Kp / (2 * G) * U;
 #pragma omp parallel for num_threads(nthreads) schedule(static)
   for (int64_t r = r0; r < r1; r++) {
     float row[G];
     const int64_t b = r / 16, lane = r % 16;
-    if (r >= N) { /* padding rows: code 0, scale 0, as PyTorch's packing pads them */
-      for (int64_t c = 0; c < Kp / 8; c++) memset(codes + ((b * (Kp / 8) + c) * 16 + lane) * 4, 0, 4);
-      for (int64_t g = 0; g < KG; g++) {
-        scales[(b * KG + g) * 16 + lane] = 0;
-        if (!symmetric) mins[(b * KG + g) * 16 + lane] = 0;
-      }
-      continue;
-    }
+    uint8_t* blk = wp + b * block_bytes;
     for (int64_t g = 0; g < KG; g++) {
+      uint8_t* unit = blk + (g / 2) * U;
+      uint16_t* sp = (uint16_t*)(unit + 16 * G) + 16 * (g % 2) + lane;
       for (int64_t j = 0; j < G; j++) {
         const int64_t k = g * G + j;
-        row[j] = k < K ? load_x(w, bf16, r * K + k) : 0.f;
+        row[j] = r < N && k < K ? load_x(w, bf16, r * K + k) : 0.f;
       }
       float scale, lo = 0.f;
-      if (symmetric) {
+      if (r >= N) { /* padding rows: code 0, scale 0, as PyTorch's packing pads them */
+        scale = 0.f;
+        if (!symmetric) sp[32] = 0;
+      } else if (symmetric) {
         float ext = row[0];
         for (int64_t j = 1; j < G; j++)
           if (fabsf(row[j]) > fabsf(ext)) ext = row[j];
@@ -225,15 +240,17 @@ void q4_quantize(const void* w, int bf16, int64_t N, int64_t K, int64_t Kp, int6
         }
         scale = bf16_to_f32(f32_to_bf16((hi - lo) / 15.f));
         lo = bf16_to_f32(f32_to_bf16(lo));
-        mins[(b * KG + g) * 16 + lane] = f32_to_bf16(lo);
+        sp[32] = f32_to_bf16(lo);
       }
-      scales[(b * KG + g) * 16 + lane] = f32_to_bf16(scale);
+      sp[0] = f32_to_bf16(scale);
       const float div = scale == 0.f ? 1.f : scale;
       for (int64_t j = 0; j < G; j++) {
-        float q = symmetric ? round_even(row[j] / div) + 8.f : round_even((row[j] - lo) / div);
+        float q = r >= N ? 0.f
+                  : symmetric ? round_even(row[j] / div) + 8.f
+                              : round_even((row[j] - lo) / div);
         q = q < 0.f ? 0.f : (q > 15.f ? 15.f : q);
-        const int64_t k = g * G + j, chunk = k / 8, i = k % 8;
-        uint8_t* byte = codes + ((b * (Kp / 8) + chunk) * 16 + lane) * 4 + (i % 4);
+        const int64_t i = j % 8;
+        uint8_t* byte = unit + ((g % 2) * G + j - i) * 8 + lane * 4 + (i % 4);
         const uint8_t code = (uint8_t)q;
         *byte = i < 4 ? (uint8_t)((*byte & 0xf0) | code) : (uint8_t)((*byte & 0x0f) | (code << 4));
       }

@@ -58,6 +58,14 @@ static inline void vstore_bf16(uint16_t* p, vf v) {
 static inline vf vload_i8(const int8_t* p) {
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)p)));
 }
+static inline vf vabs(vf a) { return _mm512_abs_ps(a); }
+static inline vf vmax(vf a, vf b) { return _mm512_max_ps(a, b); }
+static inline float vhmax(vf v) { return _mm512_reduce_max_ps(v); }
+/* fp32 -> int32, rounding to nearest even; then 16 int32 (within int8's range) -> 16 int8 */
+static inline vi vf_to_vi(vf a) { return _mm512_cvtps_epi32(a); }
+static inline void vi_store_i8(int8_t* p, vi a) {
+  _mm_storeu_si128((__m128i*)p, _mm512_cvtsepi32_epi8(a));
+}
 static inline vi vi_zero(void) { return _mm512_setzero_si512(); }
 static inline vf vi_to_vf(vi a) { return _mm512_cvtepi32_ps(a); }
 static inline vi vi_load(const void* p) { return _mm512_loadu_si512(p); }
@@ -133,6 +141,34 @@ static inline vf vload_i8(const int8_t* p) {
   vf r = {_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)p))),
           _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i*)(p + 8))))};
   return r;
+}
+static inline vf vabs(vf a) {
+  const __m256 mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  vf r = {_mm256_and_ps(a.a, mask), _mm256_and_ps(a.b, mask)};
+  return r;
+}
+static inline vf vmax(vf a, vf b) {
+  vf r = {_mm256_max_ps(a.a, b.a), _mm256_max_ps(a.b, b.b)};
+  return r;
+}
+static inline float vhmax(vf v) {
+  float t[8];
+  _mm256_storeu_ps(t, _mm256_max_ps(v.a, v.b));
+  float m = t[0];
+  for (int i = 1; i < 8; i++) m = t[i] > m ? t[i] : m;
+  return m;
+}
+static inline vi vf_to_vi(vf a) {
+  vi r = {_mm256_cvtps_epi32(a.a), _mm256_cvtps_epi32(a.b)};
+  return r;
+}
+static inline void vi_store_i8(int8_t* p, vi a) {
+  /* int32 -> int16 -> int8 with saturation; packs works within 128-bit lanes, hence the
+     permute that puts the four 4-byte groups back in order */
+  const __m256i w = _mm256_packs_epi32(a.a, a.b);        /* a0-3 b0-3 a4-7 b4-7 (int16) */
+  const __m256i b = _mm256_packs_epi16(w, w);            /* per lane: those 8, twice */
+  const __m256i o = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 0, 0, 0, 0));
+  _mm_storeu_si128((__m128i*)p, _mm256_castsi256_si128(o));
 }
 static inline vi vi_zero(void) {
   vi r = {_mm256_setzero_si256(), _mm256_setzero_si256()};
