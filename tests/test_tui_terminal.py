@@ -9,90 +9,29 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from tmux_terminal import (  # noqa: F401 -- tmux is a fixture
+    Tmux,
+    quit_app,
+    start,
+    tmux,
+    type_line,
+    wait_for,
+)
 
 from qwen3tui.settings import TurnSettings, UserSettings
 
 pytestmark = pytest.mark.slow
 
-WIDTH, HEIGHT = 110, 34
-
-
-@pytest.fixture
-def tmux() -> Callable[..., str]:
-    if shutil.which("tmux") is None:
-        if os.environ.get("QWEN3TUI_REQUIRE_SHARED") or os.environ.get("CI"):
-            pytest.fail("tmux is required here: install it (Debian: apt-get install -y tmux)")
-        pytest.skip("tmux not installed (Debian: apt-get install -y tmux)")
-    socket = f"qwen3tui-test-{uuid.uuid4().hex[:8]}"
-
-    def run(*args: str) -> str:
-        out = subprocess.run(
-            ["tmux", "-L", socket, *args], capture_output=True, text=True, timeout=30
-        )
-        return out.stdout
-
-    yield run
-    subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True, timeout=30)
-
-
-def screen(tmux: Callable[..., str]) -> str:
-    return tmux("capture-pane", "-p", "-t", "qt")
-
-
-def wait_for(
-    tmux: Callable[..., str],
-    condition: Callable[[str], bool],
-    what: str,
-    timeout: float = 90.0,
-    seen: list[str] | None = None,
-) -> str:
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
-        text = screen(tmux)
-        if seen is not None:
-            seen.append(text)
-        if condition(text):
-            return text
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; the screen shows:\n{text}")
-
-
-def start(tmux: Callable[..., str], home: Path, checkpoint: Path, *extra: str) -> None:
-    command = " ".join(
-        [
-            sys.executable,
-            "-m",
-            "qwen3tui",
-            "--model",
-            str(checkpoint),
-            "--device",
-            "cpu",
-            "--dtype",
-            "float32",
-            "--context",
-            "1024",
-            *extra,
-        ]
-    )
-    # The shell stays after qwen3tui exits so the test can read the exit status.
-    shell = f"{command}; echo QWEN3TUI-EXITED-$?; sleep 60"
-    env = f"QWEN3TUI_HOME={home} TERM=xterm-256color COLORTERM=truecolor"
-    tmux("kill-session", "-t", "qt")
-    tmux("new-session", "-d", "-s", "qt", "-x", str(WIDTH), "-y", str(HEIGHT), f"env {env} {shell}")
-
 
 def test_a_new_user_chats_quits_and_continues(
-    tmux: Callable[..., str], tmp_path: Path, tiny_checkpoint: Path
+    tmux: Tmux,  # noqa: F811 -- the fixture
+    tmp_path: Path,
+    tiny_checkpoint: Path,
 ) -> None:
     home = tmp_path / "home"
     home.mkdir()
@@ -103,8 +42,7 @@ def test_a_new_user_chats_quits_and_continues(
 
     start(tmux, home, tiny_checkpoint)
     wait_for(tmux, lambda s: "ctx 0 / 1,024" in s, "the model to load")
-    tmux("send-keys", "-t", "qt", "-l", "Hello from tmux")
-    tmux("send-keys", "-t", "qt", "Enter")
+    type_line(tmux, "Hello from tmux")
     frames: list[str] = []
     final = wait_for(
         tmux,
@@ -119,24 +57,20 @@ def test_a_new_user_chats_quits_and_continues(
     assert "Hello from tmux" in final
     assert "budget reached" in final
 
-    tmux("send-keys", "-t", "qt", "C-q")
-    wait_for(tmux, lambda s: "Quit qwen3tui?" in s, "the quit question")
-    tmux("send-keys", "-t", "qt", "y")
-    wait_for(tmux, lambda s: "QWEN3TUI-EXITED-0" in s, "qwen3tui to exit cleanly", timeout=30)
+    quit_app(tmux)
 
     start(tmux, home, tiny_checkpoint, "--continue")
     resumed = wait_for(
         tmux, lambda s: "Hello from tmux" in s and "Thought for" in s, "the saved conversation"
     )
     assert "budget reached" in resumed
-    tmux("send-keys", "-t", "qt", "C-q")
-    wait_for(tmux, lambda s: "Quit qwen3tui?" in s, "the quit question")
-    tmux("send-keys", "-t", "qt", "y")
-    wait_for(tmux, lambda s: "QWEN3TUI-EXITED-0" in s, "qwen3tui to exit cleanly", timeout=30)
+    quit_app(tmux)
 
 
 def test_sigterm_mid_reply_saves_the_reply_as_interrupted_and_exits_143(
-    tmux: Callable[..., str], tmp_path: Path, tiny_checkpoint: Path
+    tmux: Tmux,  # noqa: F811 -- the fixture
+    tmp_path: Path,
+    tiny_checkpoint: Path,
 ) -> None:
     home = tmp_path / "home"
     home.mkdir()
@@ -146,8 +80,7 @@ def test_sigterm_mid_reply_saves_the_reply_as_interrupted_and_exits_143(
     )
     start(tmux, home, tiny_checkpoint)
     wait_for(tmux, lambda s: "ctx 0 / 1,024" in s, "the model to load")
-    tmux("send-keys", "-t", "qt", "-l", "Think forever")
-    tmux("send-keys", "-t", "qt", "Enter")
+    type_line(tmux, "Think forever")
     wait_for(tmux, lambda s: re.search(r"Thinking… \d{2,}", s) is not None, "the reply to stream")
     pids = subprocess.run(
         ["pgrep", "-f", "--", f"^{sys.executable} -m qwen3tui --model {tiny_checkpoint}"],

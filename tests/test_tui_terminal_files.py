@@ -4,36 +4,26 @@ the session is continued."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_tui_terminal import start, tmux, wait_for  # noqa: F401 -- tmux is a fixture
+from tmux_terminal import (  # noqa: F401 -- tmux is a fixture
+    Tmux,
+    flat,
+    quit_app,
+    start,
+    tmux,
+    type_line,
+    wait_for,
+)
 
 from qwen3tui.settings import TurnSettings, UserSettings
 
 pytestmark = pytest.mark.slow
 
 
-def flat(screen: str) -> str:
-    """The screen's text with wrapped lines joined (a long notice wraps at the chat's width)."""
-    return " ".join(screen.split())
-
-
-def type_line(tmux: Callable[..., str], text: str) -> None:  # noqa: F811
-    tmux("send-keys", "-t", "qt", "-l", text)
-    tmux("send-keys", "-t", "qt", "Enter")
-
-
-def quit_app(tmux: Callable[..., str]) -> None:  # noqa: F811
-    tmux("send-keys", "-t", "qt", "C-q")
-    wait_for(tmux, lambda s: "Quit qwen3tui?" in s, "the quit question")
-    tmux("send-keys", "-t", "qt", "y")
-    wait_for(tmux, lambda s: "QWEN3TUI-EXITED-0" in s, "qwen3tui to exit cleanly", timeout=30)
-
-
 def test_file_attaches_a_text_file_and_refuses_a_binary_one(
-    tmux: Callable[..., str],  # noqa: F811
+    tmux: Tmux,  # noqa: F811
     tmp_path: Path,
     tiny_checkpoint: Path,
     monkeypatch: pytest.MonkeyPatch,
