@@ -77,7 +77,8 @@ async def test_arrows_move_the_highlight_and_tab_completes_it(qwen3tui_home: Pat
         await pilot.press("down", "down", "up", "down")
         assert c.suggestions.state.current.name == NAMES[2]  # type: ignore[union-attr]
         await pilot.press("tab")
-        assert NAMES[2] == "budget" and c.composer.text == "/budget "
+        third = COMMANDS[2]
+        assert c.composer.text == f"/{third.name}" + (" " if third.args else "")
         assert c.composer.has_focus
 
 
