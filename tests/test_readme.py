@@ -26,6 +26,29 @@ def test_the_slash_command_table_is_the_command_table() -> None:
     assert rows == help_rows()
 
 
+def help_keys() -> set[str]:
+    """Every key the chat's help (F1) lists, as it names them ("Ctrl+T", "PageUp")."""
+    from qwen3tui.tui.app import Qwen3App
+    from qwen3tui.tui.chat_screen import ChatScreen
+    from qwen3tui.tui.key_help import composer_rows, widget_sections
+    from qwen3tui.tui.screens.help import screen_key_rows
+
+    rows = screen_key_rows(ChatScreen, Qwen3App) + composer_rows()
+    rows += [row for _, section in widget_sections() for row in section]
+    return {key for keys, _ in rows for key in keys.split(" / ")}
+
+
+def test_every_key_in_the_help_is_in_the_key_table() -> None:
+    section = README.split("## In the chat")[1].split("<!-- slash-commands")[0]
+    table = " ".join(cell for row in table_rows(section) for cell in row)
+    missing = [
+        key
+        for key in sorted(help_keys())
+        if not re.search(rf"(?<![\w+]){re.escape(key)}(?![\w+])", table)
+    ]
+    assert not missing, f"keys in the help but not in README's key table: {missing}"
+
+
 def test_every_environment_variable_the_code_reads_is_in_the_readme_table() -> None:
     section = README.split("## Environment variables")[1].split("\n## ")[0]
     documented = {name for row in table_rows(section) for name in re.findall(r"`(\w+)`", row[0])}

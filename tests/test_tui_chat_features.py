@@ -374,4 +374,6 @@ async def test_help_lists_answer_now_even_when_the_model_is_not_thinking(
         await ready(pilot)
         await pilot.press("f1")
         await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), what="help")
-        assert ("^g", "Answer now (while the model thinks)") in app.screen.key_rows
+        assert ("Ctrl+G", "Answer now — while the model thinks: stop thinking and answer") in (
+            app.screen.key_rows
+        )

@@ -62,10 +62,9 @@ async def test_help_lists_the_key_bindings_of_the_screen_below() -> None:
         await pilot.pause()
         keys = rows(app, "#help-keys")
         descriptions = [description for _, description in keys]
-        assert "New chat" in descriptions and "Sessions" in descriptions  # hidden ones too
-        new_chat = Host.BINDINGS[0]
-        assert isinstance(new_chat, Binding)
-        assert (app.get_key_display(new_chat), "New chat") in keys
+        assert "New chat" in descriptions  # hidden ones too:
+        assert any(d.startswith("Sessions") for d in descriptions)
+        assert ("Ctrl+N", "New chat") in keys  # keys named as people write them
         assert "" not in descriptions
         # The help's own "Close" binding is not one of the chat's keys.
         assert "Close" not in descriptions

@@ -47,7 +47,7 @@ from qwen3tui.store.attachments import Attachment, expand_prompt
 from qwen3tui.store.models import Session
 from qwen3tui.turn import Recording, Stop, TurnEnded, WaitingForSession
 
-from . import slash_commands, transcript
+from . import branches, slash_commands, transcript
 from .generation_worker import (
     Mailbox,
     StreamItem,
@@ -62,6 +62,7 @@ from .widgets.budget_slider import BudgetSlider
 from .widgets.chat_footer import ChatFooter
 from .widgets.chat_message import (
     AssistantMessage,
+    BranchStep,
     Notice,
     UserMessage,
     reply_meta,
@@ -115,6 +116,9 @@ class ChatScreen(Screen[None]):
         Binding("ctrl+o", "sessions", "Sessions"),
         Binding("ctrl+n", "new", "New"),
         Binding("ctrl+r", "retry", "Retry", show=False),
+        Binding("ctrl+up", "edit_last", "Edit", show=False),  # Up alone walks the history
+        Binding("alt+left", "branch(-1)", "Previous version", show=False),
+        Binding("alt+right", "branch(1)", "Next version", show=False),
         Binding("f1", "help", "Help"),
     ]
 
@@ -178,6 +182,7 @@ class ChatScreen(Screen[None]):
         self.turn: Turn | None = None
         self.pending_prompt: str | None = None  # typed before the engine was ready
         self.pending_files: list[Attachment] = []  # from /file, sent with the next message
+        self.editing: UserMessage | None = None  # the message /edit put in the composer
         # Which model wrote each reply on screen; shown in their meta lines once the
         # conversation has replies of more than one model.
         self.reply_models: dict[AssistantMessage, str] = {}
@@ -495,6 +500,9 @@ class ChatScreen(Screen[None]):
                 kind="info",
             )
             return
+        if self.editing is not None:
+            branches.send_edit(self, text, attachments)  # beside the original, which is kept
+            return
         self.start_turn(text, attachments=attachments)
 
     def run_command(self, command: ParsedCommand) -> None:
@@ -565,7 +573,9 @@ class ChatScreen(Screen[None]):
         mount_user: bool = True,
         save_user: bool = True,
         attachments: Sequence[Attachment] = (),
+        at: int | None = None,
     ) -> None:
+        """`at`: where in the session's branch the turn goes (an edit, a retry: `branches`)."""
         assert self.engine is not None
         session_id = self.ensure_session()
         if save_user:
@@ -581,6 +591,7 @@ class ChatScreen(Screen[None]):
             model=engine_choice.reply_model(self.engine),
             user_text=text if save_user else None,
             attachments=tuple(attachments),
+            at=at,
         )
         widget = AssistantMessage(
             thinking_enabled=thinking, budget=options.thinking_budget, display=self.thinking_display
@@ -701,6 +712,8 @@ class ChatScreen(Screen[None]):
 
     def action_stop(self) -> None:
         """Esc: the first press clears the queued messages, if any; else it stops the reply."""
+        if branches.cancel_edit(self):
+            return
         if self.queued:
             self.clear_queue()
             return
@@ -828,11 +841,15 @@ class ChatScreen(Screen[None]):
         return False
 
     def show_help(self) -> None:
+        from .key_help import composer_rows, widget_sections
         from .screens.help import HelpScreen
 
-        # A key the footer shows only while the model thinks, listed here always.
-        keys = [("^g", "Answer now (while the model thinks)")]
-        self.app.push_screen(HelpScreen(slash_commands.help_rows(), keys=keys))
+        # Every key: the composer's, this screen's and the app's (hidden ones too), and those
+        # of the slider and the sessions screen, read from their bindings.
+        help_screen = HelpScreen(
+            slash_commands.help_rows(), keys=composer_rows(), sections=widget_sections()
+        )
+        self.app.push_screen(help_screen)
 
     def switch_theme(self, name: str) -> str | None:
         """Apply theme `name` if it is safe to (validated before it is applied or remembered);
@@ -913,6 +930,7 @@ class ChatScreen(Screen[None]):
     # ----- sessions -----
 
     def new_conversation(self) -> None:
+        branches.cancel_edit(self, clear=False)
         self.session_id = None
         self.history = []
         self.clear_conversation()
@@ -931,10 +949,7 @@ class ChatScreen(Screen[None]):
         self.history = [m for m in self.store.conversation(session.id) if m["role"] != "system"]
         self._show_welcome()
         for m in session.messages:
-            if m.role == "user":
-                self.conversation.mount(UserMessage(m.content, m.attachments))
-            else:
-                self.conversation.mount(transcript.restored_reply(m, self.thinking_display))
+            self.conversation.mount(transcript.message_widget(m, self.thinking_display))
         self._restore_reply_models(session)
         self.conversation.scroll_end(animate=False)
         # Up in the composer walks this session's earlier prompts too.
@@ -973,17 +988,18 @@ class ChatScreen(Screen[None]):
         return True
 
     def regenerate_last_reply(self) -> None:
-        """/retry: the last reply is deleted and the last prompt sent again."""
-        session_id = self.session_id
-        assert session_id is not None
-        self.saver.call("the retry", lambda s: s.delete_last_reply(session_id))
-        while self.history and self.history[-1]["role"] == "assistant":
-            self.history.pop()
-        last_user = self.history[-1]["content"]
-        replies = self.replies()
-        if replies and replies[-1] is self.conversation.children[-1]:
-            replies[-1].remove()
-        self.start_turn(last_user, mount_user=False, save_user=False)
+        """/retry: the last prompt sent again; the old reply is kept as another version."""
+        branches.retry(self)
+
+    def edit_message(self, number: int | None) -> None:
+        branches.begin_edit(self, number)
+
+    def switch_branch(self, step: int) -> None:
+        branches.switch(self, step)
+
+    @on(BranchStep)
+    def _branch_clicked(self, event: BranchStep) -> None:
+        branches.switch(self, event.step, event.message)
 
     def conversation_export(self, fmt: str) -> str:
         """This session as a file: from the store when everything is on disk, else from what is
@@ -1023,6 +1039,12 @@ class ChatScreen(Screen[None]):
 
     def action_retry(self) -> None:
         self.run_command(slash_commands.command("retry"))
+
+    def action_edit_last(self) -> None:
+        self.edit_message(None)
+
+    def action_branch(self, step: int) -> None:
+        self.switch_branch(step)
 
     def action_help(self) -> None:
         self.show_help()
