@@ -67,6 +67,7 @@ from .widgets.chat_message import (
     UserMessage,
     reply_meta,
 )
+from .widgets.command_text import command_text
 from .widgets.composer import Composer, PromptHistory
 from .widgets.controls import Controls
 from .widgets.load_progress import LoadProgressPanel
@@ -358,13 +359,17 @@ class ChatScreen(Screen[None]):
         self.status.set(state="model not loaded")
         self.pending_prompt = None
         self._show_welcome()
-        self.notice(f"Could not load the model: {message}", kind="error")
-        self.notice(
-            "Fix the problem above, then restart qwen3tui (e.g. qwen3tui --model"
-            " DIR_OR_HUB_ID). Your saved sessions are still here: /sessions in this window,"
-            " or qwen3tui sessions list.",
-            kind="info",
-        )
+        for text, kind in [
+            (f"Could not load the model: {message}", "error"),
+            (
+                "Fix the problem above, then restart qwen3tui (e.g. `qwen3tui --model"
+                " DIR_OR_HUB_ID`). Your saved sessions are still here: Ctrl+O opens them, and"
+                " `qwen3tui sessions list` lists them in a terminal.",
+                "info",
+            ),
+        ]:
+            shown = command_text(text)  # commands in bold, not in literal backticks
+            self.notice(shown.plain, kind=kind).update(shown)
 
     def engine_loaded(self) -> bool:
         return self.engine is not None
