@@ -144,22 +144,21 @@ class SlashSuggestions(Widget):
         width = max((len(c.usage) for c in state.matches), default=0)
         usage_style = self.get_component_rich_style("slash-suggestions--usage")
         highlight = self.get_component_rich_style("slash-suggestions--highlight")
+        room = self.content_size.width
         lines = []
         for index, command in enumerate(state.in_view, start=state.top):
             line = Text.assemble(
                 (f"{command.usage:<{width}}", usage_style), "  ", command.description
             )
+            # One row per command, however narrow: the description gives way.
+            line.truncate(room, overflow="ellipsis", pad=index == state.highlighted)
             if index == state.highlighted:
-                line.pad_right(self.content_size.width - line.cell_len)  # a whole-row bar
-                line.stylize(highlight)
+                line.stylize(highlight)  # padded: a whole-row bar
             lines.append(line)
         if state.more:
             more = self.get_component_rich_style("slash-suggestions--more")
             lines.append(Text(f"+{state.more} more  (↑↓)", style=more))
-        text = Text("\n").join(lines)
-        text.no_wrap = True
-        text.overflow = "ellipsis"
-        return text
+        return Text("\n").join(lines)
 
     def on_click(self, event: events.Click) -> None:
         index = self.state.top + event.y
