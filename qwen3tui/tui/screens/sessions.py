@@ -28,6 +28,10 @@ from .confirm import ConfirmScreen
 
 RECENT_LIMIT = 500  # more than anyone scrolls through; search reaches the rest
 SEARCH_DELAY = 0.15  # seconds of no typing before the store is searched
+# Typing in the list is read by the table, not a binding: the help screen lists it from here.
+KEY_ROWS: tuple[tuple[str, str], ...] = (
+    ("Any letter", "Search as you type (each word finds the words it begins)"),
+)
 
 
 class SessionSource(Protocol):

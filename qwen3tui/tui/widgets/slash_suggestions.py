@@ -27,6 +27,14 @@ from ..slash_commands import SlashCommand
 
 MAX_ROWS = 6
 
+# The keys above, for the help screen (they are read by the composer, not bindings).
+KEY_ROWS: tuple[tuple[str, str], ...] = (
+    ("Up / Down", "Move through the /command suggestions (while they show)"),
+    ("Tab", "Complete the highlighted /command"),
+    ("Enter", "Complete the highlighted /command; send it once it is typed in full"),
+    ("Esc", "Hide the /command suggestions"),
+)
+
 
 @dataclass(frozen=True)
 class Suggestions:
