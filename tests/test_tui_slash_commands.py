@@ -25,6 +25,8 @@ def test_every_command_in_the_issue_is_listed_once() -> None:
             "set",
             "file",
             "retry",
+            "edit",
+            "branch",
             "copy",
             "model",
             "theme",
@@ -35,6 +37,14 @@ def test_every_command_in_the_issue_is_listed_once() -> None:
     )
     assert len(names) == len(set(names))
     assert ("/budget N|off", sc.COMMANDS_BY_NAME["budget"].description) in sc.help_rows()
+
+
+def test_edit_takes_a_message_number_and_branch_a_direction() -> None:
+    assert sc.parse("/edit").value is None and sc.parse("/edit 2").value == 2
+    assert sc.parse("/branch prev").value == -1 and sc.parse("/branch next").value == 1
+    for bad in ("/edit 0", "/edit two", "/branch", "/branch up"):
+        with pytest.raises(sc.SlashError):
+            sc.parse(bad)
 
 
 @pytest.mark.parametrize("text", ["/think", "  /think  ", "/THINK"])

@@ -61,6 +61,10 @@ class ChatActions(Protocol):
 
     def regenerate_last_reply(self) -> None: ...
 
+    def edit_message(self, number: int | None) -> None: ...
+
+    def switch_branch(self, step: int) -> None: ...
+
     def conversation_export(self, fmt: str) -> str: ...
 
     def switch_theme(self, name: str) -> str | None: ...
@@ -200,6 +204,14 @@ def retry(chat: ChatActions, value: None) -> None:
         chat.notice("The model is not loaded yet.", kind="error")
         return
     chat.regenerate_last_reply()
+
+
+def edit(chat: ChatActions, value: int | None) -> None:
+    chat.edit_message(value)
+
+
+def branch(chat: ChatActions, value: int) -> None:
+    chat.switch_branch(value)
 
 
 def copy(chat: ChatActions, value: None) -> None:

@@ -75,6 +75,21 @@ def _thinking_display(arg: str) -> str:
         ) from None
 
 
+def _edit(arg: str) -> int | None:
+    if not arg:
+        return None
+    if not arg.isdigit() or int(arg) < 1:
+        raise SlashError("/edit takes the number of one of your messages (1 = the first), or none")
+    return int(arg)
+
+
+def _branch(arg: str) -> int:
+    steps = {"prev": -1, "previous": -1, "next": 1}
+    if arg.lower() not in steps:
+        raise SlashError("/branch needs a direction: /branch prev|next")
+    return steps[arg.lower()]
+
+
 def _export(arg: str) -> tuple[str, str]:
     fmt, _, path = arg.partition(" ")
     if fmt.lower() not in ("md", "json"):
@@ -158,7 +173,24 @@ COMMANDS: tuple[SlashCommand, ...] = (
         run.attach_file,
         _required("file", "PATH"),
     ),
-    SlashCommand("retry", "", "regenerate the last reply", run.retry),
+    SlashCommand(
+        "retry", "", "regenerate the last reply (the old one stays, as another version)", run.retry
+    ),
+    SlashCommand(
+        "edit",
+        "[N]",
+        "edit your last message (or your Nth) and send it as a new version",
+        run.edit,
+        _edit,
+    ),
+    SlashCommand(
+        "branch",
+        "prev|next",
+        "show the previous or next version of the last message that has several",
+        run.branch,
+        _branch,
+        palette=("/branch prev", "/branch next"),
+    ),
     SlashCommand("copy", "", "copy the last answer to the clipboard", run.copy),
     SlashCommand(
         "model",

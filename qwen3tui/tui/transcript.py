@@ -18,6 +18,15 @@ from .widgets.chat_message import (
 from .widgets.thinking_pane import ThinkingDisplay
 
 
+def message_widget(m: Message, display: ThinkingDisplay) -> UserMessage | AssistantMessage:
+    """A saved message as its widget, with its `‹ 2/3 ›` when it has alternatives."""
+    widget = (
+        UserMessage(m.content, m.attachments) if m.role == "user" else restored_reply(m, display)
+    )
+    widget.set_branch(m.sibling_position, m.sibling_count)
+    return widget
+
+
 def restored_reply(m: Message, display: ThinkingDisplay) -> AssistantMessage:
     """A saved reply as its widget: the pane titled from what was saved, the outcome shown."""
     usage, timings = m.usage or {}, m.timings or {}
@@ -58,7 +67,8 @@ def session_from_widgets(
     settings: dict[str, Any],
 ) -> Session:
     """What is on screen as a session: the user's messages with their files, each reply's text
-    and how it ended (a reply still streaming counts as interrupted)."""
+    and how it ended (a reply still streaming counts as interrupted). One branch: each message
+    follows the one before it."""
     messages: list[Message] = []
     for widget in widgets:
         order = len(messages)
@@ -77,6 +87,8 @@ def session_from_widgets(
                     outcome.value,
                 )
             )
+    for order, m in enumerate(messages):
+        m.id, m.parent_id = order + 1, order or None
     return Session(
         id=session_id,
         title=title,
@@ -86,6 +98,7 @@ def session_from_widgets(
         system_prompt=system_prompt,
         settings=settings,
         messages=messages,
+        active_leaf=messages[-1].id if messages else None,
     )
 
 

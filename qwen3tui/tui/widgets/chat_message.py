@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import Static
 
 from qwen3tui.settings import ThinkingDisplay
@@ -16,14 +19,64 @@ from qwen3tui.store.outcome import Outcome
 from .streaming_markdown import StreamingMarkdown
 from .thinking_pane import ThinkingPane, thought_title
 
+# Where the keys that switch branches are listed (help and the label's tooltip say the same).
+BRANCH_KEYS = "alt+left / alt+right"
+
+
+def branch_label(position: int, count: int) -> str:
+    """`‹ 2/3 ›`: this message is the 2nd of 3 alternatives (/retry, edits)."""
+    return f"‹ {position}/{count} ›"
+
+
+def branch_step_at(label: str, column: int) -> int | None:
+    """Which arrow of `label` a click at `column` hit: -1 (‹), +1 (›) or None."""
+    if 0 <= column < 2:
+        return -1
+    if len(label) - 2 <= column < len(label):
+        return 1
+    return None
+
+
+class BranchStep(Message):
+    """An arrow of a message's `‹ 2/3 ›` was clicked: show its previous (-1) or next (+1)
+    alternative."""
+
+    def __init__(self, message: Widget, step: int) -> None:
+        super().__init__()
+        self.message = message
+        self.step = step
+
 
 class UserMessage(Static):
-    """What the user sent, shown as typed, with a compact chip per attached file."""
+    """What the user sent, shown as typed, with a compact chip per attached file; with
+    alternatives (edits), a last line `‹ 2/3 ›` whose arrows switch between them."""
 
     def __init__(self, text: str, attachments: Sequence[Attachment] = ()) -> None:
         super().__init__(with_chips(text, attachments), markup=False, classes="user-message")
         self.text = text
         self.attachments = tuple(attachments)
+        self.branch = (1, 1)
+
+    def set_branch(self, position: int, count: int) -> None:
+        self.branch = (position, count)
+        shown = with_chips(self.text, self.attachments)
+        if count > 1:
+            shown = Text(shown) if isinstance(shown, str) else shown
+            shown.append("\n")
+            shown.append(branch_label(position, count), style="dim bold")
+            self.tooltip = f"{BRANCH_KEYS} or a click on an arrow: the other versions"
+        self.update(shown)
+
+    def on_click(self, event: events.Click) -> None:
+        if self.branch[1] < 2:
+            return
+        offset = event.get_content_offset(self)
+        if offset is None or offset.y != self.content_region.height - 1:
+            return  # not the label's line
+        step = branch_step_at(branch_label(*self.branch), offset.x)
+        if step is not None:
+            event.stop()
+            self.post_message(BranchStep(self, step))
 
 
 def with_chips(text: str, attachments: Sequence[Attachment]) -> str | Text:
@@ -36,6 +89,28 @@ def with_chips(text: str, attachments: Sequence[Attachment]) -> str | Text:
         shown.append("\n")
         shown.append(a.chip, style="dim")
     return shown
+
+
+class BranchLabel(Static):
+    """A reply's `‹ 2/3 ›` (shown only when it has alternatives); its arrows switch."""
+
+    def __init__(self) -> None:
+        super().__init__("", markup=False, classes="branch-label")
+        self.display = False
+        self.tooltip = f"{BRANCH_KEYS} or a click on an arrow: the other replies"
+        self.label = ""
+
+    def show(self, position: int, count: int) -> None:
+        self.label = branch_label(position, count)
+        self.update(self.label)
+        self.display = count > 1
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        step = None if offset is None else branch_step_at(self.label, offset.x)
+        if step is not None and self.parent is not None:
+            event.stop()
+            self.post_message(BranchStep(self.parent, step))
 
 
 class Notice(Static):
@@ -97,12 +172,19 @@ class AssistantMessage(Vertical):
             )
         self.answer = StreamingMarkdown(answer, classes="answer")
         self.meta = Static("", markup=False, classes="reply-meta")
+        self.branch_label = BranchLabel()
+        self.branch = (1, 1)
 
     def compose(self) -> ComposeResult:
         if self.pane is not None:
             yield self.pane
         yield self.answer
         yield self.meta
+        yield self.branch_label
+
+    def set_branch(self, position: int, count: int) -> None:
+        self.branch = (position, count)
+        self.branch_label.show(position, count)
 
     @property
     def answer_text(self) -> str:
