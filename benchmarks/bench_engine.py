@@ -65,7 +65,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quantize",
         type=_quantizations,
         default=[None],
-        help="our engine's runs, e.g. none,int8,int4 (default none; transformers stays bf16)",
+        help="our engine's runs, e.g. none,int8,int4 or none,fp8 on CUDA (default none;"
+        " transformers stays bf16)",
     )
     p.add_argument(
         "--busy-cores",
@@ -146,7 +147,7 @@ def _count(text: str) -> int:
     return value
 
 
-QUANTIZATIONS = {"none": None, "int8": "int8", "int4": "int4"}
+QUANTIZATIONS = {"none": None, "int8": "int8", "int4": "int4", "fp8": "fp8"}
 
 
 def _quantizations(text: str) -> list[str | None]:
@@ -154,7 +155,7 @@ def _quantizations(text: str) -> list[str | None]:
     unknown = [n for n in names if n not in QUANTIZATIONS]
     if unknown or not names:
         raise argparse.ArgumentTypeError(
-            f"'{text}': give one or more of none, int8, int4, comma-separated"
+            f"'{text}': give one or more of none, int8, int4, fp8, comma-separated"
         )
     return list(dict.fromkeys(QUANTIZATIONS[n] for n in names))
 

@@ -7,7 +7,16 @@ On a CUDA machine, with a full-size random Qwen3-1.7B-shaped checkpoint:
 - bfloat16: with the same tokens forced, the fast path's logits are no further from the
   float32 logits than the plain bf16 path's are (max |diff| / max |logit|, 1.5x slack).
 
-    python benchmarks/check_fast_paths.py --checkpoint DIR [--tokens 300]
+With --fp8 DIR (a checkpoint stored as Qwen's FP8 releases are: 128x128 blocks), FP8 weights
+kept as FP8 on the GPU:
+- that checkpoint in float32: greedy tokens of the fast kernels (reading FP8 and scales) and
+  of the plain path (dequantizing the same blocks) identical over --tokens steps;
+- in bf16: the fast path's logits no further from that checkpoint's float32 logits than the
+  plain bf16 path's (1.5x slack, as above);
+- `--quantize fp8` of the bf16 checkpoint against its float32 logits: the FP8 rounding of the
+  weights itself, beside the bf16 fast path's error; at most FP8_TOLERANCE.
+
+    python benchmarks/check_fast_paths.py --checkpoint DIR [--tokens 300] [--fp8 DIR [--only-fp8]]
 """
 
 from __future__ import annotations
@@ -60,17 +69,83 @@ def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
+# Max |logit diff| / max |logit| of --quantize fp8 against float32, random Qwen3-1.7B-shaped
+# weights (measured on an H200: see benchmarks/RESULTS.md); the bf16 fast path's is ~3e-2.
+FP8_TOLERANCE = 0.25
+
+
+def fp8_modules(engine) -> int:
+    from qwen3tui.engine.fp8_linear import Fp8Linear
+
+    return sum(isinstance(m, Fp8Linear) for m in engine.model.modules())
+
+
+def check_fp8(args, prompt: list[int]) -> bool:
+    ok = True
+    loads = {"device": "cuda", "context_length": 4096}
+    engine = load_engine(args.fp8, dtype="float32", **loads)
+    eager = EagerStep(engine.model, engine.cache)
+    fast = engine.step
+    ready = fast.wait_compiled(900)
+    print(f"FP8 checkpoint: {fp8_modules(engine)} projections kept in FP8")
+    plain = greedy(engine, eager, prompt, args.tokens)
+    same = greedy(engine, fast, prompt, args.tokens) == plain
+    ok &= same and ready and fp8_modules(engine) > 0
+    print(f"FP8 checkpoint, float32 greedy, {args.tokens} tokens: fast kernels == plain: {same}")
+    forced = plain[:64]
+    exact = forced_logits(engine, eager, prompt, forced)
+    del engine, eager, fast
+    engine = load_engine(args.fp8, dtype="bfloat16", **loads)
+    ready &= engine.step.wait_compiled(900)
+    eager = EagerStep(engine.model, engine.cache)
+    plain_err = rel_diff(forced_logits(engine, eager, prompt, forced), exact)
+    fast_err = rel_diff(forced_logits(engine, engine.step, prompt, forced), exact)
+    ok &= fast_err <= 1.5 * plain_err and ready
+    print(
+        f"FP8 checkpoint, bfloat16 logits vs its float32, {len(forced)} forced steps: plain path"
+        f" max rel diff {plain_err:.2e}, fast kernels + graphs {fast_err:.2e}"
+    )
+    del engine, eager
+    # --quantize fp8 of the bf16 checkpoint: how far FP8 rounding of the weights moves logits.
+    engine = load_engine(args.checkpoint, dtype="float32", **loads)
+    eager = EagerStep(engine.model, engine.cache)
+    forced = greedy(engine, eager, prompt, 64)
+    exact = forced_logits(engine, eager, prompt, forced)
+    del engine, eager
+    errors = {}
+    for quantize in (None, "fp8"):
+        engine = load_engine(args.checkpoint, dtype="bfloat16", quantize=quantize, **loads)
+        ready &= engine.step.wait_compiled(900)
+        errors[quantize] = rel_diff(forced_logits(engine, engine.step, prompt, forced), exact)
+        del engine
+        torch.cuda.empty_cache()
+    ok &= errors["fp8"] <= FP8_TOLERANCE and ready
+    print(
+        f"--quantize fp8 logits vs float32, {len(forced)} forced steps: fast kernels max rel"
+        f" diff {errors['fp8']:.2e} (tolerance {FP8_TOLERANCE}); bf16 fast kernels"
+        f" {errors[None]:.2e}"
+    )
+    print(f"  (FP8: fast kernels ready: {ready})")
+    return ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--tokens", type=int, default=300)
     parser.add_argument("--long", type=int, default=3500, help="tokens of the long prompt")
+    parser.add_argument("--fp8", default=None, help="an FP8 (128x128 blocks) checkpoint")
+    parser.add_argument("--only-fp8", action="store_true", help="with --fp8: only its checks")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("check_fast_paths: needs a CUDA GPU")
         return 2
     prompt = torch.randint(1000, 100000, (100,), generator=torch.Generator().manual_seed(0))
     prompt = prompt.tolist()
+    if args.fp8 and args.only_fp8:
+        ok = check_fp8(args, prompt)
+        print("fast paths:", "OK" if ok else "MISMATCH")
+        return 0 if ok else 1
     # A long prompt too: decode attention then reads a window of many buckets.
     long_prompt = torch.randint(
         1000, 100000, (args.long,), generator=torch.Generator().manual_seed(1)
@@ -134,6 +209,8 @@ def main() -> int:
         ok &= ready  # without them the "fast" rows above compared the plain graphs
         del engine, eager, graphs, fast
         torch.cuda.empty_cache()
+    if args.fp8:
+        ok &= check_fp8(args, prompt)
     print("fast paths:", "OK" if ok else "MISMATCH")
     return 0 if ok else 1
 

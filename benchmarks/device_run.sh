@@ -4,7 +4,8 @@
 # ckpt: full-size random Qwen3-1.7B checkpoint (bf16) from the real config in $SHARED;
 # ckpt8: the same stored as Qwen's FP8 release stores it (128x128 blocks);
 # pytest: the cuda-marked tests; check: check_fast_paths (300 tokens);
-# bench: bench_engine with the peers; fp8bench: ours only, bf16 vs FP8 checkpoint vs --quantize fp8.
+# check8: check_fast_paths' FP8 checks; bench: bench_engine with the peers; bench8: ours, bf16
+# and --quantize fp8; benchckpt8: ours on the FP8 checkpoint; tune8: tune_fast_decode --fp8.
 set -o pipefail
 export PYTHONUNBUFFERED=1 QWEN3TUI_COMMIT=${QWEN3TUI_COMMIT:-unknown}
 OUT=${OUT:-/tmp/out}
@@ -27,16 +28,22 @@ cfg = json.load(open('$SHARED/config.json'))
 write_random_checkpoint('$CKPT8' if fp8 else '$CKPT', config=cfg, tokenizer_dir='$SHARED',
                         dtype=torch.bfloat16, shards=2, fp8_block=(128, 128) if fp8 else None)
 " $stage 2>&1 | tail -5 ;;
-    pytest) timeout 150 python3 -m pytest -q -m cuda tests/test_fast_decode.py \
-              $(ls tests/test_fp8_gemv.py 2>/dev/null) 2>&1 | tee $OUT/pytest.log | tail -25 ;;
+    pytest) timeout 200 python3 -m pytest -q -m cuda tests/test_fast_decode.py \
+              tests/test_fp8_kernels.py 2>&1 | tee $OUT/pytest.log | tail -25 ;;
     check) timeout 260 python3 benchmarks/check_fast_paths.py --checkpoint $CKPT --tokens 300 \
              2>&1 | tee $OUT/check.log ;;
-    check8) timeout 200 python3 benchmarks/check_fast_paths.py --checkpoint $CKPT --tokens 300 \
-              --fp8 $CKPT8 2>&1 | tee $OUT/check8.log ;;
+    check8) timeout 240 python3 benchmarks/check_fast_paths.py --checkpoint $CKPT --tokens 300 \
+              --fp8 $CKPT8 --only-fp8 2>&1 | tee $OUT/check8.log ;;
     bench) timeout $(left) python3 benchmarks/bench_engine.py --device cuda --peer-static \
              --shared $SHARED --checkpoint $CKPT --out $OUT/bench.json 2>&1 | tee $OUT/bench.log ;;
-    fp8bench) timeout 200 python3 benchmarks/bench_fp8.py --bf16 $CKPT --fp8 $CKPT8 \
-                2>&1 | tee $OUT/fp8bench.log ;;
+    bench8) timeout 200 python3 benchmarks/bench_engine.py --device cuda --skip-peer \
+              --quantize none,fp8 --shared $SHARED --checkpoint $CKPT --out $OUT/bench8.json \
+              2>&1 | tee $OUT/bench8.log | grep -v "^\[bench\]" ;;
+    benchckpt8) timeout 150 python3 benchmarks/bench_engine.py --device cuda --skip-peer \
+              --shared $SHARED --checkpoint $CKPT8 --out $OUT/benchckpt8.json \
+              2>&1 | tee $OUT/benchckpt8.log | grep -v "^\[bench\]" ;;
+    tune8) timeout $(left) python3 benchmarks/tune_fast_decode.py --config $SHARED/config.json \
+              --fp8 --sweep qkv,o,gate_up,down --out $OUT/tune8.json 2>&1 | tee $OUT/tune8.log ;;
     *) echo "unknown stage $stage" ;;
   esac
 done

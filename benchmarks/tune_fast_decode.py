@@ -10,7 +10,10 @@ checkpoint needed), it
    short and a long cache window;
 4. profiles the tuned fast step: GPU time per token by kernel.
 
-    python benchmarks/tune_fast_decode.py --config DIR/config.json [--long 16000]
+With --fp8 the layer projections are quantized to FP8 blocks (as `--quantize fp8` does)
+after a bf16 step is built, so the whole-step table has the bf16 step beside the FP8 one.
+
+    python benchmarks/tune_fast_decode.py --config DIR/config.json [--long 16000] [--fp8]
 """
 
 from __future__ import annotations
@@ -35,8 +38,9 @@ from qwen3tui.engine.fast_decode import (  # noqa: E402
     GemvShape,
     attention_splits,
 )
+from qwen3tui.engine.fp8_linear import Fp8Linear  # noqa: E402
 from qwen3tui.engine.kv_cache import KVCache  # noqa: E402
-from qwen3tui.engine.model import Qwen3  # noqa: E402
+from qwen3tui.engine.model import Qwen3, layer_projections  # noqa: E402
 
 ATTENTION_SHAPES = [
     AttentionShape(split_min, max_splits, block_t, warps)
@@ -93,13 +97,17 @@ def time_graph(run, replays: int = 100, rounds: int = 5) -> float:
     return statistics.median(times)
 
 
-def shape_candidates(rows: int, cols: int, swiglu: bool) -> list[GemvShape]:
+def shape_candidates(rows: int, cols: int, swiglu: bool, fp8: bool = False) -> list[GemvShape]:
     out = []
     for block_rows, block_cols, warps in itertools.product(
-        (1, 2, 4, 8, 16), (256, 512, 1024, 2048), (4, 8)
+        (1, 2, 4, 8, 16), (256, 512, 1024, 2048, 4096), (4, 8)
     ):
+        # 16 to 128 bytes of weights per thread and tile
         per_thread = block_rows * block_cols * (2 if swiglu else 1) / (32 * warps)
-        if block_cols > cols or not 8 <= per_thread <= 64:
+        per_thread_bytes = per_thread * (1 if fp8 else 2)
+        if block_cols > cols or not 16 <= per_thread_bytes <= 128:
+            continue
+        if fp8 and block_rows < 4:
             continue
         out.append(GemvShape(rows, cols, block_rows, block_cols, warps))
     return out
@@ -107,20 +115,24 @@ def shape_candidates(rows: int, cols: int, swiglu: bool) -> list[GemvShape]:
 
 def sweep(dec: FastDecoder, name: str, layers: int) -> list[tuple[float, GemvShape]]:
     base = dec.shapes[name]
+    fp8 = name in dec.layers[0].scales
     results = []
-    for shape in shape_candidates(base.rows, base.cols, name == "gate_up"):
+    for shape in shape_candidates(base.rows, base.cols, name == "gate_up", fp8):
         dec.shapes[name] = shape
 
         def run(dec=dec):
             for layer in dec.layers[:layers] if name != "head" else [None]:
+                s = layer.scales.get(name) if layer is not None else None
                 if name == "qkv":
-                    dec.project("qkv", layer.qkv, dec.x, dec.qkv, norm=layer.norm)
+                    dec.project("qkv", layer.qkv, dec.x, dec.qkv, norm=layer.norm, fp8=s)
                 elif name == "o":
-                    dec.project("o", layer.o, dec.attended, dec.x, residual=True)
+                    dec.project("o", layer.o, dec.attended, dec.x, residual=True, fp8=s)
                 elif name == "gate_up":
-                    dec.project("gate_up", layer.gate_up, dec.x, dec.act, norm=layer.post_norm)
+                    dec.project(
+                        "gate_up", layer.gate_up, dec.x, dec.act, norm=layer.post_norm, fp8=s
+                    )
                 elif name == "down":
-                    dec.project("down", layer.down, dec.act, dec.x, residual=True)
+                    dec.project("down", layer.down, dec.act, dec.x, residual=True, fp8=s)
                 else:
                     dec.project("head", dec.head, dec.x, dec.logits, norm=dec.final_norm)
             return dec.x
@@ -147,6 +159,8 @@ def main() -> int:
     parser.add_argument("--no-sweep", action="store_true")
     parser.add_argument("--attention-sweep", action="store_true", help="time AttentionShapes")
     parser.add_argument("--out", default=None, help="JSON of every number")
+    parser.add_argument("--fp8", action="store_true", help="FP8 projections (bf16 step beside)")
+    parser.add_argument("--sweep", default="qkv,o,gate_up,down,head", help="projections to sweep")
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
     config = Qwen3Config.from_dict(json.loads(Path(args.config).read_text()))
@@ -173,17 +187,49 @@ def main() -> int:
     rel = ((fast - plain).abs().max() / plain.abs().max()).item()
     print(f"fast vs plain logits, max rel diff {rel:.2e} (bf16 rounding: ~1e-2)")
     report["check_rel_diff"] = rel
+    bf16_step = None
+    if args.fp8:
+        bf16_step = FastDecoder(model, cache, pdl=True)  # keeps the bf16 weights alive
+        with torch.no_grad():
+            for owner, name in layer_projections(model):
+                setattr(owner, name, Fp8Linear.quantized(getattr(owner, name).weight))
+        fp8_bytes = (
+            sum(
+                m.weight.numel() + m.scale.numel() * 4
+                for m in model.modules()
+                if isinstance(m, Fp8Linear)
+            )
+            + sum(
+                p.numel() * p.element_size()
+                for n, p in model.named_parameters()
+                if "embed" not in n
+            )
+            + model.output_weight().numel() * model.output_weight().element_size()
+        )
+        print(f"FP8 projections: weights read per token {fp8_bytes / 1e9:.3f} GB")
+        report["bf16_weight_bytes"], weight_bytes = weight_bytes, fp8_bytes
+        report["weight_bytes"] = weight_bytes
+        with torch.inference_mode():
+            pos.fill_(300)
+            plain = model.decode_step(token, pos, cache, 512)[0, -1].float()
+            pos.fill_(300)
+            fast = FastDecoder(model, cache)(token, pos, 512).float()
+        rel = ((fast - plain).abs().max() / plain.abs().max()).item()
+        print(f"FP8: fast vs plain (dequantizing) logits, max rel diff {rel:.2e}")
+        report["fp8_check_rel_diff"] = rel
+        dec = FastDecoder(model, cache)
 
     tuned = {}
     with torch.inference_mode():
         if not args.no_sweep:
-            for name in ("qkv", "o", "gate_up", "down", "head"):
+            for name in args.sweep.split(","):
                 t0 = time.time()
                 results = sweep(dec, name, config.num_hidden_layers)
                 best = results[0]
                 s = best[1]
                 rows = s.rows * (2 if name == "gate_up" else 1)
-                nbytes = rows * s.cols * torch.finfo(dtype).bits / 8
+                bits = 8 if name in dec.layers[0].scales else torch.finfo(dtype).bits
+                nbytes = rows * s.cols * bits / 8
                 print(
                     f"{name:8s} {rows}x{s.cols}: best {best[0] * 1e6:6.2f} us"
                     f" ({nbytes / best[0] / 1e12:.2f} TB/s) with rows {s.block_rows} cols"
@@ -212,6 +258,8 @@ def main() -> int:
             }
             if fast_tuned is not None:
                 variants["fast, PDL, tuned"] = lambda w=window: fast_tuned(token, pos, w)
+            if bf16_step is not None:
+                variants["bf16 fast, PDL"] = lambda w=window: bf16_step(token, pos, w)
             if args.attention_sweep:
                 for a in ATTENTION_SHAPES:
                     dec_a = FastDecoder(model, cache, pdl=True, shapes=tuned, attention=a)

@@ -74,10 +74,15 @@ class Engine:
     ) -> Engine:
         torch_device = pick_device(device)
         torch_dtype = pick_dtype(dtype, torch_device)
-        if quantize not in (None, "int8", "int4"):
+        if quantize not in (None, "int8", "int4", "fp8"):
             raise EngineError(
                 f"unknown quantization '{quantize}'.",
-                "Use --quantize int8 or int4, or leave it out.",
+                "Use --quantize int8, int4 or fp8, or leave it out.",
+            )
+        if quantize == "fp8" and torch_device.type != "cuda":
+            # Only CUDA's decode kernels read FP8; elsewhere it would dequantize every step.
+            raise EngineError(
+                "--quantize fp8 needs a CUDA GPU.", "Use --quantize int8 or int4 here."
             )
         # One CPU thread policy for loading, prefill and decode (engine/threads.py).
         policy = threads.policy_from_env() if torch_device.type == "cpu" else None
@@ -98,7 +103,10 @@ class Engine:
             )
         # Refused before the weights are read, with the numbers, rather than failing midway.
         memory_fit.check_fits(
-            memory_fit.estimate(config, dtype_name(torch_dtype), context, quantize),
+            # fp8 counted as the dtype: an over-estimate by the projections' other half.
+            memory_fit.estimate(
+                config, dtype_name(torch_dtype), context, None if quantize == "fp8" else quantize
+            ),
             memory_fit.available_bytes(str(torch_device)),
             str(torch_device),
             model,
@@ -108,7 +116,11 @@ class Engine:
             if progress:
                 progress(LoadProgress("load", done, total, "loading weights"))
 
-        net = load_model(path, config, torch_device, torch_dtype, context, report, quantize)
+        # On CUDA an FP8 checkpoint stays FP8: the decode kernels convert it in registers.
+        keep_fp8 = torch_device.type == "cuda"
+        net = load_model(
+            path, config, torch_device, torch_dtype, context, report, quantize, keep_fp8
+        )
         if quantize == "int8":
             from .quantize import quantize_int8
 

@@ -3,7 +3,9 @@
 Per layer: RMSNorm + fused q/k/v projection; attention (q/k norms, RoPE, cache write, split
 over the cache and merged); o projection + residual; RMSNorm + gate/up projection + SwiGLU;
 down projection + residual. Then the final norm and the output head. Five kernels per
-layer, each projection reading its weights once (`triton_kernels.py`).
+layer, each projection reading its weights once (`triton_kernels.py`). Projections kept in
+FP8 (`fp8_linear.Fp8Linear`: FP8 checkpoints on CUDA, `--quantize fp8`) are read as FP8 with
+their block scales, converted in registers.
 
 The residual stream and the activations between kernels stay in fp32: never less exact
 than the plain path, which rounds them to bf16. Tests and `benchmarks/check_fast_paths.py`
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .fp8_linear import Fp8Linear
 from .kv_cache import KVCache
 from .model import Qwen3
 
@@ -32,7 +35,9 @@ def available() -> bool:
 
 
 def supported(model: Qwen3) -> bool:
-    """Dense Qwen3 layers with plain (bf16/fp16/fp32) projections: what these kernels run."""
+    """Dense Qwen3 layers with plain (bf16/fp16/fp32) or FP8 projections: what these kernels
+    run. FP8 blocks must hold whole programs' rows (a multiple of 16) and gate/up's halves
+    must start on a block boundary."""
     try:
         for layer in model.layers:
             linears = (
@@ -41,7 +46,13 @@ def supported(model: Qwen3) -> bool:
                 layer.output.gate_up_proj,
                 layer.output.down_proj,
             )
-            if any(type(m) is not nn.Linear for m in linears):
+            if any(type(m) not in (nn.Linear, Fp8Linear) for m in linears):
+                return False
+            fp8 = [m for m in linears if isinstance(m, Fp8Linear)]
+            if any(m.block[0] % 16 for m in fp8):
+                return False
+            gate_up = layer.output.gate_up_proj
+            if isinstance(gate_up, Fp8Linear) and (gate_up.out_features // 2) % gate_up.block[0]:
                 return False
     except AttributeError:  # another layer kind (e.g. mixture of experts)
         return False
@@ -58,9 +69,14 @@ class GemvShape:
     stages: int = 3
 
 
-def gemv_shape(rows: int, cols: int, swiglu: bool = False) -> GemvShape:
+def gemv_shape(rows: int, cols: int, swiglu: bool = False, fp8: bool = False) -> GemvShape:
     """Blocks for a one-row matmul: the fastest of 27 shapes per projection of Qwen3-1.7B on
-    an H200, each timed as 28 launches in one CUDA graph with PDL (tune_fast_decode.py)."""
+    an H200, each timed as 28 launches in one CUDA graph with PDL (tune_fast_decode.py).
+    FP8 weights: twice the columns per tile, the same bytes."""
+    if fp8:
+        base = gemv_shape(rows, cols, swiglu)
+        block_cols = min(2 * base.block_cols, triton_next_pow2(cols))
+        return GemvShape(rows, cols, base.block_rows, block_cols, base.warps)
     if swiglu:
         block_rows, block_cols, warps = 16, 256, 8
     elif rows >= 32768:  # the output head
@@ -103,6 +119,20 @@ class _Layer:
     down: torch.Tensor
     keys: torch.Tensor
     values: torch.Tensor
+    # FP8 projections' block scales by name ("qkv", "o", "gate_up", "down"); absent: not FP8.
+    scales: dict[str, Fp8Scales]
+
+
+@dataclass(frozen=True)
+class Fp8Scales:
+    grid: torch.Tensor  # float32, one per block of the weight
+    block: tuple[int, int]
+
+
+def _fp8_scales(**modules: nn.Module) -> dict[str, Fp8Scales]:
+    return {
+        name: Fp8Scales(m.scale, m.block) for name, m in modules.items() if isinstance(m, Fp8Linear)
+    }
 
 
 class FastDecoder:
@@ -149,6 +179,12 @@ class FastDecoder:
                 down=layer.output.down_proj.weight,
                 keys=cache.keys[i],
                 values=cache.values[i],
+                scales=_fp8_scales(
+                    qkv=layer.inputs.qkv_proj,
+                    o=layer.output.o_proj,
+                    gate_up=layer.output.gate_up_proj,
+                    down=layer.output.down_proj,
+                ),
             )
             for i, layer in enumerate(model.layers)
         ]
@@ -167,11 +203,12 @@ class FastDecoder:
         self.counter = torch.zeros(self.n_kv, device=device, dtype=torch.int32)
         self.act = torch.empty(self.inner, **f32)
         self.logits = torch.empty(self.head.shape[0], device=device, dtype=self.dtype)
+        fp8 = self.layers[0].scales
         self.shapes = {
-            "qkv": gemv_shape(self.qkv.numel(), self.hidden),
-            "o": gemv_shape(self.hidden, self.n_heads * hd),
-            "gate_up": gemv_shape(self.inner, self.hidden, swiglu=True),
-            "down": gemv_shape(self.hidden, self.inner),
+            "qkv": gemv_shape(self.qkv.numel(), self.hidden, fp8="qkv" in fp8),
+            "o": gemv_shape(self.hidden, self.n_heads * hd, fp8="o" in fp8),
+            "gate_up": gemv_shape(self.inner, self.hidden, swiglu=True, fp8="gate_up" in fp8),
+            "down": gemv_shape(self.hidden, self.inner, fp8="down" in fp8),
             "head": gemv_shape(self.head.shape[0], self.hidden),
         }
         self.shapes.update(shapes or {})
@@ -179,11 +216,15 @@ class FastDecoder:
     def __call__(self, token: torch.Tensor, pos: torch.Tensor, window: int) -> torch.Tensor:
         self.embed(token)
         for layer in self.layers:
-            self.project("qkv", layer.qkv, self.x, self.qkv, norm=layer.norm)
+            s = layer.scales
+            self.project("qkv", layer.qkv, self.x, self.qkv, norm=layer.norm, fp8=s.get("qkv"))
             self.attend(layer, pos, window)
-            self.project("o", layer.o, self.attended, self.x, residual=True)
-            self.project("gate_up", layer.gate_up, self.x, self.act, norm=layer.post_norm)
-            self.project("down", layer.down, self.act, self.x, residual=True)
+            self.project("o", layer.o, self.attended, self.x, residual=True, fp8=s.get("o"))
+            self.project(
+                "gate_up", layer.gate_up, self.x, self.act, norm=layer.post_norm,
+                fp8=s.get("gate_up"),
+            )  # fmt: skip
+            self.project("down", layer.down, self.act, self.x, residual=True, fp8=s.get("down"))
         self.project("head", self.head, self.x, self.logits, norm=self.final_norm)
         return self.logits
 
@@ -214,17 +255,25 @@ class FastDecoder:
             num_warps=a.warps, num_stages=1, **self.launch,
         )  # fmt: skip
 
-    def project(self, name: str, weight, x, out, norm=None, residual: bool = False) -> None:
+    def project(
+        self, name: str, weight, x, out, norm=None, residual: bool = False,
+        fp8: Fp8Scales | None = None,
+    ) -> None:  # fmt: skip
         """out = weight @ x through the kernel shaped for projection `name`: RMSNorm(x) * norm
-        first when `norm` is given; SwiGLU of the halves for gate_up; out += with residual."""
+        first when `norm` is given; SwiGLU of the halves for gate_up; out += with residual;
+        weight float8 scaled by `fp8`'s blocks when given."""
         from . import triton_kernels as k
 
         s = self.shapes[name]
         swiglu = name == "gate_up"
         even = s.rows % s.block_rows == 0 and s.cols % s.block_cols == 0
+        scales, sb = (fp8.grid, fp8.block) if fp8 is not None else (x, (128, 128))
+        if fp8 is not None and sb[0] % s.block_rows:
+            raise ValueError(f"{name}: {s.block_rows} rows per program straddle FP8 blocks")
         k.gemv[(triton_cdiv(s.rows, s.block_rows),)](
-            weight, x, norm if norm is not None else x, out, s.rows, s.cols, s.rows, self.eps,
-            s.block_rows, s.block_cols, norm is not None, swiglu, residual, even, self.pdl,
+            weight, x, norm if norm is not None else x, out, scales, scales.shape[-1], s.rows,
+            s.cols, s.rows, self.eps, s.block_rows, s.block_cols, norm is not None, swiglu,
+            residual, even, self.pdl, fp8 is not None, sb[0], sb[1],
             num_warps=s.warps, num_stages=s.stages, **self.launch,
         )  # fmt: skip
 

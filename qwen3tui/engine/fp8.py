@@ -6,10 +6,11 @@
 block, edge blocks included. Which tensors are quantized is read from their dtypes, not assumed
 (embeddings, norms, the router and the output head stay in bf16).
 
-Here the weights are dequantized while loading, one tensor at a time and a slab of rows at a
-time, straight into the model's parameter: never a second copy of the model. A path that keeps
-FP8 weights for Hopper's FP8 matmuls plugs in at `Fp8Weight.read_raw`, which returns the stored
-values and scales untouched.
+On the CPU and MPS the weights are dequantized while loading, one tensor at a time and a slab
+of rows at a time, straight into the model's parameter: never a second copy of the model. On
+CUDA they stay FP8 (`fp8_linear.Fp8Linear`, read through `Fp8Weight.values` and `.scales`
+untouched) and the decode kernels convert them in registers. `quantize_blocks` makes the same
+format from bf16 weights (`--quantize fp8`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch
 # Rows dequantized at once: the float32 temporaries of a slab stay a few tens of MB.
 SLAB_ROWS = 2048
 FP8_DTYPES = (torch.float8_e4m3fn,)
+FP8_MAX = 448.0  # the largest float8_e4m3fn value
 
 
 class Source(Protocol):
@@ -81,3 +83,27 @@ def dequantize_into(
         expanded = grid.repeat_interleave(bn, dim=0)[: rows.shape[0]]
         expanded = expanded.repeat_interleave(bk, dim=1)[:, :k]
         dest[r0 : r0 + step] = (rows.float() * expanded).to(dest.dtype)
+
+
+def quantize_blocks(w: torch.Tensor, block: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(float8 values, float32 scale per block) with values * scale ~= w, as Qwen's FP8 files
+    hold them: each block's largest magnitude maps to 448. On w's device, a slab of rows at a
+    time (float32 temporaries of a few tens of MB)."""
+    n, k = w.shape
+    bn, bk = block
+    values = torch.empty((n, k), dtype=torch.float8_e4m3fn, device=w.device)
+    scales = torch.empty(scale_shape((n, k), block), dtype=torch.float32, device=w.device)
+    cols = scales.shape[1]
+    step = max(bn, SLAB_ROWS // bn * bn)
+    for r0 in range(0, n, step):
+        rows = w[r0 : r0 + step]
+        r = rows.shape[0]
+        grid_rows = -(-r // bn)
+        padded = torch.zeros(grid_rows * bn, cols * bk, device=w.device)
+        padded[:r, :k] = rows
+        blocks = padded.view(grid_rows, bn, cols, bk)
+        scale = blocks.abs().amax(dim=(1, 3)).clamp(min=1e-12) / FP8_MAX
+        scales[r0 // bn : r0 // bn + grid_rows] = scale
+        blocks /= scale[:, None, :, None]
+        values[r0 : r0 + r] = padded[:r, :k].to(torch.float8_e4m3fn)
+    return values, scales

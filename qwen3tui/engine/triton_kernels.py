@@ -5,7 +5,9 @@ weights, plus what each extra kernel costs. These kernels fold the small element
 into the projections around it:
 
 - `gemv`: one-row matmul y = W @ x; optionally RMSNorm(x) in its prologue, SwiGLU of the gate
-  and up halves in its epilogue, or the residual added into its output in place.
+  and up halves in its epilogue, or the residual added into its output in place. W may be
+  float8 (e4m3) with a float32 scale per block (Qwen's FP8 checkpoints): each weight is
+  converted in registers and the block's scale folded into x, so a step reads one byte a weight.
 - `attention`: one query per head over the cache, split along the cache (flash decoding);
   q/k norms, RoPE and the cache write of the new position happen inside it, and the last
   split to finish merges the splits.
@@ -44,11 +46,23 @@ def _vector(ptr, cols, K, EVEN: tl.constexpr):
 
 
 @triton.jit
+def _scaled(x, S_ROW, cols, K, SB_K: tl.constexpr, EVEN: tl.constexpr):
+    """x[k] * the scale of column k's block, in the scale row S_ROW points to."""
+    if EVEN:
+        s = tl.load(S_ROW + cols // SB_K)
+    else:
+        s = tl.load(S_ROW + cols // SB_K, mask=cols < K, other=0.0)
+    return x * s
+
+
+@triton.jit
 def gemv(
     W,
     X,
     NORM_W,
     OUT,
+    S,
+    S_COLS,
     N,
     K,
     UP,
@@ -60,12 +74,18 @@ def gemv(
     RESIDUAL: tl.constexpr,
     EVEN: tl.constexpr,
     PDL: tl.constexpr,
+    FP8: tl.constexpr = False,
+    SB_N: tl.constexpr = 128,
+    SB_K: tl.constexpr = 128,
 ):
     """OUT[n] (+)= sum_k W[n, k] * x[k] for rows n of this program, in fp32.
 
     NORM: x = RMSNorm(X) * NORM_W. SWIGLU: OUT[n] = silu(W[n] @ x) * (W[n + UP] @ x).
     RESIDUAL: OUT[n] += the product (OUT is the residual stream). EVEN: N and K are
-    multiples of the blocks, so no masks.
+    multiples of the blocks, so no masks. FP8: W[n, k] is scaled by S[n // SB_N, k // SB_K]
+    (S_COLS scales a row); BLOCK_N divides SB_N and UP is a multiple of it, so a program's
+    rows share one row of scales, and the scale is applied to x (BLOCK_K products, not
+    BLOCK_N x BLOCK_K).
     """
     rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     cols = tl.arange(0, BLOCK_K)
@@ -89,9 +109,18 @@ def gemv(
     xk = _vector(X, cols, K, EVEN)
     if NORM:
         xk = xk * inv * _vector(NORM_W, cols, K, EVEN)
-    acc = w.to(tl.float32) * xk[None, :]
+    xw = xk
+    xu = xk
+    if FP8:
+        first = tl.program_id(0) * BLOCK_N
+        s_row = S + (first // SB_N).to(tl.int64) * S_COLS
+        s_up_row = S + ((first + UP) // SB_N).to(tl.int64) * S_COLS
+        xw = _scaled(xk, s_row, cols, K, SB_K, EVEN)
+        if SWIGLU:
+            xu = _scaled(xk, s_up_row, cols, K, SB_K, EVEN)
+    acc = w.to(tl.float32) * xw[None, :]
     if SWIGLU:
-        acc_up = wu.to(tl.float32) * xk[None, :]
+        acc_up = wu.to(tl.float32) * xu[None, :]
     for k0 in range(BLOCK_K, K, BLOCK_K):
         w = _tile(w_ptrs + k0, row_ok, k0 + cols, K, EVEN)
         if SWIGLU:
@@ -99,9 +128,15 @@ def gemv(
         xk = _vector(X, k0 + cols, K, EVEN)
         if NORM:
             xk = xk * inv * _vector(NORM_W, k0 + cols, K, EVEN)
-        acc += w.to(tl.float32) * xk[None, :]
+        xw = xk
+        xu = xk
+        if FP8:
+            xw = _scaled(xk, s_row, k0 + cols, K, SB_K, EVEN)
+            if SWIGLU:
+                xu = _scaled(xk, s_up_row, k0 + cols, K, SB_K, EVEN)
+        acc += w.to(tl.float32) * xw[None, :]
         if SWIGLU:
-            acc_up += wu.to(tl.float32) * xk[None, :]
+            acc_up += wu.to(tl.float32) * xu[None, :]
     y = tl.sum(acc, axis=1)
     if SWIGLU:
         y = y / (1.0 + tl.exp(-y)) * tl.sum(acc_up, axis=1)

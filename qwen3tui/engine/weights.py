@@ -231,9 +231,12 @@ def load_model(
     max_positions: int,
     progress: Callable[[int, int], None] | None = None,
     quantize: str | None = None,
+    keep_fp8: bool = False,
 ) -> Qwen3:
     """The model of `config` with the checkpoint's weights, in `dtype` on `device`; with
-    quantize="int8" each projection is quantized as soon as it is loaded."""
+    quantize="int8" (int4, fp8) each projection is quantized as soon as it is loaded. With
+    keep_fp8, an FP8 checkpoint's layer projections stay FP8 (fp8_linear.Fp8Linear) instead of
+    being dequantized into `dtype`."""
     files = weight_files(path)
     headers = read_headers(files)
     plan = check_checkpoint(headers, config, path)
@@ -241,11 +244,16 @@ def load_model(
         model = Qwen3(config, max_positions)
     params = dict(model.named_parameters())
     unloaded = {name: p.numel() for name, p in params.items()}  # elements still to come
+    fp8_kept = _fp8_targets(plan, headers, config) if keep_fp8 else set()
     loaded = None
     if quantize in ("int8", "int4"):  # each projection quantized once its weights are in
         from .quantize import int4_as_loaded, int8_as_loaded
 
         loaded = (int8_as_loaded if quantize == "int8" else int4_as_loaded)(model)
+    elif quantize == "fp8":
+        from .fp8_linear import fp8_as_loaded
+
+        loaded = fp8_as_loaded(model)
     total, done = len(plan), 0
     with ExitStack() as stack:
         opened = {}
@@ -258,11 +266,15 @@ def load_model(
             file = headers[name][0]
             try:
                 source = _source(name, headers, opened, config)
-                dest = _place(model, params, slot, source, device, dtype)
+                if slot.target in fp8_kept:
+                    dest, finite = _place_fp8(model, slot, source, device)
+                else:
+                    dest = _place(model, params, slot, source, device, dtype)
+                    lo, hi = torch.aminmax(dest)
+                    finite = bool(torch.isfinite(lo) and torch.isfinite(hi))
             except (CorruptFile, SafetensorError, OSError, RuntimeError) as err:
                 raise _corrupt(file, err) from None
-            lo, hi = torch.aminmax(dest)
-            if not (torch.isfinite(lo) and torch.isfinite(hi)):
+            if not finite:
                 raise _not_finite(file, name, headers[name][1], dtype)
             unloaded[slot.target] -= dest.numel()
             if loaded is not None and not unloaded[slot.target]:
@@ -303,6 +315,50 @@ def prepare_for_device(model: Qwen3, device: torch.device, dtype: torch.dtype) -
     return model
 
 
+# Layer projections an FP8 checkpoint may keep in FP8: what the decode kernels read.
+FP8_PROJECTIONS = ("qkv_proj.weight", "o_proj.weight", "gate_up_proj.weight", "down_proj.weight")
+
+
+def _fp8_targets(plan: dict[str, Slot], headers: Header, config: Qwen3Config) -> set[str]:
+    """Our projections whose every piece is stored in FP8 and starts on a block boundary, so
+    the pieces' scale grids stack into one (q/k/v, gate/up). Others are dequantized at load;
+    so are mixture-of-experts models, whose layers have no FP8 path."""
+    if config.fp8_block is None or config.is_moe:
+        return set()
+    bn = config.fp8_block[0]
+    keep: dict[str, bool] = {}
+    for name, slot in plan.items():
+        if slot.target.endswith(FP8_PROJECTIONS):
+            ok = headers[name][1] in FP8_DTYPES and slot.row % bn == 0
+            keep[slot.target] = keep.get(slot.target, True) and ok
+    return {target for target, ok in keep.items() if ok}
+
+
+def _place_fp8(
+    model: nn.Module, slot: Slot, source: Fp8Weight, device: torch.device
+) -> tuple[torch.Tensor, bool]:
+    """Fill the rows of slot's Fp8Linear (made on its first piece) with the stored values
+    and scales, untouched; returns those values and whether they and the scales are finite."""
+    from .fp8_linear import Fp8Linear
+
+    owner_name, _, attr = slot.target.removesuffix(".weight").rpartition(".")
+    owner = model.get_submodule(owner_name)
+    module = getattr(owner, attr)
+    if not isinstance(module, Fp8Linear):
+        out_features, in_features = module.weight.shape
+        module = Fp8Linear.empty(out_features, in_features, source.block, device)
+        setattr(owner, attr, module)
+    bn = source.block[0]
+    values = module.weight[slot.row : slot.row + slot.shape[0]]
+    scales = module.scale[slot.row // bn : slot.row // bn + source.scales.shape[0]]
+    source.values.read_into(values)
+    source.scales.read_into(scales)
+    # float8_e4m3fn has no infinities; NaN is every bit but the sign set.
+    nan = (values.view(torch.uint8) & 0x7F) == 0x7F
+    finite = bool(torch.isfinite(scales).all()) and not bool(nan.any())
+    return values, finite
+
+
 def _not_finite(file: Path, name: str, stored: torch.dtype, dtype: torch.dtype) -> ModelLoadError:
     if dtype == torch.float16 and stored not in (torch.float16, *FP8_DTYPES):
         # Finite bf16/fp32 values past 65504 become infinite in float16.
@@ -321,7 +377,7 @@ def _corrupt(file: Path, err: Exception) -> ModelLoadError:
 
 def _source(name: str, headers: Header, opened: dict, config: Qwen3Config) -> Source:
     """What fills the tensor `name`: its stored data, or for FP8 its values and block scales
-    (where a path that keeps FP8 weights would take Fp8Weight.read_raw instead)."""
+    (dequantized by `read_into`, or placed as they are by `_place_fp8`)."""
     file, dtype, _ = headers[name]
     stored = opened[file][name]
     if dtype not in FP8_DTYPES:

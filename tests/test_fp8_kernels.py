@@ -1,0 +1,251 @@
+"""The decode kernels on FP8 weights (fast_decode.py, triton_kernels.gemv with FP8) against
+PyTorch references on the same weights dequantized: each projection against float64, the
+whole step against the plain step (which dequantizes in Fp8Linear.forward).
+
+The `cuda` tests run on a CUDA GPU (`pytest -m cuda`). The others run the same kernels on the
+CPU through Triton's interpreter where Triton is installed (CUDA machines, or a CPU machine
+with `pip install triton`); without it they are skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from qwen3tui.engine.config import Qwen3Config
+from qwen3tui.engine.fast_decode import GemvShape
+from qwen3tui.engine.fp8_linear import Fp8Linear
+from qwen3tui.engine.kv_cache import KVCache
+from qwen3tui.engine.model import Qwen3, layer_projections
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+# (hidden, intermediate, query heads, KV heads, head_dim)
+GPU_SHAPES = {
+    "1.7B": (2048, 6144, 16, 8, 128),
+    "4B": (2560, 9728, 32, 8, 128),
+    "8B": (4096, 12288, 32, 8, 128),
+    "14B": (5120, 17408, 40, 8, 128),
+    # hidden not a multiple of 128 (partial scale blocks), rows not a multiple of any program
+    "odd": (2000, 1152, 8, 2, 128),
+}
+CPU_SHAPE = (328, 384, 4, 2, 64)  # hidden 328: partial blocks and a partial last program
+
+
+def fp8_model(shape, dtype: torch.dtype, device: str, layers: int = 1, positions: int = 512):
+    """A random Qwen3 whose layer projections are FP8 blocks (quantized from random weights)."""
+    hidden, inner, heads, kv, hd = shape
+    config = Qwen3Config.from_dict(
+        {
+            "hidden_size": hidden,
+            "intermediate_size": inner,
+            "num_hidden_layers": layers,
+            "num_attention_heads": heads,
+            "num_key_value_heads": kv,
+            "head_dim": hd,
+            "vocab_size": 1000,
+            "max_position_embeddings": positions,
+            "rms_norm_eps": 1e-6,
+            "rope_theta": 1e6,
+            "tie_word_embeddings": True,
+            "model_type": "qwen3",
+        }
+    )
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = Qwen3(config, positions)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.uniform_(0.5, 1.5)
+            else:
+                p.normal_(0, 0.05)
+    model.to(dtype)
+    for owner, name in layer_projections(model):
+        setattr(owner, name, Fp8Linear.quantized(getattr(owner, name).weight))
+    model.setup_rope(torch.device(device), dtype)
+    for layer in model.layers:
+        layer.matmul_attention = True
+        layer.flash = device == "cuda" and dtype != torch.float32
+    return model.eval()
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    x = x.double()
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight.double()
+
+
+def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
+    assert torch.isfinite(got).all(), "an output was left unwritten (NaN) or overflowed"
+    return ((got.double() - want).norm() / want.norm()).item()
+
+
+def check_projections(model: Qwen3, shapes: dict[str, GemvShape] | None = None) -> None:
+    """Each FP8 projection kernel of layer 0 against float64 on the dequantized weights."""
+    from qwen3tui.engine.fast_decode import FastDecoder
+
+    device = model.rope_cos.device
+    config = model.config
+    cache = KVCache(config, 64, device, model.rope_cos.dtype)
+    dec = FastDecoder(model, cache, shapes=shapes)
+    layer, first = dec.layers[0], model.layers[0]
+    modules = {
+        "qkv": first.inputs.qkv_proj,
+        "o": first.output.o_proj,
+        "gate_up": first.output.gate_up_proj,
+        "down": first.output.down_proj,
+    }
+    assert set(layer.scales) == set(modules)
+
+    def w(name):
+        return modules[name].dequantized(torch.float64)
+
+    hidden = config.hidden_size
+    x = torch.randn(hidden, device=device)
+    with torch.inference_mode():
+        dec.x.copy_(x)
+        dec.qkv.fill_(float("nan"))
+        dec.project("qkv", layer.qkv, dec.x, dec.qkv, norm=layer.norm, fp8=layer.scales["qkv"])
+        assert rel_err(dec.qkv, w("qkv") @ rms_norm(x, layer.norm)) < 1e-5
+        attended = torch.randn(dec.attended.numel(), device=device)
+        dec.attended.copy_(attended)
+        dec.project("o", layer.o, dec.attended, dec.x, residual=True, fp8=layer.scales["o"])
+        assert rel_err(dec.x, x.double() + w("o") @ attended.double()) < 1e-5
+        dec.x.copy_(x)
+        dec.act.fill_(float("nan"))
+        dec.project(
+            "gate_up", layer.gate_up, dec.x, dec.act, norm=layer.post_norm,
+            fp8=layer.scales["gate_up"],
+        )  # fmt: skip
+        gate, up = (w("gate_up") @ rms_norm(x, layer.post_norm)).chunk(2)
+        assert rel_err(dec.act, F.silu(gate) * up) < 1e-5
+        act = torch.randn(config.intermediate_size, device=device)
+        dec.act.copy_(act)
+        dec.x.copy_(x)
+        dec.project("down", layer.down, dec.act, dec.x, residual=True, fp8=layer.scales["down"])
+        assert rel_err(dec.x, x.double() + w("down") @ act.double()) < 1e-5
+
+
+def narrow_tiles(model: Qwen3) -> dict[str, GemvShape]:
+    """Tiles of 128 columns and 16 rows: several column steps, a partial last program."""
+    c = model.config
+    qkv = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim
+    h, i = c.hidden_size, c.intermediate_size
+    return {
+        "qkv": GemvShape(qkv, h, 16, 128, 4),
+        "o": GemvShape(h, c.num_attention_heads * c.head_dim, 16, 128, 4),
+        "gate_up": GemvShape(i, h, 16, 128, 4),
+        "down": GemvShape(h, i, 16, 128, 4),
+    }
+
+
+def step_against_plain(model: Qwen3, prompt: int, steps: int, window: int):
+    """(fast, plain) logits for `steps` tokens after a `prompt`-token prefill."""
+    from qwen3tui.engine.fast_decode import FastDecoder
+
+    device = model.rope_cos.device
+    config = model.config
+    ids = torch.randint(0, config.vocab_size, (1, prompt + steps), device=device)
+    plain = KVCache(config, model.max_positions, device, model.rope_cos.dtype)
+    fast = KVCache(config, model.max_positions, device, model.rope_cos.dtype)
+    dec = FastDecoder(model, fast)
+    out = []
+    with torch.inference_mode():
+        model(ids[:, :prompt], 0, plain)
+        model(ids[:, :prompt], 0, fast)
+        for p in range(prompt, prompt + steps):
+            pos = torch.tensor([p], device=device)
+            want = model.decode_step(ids[:, p : p + 1], pos, plain, window)[0, -1]
+            got = dec(ids[:, p : p + 1], pos, window)
+            out.append((got.clone(), want.clone()))
+    return out
+
+
+# -- on the CPU, through Triton's interpreter -------------------------------------------------
+
+
+def run_interpreted(code: str) -> None:
+    """`code`, with this module's helpers, in a fresh Python with TRITON_INTERPRET=1: Triton
+    reads it when first imported (here torch may have imported it already)."""
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("Triton is not installed")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA machine runs the kernels for real (pytest -m cuda)")
+    here = Path(__file__).resolve().parent
+    path = [str(here), str(here.parent), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join(path)}
+    script = f"from {Path(__file__).stem} import *\n{code}"
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("tiles", ["default", "narrow"])
+def test_fp8_projection_kernels_match_float64_in_the_interpreter(tiles):
+    run_interpreted(f"""
+model = fp8_model(CPU_SHAPE, torch.float32, "cpu")
+check_projections(model, narrow_tiles(model) if {tiles!r} == "narrow" else None)
+""")
+
+
+def test_fp8_fast_step_equals_the_plain_step_in_the_interpreter():
+    run_interpreted("""
+model = fp8_model(CPU_SHAPE, torch.float32, "cpu", layers=2)
+for got, want in step_against_plain(model, prompt=20, steps=3, window=64):
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+""")
+
+
+# -- on a CUDA GPU ------------------------------------------------------------------------------
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("name", list(GPU_SHAPES))
+@pytest.mark.parametrize("tiles", ["default", "narrow"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+def test_fp8_projection_kernels_match_float64_on_cuda(name, tiles, dtype):
+    model = fp8_model(GPU_SHAPES[name], dtype, "cuda")
+    check_projections(model, narrow_tiles(model) if tiles == "narrow" else None)
+
+
+@pytest.mark.cuda
+@needs_cuda
+@pytest.mark.parametrize("window", [256, 4096])
+def test_fp8_fast_step_equals_the_plain_step_on_cuda_in_float32(window):
+    model = fp8_model((512, 1024, 8, 2, 128), torch.float32, "cuda", layers=2, positions=4096)
+    for got, want in step_against_plain(model, prompt=window - 8, steps=4, window=window):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_graph_replays_of_the_fp8_step_equal_the_plain_step(qwen3tui_home):
+    """The engine's step (background-built kernels, CUDA graphs per bucket) on FP8 weights."""
+    from qwen3tui.engine.decode_step import GraphedStep
+
+    model = fp8_model((512, 1024, 8, 2, 128), torch.float32, "cuda", layers=2, positions=1024)
+    config = model.config
+    ids = torch.randint(0, config.vocab_size, (1, 262), device="cuda")
+    plain = KVCache(config, 1024, torch.device("cuda"), torch.float32)
+    fast = KVCache(config, 1024, torch.device("cuda"), torch.float32)
+    step = GraphedStep(model, fast)
+    assert step.wait_compiled(300), step.compile_error
+    with torch.inference_mode():
+        model(ids[:, :250], 0, plain)
+        model(ids[:, :250], 0, fast)
+        fast.tokens.extend(ids[0, :250].tolist())
+        for p in range(250, 262):  # across the 256-position bucket boundary
+            pos = torch.tensor([p], device="cuda")
+            want = model.decode_step(ids[:, p : p + 1], pos, plain, 512)
+            got = step(ids[:, p : p + 1], p)
+            torch.testing.assert_close(got, want[0, -1], rtol=1e-4, atol=1e-4)
+            fast.tokens.append(int(ids[0, p]))
