@@ -15,8 +15,13 @@ class ChatFooter(Footer):
         # The keys left out at the old width may fit now: start from all of them again.
         self.call_after_refresh(self.recompose)
 
-    def leave_out_what_does_not_fit(self) -> None:
+    def leave_out_what_does_not_fit(self, tries: int = 10) -> None:
+        keys = [key for key in self.query("FooterKey") if key.display]
+        if any(not key.virtual_region.width for key in keys) and tries:
+            # Not laid out yet (a busy event loop): measure after the next refresh.
+            self.call_after_refresh(self.leave_out_what_does_not_fit, tries - 1)
+            return
         width = self.scrollable_content_region.width
-        for key in self.query("FooterKey"):  # by name: Textual does not export the class
+        for key in keys:
             if key.virtual_region_with_margin.right > width:
                 key.display = False
