@@ -208,3 +208,44 @@ async def test_the_branch_shown_is_the_one_saved_and_reopened(qwen3tui_home: Pat
         assert shown(app)[1] == ("assistant", "**Hello** from the fake engine.")
         assert isinstance(message_widgets(c)[1], AssistantMessage)
         assert labels(app) == [(1, 1), (1, 2)]
+
+
+async def test_retry_after_clear_shows_the_saved_branch_and_keeps_the_old_reply(
+    qwen3tui_home: Path,
+) -> None:
+    engine = FakeEngine()
+    app = make_app(engine, qwen3tui_home)
+    async with app.run_test(size=SIZE) as pilot:
+        await ready(pilot)
+        await send(pilot, "first")
+        await finish_turn(pilot)
+        await send(pilot, "/clear")
+        await settle(pilot)
+        engine.answer_tokens = ["Again"]
+        await send(pilot, "/retry")
+        await finish_turn(pilot)
+        assert shown(app) == [("user", "first"), ("assistant", "Again")]
+        assert labels(app)[1] == (2, 2)
+        assert engine.calls[-1].messages == [{"role": "user", "content": "first"}]
+
+
+async def test_edit_never_replaces_what_is_being_typed_and_esc_keeps_the_edit_one_up_away(
+    qwen3tui_home: Path,
+) -> None:
+    engine = FakeEngine()
+    app = make_app(engine, qwen3tui_home)
+    async with app.run_test(size=SIZE) as pilot:
+        c = await ready(pilot)
+        await send(pilot, "first")
+        await finish_turn(pilot)
+        c.composer.text = "half a thought"
+        await pilot.press("ctrl+up")
+        assert c.editing is None and c.composer.text == "half a thought"
+        assert notices(app)[-1] == "Send or clear what is in the composer first, then edit."
+        c.composer.text = ""
+        await pilot.press("ctrl+up")
+        c.composer.text = "first, reworded"
+        await pilot.press("escape")
+        assert c.editing is None and c.composer.text == ""
+        await pilot.press("up")
+        assert c.composer.text == "first, reworded"

@@ -108,7 +108,17 @@ def retry(screen: BranchScreen) -> None:
     """/retry: the last prompt again; the new reply goes beside the old one, which is kept."""
     cancel_edit(screen)
     widgets = message_widgets(screen)
+    if not any(isinstance(w, UserMessage) for w in widgets):
+        # /clear emptied the screen, not the conversation: show the saved branch again first.
+        saved = _saved_branch(screen, "retry")
+        if saved is None:
+            return
+        show_branch(screen, saved)
+        widgets = message_widgets(screen)
     users = [i for i, w in enumerate(widgets) if isinstance(w, UserMessage)]
+    if not users:
+        screen.notice("Nothing to retry yet.", kind="error")
+        return
     at = users[-1] + 1
     old = widgets[at] if at < len(widgets) else None
     count = old.branch[1] + 1 if old is not None else 1
@@ -125,6 +135,9 @@ def begin_edit(screen: BranchScreen, number: int | None) -> None:
         return
     if not screen.engine_loaded():
         screen.notice("The model is not loaded yet.", kind="error")
+        return
+    if screen.editing is None and screen.composer.text.strip():
+        screen.notice("Send or clear what is in the composer first, then edit.", kind="error")
         return
     users = [w for w in message_widgets(screen) if isinstance(w, UserMessage)]
     if not users:
@@ -155,8 +168,8 @@ def cancel_edit(screen: BranchScreen, *, clear: bool = True) -> bool:
         return False
     screen.editing = None
     screen.composer.remove_class("-editing")
-    if clear:
-        screen.composer.clear()
+    if clear:  # what was typed stays one Up away
+        screen.composer.clear_sent(screen.composer.text)
     screen.take_pending_files()  # the original's files, and the editing title
     return True
 
@@ -184,21 +197,10 @@ def switch(screen: BranchScreen, step: int, message: Widget | None = None) -> No
     screen that has several), with the newest branch under it; the next turn follows it."""
     if screen.busy("switch to another version"):
         return
-    if screen.session_id is None:
-        screen.notice(NO_BRANCHES, kind="error")
+    session = _saved_branch(screen, "switch to another version")
+    if session is None:
         return
-    if not screen.saver.idle():
-        screen.notice(
-            "Versions can be switched once this session is saved; it is not on disk yet.",
-            kind="error",
-        )
-        return
-    session_id = screen.session_id
-    try:
-        session = screen.store.get_session(session_id)
-    except StoreError as err:
-        screen.notice(str(err), kind="error")
-        return
+    session_id = session.id
     messages = session.messages
     widgets = message_widgets(screen)
     if message is not None:
@@ -228,6 +230,24 @@ def switch(screen: BranchScreen, step: int, message: Widget | None = None) -> No
         "the switch to another version", lambda s: s.switch_branch(session_id, sibling)
     )
     show_branch(screen, branch, index)
+
+
+def _saved_branch(screen: BranchScreen, what: str) -> Session | None:
+    """The session's active branch as saved; None (said in one line) when it cannot be read or
+    the store does not hold everything shown yet."""
+    if screen.session_id is None:
+        screen.notice(NO_BRANCHES, kind="error")
+        return None
+    if not screen.saver.idle():
+        screen.notice(
+            f"This session is not all on disk yet; {what} once it is saved.", kind="error"
+        )
+        return None
+    try:
+        return screen.store.get_session(screen.session_id)
+    except StoreError as err:
+        screen.notice(str(err), kind="error")
+        return None
 
 
 def show_branch(screen: BranchScreen, session: Session, index: int | None = None) -> None:
