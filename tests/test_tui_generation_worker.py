@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import pytest
 from fake_engine import FakeEngine
+from tui_helpers import finish_turn, make_app, ready, send, wait_for_thread, wait_until
 
 from qwen3tui.engine.errors import ContextOverflowError
 from qwen3tui.engine.events import AnswerDelta, ContextNotice, Summary, ThinkingDelta, ThinkingDone
+from qwen3tui.engine.info import EngineInfo
 from qwen3tui.engine.options import ChatOptions
 from qwen3tui.store import Outcome
 from qwen3tui.tui.generation_worker import (
+    CPU_SHARE,
     Mailbox,
     UpdatePacer,
     coalesce,
@@ -65,7 +71,9 @@ def test_a_generation_ends_with_exactly_one_turn_ended_after_the_summary() -> No
     items, wakes = run(FakeEngine())
     assert isinstance(items[-1], TurnEnded) and isinstance(items[-2], Summary)
     assert sum(isinstance(i, TurnEnded) for i in items) == 1
-    assert wakes == 1  # nobody drained in between: one wake for the whole burst
+    # Nobody drained in between: one wake for the whole burst, and one for its end (which
+    # is shown at once, however the updates are paced).
+    assert wakes == 2
     assert (
         "".join(i.text for i in items if isinstance(i, AnswerDelta))
         == "**Hello** from the fake engine."
@@ -137,3 +145,88 @@ def test_while_the_user_types_stream_updates_wait_for_a_pause_but_not_too_long()
     pacer.typed(10.3)
     assert pacer.delay(10.3) == pytest.approx(0.2)  # capped: 0.5 s after the last update
     assert pacer.delay(10.6) == 0.0  # typing paused long enough
+
+
+class FakeCpuClock:
+    """The UI thread's CPU time, as the test says it is."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_with_the_model_on_this_cpu_the_ui_keeps_its_cpu_time_to_a_small_share() -> None:
+    clock = FakeCpuClock()
+    pacer = UpdatePacer(
+        min_interval=0.03, share=0.5, cpu_share=0.05, cpu_max_interval=1.0, cpu_clock=clock
+    )
+    assert pacer.delay(now=100.0) == 0.0  # the first update goes at once
+    pacer.started(100.0)
+    pacer.finished(0.002)  # the drain itself looked cheap ...
+    clock.now += 0.02  # ... but the layout and paint after it took 20 ms of the UI thread
+    assert pacer.delay(now=100.1) == pytest.approx(0.3)  # 20 ms is 5% of 0.4 s
+    clock.now += 0.02  # more work meanwhile (a keystroke's echo) counts too
+    assert pacer.delay(now=100.4) == pytest.approx(0.4)
+    assert pacer.delay(now=100.9) == 0.0
+
+
+def test_the_cpu_budget_never_holds_the_text_back_more_than_its_longest_interval() -> None:
+    clock = FakeCpuClock()
+    pacer = UpdatePacer(cpu_share=0.05, cpu_max_interval=1.0, cpu_clock=clock)
+    pacer.started(50.0)
+    clock.now += 0.5  # a very costly update
+    assert pacer.delay(now=50.2) == pytest.approx(0.8)
+    assert pacer.delay(now=51.0) == 0.0
+
+
+def test_the_cpu_budget_is_for_a_model_on_this_machines_cpu_only() -> None:
+    pacer = UpdatePacer()
+    local_cpu = EngineInfo(
+        "m", "/m", device="cpu", dtype="bfloat16", context_length=1, num_parameters=1
+    )
+    pacer.pace_for(local_cpu)
+    assert pacer.cpu_share == CPU_SHARE
+    pacer.pace_for(replace(local_cpu, device="cuda"))  # the GPU decodes: the UI may paint
+    assert pacer.cpu_share is None
+    pacer.pace_for(replace(local_cpu, server="http://127.0.0.1:8000/v1"))
+    assert pacer.cpu_share is None
+
+
+@pytest.mark.anyio
+async def test_the_chat_keeps_to_the_cpu_budget_once_a_model_on_this_cpu_is_ready(
+    qwen3tui_home: Path,
+) -> None:
+    engine = FakeEngine()  # says it computes on "cpu", on this machine
+    app = make_app(engine, qwen3tui_home)
+    async with app.run_test(size=(100, 36)) as pilot:
+        c = await ready(pilot)
+        assert c.pacer.cpu_share == CPU_SHARE
+
+
+def test_the_item_that_ends_a_turn_always_wakes_the_ui() -> None:
+    mailbox = Mailbox()
+    assert mailbox.put(AnswerDelta("a")) is True  # was empty: wake
+    assert mailbox.put(AnswerDelta("b")) is False  # already waiting to be drained
+    assert mailbox.ended is False
+    assert mailbox.put(TurnEnded(Outcome.COMPLETE, "", "ab")) is True
+    assert mailbox.ended is True
+
+
+@pytest.mark.anyio
+async def test_the_end_of_a_reply_is_shown_at_once_however_long_the_updates_are_spaced(
+    qwen3tui_home: Path,
+) -> None:
+    engine = FakeEngine(hold_after=3)
+    app = make_app(engine, qwen3tui_home)
+    async with app.run_test(size=(100, 36)) as pilot:
+        c = await ready(pilot)
+        c.pacer = UpdatePacer(min_interval=1000.0, max_interval=1000.0)  # one update, then none
+        await send(pilot, "why is the sky blue?")
+        await wait_for_thread(engine.holding)
+        reply = c.replies()[-1]
+        await wait_until(pilot, lambda: reply.thinking_text, what="the first update")
+        engine.release.set()
+        await finish_turn(pilot)  # not 1,000 s later
+        assert reply.answer_text == "".join(engine.answer_tokens)

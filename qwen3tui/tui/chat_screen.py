@@ -229,6 +229,7 @@ class ChatScreen(Screen[None]):
     def engine_ready(self, engine: ChatEngine) -> None:
         self.engine = engine
         info = engine.info
+        self.pacer.pace_for(info)  # a model on this CPU: the UI keeps off the decode's cores
         self.load_panel.display = False
         self.thinking_mode = info.thinking_mode
         # The one switch position the model cannot take, and why.
@@ -633,13 +634,18 @@ class ChatScreen(Screen[None]):
         turn = self.turn
         if turn is None or message.turn_id != turn.turn_id:
             return
+        if turn.mailbox.ended and self._drain_timer is not None:
+            # The model is done (its cores are free): show the end now, not when paced.
+            self._drain_timer.stop()
+            self._drain_timer = None
         await self._drain_when_due()
 
     async def _drain_when_due(self) -> None:
         if self._drain_timer is not None:
             return
         self.pacer.typed(self.composer.last_keystroke)
-        wait = self.pacer.delay(time.monotonic())
+        ended = self.turn is not None and self.turn.mailbox.ended
+        wait = 0.0 if ended else self.pacer.delay(time.monotonic())
         if wait <= 0:
             await self.drain()
         else:

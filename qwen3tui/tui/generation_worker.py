@@ -5,18 +5,21 @@ one `StreamReady` message when the mailbox goes from empty to non-empty; the UI 
 mailbox at most every `FLUSH_INTERVAL_S` (longer when updates get costly, see
 `UpdatePacer`), coalescing a burst of deltas into one update. So at 1,000 tok/s the UI does
 at most ~30 updates a second instead of 1,000, and nothing waits: a lone token after a pause
-is shown as soon as the UI gets to it.
+is shown as soon as the UI gets to it. When the model computes on this machine's CPU, the
+updates also keep to a small CPU budget, so that the UI does not take the decode's cores.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 from textual.message import Message
 
 from qwen3tui.engine.chat_engine import ChatEngine
 from qwen3tui.engine.events import AnswerDelta, ThinkingDelta
+from qwen3tui.engine.info import EngineInfo
 from qwen3tui.engine.options import ChatOptions
 from qwen3tui.store import Outcome
 from qwen3tui.turn import Recording, Stop, TurnEnded, TurnEvent, run_turn
@@ -26,6 +29,13 @@ MAX_FLUSH_INTERVAL_S = 0.25  # the slowest, however costly an update gets
 STREAM_SHARE = 0.5  # at most this share of the UI's time goes to stream updates
 TYPING_QUIET_S = 0.25  # after a keystroke, hold stream updates this long (echo comes first)
 TYPING_MAX_WAIT_S = 0.5  # but never hold the stream longer than this
+# With the model on this machine's CPU, the decode needs every core: an update (re-layout,
+# Markdown, paint: ~30 ms of the UI thread for a reply of a few hundred tokens) costs the
+# decode about its own length, as the UI thread holds a core and the GIL the decode re-takes
+# after each kernel. So the UI thread's CPU time, all of it, stays within this share
+# of the time (about 2 updates a second) ...
+CPU_SHARE = 0.05
+CPU_MAX_INTERVAL_S = 1.0  # ... but the text still moves at least once a second
 
 
 StreamItem = TurnEvent
@@ -45,11 +55,16 @@ class Mailbox:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._items: list[StreamItem] = []
+        self.ended = False  # the turn's last item (TurnEnded) is in: show it without pacing
 
     def put(self, item: StreamItem) -> bool:
-        """Add an item; True when the mailbox was empty (the consumer must be woken)."""
+        """Add an item; True when the consumer must be woken: the mailbox was empty, or the
+        item ends the turn (its end is shown at once, however the updates are paced)."""
         with self._lock:
             self._items.append(item)
+            if isinstance(item, TurnEnded):
+                self.ended = True
+                return True
             return len(self._items) == 1
 
     def take(self) -> list[StreamItem]:
@@ -66,6 +81,11 @@ class UpdatePacer:
     UI's time: typing and scrolling always get the rest. While the user types, updates wait
     until a short pause (at most `typing_max_wait`), so a keystroke's echo never queues
     behind a Markdown re-layout.
+
+    With `cpu_share` set (`pace_for` a model on this machine's CPU), an update also waits
+    until the UI thread's CPU time since the last one started (`cpu_clock`, read on the UI
+    thread: everything it did, the layout and paint that followed included) is at most that
+    share of the time passed, and at most `cpu_max_interval` after the last one.
     """
 
     def __init__(
@@ -75,21 +95,37 @@ class UpdatePacer:
         share: float = STREAM_SHARE,
         typing_quiet: float = TYPING_QUIET_S,
         typing_max_wait: float = TYPING_MAX_WAIT_S,
+        cpu_share: float | None = None,
+        cpu_max_interval: float = CPU_MAX_INTERVAL_S,
+        cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
         self.min_interval = min_interval
         self.max_interval = max_interval
         self.share = share
         self.typing_quiet = typing_quiet
         self.typing_max_wait = typing_max_wait
+        self.cpu_share = cpu_share
+        self.cpu_max_interval = cpu_max_interval
+        self.cpu_clock = cpu_clock
         self.interval = min_interval
         self.last_start = float("-inf")
+        self.last_start_cpu = 0.0
         self.quiet_until = float("-inf")
+
+    def pace_for(self, info: EngineInfo) -> None:
+        """Keep to the CPU budget when this model computes on this machine's CPU."""
+        on_this_cpu = info.device == "cpu" and info.server is None
+        self.cpu_share = CPU_SHARE if on_this_cpu else None
 
     def delay(self, now: float) -> float:
         """How long to wait before the next update (0: now)."""
-        paced = self.interval - (now - self.last_start)
+        since = now - self.last_start
+        paced = self.interval - since
+        if self.cpu_share is not None and since < self.cpu_max_interval:
+            used = self.cpu_clock() - self.last_start_cpu
+            paced = max(paced, min(used / self.cpu_share, self.cpu_max_interval) - since)
         if now < self.quiet_until:
-            longest = self.typing_max_wait - (now - self.last_start)
+            longest = self.typing_max_wait - since
             paced = max(paced, min(self.quiet_until - now, longest))
         return max(0.0, paced)
 
@@ -99,6 +135,7 @@ class UpdatePacer:
 
     def started(self, now: float) -> None:
         self.last_start = now
+        self.last_start_cpu = self.cpu_clock()
 
     def finished(self, cost: float) -> None:
         """The update started at `last_start` is on screen after `cost` seconds."""

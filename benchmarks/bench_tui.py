@@ -1,0 +1,455 @@
+"""Decode speed of a real reply driven through the chat app against `qwen3tui ask`, side by side.
+
+One engine is loaded once and serves both sides in this process, so the checkpoint, settings,
+KV cache and CPU thread policy are the same. Each round runs `qwen3tui ask` (its real `run`,
+with the command line parsed by the real parser) and then one reply typed into the real
+`Qwen3App` (headless under Textual's `run_test`, its real store and saver in a temporary
+QWEN3TUI_HOME, the thinking pane streaming). End-of-turn ids are switched off so both sides
+decode exactly `--tokens` tokens; greedy sampling makes them decode the same text. Decode tok/s
+and TTFT are the engine's own Summary timings, the same clock for both.
+
+    python benchmarks/bench_tui.py                      # full-size Qwen3-1.7B shape, bf16
+    python benchmarks/bench_tui.py --quantize int8
+    python benchmarks/bench_tui.py --small --rounds 2   # a quick check (a small model)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path[:0] = [str(REPO), str(HERE)]
+
+from bench_engine import BenchError, ensure_checkpoint, find_shared_dir  # noqa: E402
+
+SMALL_CHECKPOINT = HERE / "checkpoints" / "qwen3-small-random"
+# Small enough to load in a second and decode at ~100 tok/s on 2 cores, where the UI's work
+# per token weighs most; the real vocabulary, so the text the panes render is ordinary.
+SMALL_CONFIG: dict[str, Any] = {
+    "hidden_size": 256,
+    "intermediate_size": 768,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 64,
+}
+PROMPT = "Explain how a lighthouse keeps ships away from the rocks, step by step."
+SIZE = (120, 40)  # the headless terminal
+
+
+@dataclass
+class Run:
+    """One reply: the engine's Summary timings and where this process's CPU time went."""
+
+    side: str
+    decode_tok_s: float
+    ttft_s: float
+    tokens: int
+    wall_s: float
+    cpu_s: dict[str, float] = field(default_factory=dict)  # by thread role
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except BenchError as err:
+        print(f"bench_tui: {err}", file=sys.stderr)
+        return 2
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint dir (reuse/build)")
+    p.add_argument("--small", action="store_true", help="a small random model: a quick run")
+    p.add_argument("--shared", type=Path, default=None, help="real config + tokenizer files")
+    p.add_argument("--dtype", default="bfloat16", choices=("bfloat16", "float32"))
+    p.add_argument("--quantize", default=None, choices=("int8", "int4"))
+    p.add_argument("--tokens", type=int, default=192, help="tokens decoded per reply (192)")
+    p.add_argument("--rounds", type=int, default=3, help="ask + TUI pairs, alternating (3)")
+    p.add_argument(
+        "--thinking-display",
+        default="collapsed",
+        choices=("expanded", "collapsed", "hidden"),
+        help="the thinking pane's display (collapsed, the default, streams live while thinking)",
+    )
+    p.add_argument(
+        "--ui-cpu-share",
+        type=_share,
+        default="app",
+        metavar="X|off",
+        help="override the app's CPU budget for stream updates (UpdatePacer.cpu_share) with a"
+        " share of one core, or switch it off: to see what the budget buys",
+    )
+    args = p.parse_args(argv)
+    if args.small and args.checkpoint is not None:
+        p.error("--small builds its own checkpoint; pass --checkpoint or --small, not both")
+    return args
+
+
+def _share(text: str) -> str | float | None:
+    if text in ("app", "off"):
+        return None if text == "off" else text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share, 'off' or 'app'") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: a share is > 0 and <= 1")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.small:
+        ckpt = ensure_small_checkpoint(args.shared)
+    else:
+        ckpt = ensure_checkpoint(args.checkpoint, args.shared, "bfloat16")
+    home = tempfile.mkdtemp(prefix="qwen3tui-bench-tui-")
+    os.environ["QWEN3TUI_HOME"] = home  # the real store and settings, in a scratch folder
+    model_args = ["--model", str(ckpt), "--device", "cpu", "--dtype", args.dtype]
+    model_args += ["--context", str(_round_up(args.tokens + 512))]
+    if args.quantize:
+        model_args += ["--quantize", args.quantize]
+
+    from qwen3tui import engine_choice
+    from qwen3tui.cli import build_parser
+
+    tui_args = build_parser().parse_args(model_args)
+    engine_choice.choose(tui_args)
+    _say(f"loading {ckpt} ({args.dtype}{', ' + args.quantize if args.quantize else ''}) ...")
+    engine = engine_choice.open_engine(tui_args)
+    summaries = record_summaries(engine)
+    force_length(engine)
+    bench = Bench(engine, summaries, model_args, args, str(ckpt))
+
+    _say("warm-up: one short reply each way (not counted)")
+    bench.ask(16)
+    bench.tui(16)
+    runs: list[tuple[Run, Run]] = []
+    for i in range(args.rounds):
+        a = bench.ask(args.tokens)
+        _say(f"round {i + 1}: ask {a.decode_tok_s:.2f} tok/s")
+        t = bench.tui(args.tokens)
+        _say(f"round {i + 1}: TUI {t.decode_tok_s:.2f} tok/s; CPU s {a.cpu_s} / {t.cpu_s}")
+        runs.append((a, t))
+    print(report(runs, engine, args))
+    return 0
+
+
+# -- the two sides ---------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(
+        self,
+        engine: Any,
+        summaries: list[Any],
+        model_args: list[str],
+        args: argparse.Namespace,
+        model_name: str,
+    ) -> None:
+        self.engine = engine
+        self.summaries = summaries
+        self.model_args = model_args
+        self.args = args
+        self.model_name = model_name
+
+    def ask(self, tokens: int) -> Run:
+        """`qwen3tui ask` as its command line runs it, with the loaded engine."""
+        from qwen3tui import ask, engine_choice
+        from qwen3tui.cli import build_parser
+
+        argv = ["ask", *self.model_args, "--think", "--budget", "off"]
+        argv += ["--max-tokens", str(tokens), "--temperature", "0", PROMPT]
+        parsed = build_parser().parse_args(argv)
+        self.engine.reset_cache()
+        self.summaries.clear()
+        with (
+            _engine_opened_as(engine_choice, self.engine),
+            _output_to_files(),
+            _cpu_by_role() as cpu,
+        ):
+            t0 = time.perf_counter()
+            code = ask.run(parsed)
+            wall = time.perf_counter() - t0
+        if code != 0:
+            raise BenchError(f"ask exited with {code}")
+        return self._run("ask", wall, cpu)
+
+    def tui(self, tokens: int) -> Run:
+        """One reply typed into the real app (headless), from submit to the turn saved."""
+        self.engine.reset_cache()
+        self.summaries.clear()
+        cpu: dict[str, float] = {}
+        wall = asyncio.run(self._tui_reply(tokens, cpu))
+        return self._run("TUI", wall, cpu)
+
+    async def _tui_reply(self, tokens: int, cpu: dict[str, float]) -> float:
+        from qwen3tui.engine.options import SamplingOverrides
+        from qwen3tui.settings import TurnSettings, UserSettings
+        from qwen3tui.store import SessionStore
+        from qwen3tui.tui.app import Qwen3App
+
+        turn = TurnSettings(
+            thinking=True,
+            thinking_budget=None,
+            max_tokens=tokens,
+            sampling=SamplingOverrides(temperature=0.0),
+        )
+        app = Qwen3App(
+            engine_factory=lambda progress: self.engine,
+            model_name=self.model_name,
+            store=SessionStore.open(),
+            settings=UserSettings(thinking_display=self.args.thinking_display, turn=turn),
+        )
+        render_frames(app)
+        finished = asyncio.Event()
+        app.turn_finished = lambda t: finished.set()  # type: ignore[method-assign]
+        async with app.run_test(size=SIZE) as pilot:
+            while app.engine is None:
+                await pilot.pause(0.01)
+            chat = app.chat
+            assert chat is not None
+            if self.args.ui_cpu_share != "app":
+                chat.pacer.cpu_share = self.args.ui_cpu_share
+            with _cpu_by_role() as used:
+                t0 = time.perf_counter()
+                chat.submit(PROMPT)
+                await finished.wait()
+                wall = time.perf_counter() - t0
+            cpu.update(used)
+            await app.quit_cleanly()
+        return wall
+
+    def _run(self, side: str, wall: float, cpu: dict[str, float]) -> Run:
+        if not self.summaries:
+            raise BenchError(f"{side}: the engine produced no Summary")
+        s = self.summaries[-1]
+        u, t = s.usage, s.timings
+        return Run(side, t.decode_tok_s, t.ttft_s, u.thinking_tokens + u.answer_tokens, wall, cpu)
+
+
+def record_summaries(engine: Any) -> list[Any]:
+    """Keep every Summary the engine yields (both sides see the same engine)."""
+    from qwen3tui.engine import Summary
+
+    seen: list[Any] = []
+    chat = engine.chat
+
+    def recording_chat(*a: Any, **k: Any) -> Iterator[Any]:
+        for event in chat(*a, **k):
+            if isinstance(event, Summary):
+                seen.append(event)
+            yield event
+
+    engine.chat = recording_chat
+    return seen
+
+
+def force_length(engine: Any) -> None:
+    """No end-of-turn ids: every reply decodes exactly max_tokens (random weights would
+    otherwise stop wherever greedy decoding happens to pick one)."""
+    engine.tokenizer._eos_token_ids = frozenset()
+
+
+def render_frames(app: Any) -> None:
+    """Headless Textual skips encoding frames for the terminal; do it, so that a frame costs
+    the UI thread what it would in a terminal (as benchmarks/ui_stream.py does)."""
+    original = app._display
+    console = app.console
+
+    def display(screen: Any, renderable: Any) -> None:
+        render = getattr(renderable, "render_segments", None)
+        if render is not None and not app._batch_count:
+            render(console)
+        original(screen, renderable)
+
+    app._display = display
+
+
+@contextlib.contextmanager
+def _engine_opened_as(engine_choice: Any, engine: Any) -> Iterator[None]:
+    """ask opens its engine through engine_choice.open_engine: hand it the loaded one."""
+    original = engine_choice.open_engine
+    engine_choice.open_engine = lambda args, progress=None: engine
+    try:
+        yield
+    finally:
+        engine_choice.open_engine = original
+
+
+@contextlib.contextmanager
+def _output_to_files() -> Iterator[None]:
+    """ask's answer and thinking go to files (as `ask > out 2> err`); stdin is empty."""
+    with (
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+        open(os.devnull) as null,
+    ):
+        saved = sys.stdin
+        sys.stdin = null
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                yield
+        finally:
+            sys.stdin = saved
+
+
+# -- where the CPU time went ----------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _cpu_by_role() -> Iterator[dict[str, float]]:
+    """CPU seconds of this process's threads over the block, by role: the main thread (the
+    UI's event loop in the app; ask's own turn), the saver, torch's compute threads, and
+    the rest, ended meanwhile or not (the app's generation worker)."""
+    result: dict[str, float] = {}
+    before, total_before = _thread_cpu(), _process_cpu()
+    yield result
+    after, total_after = _thread_cpu(), _process_cpu()
+    tick = os.sysconf("SC_CLK_TCK")
+    # The process's own count keeps the time of threads that have ended.
+    live = sum(ticks - before.get(tid, ("", 0))[1] for tid, (_, ticks) in after.items())
+    if total_after - total_before - live > 0:
+        result["worker"] = (total_after - total_before - live) / tick
+    main_tid = threading.main_thread().native_id
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    for tid, (comm, ticks) in after.items():
+        spent = (ticks - before.get(tid, (comm, 0))[1]) / tick
+        if spent <= 0:
+            continue
+        name = names.get(tid, comm)
+        if tid == main_tid:
+            role = "main/UI"
+        elif "saver" in name.lower():
+            role = "saver"
+        elif tid not in names:
+            role = "compute"  # threads Python does not know: torch's OpenMP pool
+        else:
+            role = "worker"  # the app's generation worker, still running
+        result[role] = result.get(role, 0.0) + spent
+
+
+def _process_cpu() -> int:
+    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def _thread_cpu() -> dict[int, tuple[str, int]]:
+    out: dict[int, tuple[str, int]] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat.rsplit(")", 1)[1].split()
+        out[int(task.name)] = (comm, int(fields[11]) + int(fields[12]))
+    return out
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+def report(runs: list[tuple[Run, Run]], engine: Any, args: argparse.Namespace) -> str:
+    import platform
+
+    info = engine.info
+    quant = f", {args.quantize}" if args.quantize else ""
+    lines = [
+        f"TUI vs ask, {info.model} ({info.dtype}{quant}) on {info.device},"
+        f" {args.tokens} tokens per reply, greedy, thinking pane {args.thinking_display};"
+        f" {os.cpu_count()} CPUs, {platform.processor() or platform.machine()},"
+        f" {time.strftime('%Y-%m-%d %H:%M')}; UI CPU budget {_budget(args)}",
+        "",
+        "| round | ask tok/s | TUI tok/s | TUI / ask | ask TTFT s | TUI TTFT s |"
+        " CPU s ask: main/compute/saver/other | CPU s TUI: UI/worker/compute/saver |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, (a, t) in enumerate(runs, 1):
+        lines.append(
+            f"| {i} | {a.decode_tok_s:.2f} | {t.decode_tok_s:.2f} |"
+            f" {t.decode_tok_s / a.decode_tok_s:.2f} | {a.ttft_s:.2f} | {t.ttft_s:.2f} |"
+            f" {_cpu(a, 'main/UI', 'compute', 'saver', 'worker')} |"
+            f" {_cpu(t, 'main/UI', 'worker', 'compute', 'saver')} |"
+        )
+    asks = [a.decode_tok_s for a, _ in runs]
+    tuis = [t.decode_tok_s for _, t in runs]
+    ratios = [t / a for a, t in zip(asks, tuis, strict=True)]
+    ui_share = [t.cpu_s.get("main/UI", 0.0) / t.wall_s for _, t in runs]
+    lines.append(
+        f"| median | {statistics.median(asks):.2f} | {statistics.median(tuis):.2f} |"
+        f" {statistics.median(ratios):.2f} |"
+        f" {statistics.median(a.ttft_s for a, _ in runs):.2f} |"
+        f" {statistics.median(t.ttft_s for _, t in runs):.2f} | | |"
+    )
+    lines += [
+        "",
+        f"spread: ask {min(asks):.2f}-{max(asks):.2f} tok/s, TUI {min(tuis):.2f}-{max(tuis):.2f}"
+        f" tok/s; per-round TUI/ask {min(ratios):.2f}-{max(ratios):.2f}"
+        f" (target: TUI >= 0.90 of ask); the app's UI thread used"
+        f" {statistics.median(ui_share):.0%} of a core (median)",
+    ]
+    return "\n".join(lines)
+
+
+def _budget(args: argparse.Namespace) -> str:
+    if args.ui_cpu_share == "app":
+        from qwen3tui.tui.generation_worker import CPU_SHARE
+
+        return f"the app's ({CPU_SHARE:g} of a core)"
+    return "off" if args.ui_cpu_share is None else f"{args.ui_cpu_share:g} of a core"
+
+
+def _cpu(r: Run, *roles: str) -> str:
+    return " / ".join(f"{r.cpu_s.get(role, 0.0):.1f}" for role in roles)
+
+
+# -- checkpoint -----------------------------------------------------------------------------
+
+
+def ensure_small_checkpoint(shared: Path | None) -> Path:
+    """A small random checkpoint with the real tokenizer, built once beside the big one."""
+    from bench_engine import checkpoint_complete
+
+    if checkpoint_complete(SMALL_CHECKPOINT):
+        return SMALL_CHECKPOINT
+    import torch
+
+    from qwen3tui.engine.random_checkpoint import TINY_CONFIG, write_random_checkpoint
+
+    source = find_shared_dir(shared)
+    partial = SMALL_CHECKPOINT.with_name(SMALL_CHECKPOINT.name + ".partial")
+    write_random_checkpoint(
+        partial,
+        config={**TINY_CONFIG, **SMALL_CONFIG},
+        tokenizer_dir=source,
+        dtype=torch.bfloat16,
+    )
+    partial.rename(SMALL_CHECKPOINT)
+    return SMALL_CHECKPOINT
+
+
+def _round_up(n: int, step: int = 256) -> int:
+    return -(-n // step) * step
+
+
+def _say(text: str) -> None:
+    print(f"[bench_tui] {text}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
