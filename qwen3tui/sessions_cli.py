@@ -21,7 +21,7 @@ from qwen3tui.closed_pipe import exit_code_for_closed_pipe
 from qwen3tui.engine.options import check_value
 from qwen3tui.store import SessionStore, StoreError
 from qwen3tui.store.errors import StoreUnavailable
-from qwen3tui.store.export import load_export, session_to_dict, validate_export
+from qwen3tui.store.export import export_markdown, load_export, session_to_dict, validate_export
 from qwen3tui.terminal_text import json_for_terminal, neutralize
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -47,6 +47,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c = cmds.add_parser("show", help="print one session")
     c.add_argument("id", metavar="ID")
     c.add_argument("--json", action="store_true", help="print the session as a JSON object")
+    c.add_argument(
+        "--message",
+        type=int,
+        metavar="MID",
+        help="show the version of the conversation that holds message MID (a search hit's"
+        " message_id) instead of the one last shown",
+    )
 
     c = cmds.add_parser("search", help="full-text search of titles, messages and answers")
     c.add_argument("query", nargs="+", metavar="QUERY")
@@ -168,11 +175,11 @@ def _list(store: SessionStore, args: argparse.Namespace) -> int:
 
 
 def _show(store: SessionStore, args: argparse.Namespace) -> int:
-    session_id = store.resolve_id(args.id)
+    session = store.get_session(store.resolve_id(args.id), through=args.message)
     if args.json:
-        _print_json(session_to_dict(store.get_session(session_id)))
+        _print_json(session_to_dict(session))
     else:
-        sys.stdout.write(neutralize(store.export_markdown(session_id)))
+        sys.stdout.write(neutralize(export_markdown(session)))
     return EXIT_OK
 
 
@@ -187,6 +194,7 @@ def _search(store: SessionStore, args: argparse.Namespace) -> int:
                     "snippet": h.snippet,
                     "matched": h.kind,
                     "message_order": h.message_order,
+                    "message_id": h.message_id,
                     "updated": h.updated,
                 }
                 for h in hits

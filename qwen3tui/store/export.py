@@ -79,8 +79,14 @@ def export_markdown(s: Session) -> str:
             "",
         ]
     for m in s.messages:
+        # Other versions (/retry, edits) are in the JSON export; here the reader learns of them.
+        version = (
+            [f"*Version {m.sibling_position} of {m.sibling_count}*", ""]
+            if m.sibling_count > 1
+            else []
+        )
         if m.role == "user":
-            lines += ["## User", "", m.content, ""]
+            lines += ["## User", "", *version, m.content, ""]
             for a in m.attachments:
                 # The chip as the chat shows it, then the file in a fence that its text cannot
                 # close early.
@@ -94,7 +100,7 @@ def export_markdown(s: Session) -> str:
             heading += f" — {m.model}"
         if m.outcome.label:
             heading += f" ({m.outcome.label})"
-        lines += [heading, ""]
+        lines += [heading, "", *version]
         if m.thinking:
             # A literal closing tag inside the reasoning would end the block early.
             thinking = m.thinking.replace("</details>", "&lt;/details>")

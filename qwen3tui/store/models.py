@@ -78,3 +78,6 @@ class SearchHit:
     kind: str  # where it matched: "title", "user", "answer" or "thinking"
     message_order: int | None  # None for a title match
     updated: str
+    # The message matched (None for a title): `get_session(id, through=message_id)` is the
+    # version of the conversation that holds it.
+    message_id: int | None = None

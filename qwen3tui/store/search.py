@@ -180,6 +180,7 @@ def _hits(conn: sqlite3.Connection, rows: list[tuple], limit: int | None) -> lis
                 kind=kind,
                 message_order=order,
                 updated=updated,
+                message_id=rowid // 2 if rowid > 0 else None,
             )
         )
         if limit is not None and len(hits) >= limit:
