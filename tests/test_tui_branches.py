@@ -249,3 +249,27 @@ async def test_edit_never_replaces_what_is_being_typed_and_esc_keeps_the_edit_on
         assert c.editing is None and c.composer.text == ""
         await pilot.press("up")
         assert c.composer.text == "first, reworded"
+
+
+async def test_an_edited_messages_label_is_on_its_last_line_and_its_arrows_switch(
+    qwen3tui_home: Path,
+) -> None:
+    engine = FakeEngine()
+    app = make_app(engine, qwen3tui_home)
+    async with app.run_test(size=SIZE) as pilot:
+        c = await ready(pilot)
+        await send(pilot, "first")
+        await finish_turn(pilot)
+        await send(pilot, "/edit")
+        await send(pilot, "first, edited")
+        await finish_turn(pilot)
+        user = message_widgets(c)[0]
+        assert str(user.render()).splitlines()[-1].strip() == "‹ 2/2 ›"
+        x = user.content_region.x - user.region.x
+        y = user.content_region.y - user.region.y + user.content_region.height - 1
+        await pilot.click(user, offset=(x, y))
+        await settle(pilot)
+        assert shown(app)[0] == ("user", "first") and labels(app)[0] == (1, 2)
+        await pilot.click(message_widgets(c)[0], offset=(x, 0))  # the text, not the label
+        await settle(pilot)
+        assert shown(app)[0] == ("user", "first")
