@@ -108,7 +108,7 @@ async def test_tok_s_is_this_replys_speed_while_it_streams(
         c = await ready(pilot)
         await send(pilot, "first")
         await finish_turn(pilot)
-        assert "42.0 tok/s · TTFT 0.25 s" in status_text(app)
+        assert "42.0 tok/s  │  TTFT 0.25 s" in status_text(app)
 
         engine.gated = True
         await send(pilot, PROMPT)
@@ -124,7 +124,7 @@ async def test_tok_s_is_this_replys_speed_while_it_streams(
 
         engine.allow(100)
         await finish_turn(pilot)
-        assert "42.0 tok/s · TTFT 0.25 s" in status_text(app)  # the engine's own numbers
+        assert "42.0 tok/s  │  TTFT 0.25 s" in status_text(app)  # the engine's own numbers
 
 
 def test_live_speed_waits_for_a_long_enough_stretch(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,7 +172,7 @@ FULL = StatusInfo(
 def test_a_wide_status_line_shows_everything() -> None:
     assert format_status(FULL, 120) == (
         "Qwen3-1.7B · thinking on/off  │  cuda · bfloat16  │  ctx 1,204 / 32,768"
-        "  │  825.3 tok/s · TTFT 0.01 s  │  generating…"
+        "  │  825.3 tok/s  │  TTFT 0.01 s  │  generating…"
     )
 
 

@@ -66,13 +66,10 @@ def _parts(info: StatusInfo, dropped: frozenset[str]) -> list[str]:
         else:
             used = "–" if info.context_used is None else f"{info.context_used:,}"
             parts.append(f"ctx {used} / {info.context_length:,}")
-    speed = []
     if info.tok_s is not None and "tok_s" not in dropped:
-        speed.append(f"{info.tok_s:.1f} tok/s")
+        parts.append(f"{info.tok_s:.1f} tok/s")
     if info.ttft_s is not None and "ttft" not in dropped:
-        speed.append(f"TTFT {info.ttft_s:.2f} s")
-    if speed:
-        parts.append(" · ".join(speed))
+        parts.append(f"TTFT {info.ttft_s:.2f} s")
     if info.state:
         parts.append(info.state)
     return parts
