@@ -84,7 +84,10 @@ def test_int8_kernel_builds_strictly_and_matches_pytorch(variant, cache_home):
 def test_int4_kernel_builds_strictly_and_matches_pytorch(variant, cache_home):
     kernel = int4_cpu_kernel.build(VARIANTS[variant], STRICT)
     gen = torch.Generator().manual_seed(3)
-    for n, kp, group in ((16, 64, 32), (48, 64, 16), (200, 256, 64), (33, 2048, 32), (7, 384, 64)):
+    # Odd row counts, groups of 16 to 64, and an activation longer than the kernel quantizes
+    # on its stack (16,384 inputs).
+    shapes = ((16, 64, 32), (48, 64, 16), (200, 256, 64), (33, 2048, 32), (7, 384, 64))
+    for n, kp, group in (*shapes, (40, 16512, 64)):
         codes = torch.randint(0, 16, (n, kp), dtype=torch.uint8, generator=gen)
         scales = (torch.rand(n, kp // group, generator=gen) + 0.1).bfloat16()
         mins = torch.randn(n, kp // group, generator=gen).bfloat16()
@@ -98,7 +101,8 @@ def test_int4_kernel_builds_strictly_and_matches_pytorch(variant, cache_home):
             unpacked = int4_cpu_kernel.unpack(packed, n, group)
             for a, b in zip(unpacked, (codes, scales, m), strict=True):
                 assert (a is None and b is None) or torch.equal(a, b)
-            for k in (kp, kp - 3, kp - 16):  # a shorter activation: the weights' padding inputs
+            # A shorter activation: the weights' padding inputs, a whole padding group too.
+            for k in (kp, kp - 3, kp - group - 5):
                 x = torch.randn(1, k, generator=gen)
                 want = x @ w[:, :k].T
                 for dtype in (torch.float32, torch.bfloat16):
