@@ -47,9 +47,6 @@ def test_load_progress_reads_as_size_and_speed() -> None:
     )
     assert human_bytes(999) == "999 B"
     assert describe_progress(LoadProgress("download", 0, 0), None) == "Downloading model · 0 B"
-    assert describe_progress(LoadProgress("load", 1, 2, "loading weights"), None) == (
-        "Loading weights · 1 / 2 tensors"  # the stage, as the engine names it, starts the line
-    )
 
 
 def test_reply_meta_says_how_a_reply_ended() -> None:

@@ -22,7 +22,6 @@ def human_bytes(n: float) -> str:
 def describe_progress(p: LoadProgress, bytes_per_s: float | None) -> str:
     """One line for the panel: what is happening, how far, and how fast."""
     what = p.description or ("Downloading model" if p.stage == "download" else "Loading weights")
-    what = what[:1].upper() + what[1:]  # the engine says "downloading": a line starts capitalised
     if p.stage == "download":
         size = f"{human_bytes(p.done)} / {human_bytes(p.total)}" if p.total else human_bytes(p.done)
         speed = f" · {human_bytes(bytes_per_s)}/s" if bytes_per_s else ""
