@@ -13,8 +13,9 @@ kept as FP8 on the GPU:
   of the plain path (dequantizing the same blocks) identical over --tokens steps;
 - in bf16: the fast path's logits no further from that checkpoint's float32 logits than the
   plain bf16 path's (1.5x slack, as above);
-- `--quantize fp8` of the bf16 checkpoint against its float32 logits: the FP8 rounding of the
-  weights itself, beside the bf16 fast path's error; at most FP8_TOLERANCE.
+- `--quantize fp8` of the bf16 checkpoint against its float32 logits: the fast path no further
+  than the plain path on the same FP8 weights (1.5x slack), and the FP8 rounding of the weights
+  itself at most FP8_TOLERANCE (the bf16 fast path's error printed beside it).
 
     python benchmarks/check_fast_paths.py --checkpoint DIR [--tokens 300] [--fp8 DIR [--only-fp8]]
 """
@@ -69,9 +70,10 @@ def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max()).item()
 
 
-# Max |logit diff| / max |logit| of --quantize fp8 against float32, random Qwen3-1.7B-shaped
-# weights (measured on an H200: see benchmarks/RESULTS.md); the bf16 fast path's is ~3e-2.
-FP8_TOLERANCE = 0.25
+# Max |logit diff| / max |logit| of --quantize fp8 against float32 on random Qwen3-1.7B-shaped
+# weights: 0.34 measured on an H200 (benchmarks/RESULTS.md; 0.25 was set before measuring and
+# missed), mean KL 0.02 nats from bf16. The bf16 fast path's is ~3e-2.
+FP8_TOLERANCE = 0.5
 
 
 def fp8_modules(engine) -> int:
@@ -117,13 +119,17 @@ def check_fp8(args, prompt: list[int]) -> bool:
         engine = load_engine(args.checkpoint, dtype="bfloat16", quantize=quantize, **loads)
         ready &= engine.step.wait_compiled(900)
         errors[quantize] = rel_diff(forced_logits(engine, engine.step, prompt, forced), exact)
+        if quantize:
+            eager = EagerStep(engine.model, engine.cache)
+            errors["plain"] = rel_diff(forced_logits(engine, eager, prompt, forced), exact)
+            del eager
         del engine
         torch.cuda.empty_cache()
-    ok &= errors["fp8"] <= FP8_TOLERANCE and ready
+    ok &= errors["fp8"] <= min(FP8_TOLERANCE, 1.5 * errors["plain"]) and ready
     print(
         f"--quantize fp8 logits vs float32, {len(forced)} forced steps: fast kernels max rel"
-        f" diff {errors['fp8']:.2e} (tolerance {FP8_TOLERANCE}); bf16 fast kernels"
-        f" {errors[None]:.2e}"
+        f" diff {errors['fp8']:.2e}, plain path on the same FP8 weights {errors['plain']:.2e}"
+        f" (tolerance {FP8_TOLERANCE}); bf16 fast kernels {errors[None]:.2e}"
     )
     print(f"  (FP8: fast kernels ready: {ready})")
     return ok

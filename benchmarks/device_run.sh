@@ -34,7 +34,7 @@ write_random_checkpoint('$CKPT8' if fp8 else '$CKPT', config=cfg, tokenizer_dir=
               | tee $OUT/pytest8.log | tail -25 ;;
     check) timeout 260 python3 benchmarks/check_fast_paths.py --checkpoint $CKPT --tokens 300 \
              2>&1 | tee $OUT/check.log ;;
-    check8) timeout 240 python3 benchmarks/check_fast_paths.py --checkpoint $CKPT --tokens 300 \
+    check8) timeout $(left) python3 benchmarks/check_fast_paths.py --checkpoint $CKPT --tokens 300 \
               --fp8 $CKPT8 --only-fp8 2>&1 | tee $OUT/check8.log ;;
     bench) timeout $(left) python3 benchmarks/bench_engine.py --device cuda --peer-static \
              --shared $SHARED --checkpoint $CKPT --out $OUT/bench.json 2>&1 | tee $OUT/bench.log ;;
@@ -44,7 +44,7 @@ write_random_checkpoint('$CKPT8' if fp8 else '$CKPT', config=cfg, tokenizer_dir=
     benchckpt8) timeout 150 python3 benchmarks/bench_engine.py --device cuda --skip-peer \
               --shared $SHARED --checkpoint $CKPT8 --out $OUT/benchckpt8.json \
               2>&1 | tee $OUT/benchckpt8.log | grep -v "^\[bench\]" ;;
-    tune8) timeout $(left) python3 benchmarks/tune_fast_decode.py --config $SHARED/config.json \
+    tune8) timeout 170 python3 benchmarks/tune_fast_decode.py --config $SHARED/config.json \
               --fp8 --sweep qkv,o,gate_up,down --out $OUT/tune8.json 2>&1 | tee $OUT/tune8.log ;;
     *) echo "unknown stage $stage" ;;
   esac

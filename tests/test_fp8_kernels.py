@@ -135,6 +135,27 @@ def check_projections(
         assert rel_err(dec.x, x.double() + w("down") @ act.double()) < tolerance
 
 
+def check_dequantize(device: str) -> None:
+    """The prefill's dequantizing kernel: exactly fp8.dequantize_into, edge blocks included."""
+    from qwen3tui.engine import triton_kernels as k
+    from qwen3tui.engine.fp8 import dequantize_into
+
+    for n, kk in ((300, 200), (1000, 2000)):
+        m = Fp8Linear.quantized(torch.randn(n, kk, device=device))
+        for dtype in (torch.float32, torch.bfloat16):
+            want = torch.empty(n, kk, dtype=dtype, device=device)
+            dequantize_into(want, m.weight, m.scale, m.block)
+            got = torch.full((n, kk), float("nan"), dtype=dtype, device=device)
+            grid = (-(-n // 32), -(-kk // 256))
+            k.dequantize_fp8[grid](
+                m.weight, m.scale, got, n, kk, m.scale.shape[1], 32, 256, 128, 128
+            )
+            if dtype == torch.float32 or device == "cuda":
+                assert torch.equal(got, want)
+            else:  # the interpreter rounds fp32 to bf16 by truncation: one step at most
+                torch.testing.assert_close(got.float(), want.float(), rtol=2**-7, atol=0)
+
+
 def narrow_tiles(model: Qwen3, mma: bool = False) -> dict[str, GemvShape]:
     """Tiles of 128 columns and 16 rows: several column steps, a partial last program; with
     `mma`, for the tensor-core kernel."""
@@ -208,6 +229,10 @@ check_projections(model, *tiles_of(model, {tiles!r}))
 """)
 
 
+def test_the_dequantizing_kernel_equals_dequantize_into_in_the_interpreter():
+    run_interpreted('check_dequantize("cpu")')
+
+
 def test_fp8_fast_step_equals_the_plain_step_in_the_interpreter():
     run_interpreted("""
 model = fp8_model(CPU_SHAPE, torch.float32, "cpu", layers=2)
@@ -227,6 +252,12 @@ for got, want in step_against_plain(model, prompt=20, steps=3, window=64):
 def test_fp8_projection_kernels_match_float64_on_cuda(name, tiles, dtype):
     model = fp8_model(GPU_SHAPES[name], dtype, "cuda")
     check_projections(model, *tiles_of(model, tiles))
+
+
+@pytest.mark.cuda
+@needs_cuda
+def test_the_dequantizing_kernel_equals_dequantize_into_on_cuda():
+    check_dequantize("cuda")
 
 
 @pytest.mark.cuda

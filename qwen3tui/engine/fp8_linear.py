@@ -52,7 +52,18 @@ class Fp8Linear(nn.Module):
 
     def dequantized(self, dtype: torch.dtype) -> torch.Tensor:
         out = torch.empty(self.weight.shape, dtype=dtype, device=self.weight.device)
-        dequantize_into(out, self.weight, self.scale, self.block)
+        if self.weight.is_cuda and _triton():
+            # One kernel instead of a dozen PyTorch ops per slab: a 128-token prefill of
+            # Qwen3-1.7B took 22 ms against 5.5 in bf16 with those (H200).
+            from . import triton_kernels as k
+
+            n, kk = self.weight.shape
+            grid = (-(-n // 32), -(-kk // 256))
+            k.dequantize_fp8[grid](
+                self.weight, self.scale, out, n, kk, self.scale.shape[1], 32, 256, *self.block
+            )
+        else:
+            dequantize_into(out, self.weight, self.scale, self.block)
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -60,6 +71,14 @@ class Fp8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in={self.in_features}, out={self.out_features}, fp8 blocks {self.block}"
+
+
+def _triton() -> bool:
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def fp8_as_loaded(model: Qwen3, block: tuple[int, int] = BLOCK) -> Callable[[str], None]:

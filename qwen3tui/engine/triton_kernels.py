@@ -373,3 +373,18 @@ def embed(TABLE, TOKEN, OUT, H, BLOCK: tl.constexpr, PDL: tl.constexpr):
     token = tl.load(TOKEN).to(tl.int64)
     row = tl.load(TABLE + token * H + cols, mask=cols < H, other=0.0)
     tl.store(OUT + cols, row.to(OUT.dtype.element_ty), mask=cols < H)
+
+
+@triton.jit
+def dequantize_fp8(
+    W, S, OUT, N, K, S_COLS, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    SB_N: tl.constexpr, SB_K: tl.constexpr,
+):  # fmt: skip
+    """OUT[n, k] = W[n, k] * S[n // SB_N, k // SB_K] in OUT's dtype, computed in fp32: the
+    dequantized weight for a prefill's matrix product (one pass over the FP8 weight)."""
+    rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK_K + tl.arange(0, BLOCK_K)
+    ok = (rows < N)[:, None] & (cols < K)[None, :]
+    w = tl.load(W + rows[:, None] * K + cols[None, :], mask=ok, other=0.0).to(tl.float32)
+    s = tl.load(S + (rows // SB_N)[:, None] * S_COLS + (cols // SB_K)[None, :], mask=ok, other=0.0)
+    tl.store(OUT + rows[:, None] * K + cols[None, :], (w * s).to(OUT.dtype.element_ty), mask=ok)
