@@ -15,7 +15,9 @@ from textual.binding import Binding
 from tui_helpers import make_app, ready, wait_until
 
 import qwen3tui.tui
+from qwen3tui.tui.screens import sessions
 from qwen3tui.tui.screens.help import HelpScreen, key_label
+from qwen3tui.tui.widgets import slash_suggestions
 
 pytestmark = pytest.mark.anyio
 
@@ -77,6 +79,17 @@ async def test_the_help_lists_the_keys_the_composer_reads_itself(qwen3tui_home: 
         help_screen = await open_help(pilot)
         keys = {key for keys, _ in help_screen.all_key_rows for key in keys.split(" / ")}
         assert {"Enter", "Shift+Enter", "Ctrl+J", "Up", "Down", "Tab", "Ctrl+P"} <= keys
+
+
+async def test_the_help_lists_the_keys_other_widgets_read_themselves(
+    qwen3tui_home: Path,
+) -> None:
+    """The slash suggestions' keys and typing to search in the sessions list (not bindings)."""
+    app = make_app(FakeEngine(), qwen3tui_home)
+    async with app.run_test(size=(120, 40)) as pilot:
+        help_screen = await open_help(pilot)
+        for row in [*slash_suggestions.KEY_ROWS, *sessions.KEY_ROWS]:
+            assert row in help_screen.all_key_rows
 
 
 async def test_the_help_shows_the_keys_first_and_the_slash_commands_after(

@@ -5,16 +5,23 @@ from __future__ import annotations
 
 from textual.dom import DOMNode
 
+from .screens import sessions
 from .screens.help import KeyRows, binding_rows, key_label, own_bindings
-from .screens.sessions import SessionsScreen, SessionTable
+from .widgets import slash_suggestions
 from .widgets.budget_slider import BudgetSlider
 from .widgets.composer import NEWLINE_KEYS
 
-# Widgets with key bindings of their own, each listed under its heading. A widget that gets
-# key bindings gets a section here (e.g. the keys of a message in the chat).
-WIDGET_SECTIONS: tuple[tuple[str, tuple[type[DOMNode], ...]], ...] = (
-    ("Thinking budget slider (Tab to it)", (BudgetSlider,)),
-    ("Sessions (Ctrl+O)", (SessionsScreen, SessionTable)),
+# Each heading with the widgets whose key bindings it lists, then rows for the keys a widget
+# reads itself (its KEY_ROWS). A widget that gets keys gets a section here (e.g. the keys of a
+# message in the chat).
+WIDGET_SECTIONS: tuple[tuple[str, tuple[type[DOMNode], ...], KeyRows], ...] = (
+    ("Slash-command suggestions (while they show)", (), list(slash_suggestions.KEY_ROWS)),
+    ("Thinking budget slider (Tab to it)", (BudgetSlider,), []),
+    (
+        "Sessions (Ctrl+O)",
+        (sessions.SessionsScreen, sessions.SessionTable),
+        list(sessions.KEY_ROWS),
+    ),
 )
 
 
@@ -32,6 +39,6 @@ def composer_rows() -> KeyRows:
 def widget_sections() -> list[tuple[str, KeyRows]]:
     """Each `WIDGET_SECTIONS` heading with the keys of its widgets."""
     return [
-        (heading, binding_rows(b for cls in classes for b in own_bindings(cls)))
-        for heading, classes in WIDGET_SECTIONS
+        (heading, [*binding_rows(b for cls in classes for b in own_bindings(cls)), *rows])
+        for heading, classes, rows in WIDGET_SECTIONS
     ]
