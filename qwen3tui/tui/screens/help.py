@@ -40,7 +40,9 @@ DETAILS = {
     "toggle_thinking": "on or off, from the next message",
     "sessions": "browse, search, open, rename, delete",
     "new": "a new conversation",
-    "retry": "write the last reply again",
+    "retry": "write the last reply again (the old one stays, as another version)",
+    "edit_last": "your last message into the composer; Enter sends it as a new version",
+    "branch": "of the last message that has several (‹ 2/3 ›; a click on an arrow too)",
     "help": "this list",
     "copy_or_quit": "copy the selection; with none, ask before quitting",
 }
