@@ -124,3 +124,15 @@ async def test_a_long_message_grows_the_composer_but_leaves_the_chat_its_rows(
         await pilot.pause()
         assert c.composer.region.height == 5  # at most 3 lines of text at this height
         assert c.conversation.region.height + c.welcome.region.height >= 11
+
+
+@pytest.mark.parametrize("size", [(80, 24), (60, 20)], ids=["80x24", "60x20"])
+async def test_on_a_short_terminal_the_welcome_view_is_compact_and_whole(
+    qwen3tui_home: Path, size: tuple[int, int]
+) -> None:
+    app = make_app(FakeEngine(), qwen3tui_home, settings=SETTINGS)
+    async with app.run_test(size=size) as pilot:
+        c = await ready(pilot)
+        lines = str(c.welcome.render()).count("\n") + 1
+        assert c.welcome.region.height == lines  # no border, no blank padding rows, nothing cut
+        assert c.conversation.region.height >= 5  # room for the first notices and replies
