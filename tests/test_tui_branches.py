@@ -273,3 +273,36 @@ async def test_an_edited_messages_label_is_on_its_last_line_and_its_arrows_switc
         await pilot.click(message_widgets(c)[0], offset=(x, 0))  # the text, not the label
         await settle(pilot)
         assert shown(app)[0] == ("user", "first")
+
+
+async def test_a_search_hit_in_another_version_opens_that_version(qwen3tui_home: Path) -> None:
+    engine = FakeEngine(answer_tokens=["Zanzibar", " is", " an", " island"])
+    app = make_app(engine, qwen3tui_home)
+    async with app.run_test(size=SIZE) as pilot:
+        c = await ready(pilot)
+        await one_turn_then_retry(pilot, engine)  # the Zanzibar reply is now the other version
+        session_id = c.session_id
+        await wait_until(pilot, c.saver.idle, what="the session to be saved")
+        await send(pilot, "/new")
+        await settle(pilot)
+        assert c.session_id is None
+        await pilot.press("ctrl+o")
+        await wait_until(
+            pilot,
+            lambda: type(app.screen).__name__ == "SessionsScreen" and app.screen.up_to_date,
+            what="the sessions screen",
+        )
+        for key in "zanzi":
+            await pilot.press(key)
+        await wait_until(
+            pilot,
+            lambda: app.screen.up_to_date and app.screen.hit_message(session_id) is not None,
+            what="the search results",
+        )
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: c.session_id == session_id, what="the session to open")
+        assert shown(app) == [("user", "first"), ("assistant", "Zanzibar is an island")]
+        assert labels(app)[1] == (1, 2)
+        assert c.history[-1] == {"role": "assistant", "content": "Zanzibar is an island"}
+        await wait_until(pilot, c.saver.idle, what="the switch to be saved")
+        assert saved(app) == [("user", "first"), ("assistant", "Zanzibar is an island")]

@@ -41,7 +41,14 @@ from qwen3tui.engine.thinking_mode import (
 )
 from qwen3tui.file_attach import AttachError, attach_typed, check_fits, unescape_at
 from qwen3tui.settings import DEFAULT_THINKING_DISPLAY, ThinkingDisplay, TurnSettings
-from qwen3tui.store import Outcome, SaveState, SessionSaver, SessionStore, StoreError
+from qwen3tui.store import (
+    Outcome,
+    SaveState,
+    SessionSaver,
+    SessionStore,
+    StoreError,
+    conversation_of,
+)
 from qwen3tui.store import export as export_format
 from qwen3tui.store.attachments import Attachment, expand_prompt
 from qwen3tui.store.models import Session
@@ -407,10 +414,8 @@ class ChatScreen(Screen[None]):
         live = turn.live
         if live.ended:
             return
-        if live.context_used is not None:
-            self.status.set(context_used=live.context_used)
-        if live.tok_s is not None:
-            self.status.set(tok_s=live.tok_s)
+        shown = {"context_used": live.context_used, "tok_s": live.tok_s}
+        self.status.set(**{name: value for name, value in shown.items() if value is not None})
 
     # ----- saving -----
 
@@ -949,15 +954,23 @@ class ChatScreen(Screen[None]):
         self.status.set(context_used=0 if self.engine else None, tok_s=None, ttft_s=None)
         self._show_welcome()
 
-    def open_session(self, session_id: str) -> None:
-        """Show a saved session, restore its settings and rebuild the engine's conversation."""
-        session = self.store.get_session(session_id)
+    def open_session(self, session_id: str, at_message: int | None = None) -> None:
+        """Show a saved session, restore its settings and rebuild the engine's conversation.
+        `at_message`: show the branch that holds this message (a search hit) and make it the
+        active one."""
+        session = self.store.get_session(session_id, through=at_message)
         self.new_conversation()
         self.session_id = session.id
+        if at_message is not None:
+            # Saved in order with everything else; shown now (read from the store above).
+            self.saver.call(
+                "the switch to the version with the match",
+                lambda s: s.switch_branch(session_id, at_message),
+            )
         warnings: list[str] = []
         self.settings = TurnSettings.from_dict(session.settings, self.settings, warnings)
         self.system_prompt = session.system_prompt or None
-        self.history = [m for m in self.store.conversation(session.id) if m["role"] != "system"]
+        self.history = [m for m in conversation_of(session) if m["role"] != "system"]
         self._show_welcome()
         for m in session.messages:
             self.conversation.mount(transcript.message_widget(m, self.thinking_display))
@@ -985,9 +998,10 @@ class ChatScreen(Screen[None]):
                         "Stop the reply first (Esc), then open another session.", kind="error"
                     )
                     return
-                self.open_session(session_id)
+                self.open_session(session_id, at_message=screen.hit_message(session_id))
 
-        self.app.push_screen(SessionsScreen(self.store), chosen)
+        screen = SessionsScreen(self.store)
+        self.app.push_screen(screen, chosen)
 
     def _session_exists(self, session_id: str) -> bool:
         if not self.saver.idle():

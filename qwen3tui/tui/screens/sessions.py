@@ -69,6 +69,8 @@ class Listing:
     query: str
     rows: list[Row] = field(default_factory=list)
     snippets: dict[str, str] = field(default_factory=dict)
+    # session id -> the message its best hit is in (none for a title hit): opened at its branch
+    hit_messages: dict[str, int] = field(default_factory=dict)
     error: str | None = None
 
 
@@ -84,7 +86,8 @@ def read_listing(store: SessionSource, query: str) -> Listing:
     except Exception as err:  # noqa: BLE001 -- StoreError etc.: said on the screen, not raised
         return Listing(query, error=str(err).splitlines()[0] if str(err) else type(err).__name__)
     rows = [Row(h.session_id, h.title, h.updated, sizes.get(h.session_id, "")) for h in hits]
-    return Listing(query, rows, {h.session_id: h.snippet for h in hits})
+    messages = {h.session_id: h.message_id for h in hits if h.message_id is not None}
+    return Listing(query, rows, {h.session_id: h.snippet for h in hits}, messages)
 
 
 class TextPromptScreen(ModalScreen[str | None]):
@@ -295,6 +298,13 @@ class SessionsScreen(ModalScreen[str | None]):
             )
         snippet = self.snippets.get(self.selected_id() or "", "")
         detail.update(f"{summary}\n{snippet}" if snippet else summary)
+
+    def hit_message(self, session_id: str) -> int | None:
+        """The message holding the search hit shown for this session (None: not a search, or
+        the title matched): the chat opens the branch that holds it."""
+        if self.shown is None or not self.shown.query:
+            return None
+        return self.shown.hit_messages.get(session_id)
 
     def selected_id(self) -> str | None:
         if not self.titles:
