@@ -27,14 +27,26 @@ CHECKPOINT = HERE / "checkpoints" / "qwen3-1.7b-random"
 
 
 def _weight_bytes(model) -> int:
-    """Bytes of weights a step reads; bf16 projections live in oneDNN's packed buffers, which
-    are no tensors the model lists, so they are counted from their shapes."""
-    from _bench_ours import _bytes_read_per_token
+    """Bytes of weights a step reads: every tensor once, except the embedding table when the
+    head has its own weight (then one row is looked up). bf16 projections live in oneDNN's
+    packed buffers, which are no plain tensors, so they are counted from their shapes."""
+    import torch
 
     from qwen3tui.engine.cpu_linear import PackedLinear
 
+    seen, total = set(), 0
+    for t in [*model.parameters(), *model.buffers()]:
+        if t.layout == torch.strided and t.data_ptr() not in seen:
+            seen.add(t.data_ptr())
+            total += t.numel() * t.element_size()
+    table = model.embed_tokens.weight
+    head = model.lm_head
+    if head is not None and all(
+        t.data_ptr() != table.data_ptr() for t in [*head.parameters(), *head.buffers()]
+    ):
+        total -= table.numel() * table.element_size()
     packed = [m for m in model.modules() if isinstance(m, PackedLinear)]
-    return _bytes_read_per_token(model) + sum(m.out_features * m.in_features * 2 for m in packed)
+    return total + sum(m.out_features * m.in_features * 2 for m in packed)
 
 
 def main() -> None:
