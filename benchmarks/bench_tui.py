@@ -88,11 +88,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument(
         "--ui-cpu-share",
-        type=_share,
-        default="app",
-        metavar="X|off",
-        help="override the app's CPU budget for stream updates (UpdatePacer.cpu_share) with a"
-        " share of one core, or switch it off: to see what the budget buys",
+        type=_shares,
+        default=["app"],
+        metavar="app|off|X,...",
+        help="the TUI's CPU budget for stream updates (UpdatePacer.cpu_share): the app's own"
+        " (app, the default), none (off) or a share of one core; several, comma-separated,"
+        " run one TUI reply each per round (app,off shows what the budget buys)",
     )
     args = p.parse_args(argv)
     if args.small and args.checkpoint is not None:
@@ -100,16 +101,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _share(text: str) -> str | float | None:
-    if text in ("app", "off"):
-        return None if text == "off" else text
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a share, 'off' or 'app'") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: a share is > 0 and <= 1")
-    return value
+def _shares(text: str) -> list[str | float | None]:
+    out: list[str | float | None] = []
+    for part in text.split(","):
+        if part in ("app", "off"):
+            out.append(None if part == "off" else part)
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r} is not a share, 'off' or 'app'") from None
+        if not 0 < value <= 1:
+            raise argparse.ArgumentTypeError(f"{part!r}: a share is > 0 and <= 1")
+        out.append(value)
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,15 +142,14 @@ def run(args: argparse.Namespace) -> int:
 
     _say("warm-up: one short reply each way (not counted)")
     bench.ask(16)
-    bench.tui(16)
-    runs: list[tuple[Run, Run]] = []
+    bench.tui(16, args.ui_cpu_share[0])
+    rounds: list[list[Run]] = []
     for i in range(args.rounds):
-        a = bench.ask(args.tokens)
-        _say(f"round {i + 1}: ask {a.decode_tok_s:.2f} tok/s")
-        t = bench.tui(args.tokens)
-        _say(f"round {i + 1}: TUI {t.decode_tok_s:.2f} tok/s; CPU s {a.cpu_s} / {t.cpu_s}")
-        runs.append((a, t))
-    print(report(runs, engine, args))
+        runs = [bench.ask(args.tokens)]
+        runs += [bench.tui(args.tokens, share) for share in args.ui_cpu_share]
+        _say(f"round {i + 1}: " + "; ".join(f"{r.side} {r.decode_tok_s:.2f} tok/s" for r in runs))
+        rounds.append(runs)
+    print(report(rounds, engine, args))
     return 0
 
 
@@ -189,15 +193,18 @@ class Bench:
             raise BenchError(f"ask exited with {code}")
         return self._run("ask", wall, cpu)
 
-    def tui(self, tokens: int) -> Run:
-        """One reply typed into the real app (headless), from submit to the turn saved."""
+    def tui(self, tokens: int, share: str | float | None) -> Run:
+        """One reply typed into the real app (headless), from submit to the turn saved;
+        `share`: the pacer's CPU budget ("app": as the app sets it)."""
         self.engine.reset_cache()
         self.summaries.clear()
         cpu: dict[str, float] = {}
-        wall = asyncio.run(self._tui_reply(tokens, cpu))
-        return self._run("TUI", wall, cpu)
+        wall = asyncio.run(self._tui_reply(tokens, share, cpu))
+        return self._run(_tui_label(share), wall, cpu)
 
-    async def _tui_reply(self, tokens: int, cpu: dict[str, float]) -> float:
+    async def _tui_reply(
+        self, tokens: int, share: str | float | None, cpu: dict[str, float]
+    ) -> float:
         from qwen3tui.engine.options import SamplingOverrides
         from qwen3tui.settings import TurnSettings, UserSettings
         from qwen3tui.store import SessionStore
@@ -223,8 +230,8 @@ class Bench:
                 await pilot.pause(0.01)
             chat = app.chat
             assert chat is not None
-            if self.args.ui_cpu_share != "app":
-                chat.pacer.cpu_share = self.args.ui_cpu_share
+            if share != "app":
+                chat.pacer.cpu_share = share
             with _cpu_by_role() as used:
                 t0 = time.perf_counter()
                 chat.submit(PROMPT)
@@ -364,58 +371,99 @@ def _thread_cpu() -> dict[int, tuple[str, int]]:
 # -- report ---------------------------------------------------------------------------------
 
 
-def report(runs: list[tuple[Run, Run]], engine: Any, args: argparse.Namespace) -> str:
+def report(rounds: list[list[Run]], engine: Any, args: argparse.Namespace) -> str:
     import platform
 
     info = engine.info
     quant = f", {args.quantize}" if args.quantize else ""
+    sides = [r.side for r in rounds[0]]
+    tuis = sides[1:]
     lines = [
         f"TUI vs ask, {info.model} ({info.dtype}{quant}) on {info.device},"
         f" {args.tokens} tokens per reply, greedy, thinking pane {args.thinking_display};"
         f" {os.cpu_count()} CPUs, {platform.processor() or platform.machine()},"
-        f" {time.strftime('%Y-%m-%d %H:%M')}; UI CPU budget {_budget(args)}",
+        f" {time.strftime('%Y-%m-%d %H:%M')}",
         "",
-        "| round | ask tok/s | TUI tok/s | TUI / ask | ask TTFT s | TUI TTFT s |"
-        " CPU s ask: main/compute/saver/other | CPU s TUI: UI/worker/compute/saver |",
-        "|---|---|---|---|---|---|---|---|",
+        "| round | "
+        + " | ".join(f"{side} tok/s" for side in sides)
+        + " | "
+        + " | ".join(f"{side} / ask" for side in tuis)
+        + " | "
+        + " | ".join(f"{side} TTFT s" for side in sides)
+        + " | "
+        + " | ".join(f"{side} UI CPU" for side in tuis)
+        + " |",
+        "|---" * (1 + len(sides) * 2 + len(tuis) * 2) + "|",
     ]
-    for i, (a, t) in enumerate(runs, 1):
-        lines.append(
-            f"| {i} | {a.decode_tok_s:.2f} | {t.decode_tok_s:.2f} |"
-            f" {t.decode_tok_s / a.decode_tok_s:.2f} | {a.ttft_s:.2f} | {t.ttft_s:.2f} |"
-            f" {_cpu(a, 'main/UI', 'compute', 'saver', 'worker')} |"
-            f" {_cpu(t, 'main/UI', 'worker', 'compute', 'saver')} |"
+
+    def row(label: str, runs: list[Run], ratios: list[float] | None = None) -> str:
+        ask = runs[0]
+        ratios = ratios or [r.decode_tok_s / ask.decode_tok_s for r in runs[1:]]
+        return (
+            f"| {label} | "
+            + " | ".join(f"{r.decode_tok_s:.2f}" for r in runs)
+            + " | "
+            + " | ".join(f"{x:.2f}" for x in ratios)
+            + " | "
+            + " | ".join(f"{r.ttft_s:.2f}" for r in runs)
+            + " | "
+            + " | ".join(f"{_ui_share(r):.0%}" for r in runs[1:])
+            + " |"
         )
-    asks = [a.decode_tok_s for a, _ in runs]
-    tuis = [t.decode_tok_s for _, t in runs]
-    ratios = [t / a for a, t in zip(asks, tuis, strict=True)]
-    ui_share = [t.cpu_s.get("main/UI", 0.0) / t.wall_s for _, t in runs]
-    lines.append(
-        f"| median | {statistics.median(asks):.2f} | {statistics.median(tuis):.2f} |"
-        f" {statistics.median(ratios):.2f} |"
-        f" {statistics.median(a.ttft_s for a, _ in runs):.2f} |"
-        f" {statistics.median(t.ttft_s for _, t in runs):.2f} | | |"
-    )
-    lines += [
-        "",
-        f"spread: ask {min(asks):.2f}-{max(asks):.2f} tok/s, TUI {min(tuis):.2f}-{max(tuis):.2f}"
-        f" tok/s; per-round TUI/ask {min(ratios):.2f}-{max(ratios):.2f}"
-        f" (target: TUI >= 0.90 of ask); the app's UI thread used"
-        f" {statistics.median(ui_share):.0%} of a core (median)",
+
+    for i, runs in enumerate(rounds, 1):
+        lines.append(row(str(i), runs))
+    medians = []
+    for k, side in enumerate(sides):
+        got = [runs[k] for runs in rounds]
+        medians.append(
+            Run(
+                side,
+                statistics.median(r.decode_tok_s for r in got),
+                statistics.median(r.ttft_s for r in got),
+                0,
+                statistics.median(r.wall_s for r in got),
+                {"main/UI": statistics.median(r.cpu_s.get("main/UI", 0.0) for r in got)},
+            )
+        )
+    median_ratios = [
+        statistics.median(runs[k].decode_tok_s / runs[0].decode_tok_s for runs in rounds)
+        for k in range(1, len(sides))
     ]
+    lines.append(row("median", medians, median_ratios))  # ratios: the per-round ones
+    lines.append("")
+    ask_rates = [runs[0].decode_tok_s for runs in rounds]
+    lines.append(f"spread: ask {min(ask_rates):.2f}-{max(ask_rates):.2f} tok/s")
+    for k, side in enumerate(tuis, 1):
+        rates = [runs[k].decode_tok_s for runs in rounds]
+        ratios = [runs[k].decode_tok_s / runs[0].decode_tok_s for runs in rounds]
+        lines.append(
+            f"spread: {side} {min(rates):.2f}-{max(rates):.2f} tok/s, per round {side}/ask"
+            f" {min(ratios):.2f}-{max(ratios):.2f}; median of the per-round ratios"
+            f" {statistics.median(ratios):.2f} (target >= 0.90)"
+        )
+    lines.append(
+        "UI CPU: the app's UI thread's CPU time over the reply's wall time (submit to saved)."
+        " CPU seconds by thread, each run: "
+        + "; ".join(f"{r.side} {_cpu_all(r)}" for r in rounds[-1])
+    )
     return "\n".join(lines)
 
 
-def _budget(args: argparse.Namespace) -> str:
-    if args.ui_cpu_share == "app":
+def _tui_label(share: str | float | None) -> str:
+    if share == "app":
         from qwen3tui.tui.generation_worker import CPU_SHARE
 
-        return f"the app's ({CPU_SHARE:g} of a core)"
-    return "off" if args.ui_cpu_share is None else f"{args.ui_cpu_share:g} of a core"
+        return f"TUI (budget {CPU_SHARE:g})"
+    return "TUI (no budget)" if share is None else f"TUI (budget {share:g})"
 
 
-def _cpu(r: Run, *roles: str) -> str:
-    return " / ".join(f"{r.cpu_s.get(role, 0.0):.1f}" for role in roles)
+def _ui_share(r: Run) -> float:
+    return r.cpu_s.get("main/UI", 0.0) / r.wall_s if r.wall_s else 0.0
+
+
+def _cpu_all(r: Run) -> str:
+    return ", ".join(f"{role} {sec:.1f}" for role, sec in sorted(r.cpu_s.items()))
 
 
 # -- checkpoint -----------------------------------------------------------------------------
