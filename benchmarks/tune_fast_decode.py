@@ -98,13 +98,6 @@ def time_graph(run, replays: int = 100, rounds: int = 5) -> float:
 
 
 def shape_candidates(rows: int, cols: int, swiglu: bool, fp8: bool = False) -> list[GemvShape]:
-    if fp8:  # the CUDA-core kernel's best shapes (an earlier sweep), then the tensor-core one
-        out = [
-            GemvShape(rows, cols, r, c, w) for r, c, w in ((8, 1024, 4), (8, 2048, 8), (16, 256, 8))
-        ]
-        for block_rows, warps, stages in itertools.product((16, 32, 64), (4, 8), (3, 4)):
-            out.append(GemvShape(rows, cols, block_rows, 128, warps, stages, mma=True))
-        return out
     out = []
     for block_rows, block_cols, warps in itertools.product(
         (1, 2, 4, 8, 16), (256, 512, 1024, 2048, 4096), (4, 8)

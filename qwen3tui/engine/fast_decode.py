@@ -67,7 +67,6 @@ class GemvShape:
     block_cols: int
     warps: int
     stages: int = 3
-    mma: bool = False  # FP8 weights: on the tensor cores (triton_kernels.gemv_fp8_mma)
 
 
 def gemv_shape(rows: int, cols: int, swiglu: bool = False, fp8: bool = False) -> GemvShape:
@@ -276,18 +275,7 @@ class FastDecoder:
         scales, sb = (fp8.grid, fp8.block) if fp8 is not None else (x, (128, 128))
         if fp8 is not None and sb[0] % s.block_rows:
             raise ValueError(f"{name}: {s.block_rows} rows per program straddle FP8 blocks")
-        grid = (triton_cdiv(s.rows, s.block_rows),)
-        if fp8 is not None and s.mma:
-            if sb[1] % s.block_cols or s.block_rows < 16:
-                raise ValueError(f"{name}: {s} does not fit the tensor-core FP8 kernel")
-            k.gemv_fp8_mma[grid](
-                weight, x, norm if norm is not None else x, out, scales, scales.shape[-1],
-                s.rows, s.cols, s.rows, self.eps, s.block_rows, s.block_cols, norm is not None,
-                swiglu, residual, even, self.pdl, sb[0], sb[1],
-                num_warps=s.warps, num_stages=s.stages, **self.launch,
-            )  # fmt: skip
-            return
-        k.gemv[grid](
+        k.gemv[(triton_cdiv(s.rows, s.block_rows),)](
             weight, x, norm if norm is not None else x, out, scales, scales.shape[-1], s.rows,
             s.cols, s.rows, self.eps, s.block_rows, s.block_cols, norm is not None, swiglu,
             residual, even, self.pdl, fp8 is not None, sb[0], sb[1],
