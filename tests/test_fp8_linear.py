@@ -114,6 +114,15 @@ def test_quantize_fp8_turns_each_projection_into_fp8_blocks_as_it_loads(tmp_path
     assert ((got - want).norm() / want.norm()).item() < 0.2
 
 
+def test_an_fp8_checkpoint_quantized_to_int8_goes_through_the_dequantized_weights(aligned_fp8):
+    from qwen3tui.engine.quantize import Int8Linear
+
+    config, kept = load(aligned_fp8, keep_fp8=True, quantize="int8")
+    _, plain = load(aligned_fp8, quantize="int8")
+    assert all(isinstance(m, Int8Linear) for m in projections(kept).values())
+    assert torch.equal(logits(kept, config), logits(plain, config))
+
+
 def test_a_nan_in_kept_fp8_weights_is_a_one_line_error(tmp_path):
     path = write_random_checkpoint(tmp_path, config=ALIGNED, fp8_block=BLOCK)
     tensors = load_file(str(path / "model.safetensors"))

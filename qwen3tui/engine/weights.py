@@ -244,6 +244,8 @@ def load_model(
         model = Qwen3(config, max_positions)
     params = dict(model.named_parameters())
     unloaded = {name: p.numel() for name, p in params.items()}  # elements still to come
+    # int8/int4 quantize from dequantized weights, so they keep nothing in FP8.
+    keep_fp8 = keep_fp8 and quantize in (None, "fp8")
     fp8_kept = _fp8_targets(plan, headers, config) if keep_fp8 else set()
     loaded = None
     if quantize in ("int8", "int4"):  # each projection quantized once its weights are in
