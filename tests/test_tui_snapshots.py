@@ -23,6 +23,7 @@ from qwen3tui.settings import TurnSettings, UserSettings
 from qwen3tui.store import SessionStore
 from qwen3tui.store.export import EXPORT_FORMAT, EXPORT_VERSION
 from qwen3tui.tui import live_stats
+from qwen3tui.tui.generation_worker import UpdatePacer
 from qwen3tui.tui.screens.help import HelpScreen
 from qwen3tui.tui.screens.sessions import SessionsScreen
 
@@ -50,6 +51,9 @@ def steady_clocks(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     monkeypatch.setattr(live_stats, "monotonic", lambda: 0.0)
+    # The fake engine says "cpu": its updates would be paced to spare the decode's cores, which
+    # only makes these pictures slower to reach.
+    monkeypatch.setattr(UpdatePacer, "pace_for", lambda self, info: None)
     yield
     monkeypatch.undo()
     time.tzset()
@@ -78,7 +82,8 @@ async def settled(pilot: Any) -> None:
             ),
             what="the footer to fit",
         )
-    await pilot.pause(0.1)
+    await pilot.wait_for_scheduled_animations()
+    await pilot.pause()
     steady_cursors(pilot)
 
 
