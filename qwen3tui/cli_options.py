@@ -82,7 +82,8 @@ def add_model_arguments(p: argparse.ArgumentParser, *, subcommand: bool = False)
     )
     p.add_argument(
         "--quantize",
-        choices=["int8", "int4"],
+        choices=["int8", "int4", "fp8"],
         default=default(None),
-        help="weight-only quantization at load time: int8, or int4 (a scale per 64 weights)",
+        help="weight-only quantization at load time: int8, int4 (a scale per 64 weights), or"
+        " fp8 (CUDA only: 128x128 blocks, as Qwen's FP8 releases)",
     )

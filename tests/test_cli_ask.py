@@ -103,6 +103,12 @@ def test_unknown_device(tiny_checkpoint, tmp_path):
     assert_one_line_error(run, "unknown device 'tpu'")
 
 
+def test_fp8_quantization_off_cuda_is_one_line(tiny_checkpoint, tmp_path):
+    run = qwen3tui("ask", "--model", str(tiny_checkpoint), "--device", "cpu", "--quantize", "fp8",
+                   "--no-save", "hi", home=tmp_path)  # fmt: skip
+    assert_one_line_error(run, "--quantize fp8 needs a CUDA GPU")
+
+
 def assert_one_line_error(run: subprocess.CompletedProcess, words: str) -> None:
     assert run.returncode == 2, (run.stdout, run.stderr)
     lines = run.stderr.strip().splitlines()
