@@ -83,6 +83,14 @@ def test_the_kernel_computes_with_the_dequantized_weight(group, symmetric, dtype
         assert _rel(layer(rows), rows.float() @ deq.T) < tol
 
 
+@needs_kernel
+def test_tiny_and_zero_activations_give_finite_sums():
+    layer = Int4Linear(torch.randn(32, 128, generator=torch.Generator().manual_seed(6)))
+    for value in (0.0, 1e-40, 1e-35):  # all-zero, denormal and tiny groups
+        got = layer(torch.full((1, 128), value))
+        assert torch.isfinite(got).all() and got.abs().max().item() < 1e-30
+
+
 @pytest.mark.parametrize("group,symmetric", FORMS)
 def test_the_plain_path_computes_with_the_same_weight(plain, group, symmetric):
     gen = torch.Generator().manual_seed(2)

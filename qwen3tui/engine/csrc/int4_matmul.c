@@ -50,7 +50,8 @@ static void quantize_x(const void* x, int bf16, int64_t K, int64_t Kp, int64_t G
     vf amax = vzero();
     for (int64_t k = g * G; k < (g + 1) * G; k += 16) amax = vmax(amax, vabs(load_x16(x, bf16, k, K)));
     const float top = vhmax(amax);
-    const float scale = top / 127.f, inv = top > 0.f ? 127.f / top : 0.f;
+    /* A group of denormals would make 127 / top infinite and 0 * inf a NaN code: zero it. */
+    const float scale = top / 127.f, inv = top > 1e-30f ? 127.f / top : 0.f;
     vf sum = vzero();
     for (int64_t k = g * G; k < (g + 1) * G; k += 16) {
       const vi q = vf_to_vi(vmul(load_x16(x, bf16, k, K), vset1(inv))); /* |q| <= 127 */
