@@ -160,7 +160,12 @@ class FakeCpuClock:
 def test_with_the_model_on_this_cpu_the_ui_keeps_its_cpu_time_to_a_small_share() -> None:
     clock = FakeCpuClock()
     pacer = UpdatePacer(
-        min_interval=0.03, share=0.5, cpu_share=0.05, cpu_max_interval=1.0, cpu_clock=clock
+        min_interval=0.03,
+        share=0.5,
+        cpu_share=0.05,
+        cpu_burst=0.0,  # no head start: the steady state
+        cpu_max_interval=1.0,
+        cpu_clock=clock,
     )
     assert pacer.delay(now=100.0) == 0.0  # the first update goes at once
     pacer.started(100.0)
@@ -170,6 +175,21 @@ def test_with_the_model_on_this_cpu_the_ui_keeps_its_cpu_time_to_a_small_share()
     clock.now += 0.02  # more work meanwhile (a keystroke's echo) counts too
     assert pacer.delay(now=100.4) == pytest.approx(0.4)
     assert pacer.delay(now=100.9) == 0.0
+
+
+def test_a_replys_first_updates_go_at_the_full_rate_until_the_cpu_burst_is_spent() -> None:
+    clock = FakeCpuClock()
+    pacer = UpdatePacer(min_interval=0.03, cpu_share=0.05, cpu_burst=0.1, cpu_clock=clock)
+    now, waits = 10.0, []
+    for _ in range(5):
+        wait = pacer.delay(now)
+        waits.append(wait)
+        now += wait
+        pacer.started(now)
+        clock.now += 0.03  # each update costs the UI thread 30 ms
+        now += 0.03
+    assert waits[:4] == pytest.approx([0.0] * 4, abs=1e-9)  # a short reply streams live
+    assert waits[4] == pytest.approx(0.28)  # then 5% of the time: 14 ms in debt, 0.28 s
 
 
 def test_the_cpu_budget_never_holds_the_text_back_more_than_its_longest_interval() -> None:

@@ -35,7 +35,8 @@ TYPING_MAX_WAIT_S = 0.5  # but never hold the stream longer than this
 # after each kernel. So the UI thread's CPU time, all of it, stays within this share
 # of the time (about 2 updates a second) ...
 CPU_SHARE = 0.05
-CPU_MAX_INTERVAL_S = 1.0  # ... but the text still moves at least once a second
+CPU_BURST_S = 0.15  # ... after a first few updates at the full rate (a short reply streams live)
+CPU_MAX_INTERVAL_S = 1.0  # ... and the text still moves at least once a second
 
 
 StreamItem = TurnEvent
@@ -82,10 +83,11 @@ class UpdatePacer:
     until a short pause (at most `typing_max_wait`), so a keystroke's echo never queues
     behind a Markdown re-layout.
 
-    With `cpu_share` set (`pace_for` a model on this machine's CPU), an update also waits
-    until the UI thread's CPU time since the last one started (`cpu_clock`, read on the UI
-    thread: everything it did, the layout and paint that followed included) is at most that
-    share of the time passed, and at most `cpu_max_interval` after the last one.
+    With `cpu_share` set (`pace_for` a model on this machine's CPU), the UI thread's CPU time
+    (`cpu_clock`, read on the UI thread: everything it does, the layout and paint that follow
+    an update included) is held to that share of the time, as a bucket: it earns `cpu_share`
+    seconds a second, holds at most `cpu_burst`, and an update waits while it is in debt, at
+    most until `cpu_max_interval` after the last one.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class UpdatePacer:
         typing_quiet: float = TYPING_QUIET_S,
         typing_max_wait: float = TYPING_MAX_WAIT_S,
         cpu_share: float | None = None,
+        cpu_burst: float = CPU_BURST_S,
         cpu_max_interval: float = CPU_MAX_INTERVAL_S,
         cpu_clock: Callable[[], float] = time.thread_time,
     ) -> None:
@@ -105,11 +108,13 @@ class UpdatePacer:
         self.typing_quiet = typing_quiet
         self.typing_max_wait = typing_max_wait
         self.cpu_share = cpu_share
+        self.cpu_burst = cpu_burst
         self.cpu_max_interval = cpu_max_interval
         self.cpu_clock = cpu_clock
+        self.cpu_credit = cpu_burst  # UI CPU seconds the stream may still spend at once
+        self._cpu_seen: tuple[float, float] | None = None  # (time, UI CPU time) last looked at
         self.interval = min_interval
         self.last_start = float("-inf")
-        self.last_start_cpu = 0.0
         self.quiet_until = float("-inf")
 
     def pace_for(self, info: EngineInfo) -> None:
@@ -121,9 +126,11 @@ class UpdatePacer:
         """How long to wait before the next update (0: now)."""
         since = now - self.last_start
         paced = self.interval - since
-        if self.cpu_share is not None and since < self.cpu_max_interval:
-            used = self.cpu_clock() - self.last_start_cpu
-            paced = max(paced, min(used / self.cpu_share, self.cpu_max_interval) - since)
+        if self.cpu_share is not None:
+            self._count_cpu(now)
+            if self.cpu_credit < 0:
+                wait = min(-self.cpu_credit / self.cpu_share, self.cpu_max_interval - since)
+                paced = max(paced, wait)
         if now < self.quiet_until:
             longest = self.typing_max_wait - since
             paced = max(paced, min(self.quiet_until - now, longest))
@@ -135,7 +142,18 @@ class UpdatePacer:
 
     def started(self, now: float) -> None:
         self.last_start = now
-        self.last_start_cpu = self.cpu_clock()
+        if self.cpu_share is not None:
+            self._count_cpu(now)
+
+    def _count_cpu(self, now: float) -> None:
+        """Bring the CPU bucket up to now: what the UI thread earned and spent since the
+        last look (the first look only starts the count)."""
+        cpu = self.cpu_clock()
+        if self._cpu_seen is not None and self.cpu_share is not None:
+            then, cpu_then = self._cpu_seen
+            earned = self.cpu_share * (now - then)
+            self.cpu_credit = min(self.cpu_burst, self.cpu_credit + earned - (cpu - cpu_then))
+        self._cpu_seen = (now, cpu)
 
     def finished(self, cost: float) -> None:
         """The update started at `last_start` is on screen after `cost` seconds."""
