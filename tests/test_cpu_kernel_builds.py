@@ -154,16 +154,17 @@ def test_a_compile_error_is_one_line(cache_home, monkeypatch):
 def test_without_a_compiler_the_engine_runs_pytorchs_path(
     quantize, tiny_checkpoint, cache_home, monkeypatch
 ):
-    from qwen3tui.engine import load_engine
+    from qwen3tui.engine import cpu_decode_ops, load_engine
     from qwen3tui.engine.native_build import OnceKernel
 
     monkeypatch.setenv("CC", str(cache_home / "no-such-compiler"))
-    for module in (bf16_cpu_kernel, int8_cpu_kernel, int4_cpu_kernel):
+    modules = (bf16_cpu_kernel, int8_cpu_kernel, int4_cpu_kernel, cpu_decode_ops)
+    for module in modules:
         monkeypatch.setattr(module, "_once", OnceKernel(module.build))  # tried afresh
     engine = load_engine(
         str(tiny_checkpoint), device="cpu", dtype="bfloat16", context_length=64, quantize=quantize
     )
-    for module in (bf16_cpu_kernel, int8_cpu_kernel, int4_cpu_kernel):
+    for module in modules:
         assert module.load() is None
     assert all(getattr(m, "kernel", None) is None for m in engine.model.modules())
     with torch.inference_mode():

@@ -1,0 +1,199 @@
+"""RMSNorm and one-query attention of CPU decode steps as C calls (csrc/decode_ops.c).
+
+With every projection of a Qwen3-1.7B-shaped step replaced by a precomputed output, the step
+still took about 8 ms on a 2-core Zen 4 machine: 113 RMSNorms of four tensor ops each (about
+14 us apiece for 128 or 2,048 values) and 28 one-query SDPA calls (60-110 us). Here each is one
+call. engine/model.py stays the reference: `install` swaps its RMSNorm modules for
+FastRMSNorm (bit-identical, tested) and gives each layer the one-query attention kernel,
+which it uses for single-token steps without a mask; everything else runs the reference.
+
+Built by native_build for the CPU it runs on; `load()` returns None where it cannot be had
+(no compiler, not x86-64, QWEN3TUI_CPU_KERNELS=0) and the model keeps PyTorch's path.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .model import DecoderLayer, Qwen3, RMSNorm
+from .native_build import NATIVE, NativeUnavailable, OnceKernel, load_library
+
+SOURCE = "decode_ops.c"
+# The bit-for-bit RMSNorm must round every product and sum on its own, as PyTorch does.
+FLAGS = ("-ffp-contract=off",)
+# RMSNorm inputs up to this many values take the C call (a decode step's rows: 2,048 hidden
+# values, 16-64 heads of 128); longer ones (prefill) run PyTorch's threaded ops.
+NORM_MAX_VALUES = 16384
+MAX_GROUP, MAX_HEAD_DIM = 16, 256  # what the attention kernel is built for (decode_ops.c)
+LANE_CANDIDATES = (8, 16, 4, 32)  # float vector widths PyTorch's CPU kernels may sum with
+
+
+class DecodeOpsKernel:
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        i64, ptr, f32, c_int = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float, ctypes.c_int
+        lib.decode_ops_simd.restype = ctypes.c_char_p
+        self.simd: str = lib.decode_ops_simd().decode()
+        self._rmsnorm = lib.rmsnorm
+        self._rmsnorm.restype = None
+        self._rmsnorm.argtypes = [ptr, ptr, ptr, i64, i64, f32, c_int, c_int]
+        self._attention = lib.attention_one_query
+        self._attention.restype = c_int
+        self._attention.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, f32, c_int, c_int]
+        # The vector width of PyTorch's sum here, which fixes the order it adds in: found by
+        # trying (it is not simply the CPU's: AVX-512 machines sum 8 floats at a time); None
+        # if no width reproduces it, and then RMSNorm stays PyTorch's.
+        self.lanes: int | None = None
+        self.lanes = next((n for n in LANE_CANDIDATES if self._norm_matches(n)), None)
+
+    def rmsnorm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        """x (..., dim) contiguous, weight (dim,), both bf16 or both fp32 -> the reference's
+        `weight * rms_norm(x.float()).to(x.dtype)`, bit for bit."""
+        dim = weight.shape[0]
+        y = torch.empty_like(x)
+        self._rmsnorm(
+            x.data_ptr(), weight.data_ptr(), y.data_ptr(), x.numel() // dim, dim, eps,
+            int(x.dtype == torch.bfloat16), self.lanes,
+        )  # fmt: skip
+        return y
+
+    def _norm_matches(self, lanes: int) -> bool:
+        self.lanes = lanes
+        gen = torch.Generator().manual_seed(lanes)
+        for dim in (7, 128, 200, 2048):
+            x = torch.randn(16, dim, generator=gen) * 3
+            w = torch.randn(dim, generator=gen)
+            want = w * F.rms_norm(x, (dim,), eps=1e-6)
+            if not torch.equal(self.rmsnorm(x, w, 1e-6), want):
+                return False
+        return True
+
+    def attention(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """q (1, heads, 1, hd) over keys/values (1, kv_heads, len, hd) whose rows are contiguous
+        (the cache's slices) -> (1, heads, 1, hd): softmax(q k^T / sqrt(hd)) v in fp32."""
+        _, heads, _, hd = q.shape
+        kv_heads, length = keys.shape[1], keys.shape[2]
+        q = q.contiguous()
+        out = torch.empty_like(q)
+        failed = self._attention(
+            q.data_ptr(), keys.data_ptr(), values.data_ptr(), out.data_ptr(), heads, kv_heads,
+            length, hd, keys.stride(1), hd**-0.5, int(q.dtype == torch.bfloat16),
+            torch.get_num_threads(),
+        )  # fmt: skip
+        if failed:
+            raise MemoryError("no memory for the attention scores")
+        return out
+
+    @staticmethod
+    def supports_attention(heads: int, kv_heads: int, head_dim: int, dtype: torch.dtype) -> bool:
+        return (
+            dtype in (torch.float32, torch.bfloat16)
+            and heads % kv_heads == 0
+            and heads // kv_heads <= MAX_GROUP
+            and head_dim % 16 == 0
+            and head_dim <= MAX_HEAD_DIM
+        )
+
+
+class FastRMSNorm(RMSNorm):
+    """RMSNorm whose decode-size inputs go to the C kernel; bit-identical to the reference."""
+
+    def __init__(self, norm: RMSNorm, kernel: DecodeOpsKernel | None) -> None:
+        super().__init__(norm.weight.shape[0], norm.eps)
+        self.weight = norm.weight  # shared, not copied
+        self.kernel = kernel
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        if (
+            self.kernel is not None
+            and self.kernel.lanes is not None
+            and x.dtype == w.dtype
+            and x.dtype in (torch.bfloat16, torch.float32)
+            and x.device.type == "cpu"
+            and x.numel() <= NORM_MAX_VALUES
+            and x.is_contiguous()
+            and w.is_contiguous()
+            and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))
+        ):
+            return self.kernel.rmsnorm(x, w.detach(), self.eps)
+        return super().forward(x)
+
+
+class OneQueryAttention:
+    """A layer's attention for a single query per head over its cache rows (the hook
+    DecoderLayer.one_query_attention); the same as its reference SDPA within fp32 rounding."""
+
+    def __init__(self, kernel: DecodeOpsKernel) -> None:
+        self.kernel = kernel
+
+    def __call__(
+        self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
+    ) -> torch.Tensor | None:
+        """The attended values, or None where the kernel does not apply (then the layer runs
+        its reference path)."""
+        if (
+            q.device.type != "cpu"
+            or q.shape[0] != 1
+            or not (q.dtype == keys.dtype == values.dtype)
+            or keys.stride() != values.stride()
+            or keys.stride(3) != 1
+            or keys.stride(2) != keys.shape[3]
+            or not self.kernel.supports_attention(q.shape[1], keys.shape[1], q.shape[3], q.dtype)
+        ):
+            return None
+        return self.kernel.attention(q, keys, values)
+
+
+def install(model: Qwen3) -> bool:
+    """Swap the model's RMSNorms and give its layers the one-query attention, where the kernel
+    can be had; False (and the model untouched) where not."""
+    kernel = load()
+    if kernel is None:
+        return False
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if type(child) is RMSNorm:
+                setattr(module, name, FastRMSNorm(child, kernel))
+    attention = OneQueryAttention(kernel)
+    for layer in model.layers:
+        if isinstance(layer, DecoderLayer):
+            layer.one_query_attention = attention
+    return True
+
+
+def load() -> DecodeOpsKernel | None:
+    """The kernel, built on first use and cached on disk; None where it cannot be had."""
+    return _once.get()
+
+
+def why_unavailable() -> str | None:
+    return _once.unavailable_reason
+
+
+def build(arch: Sequence[str] = NATIVE, extra: Sequence[str] = ()) -> DecodeOpsKernel:
+    """The kernel built with these flags and self-tested (tests build every variant)."""
+    kernel = DecodeOpsKernel(load_library("decode_ops", SOURCE, arch, (*extra, *FLAGS)))
+    _self_test(kernel)
+    return kernel
+
+
+def _self_test(kernel: DecodeOpsKernel) -> None:
+    # A wrong build (compiler, CPU) must not produce wrong text: compare with PyTorch.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 200, generator=gen).bfloat16()
+    w = torch.randn(200, generator=gen).bfloat16()
+    want = w * F.rms_norm(x.float(), (200,), eps=1e-6).bfloat16()
+    if kernel.lanes is not None and not torch.equal(kernel.rmsnorm(x, w, 1e-6), want):
+        raise NativeUnavailable("self-test failed (rmsnorm)")
+    q = torch.randn(1, 4, 1, 32, generator=gen)
+    k, v = torch.randn(2, 1, 2, 9, 32, generator=gen)
+    want = F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+    if not torch.allclose(kernel.attention(q, k, v), want, atol=1e-4):
+        raise NativeUnavailable("self-test failed (attention)")
+
+
+_once = OnceKernel(build)

@@ -1,0 +1,247 @@
+/* The small operations of a CPU decode step outside the projections: RMSNorm of a few rows and
+   attention of one query per head over the KV cache. In PyTorch each is several tensor ops of
+   a few microseconds of dispatch apiece, for a few thousand values; here each is one call.
+
+   rmsnorm reproduces the reference (engine/model.py RMSNorm) bit for bit: the squares summed in
+   the order of PyTorch's CPU sum (its cascade over `lanes`-wide vectors, see row_sum_squares;
+   the caller finds the width that reproduces PyTorch here),
+   mean, + eps, 1 / sqrt, x * that, rounded to the input dtype, then weight * it rounded again.
+   It is built with -ffp-contract=off so no multiply and add fuse into one rounding.
+
+   attention_one_query: scores in fp32 (dot products of bf16 or fp32 rows), softmax in fp32,
+   the weighted sum of values in fp32, rounded once at the end; the kv heads are split over
+   threads for long caches. See cpu_decode_ops.py for measurements and tolerances. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+
+#include "simd.h"
+
+#define MAX_LANES 32   /* PyTorch's CPU vector of floats: 8 (AVX2) or 16 (AVX-512) */
+#define MAX_GROUP 16   /* query heads per kv head */
+#define MAX_HD 256     /* head_dim */
+#define PARALLEL_MIN 256 /* cached positions below which one thread does all heads */
+
+const char* decode_ops_simd(void) { return SIMD_NAME; }
+
+/* PyTorch's multi_row_sum (ReduceOps SumKernel) over `size` blocks of 4 vectors of `lanes`
+   floats (squares of x): a cascade of 4 levels whose step is 16 blocks for any row up to
+   2^16 vectors. acc[level][vector of the block][lane]. */
+static void cascade_blocks(const float* x, int64_t size, int lanes, float out[4][MAX_LANES]) {
+  enum { LEVELS = 4, ILP = 4 };
+  float acc[LEVELS][ILP][MAX_LANES];
+  memset(acc, 0, sizeof(acc));
+  int64_t ceil_log2 = 1;
+  if (size > 2) {
+    ceil_log2 = 0;
+    while (((int64_t)1 << ceil_log2) < size) ceil_log2++;
+  }
+  int64_t power = ceil_log2 / LEVELS > 4 ? ceil_log2 / LEVELS : 4;
+  int64_t step = (int64_t)1 << power, mask = step - 1;
+  int64_t i = 0;
+  for (; i + step <= size;) {
+    for (int64_t j = 0; j < step; j++, i++)
+      for (int k = 0; k < ILP; k++)
+        for (int l = 0; l < lanes; l++) {
+          float v = x[(i * ILP + k) * lanes + l];
+          acc[0][k][l] += v * v;
+        }
+    for (int j = 1; j < LEVELS; j++) {
+      for (int k = 0; k < ILP; k++)
+        for (int l = 0; l < lanes; l++) {
+          acc[j][k][l] += acc[j - 1][k][l];
+          acc[j - 1][k][l] = 0.f;
+        }
+      if ((i & (mask << (j * power))) != 0) break;
+    }
+  }
+  for (; i < size; i++)
+    for (int k = 0; k < ILP; k++)
+      for (int l = 0; l < lanes; l++) {
+        float v = x[(i * ILP + k) * lanes + l];
+        acc[0][k][l] += v * v;
+      }
+  for (int j = 1; j < LEVELS; j++)
+    for (int k = 0; k < ILP; k++)
+      for (int l = 0; l < lanes; l++) acc[0][k][l] += acc[j][k][l];
+  memcpy(out, acc[0], sizeof(float) * ILP * MAX_LANES);
+}
+
+/* sum(x * x) over n floats as PyTorch's vectorized inner sum adds it: vectors of `lanes`,
+   four at a time through the cascade, the leftover vectors into the first partial, the four
+   partials into one, then the leftover scalars and the partial's lanes in order. */
+static float row_sum_squares(const float* x, int64_t n, int lanes) {
+  if (n < lanes) lanes = 1; /* its scalar inner sum: the same cascade over single values */
+  int64_t vectors = n / lanes, blocks = vectors / 4;
+  float part[4][MAX_LANES];
+  cascade_blocks(x, blocks, lanes, part);
+  for (int64_t v = blocks * 4; v < vectors; v++)
+    for (int l = 0; l < lanes; l++) {
+      float s = x[v * lanes + l];
+      part[0][l] += s * s;
+    }
+  for (int k = 1; k < 4; k++)
+    for (int l = 0; l < lanes; l++) part[0][l] += part[k][l];
+  float total = 0.f;
+  for (int64_t i = vectors * lanes; i < n; i++) total += x[i] * x[i];
+  for (int l = 0; l < lanes; l++) total += part[0][l];
+  return total;
+}
+
+static inline float bf16_rounded(float f) { return bf16_to_f32(f32_to_bf16(f)); }
+
+/* rows x dim values, each row times weight (dim); bf16 or fp32 (x, weight and y alike).
+   `lanes`: the float vector width of PyTorch's CPU kernels here (16 AVX-512, 8 AVX2, ...). */
+void rmsnorm(const void* x, const void* weight, void* y, int64_t rows, int64_t dim, float eps,
+             int is_bf16, int lanes) {
+  float* row = malloc(sizeof(float) * (size_t)dim);
+  if (!row) return;
+  for (int64_t r = 0; r < rows; r++) {
+    if (is_bf16) {
+      const uint16_t* src = (const uint16_t*)x + r * dim;
+      for (int64_t i = 0; i < dim; i++) row[i] = bf16_to_f32(src[i]);
+    } else {
+      memcpy(row, (const float*)x + r * dim, sizeof(float) * (size_t)dim);
+    }
+    float mean = row_sum_squares(row, dim, lanes) / (float)dim;
+    float inv = 1.f / sqrtf(mean + eps);
+    if (is_bf16) {
+      const uint16_t* w = (const uint16_t*)weight;
+      uint16_t* out = (uint16_t*)y + r * dim;
+      for (int64_t i = 0; i < dim; i++)
+        out[i] = f32_to_bf16(bf16_to_f32(w[i]) * bf16_rounded(row[i] * inv));
+    } else {
+      const float* w = (const float*)weight;
+      float* out = (float*)y + r * dim;
+      for (int64_t i = 0; i < dim; i++) out[i] = w[i] * (row[i] * inv);
+    }
+  }
+  free(row);
+}
+
+/* e^x for x <= 0 (scores less their maximum), about 2 ulp: 2^n * p(r), r = x - n ln 2. */
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+static inline vf vexp_neg(vf x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+  p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.f)));
+  return _mm512_scalef_ps(p, n);
+}
+#else
+static inline __m256 exp8(__m256 x) {
+  x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+  __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+                             _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.f)));
+  __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+static inline vf vexp_neg(vf x) {
+  vf r = {exp8(x.a), exp8(x.b)};
+  return r;
+}
+#endif
+
+static inline vf load_row(const void* base, int64_t at, int is_bf16) {
+  return is_bf16 ? vload_bf16((const uint16_t*)base + at) : vload((const float*)base + at);
+}
+
+/* One kv head g: its `group` query heads over `len` cached positions. */
+static void attend_kv_head(const void* q, const void* k, const void* v, void* out, int64_t g,
+                           int64_t group, int64_t len, int64_t hd, int64_t head_stride,
+                           float scale, int is_bf16, float* scores) {
+  const int64_t chunks = hd / 16;
+  vf qv[MAX_GROUP * MAX_HD / 16];
+  for (int64_t h = 0; h < group; h++)
+    for (int64_t c = 0; c < chunks; c++) qv[h * chunks + c] = load_row(q, (g * group + h) * hd + c * 16, is_bf16);
+  const int64_t kv0 = g * head_stride;
+  for (int64_t j = 0; j < len; j++) {
+    vf kr[MAX_HD / 16];
+    for (int64_t c = 0; c < chunks; c++) kr[c] = load_row(k, kv0 + j * hd + c * 16, is_bf16);
+    for (int64_t h = 0; h < group; h++) {
+      vf acc = vmul(qv[h * chunks], kr[0]);
+      for (int64_t c = 1; c < chunks; c++) acc = vfma(qv[h * chunks + c], kr[c], acc);
+      scores[h * len + j] = vsum(acc) * scale;
+    }
+  }
+  float total[MAX_GROUP];
+  for (int64_t h = 0; h < group; h++) {
+    float* s = scores + h * len;
+    float m = -INFINITY;
+    for (int64_t j = 0; j < len; j++) m = s[j] > m ? s[j] : m;
+    vf sum = vzero(), mv = vset1(m);
+    int64_t j = 0;
+    for (; j + 16 <= len; j += 16) {
+      vf e = vexp_neg(vadd(vload(s + j), vmul(mv, vset1(-1.f))));
+      vstore(s + j, e);
+      sum = vadd(sum, e);
+    }
+    float t = vsum(sum);
+    for (; j < len; j++) {
+      s[j] = expf(s[j] - m);
+      t += s[j];
+    }
+    total[h] = t;
+  }
+  float acc[MAX_GROUP * MAX_HD];
+  memset(acc, 0, sizeof(float) * (size_t)(group * hd));
+  for (int64_t j = 0; j < len; j++) {
+    for (int64_t c = 0; c < chunks; c++) {
+      vf vr = load_row(v, kv0 + j * hd + c * 16, is_bf16);
+      for (int64_t h = 0; h < group; h++) {
+        float* a = acc + h * hd + c * 16;
+        vstore(a, vfma(vset1(scores[h * len + j]), vr, vload(a)));
+      }
+    }
+  }
+  for (int64_t h = 0; h < group; h++) {
+    vf inv = vset1(1.f / total[h]);
+    for (int64_t c = 0; c < chunks; c++) {
+      vf o = vmul(vload(acc + h * hd + c * 16), inv);
+      int64_t at = (g * group + h) * hd + c * 16;
+      if (is_bf16)
+        vstore_bf16((uint16_t*)out + at, o);
+      else
+        vstore((float*)out + at, o);
+    }
+  }
+}
+
+/* q and out: heads x hd. k, v: kv_heads blocks `head_stride` elements apart, each len rows of
+   hd (the cache's layout). hd a multiple of 16 up to MAX_HD, heads / kv_heads up to MAX_GROUP
+   (the caller checks). Returns 0, or -1 when scratch memory could not be had. */
+int attention_one_query(const void* q, const void* k, const void* v, void* out, int64_t heads,
+                        int64_t kv_heads, int64_t len, int64_t hd, int64_t head_stride,
+                        float scale, int is_bf16, int threads) {
+  const int64_t group = heads / kv_heads;
+  int failed = 0;
+  int nt = len >= PARALLEL_MIN && threads > 1 ? threads : 1;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1) reduction(| : failed)
+  for (int64_t g = 0; g < kv_heads; g++) {
+    float* scores = malloc(sizeof(float) * (size_t)(group * len));
+    if (!scores) {
+      failed = 1;
+      continue;
+    }
+    attend_kv_head(q, k, v, out, g, group, len, hd, head_stride, scale, is_bf16, scores);
+    free(scores);
+  }
+  return failed ? -1 : 0;
+}

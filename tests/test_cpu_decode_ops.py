@@ -1,0 +1,188 @@
+"""The C RMSNorm and one-query attention of CPU decode steps (engine/cpu_decode_ops.py): the
+norm is bit-identical to the reference module, the attention matches SDPA within fp32 rounding
+(fp32) or one bf16 rounding of its output (bf16), every instruction-set build does the same,
+a float32 greedy decode gives the reference's tokens, and without the kernel the model keeps
+PyTorch's path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from test_cpu_kernel_builds import VARIANTS
+
+from qwen3tui.engine import cpu_decode_ops
+from qwen3tui.engine.model import RMSNorm
+from qwen3tui.engine.native_build import STRICT, NativeUnavailable, OnceKernel
+
+needs_kernel = pytest.mark.skipif(
+    cpu_decode_ops.load() is None,
+    reason=f"no C kernel here: {cpu_decode_ops.why_unavailable()}",
+)
+
+NORM_SHAPES = ((1, 7), (3, 16), (16, 128), (1, 200), (1, 2048), (3, 2048), (2, 5120))
+ATTENTION_SHAPES = [
+    (heads, kv, length)
+    for heads, kv in ((16, 8), (32, 8), (40, 8), (32, 4))
+    for length in (1, 7, 300, 4097)
+]
+
+
+@pytest.fixture
+def cache_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("QWEN3TUI_HOME", str(tmp_path))
+    return tmp_path
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view(torch.int16 if t.dtype == torch.bfloat16 else torch.int32)
+
+
+def _check_norm(kernel: cpu_decode_ops.DecodeOpsKernel) -> None:
+    gen = torch.Generator().manual_seed(4)
+    for dtype in (torch.bfloat16, torch.float32):
+        for rows, dim in NORM_SHAPES:
+            reference = RMSNorm(dim, 1e-6).to(dtype)
+            with torch.no_grad():
+                reference.weight.copy_(torch.randn(dim, generator=gen))
+            fast = cpu_decode_ops.FastRMSNorm(reference, kernel)
+            x = (torch.randn(1, rows, dim, generator=gen) * 3).to(dtype)
+            with torch.inference_mode():
+                assert torch.equal(_bits(fast(x)), _bits(reference(x))), (dtype, rows, dim)
+
+
+def _check_attention(kernel: cpu_decode_ops.DecodeOpsKernel, shapes) -> None:
+    gen = torch.Generator().manual_seed(5)
+    for heads, kv, length in shapes:
+        for dtype in (torch.float32, torch.bfloat16):
+            # Slices of a longer cache, as the layers read them.
+            keys, values = torch.randn(2, 1, kv, length + 13, 128, generator=gen).to(dtype)
+            keys, values = keys[:, :, :length], values[:, :, :length]
+            q = torch.randn(1, heads, 1, 128, generator=gen).to(dtype)
+            got = kernel.attention(q, keys, values)
+            exact = F.scaled_dot_product_attention(
+                q.float(), keys.float(), values.float(), enable_gqa=True
+            )
+            sdpa = F.scaled_dot_product_attention(q, keys, values, enable_gqa=True)
+            assert got.dtype == dtype and got.shape == sdpa.shape
+            if dtype == torch.float32:
+                assert torch.allclose(got, sdpa, rtol=1e-5, atol=2e-6), (heads, kv, length)
+            else:
+                # fp32 throughout, one rounding at the end: within half a bf16 step of each
+                # exact value (2^-8 of it), as close as SDPA's own bf16 result.
+                err = (got.float() - exact).abs()
+                assert (err <= exact.abs() * 2**-8 + 1e-5).all(), (heads, kv, length)
+                assert err.max() <= (sdpa.float() - exact).abs().max() + 1e-5
+
+
+@needs_kernel
+def test_rmsnorm_is_bit_identical_to_the_reference_module():
+    _check_norm(cpu_decode_ops.load())
+
+
+@needs_kernel
+def test_rmsnorm_leaves_long_or_strided_inputs_to_pytorch(monkeypatch):
+    kernel = cpu_decode_ops.load()
+    reference = RMSNorm(128, 1e-6)
+    fast = cpu_decode_ops.FastRMSNorm(reference, kernel)
+    monkeypatch.setattr(kernel, "rmsnorm", lambda *a: pytest.fail("the kernel took it"))
+    long = torch.randn(1, cpu_decode_ops.NORM_MAX_VALUES // 128 + 1, 128)
+    strided = torch.randn(1, 4, 256)[..., ::2]
+    with torch.inference_mode():
+        for x in (long, strided, long.double()):
+            assert torch.equal(fast(x), reference(x))
+
+
+@needs_kernel
+def test_one_query_attention_matches_sdpa_on_odd_shapes():
+    _check_attention(cpu_decode_ops.load(), ATTENTION_SHAPES)
+
+
+@needs_kernel
+def test_attention_declines_what_it_was_not_built_for():
+    attention = cpu_decode_ops.OneQueryAttention(cpu_decode_ops.load())
+    keys = torch.randn(1, 2, 9, 24)  # head_dim not a multiple of 16
+    assert attention(torch.randn(1, 4, 1, 24), keys, keys) is None
+    keys = torch.randn(1, 1, 9, 64)  # 32 query heads to one kv head
+    assert attention(torch.randn(1, 32, 1, 64), keys, keys) is None
+    keys = torch.randn(1, 2, 64, 9).transpose(2, 3)  # rows not contiguous
+    assert attention(torch.randn(1, 4, 1, 64), keys, keys) is None
+
+
+@needs_kernel
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_every_build_is_strict_and_matches(variant, cache_home):
+    kernel = cpu_decode_ops.build(VARIANTS[variant], STRICT)
+    if variant.startswith("avx2"):
+        assert kernel.simd == "avx2"
+    assert kernel.lanes is not None
+    _check_norm(kernel)
+    _check_attention(kernel, [(16, 8, 7), (40, 8, 300), (32, 4, 4097)])
+
+
+STD, SEED = 0.3, 1
+
+
+def _greedy(engine, prompt: list[int], steps: int) -> tuple[list[int], list[torch.Tensor]]:
+    from qwen3tui.engine.kv_cache import KVCache
+
+    model = engine.model
+    cache = KVCache(model.config, 256, torch.device("cpu"), torch.float32)
+    with torch.inference_mode():
+        logits = model(torch.tensor([prompt]), 0, cache)[0, -1]
+        tokens, all_logits = [], []
+        for pos in range(len(prompt), len(prompt) + steps):
+            token = int(logits.argmax())
+            tokens.append(token)
+            all_logits.append(logits)
+            logits = model(torch.tensor([[token]]), pos, cache)[0, -1]
+    return tokens, all_logits
+
+
+@needs_kernel
+def test_float32_greedy_decode_gives_the_reference_tokens(tmp_path, shared_dir):
+    from qwen3tui.engine import load_engine
+    from qwen3tui.engine.random_checkpoint import write_random_checkpoint
+
+    # Larger weights than the tiny default, whose greedy reply is one token repeated.
+    path = write_random_checkpoint(tmp_path, tokenizer_dir=shared_dir, std=STD, seed=SEED)
+    engine = load_engine(str(path), device="cpu", dtype="float32", context_length=256)
+    model = engine.model
+    norms = [m for m in model.modules() if isinstance(m, cpu_decode_ops.FastRMSNorm)]
+    assert len(norms) == 4 * len(model.layers) + 1
+    calls = []
+    attention = model.layers[0].one_query_attention
+    assert attention is not None
+
+    def counted(q, keys, values):
+        out = attention(q, keys, values)
+        calls.append(out is not None)
+        return out
+
+    for layer in model.layers:
+        layer.one_query_attention = counted
+    prompt = [1, 2, 3, 4, 5, 6, 7, 8]
+    fast_tokens, fast_logits = _greedy(engine, prompt, 120)
+    assert len(calls) == 120 * len(model.layers) and all(calls)
+    for layer in model.layers:  # back to the reference modules' own code
+        layer.one_query_attention = None
+    for norm in norms:
+        norm.kernel = None
+    tokens, logits = _greedy(engine, prompt, 120)
+    assert fast_tokens == tokens
+    assert len(set(tokens)) > 20, len(set(tokens))  # a real sequence, not one token repeated
+    for a, b in zip(fast_logits, logits, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_without_the_kernel_the_model_keeps_its_modules(tiny_checkpoint, monkeypatch):
+    from qwen3tui.engine import load_engine
+
+    def fail():
+        raise NativeUnavailable("no compiler")
+
+    monkeypatch.setattr(cpu_decode_ops, "_once", OnceKernel(fail))
+    engine = load_engine(str(tiny_checkpoint), device="cpu", dtype="float32", context_length=64)
+    assert not any(isinstance(m, cpu_decode_ops.FastRMSNorm) for m in engine.model.modules())
+    assert all(layer.one_query_attention is None for layer in engine.model.layers)
+    assert cpu_decode_ops.why_unavailable() == "NativeUnavailable: no compiler"
