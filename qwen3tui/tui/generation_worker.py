@@ -36,7 +36,7 @@ TYPING_MAX_WAIT_S = 0.5  # but never hold the stream longer than this
 # of the time (about 2 updates a second) ...
 CPU_SHARE = 0.05
 CPU_BURST_S = 0.15  # ... after a first few updates at the full rate (a short reply streams live)
-CPU_MAX_INTERVAL_S = 1.0  # ... and the text still moves at least once a second
+CPU_MAX_INTERVAL_S = 0.5  # ... and the text still moves at least twice a second
 
 
 StreamItem = TurnEvent
