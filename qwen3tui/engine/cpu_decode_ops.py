@@ -28,6 +28,7 @@ FLAGS = ("-ffp-contract=off",)
 # RMSNorm inputs up to this many values take the C call (a decode step's rows: 2,048 hidden
 # values, 16-64 heads of 128); longer ones (prefill) run PyTorch's threaded ops.
 NORM_MAX_VALUES = 16384
+_DTYPES = (torch.bfloat16, torch.float32)
 MAX_GROUP, MAX_HEAD_DIM = 16, 256  # what the attention kernel is built for (decode_ops.c)
 LANE_CANDIDATES = (8, 16, 4, 32)  # float vector widths PyTorch's CPU kernels may sum with
 
@@ -110,16 +111,16 @@ class FastRMSNorm(RMSNorm):
         w = self.weight
         if (
             self.kernel is not None
-            and self.kernel.lanes is not None
             and x.dtype == w.dtype
-            and x.dtype in (torch.bfloat16, torch.float32)
-            and x.device.type == "cpu"
+            and x.dtype in _DTYPES
+            and x.is_cpu
             and x.numel() <= NORM_MAX_VALUES
             and x.is_contiguous()
             and w.is_contiguous()
+            and self.kernel.lanes is not None
             and not (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad))
         ):
-            return self.kernel.rmsnorm(x, w.detach(), self.eps)
+            return self.kernel.rmsnorm(x, w, self.eps)
         return super().forward(x)
 
 
@@ -129,23 +130,31 @@ class OneQueryAttention:
 
     def __init__(self, kernel: DecodeOpsKernel) -> None:
         self.kernel = kernel
+        self._checked: dict[tuple, bool] = {}
 
     def __call__(
         self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor
     ) -> torch.Tensor | None:
         """The attended values, or None where the kernel does not apply (then the layer runs
         its reference path)."""
-        if (
-            q.device.type != "cpu"
-            or q.shape[0] != 1
-            or not (q.dtype == keys.dtype == values.dtype)
-            or keys.stride() != values.stride()
-            or keys.stride(3) != 1
-            or keys.stride(2) != keys.shape[3]
-            or not self.kernel.supports_attention(q.shape[1], keys.shape[1], q.shape[3], q.dtype)
-        ):
-            return None
-        return self.kernel.attention(q, keys, values)
+        strides = keys.stride()
+        # Everything but the cache length is the same at every step of a layer: checked once.
+        layout = (q.shape, q.dtype, q.device, keys.shape[1], keys.shape[3], keys.dtype)
+        layout += (keys.device, values.dtype, strides, values.stride())
+        ok = self._checked.get(layout)
+        if ok is None:
+            ok = self._checked[layout] = (
+                q.is_cpu
+                and keys.is_cpu
+                and q.shape[0] == 1
+                and keys.shape[3] == q.shape[3]
+                and q.dtype == keys.dtype == values.dtype
+                and strides == values.stride()
+                and strides[3] == 1
+                and strides[2] == q.shape[3]
+                and self.kernel.supports_attention(q.shape[1], keys.shape[1], q.shape[3], q.dtype)
+            )
+        return self.kernel.attention(q, keys, values) if ok else None
 
 
 def install(model: Qwen3) -> bool:

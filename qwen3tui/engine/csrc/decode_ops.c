@@ -20,7 +20,7 @@
 #define MAX_LANES 32   /* PyTorch's CPU vector of floats: 8 (AVX2) or 16 (AVX-512) */
 #define MAX_GROUP 16   /* query heads per kv head */
 #define MAX_HD 256     /* head_dim */
-#define PARALLEL_MIN 256 /* cached positions below which one thread does all heads */
+#define PARALLEL_MIN 64 /* cached positions below which one thread does all heads */
 
 const char* decode_ops_simd(void) { return SIMD_NAME; }
 
