@@ -1,4 +1,4 @@
-"""CPU decode steps with and without the C norms and one-query attention of cpu_decode_ops.
+"""CPU decode steps with and without the C norms, RoPE and one-query attention of cpu_decode_ops.
 
 Each format is loaded once (`load_engine(..., quantize=...)`, which installs the ops); the
 steps then alternate between the installed ops and the reference modules' own code (the
@@ -33,6 +33,8 @@ def _switch(model, on: bool, saved: dict) -> None:
     for i, layer in enumerate(model.layers):
         saved.setdefault(("attn", i), layer.one_query_attention)
         layer.one_query_attention = saved[("attn", i)] if on else None
+        saved.setdefault(("rope", i), layer.inputs.kernel)  # a FastAttentionInputs
+        layer.inputs.kernel = saved[("rope", i)] if on else None
 
 
 def main() -> None:

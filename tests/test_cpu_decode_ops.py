@@ -81,6 +81,39 @@ def test_rmsnorm_is_bit_identical_to_the_reference_module():
 
 
 @needs_kernel
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_norm_and_rope_of_a_step_are_bit_identical_to_the_reference(dtype):
+    from qwen3tui.engine.config import Qwen3Config
+    from qwen3tui.engine.model import AttentionInputs
+    from qwen3tui.engine.random_checkpoint import TINY_CONFIG
+    from qwen3tui.engine.rope import rope_tables
+
+    config = Qwen3Config.from_dict(
+        {**TINY_CONFIG, "head_dim": 128, "num_attention_heads": 16, "num_key_value_heads": 8}
+    )
+    torch.manual_seed(6)
+    reference = AttentionInputs(config).to(dtype)
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.copy_(torch.randn_like(p))
+    fast = AttentionInputs(config).to(dtype)
+    fast.load_state_dict(reference.state_dict())
+    fast.__class__ = cpu_decode_ops.FastAttentionInputs
+    fast.kernel = cpu_decode_ops.load()
+    cos, sin = (t.to(dtype) for t in rope_tables(config, 5000))
+    with torch.inference_mode():
+        for pos in (0, 1, 37, 4999):
+            x = torch.randn(1, 1, config.hidden_size).to(dtype)
+            got = fast(x, cos[pos : pos + 1], sin[pos : pos + 1])
+            want = reference(x, cos[pos : pos + 1], sin[pos : pos + 1])
+            for a, b in zip(got, want, strict=True):
+                assert a.shape == b.shape and torch.equal(_bits(a), _bits(b)), pos
+        x = torch.randn(1, 3, config.hidden_size).to(dtype)  # a prefill chunk: the reference
+        for a, b in zip(fast(x, cos[:3], sin[:3]), reference(x, cos[:3], sin[:3]), strict=True):
+            assert torch.equal(a, b)
+
+
+@needs_kernel
 def test_rmsnorm_leaves_long_or_strided_inputs_to_pytorch(monkeypatch):
     kernel = cpu_decode_ops.load()
     reference = RMSNorm(128, 1e-6)
@@ -150,6 +183,9 @@ def test_float32_greedy_decode_gives_the_reference_tokens(tmp_path, shared_dir):
     model = engine.model
     norms = [m for m in model.modules() if isinstance(m, cpu_decode_ops.FastRMSNorm)]
     assert len(norms) == 4 * len(model.layers) + 1
+    assert all(
+        isinstance(layer.inputs, cpu_decode_ops.FastAttentionInputs) for layer in model.layers
+    )
     calls = []
     attention = model.layers[0].one_query_attention
     assert attention is not None
@@ -168,6 +204,8 @@ def test_float32_greedy_decode_gives_the_reference_tokens(tmp_path, shared_dir):
         layer.one_query_attention = None
     for norm in norms:
         norm.kernel = None
+    for layer in model.layers:
+        layer.inputs.kernel = None
     tokens, logits = _greedy(engine, prompt, 120)
     assert fast_tokens == tokens
     assert len(set(tokens)) > 20, len(set(tokens))  # a real sequence, not one token repeated
@@ -183,6 +221,7 @@ def test_without_the_kernel_the_model_keeps_its_modules(tiny_checkpoint, monkeyp
 
     monkeypatch.setattr(cpu_decode_ops, "_once", OnceKernel(fail))
     engine = load_engine(str(tiny_checkpoint), device="cpu", dtype="float32", context_length=64)
-    assert not any(isinstance(m, cpu_decode_ops.FastRMSNorm) for m in engine.model.modules())
+    fast = (cpu_decode_ops.FastRMSNorm, cpu_decode_ops.FastAttentionInputs)
+    assert not any(isinstance(m, fast) for m in engine.model.modules())
     assert all(layer.one_query_attention is None for layer in engine.model.layers)
     assert cpu_decode_ops.why_unavailable() == "NativeUnavailable: no compiler"

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from .model import DecoderLayer, Qwen3, RMSNorm
+from .model import AttentionInputs, DecoderLayer, Qwen3, RMSNorm
 from .native_build import NATIVE, NativeUnavailable, OnceKernel, load_library
 
 SOURCE = "decode_ops.c"
@@ -41,6 +41,9 @@ class DecodeOpsKernel:
         self._rmsnorm = lib.rmsnorm
         self._rmsnorm.restype = None
         self._rmsnorm.argtypes = [ptr, ptr, ptr, i64, i64, f32, c_int, c_int]
+        self._rmsnorm_rope = lib.rmsnorm_rope
+        self._rmsnorm_rope.restype = None
+        self._rmsnorm_rope.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, i64, f32, c_int, c_int]
         self._attention = lib.attention_one_query
         self._attention.restype = c_int
         self._attention.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, f32, c_int, c_int]
@@ -58,6 +61,24 @@ class DecodeOpsKernel:
         self._rmsnorm(
             x.data_ptr(), weight.data_ptr(), y.data_ptr(), x.numel() // dim, dim, eps,
             int(x.dtype == torch.bfloat16), self.lanes,
+        )  # fmt: skip
+        return y
+
+    def rmsnorm_rope(
+        self,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        eps: float,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+    ) -> torch.Tensor:
+        """The reference's `apply_rope(rms_norm(x))` for one position, bit for bit: x (...,
+        head_dim) contiguous rows, cos/sin (head_dim,) values of that position, all one dtype."""
+        dim = weight.shape[0]
+        y = torch.empty_like(x)
+        self._rmsnorm_rope(
+            x.data_ptr(), weight.data_ptr(), cos.data_ptr(), sin.data_ptr(), y.data_ptr(),
+            x.numel() // dim, dim, eps, int(x.dtype == torch.bfloat16), self.lanes,
         )  # fmt: skip
         return y
 
@@ -124,6 +145,43 @@ class FastRMSNorm(RMSNorm):
         return super().forward(x)
 
 
+class FastAttentionInputs(AttentionInputs):
+    """AttentionInputs whose single-position steps norm and rotate q and k in one C call each
+    (bit-identical to the reference's q/k norms and apply_rope); other inputs run the
+    reference. Installed by changing the class of the loaded module (its weights stay put)."""
+
+    kernel: DecodeOpsKernel | None = None
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor):
+        b, t, _ = x.shape
+        kernel, hd = self.kernel, self.head_dim
+        qw, kw = self.q_norm.weight, self.k_norm.weight
+        if not (
+            kernel is not None
+            and kernel.lanes is not None
+            and b == 1
+            and t == 1
+            and x.is_cpu
+            and x.dtype in _DTYPES
+            and x.dtype == qw.dtype == kw.dtype == cos.dtype == sin.dtype
+            and hd % 2 == 0
+            and cos.is_contiguous()
+            and sin.is_contiguous()
+            and not (torch.is_grad_enabled() and x.requires_grad)
+        ):
+            return super().forward(x, cos, sin)
+        q, k, v = self.qkv_proj(self.norm(x)).split(
+            [self.n_heads * hd, self.n_kv * hd, self.n_kv * hd], dim=-1
+        )
+        q = kernel.rmsnorm_rope(q.contiguous(), qw, self.q_norm.eps, cos, sin)
+        k = kernel.rmsnorm_rope(k.contiguous(), kw, self.k_norm.eps, cos, sin)
+        return (
+            q.view(1, self.n_heads, 1, hd),
+            k.view(1, self.n_kv, 1, hd),
+            v.view(1, 1, self.n_kv, hd).transpose(1, 2),
+        )
+
+
 class OneQueryAttention:
     """A layer's attention for a single query per head over its cache rows (the hook
     DecoderLayer.one_query_attention); the same as its reference SDPA within fp32 rounding."""
@@ -171,6 +229,9 @@ def install(model: Qwen3) -> bool:
     for layer in model.layers:
         if isinstance(layer, DecoderLayer):
             layer.one_query_attention = attention
+        if type(layer.inputs) is AttentionInputs:
+            layer.inputs.__class__ = FastAttentionInputs
+            layer.inputs.kernel = kernel
     return True
 
 

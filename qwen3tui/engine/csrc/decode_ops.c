@@ -90,31 +90,72 @@ static float row_sum_squares(const float* x, int64_t n, int lanes) {
 
 static inline float bf16_rounded(float f) { return bf16_to_f32(f32_to_bf16(f)); }
 
+/* One row's norm as the reference rounds it, left in `row` as floats (bf16 values for bf16). */
+static void norm_row(float* row, const void* weight, int64_t dim, float eps, int is_bf16,
+                     int lanes) {
+  float mean = row_sum_squares(row, dim, lanes) / (float)dim;
+  float inv = 1.f / sqrtf(mean + eps);
+  if (is_bf16) {
+    const uint16_t* w = (const uint16_t*)weight;
+    for (int64_t i = 0; i < dim; i++) row[i] = bf16_rounded(bf16_to_f32(w[i]) * bf16_rounded(row[i] * inv));
+  } else {
+    const float* w = (const float*)weight;
+    for (int64_t i = 0; i < dim; i++) row[i] = w[i] * (row[i] * inv);
+  }
+}
+
+static void load_floats(float* row, const void* x, int64_t at, int64_t dim, int is_bf16) {
+  if (is_bf16) {
+    const uint16_t* src = (const uint16_t*)x + at;
+    for (int64_t i = 0; i < dim; i++) row[i] = bf16_to_f32(src[i]);
+  } else {
+    memcpy(row, (const float*)x + at, sizeof(float) * (size_t)dim);
+  }
+}
+
+static void store_floats(void* y, int64_t at, const float* row, int64_t dim, int is_bf16) {
+  if (is_bf16) {
+    uint16_t* out = (uint16_t*)y + at;
+    for (int64_t i = 0; i < dim; i++) out[i] = f32_to_bf16(row[i]);  /* exact: bf16 values */
+  } else {
+    memcpy((float*)y + at, row, sizeof(float) * (size_t)dim);
+  }
+}
+
 /* rows x dim values, each row times weight (dim); bf16 or fp32 (x, weight and y alike).
-   `lanes`: the float vector width of PyTorch's CPU kernels here (16 AVX-512, 8 AVX2, ...). */
+   `lanes`: the float vector width of PyTorch's sum here (8 or 16). */
 void rmsnorm(const void* x, const void* weight, void* y, int64_t rows, int64_t dim, float eps,
              int is_bf16, int lanes) {
   float* row = malloc(sizeof(float) * (size_t)dim);
   if (!row) return;
   for (int64_t r = 0; r < rows; r++) {
-    if (is_bf16) {
-      const uint16_t* src = (const uint16_t*)x + r * dim;
-      for (int64_t i = 0; i < dim; i++) row[i] = bf16_to_f32(src[i]);
-    } else {
-      memcpy(row, (const float*)x + r * dim, sizeof(float) * (size_t)dim);
+    load_floats(row, x, r * dim, dim, is_bf16);
+    norm_row(row, weight, dim, eps, is_bf16, lanes);
+    store_floats(y, r * dim, row, dim, is_bf16);
+  }
+  free(row);
+}
+
+/* rmsnorm of each head's row, then the rotary embedding as engine/rope.py rounds it:
+   x * cos + cat(-x[half:], x[:half]) * sin, each product and the sum rounded to the dtype.
+   cos and sin: one position's dim values in the same dtype. */
+void rmsnorm_rope(const void* x, const void* weight, const void* cos, const void* sin, void* y,
+                  int64_t rows, int64_t dim, float eps, int is_bf16, int lanes) {
+  float* row = malloc(sizeof(float) * (size_t)dim * 4);
+  if (!row) return;
+  float *c = row + dim, *s = row + 2 * dim, *out = row + 3 * dim;
+  const int64_t half = dim / 2;
+  load_floats(c, cos, 0, dim, is_bf16);
+  load_floats(s, sin, 0, dim, is_bf16);
+  for (int64_t r = 0; r < rows; r++) {
+    load_floats(row, x, r * dim, dim, is_bf16);
+    norm_row(row, weight, dim, eps, is_bf16, lanes);
+    for (int64_t i = 0; i < dim; i++) {
+      float rotated = i < half ? -row[i + half] : row[i - half];
+      float a = row[i] * c[i], b = rotated * s[i];
+      out[i] = is_bf16 ? bf16_rounded(bf16_rounded(a) + bf16_rounded(b)) : a + b;
     }
-    float mean = row_sum_squares(row, dim, lanes) / (float)dim;
-    float inv = 1.f / sqrtf(mean + eps);
-    if (is_bf16) {
-      const uint16_t* w = (const uint16_t*)weight;
-      uint16_t* out = (uint16_t*)y + r * dim;
-      for (int64_t i = 0; i < dim; i++)
-        out[i] = f32_to_bf16(bf16_to_f32(w[i]) * bf16_rounded(row[i] * inv));
-    } else {
-      const float* w = (const float*)weight;
-      float* out = (float*)y + r * dim;
-      for (int64_t i = 0; i < dim; i++) out[i] = w[i] * (row[i] * inv);
-    }
+    store_floats(y, r * dim, out, dim, is_bf16);
   }
   free(row);
 }
