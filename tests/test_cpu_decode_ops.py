@@ -83,6 +83,10 @@ def test_rmsnorm_is_bit_identical_to_the_reference_module():
 @needs_kernel
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
 def test_norm_and_rope_of_a_step_are_bit_identical_to_the_reference(dtype):
+    _check_norm_rope(cpu_decode_ops.load(), dtype)
+
+
+def _check_norm_rope(kernel: cpu_decode_ops.DecodeOpsKernel, dtype: torch.dtype) -> None:
     from qwen3tui.engine.config import Qwen3Config
     from qwen3tui.engine.model import AttentionInputs
     from qwen3tui.engine.random_checkpoint import TINY_CONFIG
@@ -99,7 +103,7 @@ def test_norm_and_rope_of_a_step_are_bit_identical_to_the_reference(dtype):
     fast = AttentionInputs(config).to(dtype)
     fast.load_state_dict(reference.state_dict())
     fast.__class__ = cpu_decode_ops.FastAttentionInputs
-    fast.kernel = cpu_decode_ops.load()
+    fast.kernel = kernel
     cos, sin = (t.to(dtype) for t in rope_tables(config, 5000))
     with torch.inference_mode():
         for pos in (0, 1, 37, 4999):
@@ -150,6 +154,8 @@ def test_every_build_is_strict_and_matches(variant, cache_home):
         assert kernel.simd == "avx2"
     assert kernel.lanes is not None
     _check_norm(kernel)
+    for dtype in (torch.bfloat16, torch.float32):
+        _check_norm_rope(kernel, dtype)
     _check_attention(kernel, [(16, 8, 7), (40, 8, 300), (32, 4, 4097)])
 
 

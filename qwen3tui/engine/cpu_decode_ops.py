@@ -1,11 +1,18 @@
-"""RMSNorm and one-query attention of CPU decode steps as C calls (csrc/decode_ops.c).
+"""RMSNorm, q/k norm + RoPE and one-query attention of CPU decode steps as C calls
+(csrc/decode_ops.c).
 
 With every projection of a Qwen3-1.7B-shaped step replaced by a precomputed output, the step
 still took about 8 ms on a 2-core Zen 4 machine: 113 RMSNorms of four tensor ops each (about
-14 us apiece for 128 or 2,048 values) and 28 one-query SDPA calls (60-110 us). Here each is one
-call. engine/model.py stays the reference: `install` swaps its RMSNorm modules for
-FastRMSNorm (bit-identical, tested) and gives each layer the one-query attention kernel,
-which it uses for single-token steps without a mask; everything else runs the reference.
+14 us apiece for 128 or 2,048 values), RoPE's six ops for q and for k, and 28 one-query SDPA
+calls (60-110 us). Here each is one call (a norm 5 us, attention at 160 positions 21 us); an
+int4 step went from 27.0 to 22.0 ms (benchmarks/RESULTS.md, bench_cpu_decode_ops.py).
+
+engine/model.py stays the reference. `install` swaps its RMSNorm modules for FastRMSNorm and
+its AttentionInputs for FastAttentionInputs, both bit-identical to the reference (tested), and
+gives each layer the one-query attention kernel for single-token steps without a mask: fp32
+scores, softmax and sums, rounded once at the end (fp32: within 1e-5 relative of SDPA; bf16:
+within half a bf16 step of the exact result, tested on GQA 16/8, 32/8, 40/8, 32/4 at lengths
+1 to 4,097). Everything else runs the reference.
 
 Built by native_build for the CPU it runs on; `load()` returns None where it cannot be had
 (no compiler, not x86-64, QWEN3TUI_CPU_KERNELS=0) and the model keeps PyTorch's path.

@@ -7,6 +7,7 @@
    the caller finds the width that reproduces PyTorch here),
    mean, + eps, 1 / sqrt, x * that, rounded to the input dtype, then weight * it rounded again.
    It is built with -ffp-contract=off so no multiply and add fuse into one rounding.
+   rmsnorm_rope adds the rotary embedding of engine/rope.py, rounded as it rounds.
 
    attention_one_query: scores in fp32 (dot products of bf16 or fp32 rows), softmax in fp32,
    the weighted sum of values in fp32, rounded once at the end; the kv heads are split over
