@@ -82,6 +82,9 @@ class PacedEngine:
     rate: float
     answer_tokens: int
     thinking_tokens: int
+    # A 1,000 tok/s stream is a GPU's or a server's; "cpu" turns on the UI's CPU budget
+    # (`UpdatePacer.pace_for`), which a model computing on this machine's cores gets.
+    device: str = "cuda"
     produced_at: list[float] = field(default_factory=list)  # per yielded event
     first_token: float = 0.0
     last_token: float = 0.0
@@ -91,7 +94,7 @@ class PacedEngine:
         return EngineInfo(
             model="bench/paced",
             path="-",
-            device="cpu",
+            device=self.device,
             dtype="float32",
             context_length=32768,
             num_parameters=0,
@@ -225,9 +228,14 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run(
-    rate: float, tokens: int, thinking: int, size: tuple[int, int], typing: bool
+    rate: float,
+    tokens: int,
+    thinking: int,
+    size: tuple[int, int],
+    typing: bool,
+    device: str = "cuda",
 ) -> dict[str, float]:
-    engine = PacedEngine(rate, tokens - thinking, thinking)
+    engine = PacedEngine(rate, tokens - thinking, thinking, device)
     home = Path(tempfile.mkdtemp(prefix="qwen3tui-bench-"))
     settings = UserSettings(turn=TurnSettings(thinking=thinking > 0, thinking_budget=None))
     app = Qwen3App(
@@ -312,6 +320,11 @@ def main(argv: list[str] | None = None) -> int:
         default=1000,
         help="of which thinking tokens, streamed into the thinking pane (1000)",
     )
+    p.add_argument(
+        "--device",
+        default="cuda",
+        help="the device the scripted model claims (cuda); cpu shows the UI's CPU budget at work",
+    )
     args = p.parse_args(argv)
     size = (120, 40)
     scenarios = [("answer only", 0, False)]
@@ -319,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         scenarios.append((f"{args.thinking} thinking + answer", args.thinking, False))
     scenarios.append(("answer, user typing", 0, True))
     rows = [
-        (name, asyncio.run(run(args.rate, args.tokens, thinking, size, typing)))
+        (name, asyncio.run(run(args.rate, args.tokens, thinking, size, typing, args.device)))
         for name, thinking, typing in scenarios
     ]
     keys = [k for k in rows[0][1] if k != "thinking"]

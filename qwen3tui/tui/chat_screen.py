@@ -450,7 +450,10 @@ class ChatScreen(Screen[None]):
 
     @on(Composer.Submitted)
     def _submitted(self, event: Composer.Submitted) -> None:
-        self.submit(event.text)
+        try:
+            self.submit(event.text)
+        finally:
+            self.composer.taken(event.text)
 
     def submit(self, text: str) -> None:
         """Handle what the user sent: a slash command, or a prompt for the model."""

@@ -79,6 +79,9 @@ class Composer(TextArea):
         self.prompts = PromptHistory()
         self.last_keystroke = float("-inf")  # time.monotonic() of the last edit by the user
         self.suggestions = suggestions  # shown above the composer, by the screen
+        # Texts sent (Submitted posted) that the screen has not taken yet: a second Enter
+        # before it does sends only what was typed after them, never them again.
+        self.in_flight: list[str] = []
 
     async def _on_key(self, event: events.Key) -> None:
         if event.is_printable or event.key in ("backspace", "delete"):
@@ -90,7 +93,7 @@ class Composer(TextArea):
         if event.key == "enter":
             event.stop()
             event.prevent_default()
-            self.post_message(self.Submitted(self, self.text))
+            self.send()
             return
         if event.key == "tab" and (self._complete_command() or self._complete_path()):
             event.stop()
@@ -126,10 +129,24 @@ class Composer(TextArea):
         elif key == "escape":
             shown.hide()
         elif key == "enter" and shown.state.enter_sends():
-            self.post_message(self.Submitted(self, self.text))
+            self.send()
         else:
             self.choose(shown.state.completion())
         return True
+
+    def send(self) -> None:
+        """Post what is typed, less any text already sent that the screen has not taken."""
+        text = self.text
+        for pending in self.in_flight:
+            if text.startswith(pending):
+                text = text[len(pending) :]
+        self.in_flight.append(text)
+        self.post_message(self.Submitted(self, text))
+
+    def taken(self, text: str) -> None:
+        """The screen has handled a sent text (sent or refused): stop holding it back."""
+        if text in self.in_flight:
+            self.in_flight.remove(text)
 
     def choose(self, completion: str | None) -> None:
         """Put a chosen command in the composer (Tab, Enter or a click on a suggestion)."""
@@ -207,8 +224,9 @@ class Composer(TextArea):
         on a busy machine loses no keystrokes.
         """
         self.prompts.add(text.strip())
-        if self.text.startswith(text):
-            self.text = self.text[len(text) :]
+        at = self.text.find(text) if text else -1
+        if at >= 0:  # at the start, or after an earlier sent text that was refused (kept)
+            self.text = self.text[:at] + self.text[at + len(text) :]
             self.move_cursor(self.document.end)
 
 
