@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,9 +17,11 @@ from qwen3tui.engine.options import ChatOptions
 from qwen3tui.store import Outcome
 from qwen3tui.tui.generation_worker import (
     CPU_SHARE,
+    DECODE_SWITCH_INTERVAL_S,
     Mailbox,
     UpdatePacer,
     coalesce,
+    hand_gil_over_quickly,
     run_generation,
 )
 from qwen3tui.turn import Stop, TurnEnded
@@ -223,6 +226,36 @@ async def test_the_chat_keeps_to_the_cpu_budget_once_a_model_on_this_cpu_is_read
     async with app.run_test(size=(100, 36)) as pilot:
         c = await ready(pilot)
         assert c.pacer.cpu_share == CPU_SHARE
+
+
+@pytest.mark.anyio
+async def test_the_gil_changes_hands_sooner_while_a_model_on_this_cpu_is_open(
+    qwen3tui_home: Path,
+) -> None:
+    default = sys.getswitchinterval()
+    engine = FakeEngine()  # says it computes on "cpu", on this machine
+    app = make_app(engine, qwen3tui_home)
+    async with app.run_test(size=(100, 36)) as pilot:
+        await ready(pilot)
+        assert sys.getswitchinterval() == pytest.approx(DECODE_SWITCH_INTERVAL_S)
+    assert sys.getswitchinterval() == pytest.approx(default)  # the chat closed: as it was
+
+
+def test_the_gil_keeps_its_default_pace_for_a_gpu_or_a_server() -> None:
+    default = sys.getswitchinterval()
+    local_cpu = EngineInfo(
+        "m", "/m", device="cpu", dtype="bfloat16", context_length=1, num_parameters=1
+    )
+    try:
+        hand_gil_over_quickly(local_cpu)
+        assert sys.getswitchinterval() == pytest.approx(DECODE_SWITCH_INTERVAL_S)
+        hand_gil_over_quickly(replace(local_cpu, device="cuda"))
+        assert sys.getswitchinterval() == pytest.approx(default)
+        hand_gil_over_quickly(local_cpu)
+        hand_gil_over_quickly(replace(local_cpu, server="http://127.0.0.1:8000/v1"))
+        assert sys.getswitchinterval() == pytest.approx(default)
+    finally:
+        sys.setswitchinterval(default)
 
 
 def test_the_item_that_ends_a_turn_always_wakes_the_ui() -> None:

@@ -61,6 +61,7 @@ from .generation_worker import (
     StreamReady,
     UpdatePacer,
     coalesce,
+    hand_gil_over_quickly,
     run_generation,
 )
 from .live_stats import LiveStats
@@ -237,6 +238,7 @@ class ChatScreen(Screen[None]):
         self.engine = engine
         info = engine.info
         self.pacer.pace_for(info)  # a model on this CPU: the UI keeps off the decode's cores
+        hand_gil_over_quickly(info)
         self.load_panel.display = False
         self.thinking_mode = info.thinking_mode
         # The one switch position the model cannot take, and why.
@@ -798,6 +800,7 @@ class ChatScreen(Screen[None]):
         self.composer.border_subtitle = f"{count} queued · Esc clears" if count else ""
 
     def on_unmount(self) -> None:
+        hand_gil_over_quickly(None)
         # However the app ends, a running generation must not keep the process alive.
         if self.turn is not None:
             self.turn.stop.cancel()
