@@ -8,6 +8,7 @@ import threading
 import pytest
 import torch
 from fake_engine import FakeEngine
+from scripted_model import ScriptedModel
 
 from qwen3tui.engine import load_engine
 from qwen3tui.engine.config import Qwen3Config
@@ -21,27 +22,6 @@ from qwen3tui.store import Outcome, SessionSaver, SessionStore
 from qwen3tui.turn import Recording, Stop, TurnEnded, run_turn
 
 GREEDY = SamplingParams(temperature=0.0)
-
-
-class ScriptedModel:
-    """Always predicts the first scripted token not yet fed back to it."""
-
-    def __init__(self, script: list[int], vocab: int) -> None:
-        self.script = list(script)
-        self.next = 0
-        self.vocab = vocab
-        self.fed: list[list[int]] = []
-        self.rope_cos = torch.zeros(1)
-
-    def __call__(self, ids: torch.Tensor, start: int, cache: KVCache, last_only: bool = True):
-        self.fed.append(ids[0].tolist())
-        for token in self.fed[-1]:
-            if self.next < len(self.script) and token == self.script[self.next]:
-                self.next += 1
-        logits = torch.full((1, 1, self.vocab), -1e4)
-        if self.next < len(self.script):
-            logits[0, 0, self.script[self.next]] = 0.0
-        return logits
 
 
 @pytest.fixture(scope="module")

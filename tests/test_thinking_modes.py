@@ -17,6 +17,7 @@ from qwen3_2507_templates import (
     template_for,
     thinking_2507_template,
 )
+from scripted_model import ScriptedModel
 
 from qwen3tui.engine import (
     AnswerDelta,
@@ -277,25 +278,6 @@ def test_sampling_defaults_follow_what_the_model_does_not_what_was_asked(
 
 
 # -- the reply split and the budget on each mode (scripted decoder) -----------------------------
-
-
-class ScriptedModel:
-    """Always predicts the first scripted token not yet fed back to it."""
-
-    def __init__(self, script: list[int], vocab: int) -> None:
-        self.script, self.next, self.vocab = list(script), 0, vocab
-        self.fed: list[list[int]] = []
-        self.rope_cos = torch.zeros(1)
-
-    def __call__(self, ids: torch.Tensor, start: int, cache: KVCache, last_only: bool = True):
-        self.fed.append(ids[0].tolist())
-        for token in self.fed[-1]:
-            if self.next < len(self.script) and token == self.script[self.next]:
-                self.next += 1
-        logits = torch.full((1, 1, self.vocab), -1e4)
-        if self.next < len(self.script):
-            logits[0, 0, self.script[self.next]] = 0.0
-        return logits
 
 
 def scripted_reply(engine: Engine, mode_wanted: bool, script: list[int], budget=None):
