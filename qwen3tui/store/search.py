@@ -80,14 +80,6 @@ def query_words(query: str) -> list[str]:
     return _WORD.findall(_fold(query))
 
 
-def match_expression(query: str) -> str:
-    """What the user typed as a safe FTS5 query: every word must begin a word of the text.
-
-    The index stems words ("running" is kept as "run"), and FTS5 stems a prefix query's word
-    too, so `"run"*` finds "running" and `"quant"*` finds "quantization"."""
-    return " AND ".join(f'"{word}"*' for word in _words(query))
-
-
 def _broad_expression(words: list[str]) -> str:
     """A superset of the matches that also holds each word typed past its stem: "quantiza" is
     no prefix of "quantiz" (how "quantization" is kept), but its first letters are."""
@@ -127,7 +119,9 @@ def search(
     words = _words(query)
     try:
         rows = _matches(conn, _broad_expression(words), kinds, marks)
-        # Rows the broad query found by a word's first letters only must begin that word.
+        # Rows the broad query found by a word's first letters only must begin that word. The
+        # index stems words ("running" is kept as "run") and FTS5 stems a prefix query's word
+        # too, so `"run"*` finds "running" and `"quant"*` finds "quantization".
         stemmed = {word: {r[0] for r in conn.execute(_ROWIDS, (f'"{word}"*',))} for word in words}
     except sqlite3.DatabaseError as err:
         if isinstance(err, sqlite3.OperationalError) and "malformed" not in str(err).lower():
