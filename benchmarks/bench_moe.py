@@ -13,10 +13,12 @@ Decode at batch 1 reads every weight a token uses once: attention, the router, t
 experts of each layer, the output head, and the KV cache. That many bytes over the device's
 measured bandwidth is the ceiling each engine's tok/s is compared with. Rows:
 - ours: the engine's decode step (`decode_step.make_step`: CUDA graphs on CUDA), driven the
-  way `generate` drives it (next step launched before the host reads the token), once per way
-  a decoding token reaches its experts (moe.py): "grouped" (grouped matmul from device
-  offsets) and "index" (k experts gathered by device index, then a batched matmul); on the CPU
-  the host grouping (a functional check: the CPU packing Engine.load adds is not applied);
+  way `generate` drives it (next step launched before the host reads the token): "fast" (the
+  Triton kernels of fast_decode.py, as the engine runs on CUDA), then graphs of the plain
+  modules once per way a decoding token reaches its experts (moe.py): "grouped" (grouped
+  matmul from device offsets) and "index" (k experts gathered by device index, then a batched
+  matmul); on the CPU the host grouping (a functional check: the CPU packing Engine.load
+  adds is not applied);
 - transformers: `generate`, greedy, its default experts implementation and cache.
 Greedy tokens of the two are compared (bf16: a near-tie may flip late; the step is shown).
 """
@@ -197,14 +199,17 @@ def bench_ours(model, config, prompt, args, device, dtype, context) -> list[dict
 
     cache = KVCache(config, context, device, dtype)
     blocks = list(moe.moe_blocks(model))
-    paths = ("grouped", "index") if device.type == "cuda" else ("host",)
+    paths = ("fast", "grouped", "index") if device.type == "cuda" else ("host",)
     if device.type == "cuda" and not moe.grouped_mm_supported(model.embed_tokens.weight):
-        paths = ("index",)
+        paths = ("fast", "index")
     rows = []
     for path in paths:
         for block in blocks:
-            block.decode_path = path
-        step = decode_step.make_step(model, cache)  # its own CUDA graphs
+            block.decode_path = "auto" if path == "fast" else path
+        if device.type == "cuda":  # its own CUDA graphs; "fast": of the Triton kernels
+            step = decode_step.GraphedStep(model, cache, fast=path == "fast")
+        else:
+            step = decode_step.make_step(model, cache)
         if hasattr(step, "wait_compiled"):  # kernels compiled in the background: not timed
             step.wait_compiled(args.compile_timeout)
         note = f"{type(step).__name__}"

@@ -23,6 +23,10 @@ from torch import nn
 from .fp8_linear import Fp8Linear
 from .kv_cache import KVCache
 from .model import Qwen3
+from .moe import Experts
+
+# Experts a layer may have: the router's top-k ranks all of them in one program's registers.
+MAX_EXPERTS = 256
 
 
 def available() -> bool:
@@ -35,26 +39,26 @@ def available() -> bool:
 
 
 def supported(model: Qwen3) -> bool:
-    """Dense Qwen3 layers with plain (bf16/fp16/fp32) or FP8 projections: what these kernels
-    run. FP8 blocks must hold whole programs' rows (a multiple of 16) and gate/up's halves
-    must start on a block boundary."""
+    """Qwen3 layers with plain (bf16/fp16/fp32) or FP8 projections, dense or with stacked
+    experts (Qwen3-MoE): what these kernels run. FP8 blocks must hold whole programs' rows (a
+    multiple of 16) and gate/up's halves must start on a block boundary."""
     try:
         for layer in model.layers:
-            linears = (
-                layer.inputs.qkv_proj,
-                layer.output.o_proj,
-                layer.output.gate_up_proj,
-                layer.output.down_proj,
-            )
+            moe = getattr(layer.output, "moe", None)
+            linears = [layer.inputs.qkv_proj, layer.output.o_proj]
+            if moe is None:
+                linears += [layer.output.gate_up_proj, layer.output.down_proj]
+            elif not isinstance(moe.experts, Experts) or moe.experts.num_experts > MAX_EXPERTS:
+                return False  # experts as separate modules (e.g. quantized one by one)
             if any(type(m) not in (nn.Linear, Fp8Linear) for m in linears):
                 return False
             fp8 = [m for m in linears if isinstance(m, Fp8Linear)]
             if any(m.block[0] % 16 for m in fp8):
                 return False
-            gate_up = layer.output.gate_up_proj
+            gate_up = layer.output.gate_up_proj if moe is None else None
             if isinstance(gate_up, Fp8Linear) and (gate_up.out_features // 2) % gate_up.block[0]:
                 return False
-    except AttributeError:  # another layer kind (e.g. mixture of experts)
+    except AttributeError:  # another layer kind
         return False
     return model.config.head_dim in (64, 128, 256)
 
@@ -67,6 +71,7 @@ class GemvShape:
     block_cols: int
     warps: int
     stages: int = 3
+    fp8_math: str = "f32"  # FP8 weights' math in triton_kernels.gemv: "f32", "f16" or "dot8"
 
 
 def gemv_shape(rows: int, cols: int, swiglu: bool = False, fp8: bool = False) -> GemvShape:
@@ -120,12 +125,15 @@ class _Layer:
     k_norm: torch.Tensor
     o: torch.Tensor
     post_norm: torch.Tensor
+    # The MLP: gate_up (2 * inner, hidden) and down (hidden, inner); with experts, every
+    # expert's stacked (experts, 2 * inner, hidden) and (experts, hidden, inner), and the router.
     gate_up: torch.Tensor
     down: torch.Tensor
     keys: torch.Tensor
     values: torch.Tensor
     # FP8 projections' block scales by name ("qkv", "o", "gate_up", "down"); absent: not FP8.
     scales: dict[str, Fp8Scales]
+    router: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -172,27 +180,7 @@ class FastDecoder:
             )
         self.launch = {"launch_pdl": True} if pdl else {}
         self.pdl = pdl
-        self.layers = [
-            _Layer(
-                norm=layer.inputs.norm.weight,
-                qkv=layer.inputs.qkv_proj.weight,
-                q_norm=layer.inputs.q_norm.weight,
-                k_norm=layer.inputs.k_norm.weight,
-                o=layer.output.o_proj.weight,
-                post_norm=layer.output.norm.weight,
-                gate_up=layer.output.gate_up_proj.weight,
-                down=layer.output.down_proj.weight,
-                keys=cache.keys[i],
-                values=cache.values[i],
-                scales=_fp8_scales(
-                    qkv=layer.inputs.qkv_proj,
-                    o=layer.output.o_proj,
-                    gate_up=layer.output.gate_up_proj,
-                    down=layer.output.down_proj,
-                ),
-            )
-            for i, layer in enumerate(model.layers)
-        ]
+        self.layers = [_layer(layer, cache, i) for i, layer in enumerate(model.layers)]
         self.head = model.output_weight()
         self.final_norm = model.norm.weight
         f32 = {"device": device, "dtype": torch.float32}
@@ -207,6 +195,14 @@ class FastDecoder:
         # Splits done per KV head; the last one merges and sets it back to 0.
         self.counter = torch.zeros(self.n_kv, device=device, dtype=torch.int32)
         self.act = torch.empty(self.inner, **f32)
+        self.moe = next(
+            (m for layer in model.layers if (m := getattr(layer.output, "moe", None))), None
+        )
+        if self.moe is not None:  # the router's scores, the k experts' ids and activations
+            self.top_k, self.moe_inner = config.num_experts_per_tok, config.moe_intermediate_size
+            self.scores = torch.empty(config.num_experts, **f32)
+            self.expert_ids = torch.empty(self.top_k, device=device, dtype=torch.int32)
+            self.expert_act = torch.empty(self.top_k * self.moe_inner, **f32)
         self.logits = torch.empty(self.head.shape[0], device=device, dtype=self.dtype)
         fp8 = self.layers[0].scales
         self.shapes = {
@@ -216,6 +212,10 @@ class FastDecoder:
             "down": gemv_shape(self.hidden, self.inner, fp8="down" in fp8),
             "head": gemv_shape(self.head.shape[0], self.hidden),
         }
+        if self.moe is not None:
+            self.shapes["router"] = gemv_shape(config.num_experts, self.hidden)
+            self.shapes["expert_gate_up"] = expert_shape(self.moe_inner, self.hidden, gate_up=True)
+            self.shapes["expert_down"] = expert_shape(self.hidden, self.moe_inner, gate_up=False)
         self.shapes.update(shapes or {})
 
     def __call__(self, token: torch.Tensor, pos: torch.Tensor, window: int) -> torch.Tensor:
@@ -225,6 +225,9 @@ class FastDecoder:
             self.project("qkv", layer.qkv, self.x, self.qkv, norm=layer.norm, fp8=s.get("qkv"))
             self.attend(layer, pos, window)
             self.project("o", layer.o, self.attended, self.x, residual=True, fp8=s.get("o"))
+            if layer.router is not None:
+                self.experts(layer)
+                continue
             self.project(
                 "gate_up", layer.gate_up, self.x, self.act, norm=layer.post_norm,
                 fp8=s.get("gate_up"),
@@ -260,6 +263,27 @@ class FastDecoder:
             num_warps=a.warps, num_stages=1, **self.launch,
         )  # fmt: skip
 
+    def experts(self, layer: _Layer) -> None:
+        """x += the mixture of experts' output for RMSNorm(x): the router's scores, then the
+        k routed experts' SwiGLU and down projections, chosen on the device."""
+        from . import triton_moe as k
+
+        self.project("router", layer.router, self.x, self.scores, norm=layer.post_norm)
+        n_experts = self.scores.numel()
+        up, down = self.shapes["expert_gate_up"], self.shapes["expert_down"]
+        k.expert_gate_up[(triton_cdiv(up.rows, up.block_rows), self.top_k)](
+            layer.gate_up, self.x, layer.post_norm, self.scores, self.expert_ids,
+            self.expert_act, up.rows, up.cols, n_experts, self.eps, self.top_k,
+            triton_next_pow2(n_experts), self.moe.router.normalize, up.block_rows,
+            up.block_cols, _even(up), self.pdl, num_warps=up.warps, num_stages=up.stages,
+            **self.launch,
+        )  # fmt: skip
+        k.expert_down[(triton_cdiv(down.rows, down.block_rows),)](
+            layer.down, self.expert_act, self.expert_ids, self.x, down.rows, down.cols,
+            self.top_k, down.block_rows, down.block_cols, _even(down), self.pdl,
+            num_warps=down.warps, num_stages=down.stages, **self.launch,
+        )  # fmt: skip
+
     def project(
         self, name: str, weight, x, out, norm=None, residual: bool = False,
         fp8: Fp8Scales | None = None,
@@ -275,12 +299,56 @@ class FastDecoder:
         scales, sb = (fp8.grid, fp8.block) if fp8 is not None else (x, (128, 128))
         if fp8 is not None and sb[0] % s.block_rows:
             raise ValueError(f"{name}: {s.block_rows} rows per program straddle FP8 blocks")
+        if fp8 is not None and s.fp8_math == "dot8":
+            if s.block_rows < 16 or s.block_cols % sb[1] or s.block_cols > 16 * sb[1]:
+                raise ValueError(f"{name}: dot8 takes 16+ rows, 1 to 16 scale blocks of columns")
         k.gemv[(triton_cdiv(s.rows, s.block_rows),)](
             weight, x, norm if norm is not None else x, out, scales, scales.shape[-1], s.rows,
             s.cols, s.rows, self.eps, s.block_rows, s.block_cols, norm is not None, swiglu,
             residual, even, self.pdl, fp8 is not None, sb[0], sb[1],
+            s.fp8_math if fp8 is not None else "f32",
             num_warps=s.warps, num_stages=s.stages, **self.launch,
         )  # fmt: skip
+
+
+def _layer(layer: nn.Module, cache: KVCache, index: int) -> _Layer:
+    """The tensors the kernels read for one decoder layer."""
+    inputs, out = layer.inputs, layer.output
+    moe = getattr(out, "moe", None)
+    if moe is None:
+        mlp = {"gate_up": out.gate_up_proj, "down": out.down_proj}
+        gate_up, down, router = out.gate_up_proj.weight, out.down_proj.weight, None
+    else:
+        mlp = {}
+        gate_up, down = moe.experts.gate_up_proj, moe.experts.down_proj
+        router = moe.router.weight
+    return _Layer(
+        norm=inputs.norm.weight,
+        qkv=inputs.qkv_proj.weight,
+        q_norm=inputs.q_norm.weight,
+        k_norm=inputs.k_norm.weight,
+        o=out.o_proj.weight,
+        post_norm=out.norm.weight,
+        gate_up=gate_up,
+        down=down,
+        keys=cache.keys[index],
+        values=cache.values[index],
+        scales=_fp8_scales(qkv=inputs.qkv_proj, o=out.o_proj, **mlp),
+        router=router,
+    )
+
+
+def expert_shape(rows: int, cols: int, gate_up: bool) -> GemvShape:
+    """Blocks for the routed experts' kernels (per expert: rows of one half for gate/up).
+    Not swept yet: gate/up as the dense gate/up's best shape, down as a 2,048-column
+    row split in tiles of 256 (Qwen3-30B-A3B's experts have 768 columns)."""
+    if gate_up:
+        return GemvShape(rows, cols, 16, min(256, triton_next_pow2(cols)), 8)
+    return GemvShape(rows, cols, 4, min(256, triton_next_pow2(cols)), 4)
+
+
+def _even(s: GemvShape) -> bool:
+    return s.rows % s.block_rows == 0 and s.cols % s.block_cols == 0
 
 
 def attention_splits(window: int, shape: AttentionShape) -> tuple[int, int]:

@@ -1,0 +1,134 @@
+"""Triton kernels for a mixture-of-experts layer in a batch-1 decode step (Qwen3-MoE).
+
+After the router's one-row projection (`triton_kernels.gemv`, RMSNorm in its prologue) has
+scored every expert, two kernels run the token's k experts without the host:
+
+- `expert_gate_up`: program (row block, slot) finds the slot-th expert from the router's
+  scores itself (softmax and top-k over a few hundred values: cheaper than a launch), then
+  computes those rows of that expert's SwiGLU, times its routing weight. Together the
+  programs read the k experts' gate/up weights once: for Qwen3-30B-A3B the same 12,288 x 2,048
+  one-row matmul as a dense Qwen3-1.7B layer's.
+- `expert_down`: each program sums its output rows over the k experts' down projections and
+  adds them into the residual stream: the k experts' down weights read once.
+
+Both read the weights of whichever experts the token chose, by device index: a CUDA graph of
+the step replays for any routing.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from .triton_kernels import _tile, _vector, gdc_launch_dependents, gdc_wait
+
+
+@triton.jit
+def _route(LOGITS, slot, E, TOP_K: tl.constexpr, E_PAD: tl.constexpr, NORMALIZE: tl.constexpr):
+    """(expert, routing weight) of the token's slot-th most probable expert: softmax over the
+    router's E scores, in fp32; with NORMALIZE the k weights are divided by their sum.
+
+    An expert's rank is how many experts come before it (more probable, or as probable and a
+    lower index), so every program finds the same k experts without sorting."""
+    e = tl.arange(0, E_PAD)
+    logits = tl.load(LOGITS + e, mask=e < E, other=float("-inf")).to(tl.float32)
+    p = tl.exp(logits - tl.max(logits, axis=0))
+    p = p / tl.sum(p, axis=0)
+    ahead = (p[None, :] > p[:, None]) | ((p[None, :] == p[:, None]) & (e[None, :] < e[:, None]))
+    rank = tl.sum(ahead.to(tl.int32), axis=1)
+    chosen = rank == slot
+    expert = tl.sum(tl.where(chosen, e, 0), axis=0)
+    weight = tl.sum(tl.where(chosen, p, 0.0), axis=0)
+    if NORMALIZE:
+        weight = weight / tl.sum(tl.where(rank < TOP_K, p, 0.0), axis=0)
+    return expert, weight
+
+
+@triton.jit
+def expert_gate_up(
+    W,
+    X,
+    NORM_W,
+    LOGITS,
+    IDS,
+    OUT,
+    INTER,
+    K,
+    E,
+    eps,
+    TOP_K: tl.constexpr,
+    E_PAD: tl.constexpr,
+    NORMALIZE: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    EVEN: tl.constexpr,
+    PDL: tl.constexpr,
+):
+    """OUT[slot * INTER + n] = weight * silu(G[n] @ x) * (U[n] @ x) for rows n of this program,
+    where the slot-th routed expert's W[expert] (2 * INTER, K) holds G then U, x is
+    RMSNorm(X) * NORM_W and weight its routing weight. Program (0, slot) also writes the
+    expert's index to IDS[slot] for `expert_down`. EVEN: no masks (INTER and K multiples of
+    the blocks)."""
+    slot = tl.program_id(1)
+    rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
+    cols = tl.arange(0, BLOCK_K)
+    row_ok = rows < INTER
+    if PDL:  # the router's scores come from the kernel before: nothing to fetch earlier
+        gdc_wait()
+        gdc_launch_dependents()
+    expert, weight = _route(LOGITS, slot, E, TOP_K, E_PAD, NORMALIZE)
+    if tl.program_id(0) == 0:
+        tl.store(IDS + slot, expert)
+    gate_ptrs = W + expert.to(tl.int64) * 2 * INTER * K + rows[:, None] * K + cols[None, :]
+    up_ptrs = gate_ptrs + INTER * K
+    squares = tl.zeros([BLOCK_K], tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        xk = _vector(X, k0 + cols, K, EVEN)
+        squares += xk * xk
+    inv = tl.rsqrt(tl.sum(squares) / K + eps)
+    acc_gate = tl.zeros([BLOCK_N, BLOCK_K], tl.float32)
+    acc_up = tl.zeros([BLOCK_N, BLOCK_K], tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        xk = _vector(X, k0 + cols, K, EVEN) * inv * _vector(NORM_W, k0 + cols, K, EVEN)
+        gate = _tile(gate_ptrs + k0, row_ok, k0 + cols, K, EVEN)
+        up = _tile(up_ptrs + k0, row_ok, k0 + cols, K, EVEN)
+        acc_gate += gate.to(tl.float32) * xk[None, :]
+        acc_up += up.to(tl.float32) * xk[None, :]
+    g = tl.sum(acc_gate, axis=1)
+    y = g / (1.0 + tl.exp(-g)) * tl.sum(acc_up, axis=1) * weight
+    tl.store(OUT + slot * INTER + rows, y, mask=row_ok)
+
+
+@triton.jit
+def expert_down(
+    W,
+    ACT,
+    IDS,
+    OUT,
+    N,
+    INTER,
+    TOP_K: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    EVEN: tl.constexpr,
+    PDL: tl.constexpr,
+):
+    """OUT[n] += sum over slots s of D[n] @ ACT[s * INTER:(s + 1) * INTER], D = W[IDS[s]]
+    (N, INTER): the routed experts' down projections (their weights already in ACT), added
+    into the residual stream OUT."""
+    rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
+    cols = tl.arange(0, BLOCK_K)
+    row_ok = rows < N
+    if PDL:
+        gdc_wait()
+        gdc_launch_dependents()
+    acc = tl.zeros([BLOCK_N, BLOCK_K], tl.float32)
+    for slot in range(TOP_K):
+        expert = tl.load(IDS + slot).to(tl.int64)
+        w_ptrs = W + expert * N * INTER + rows[:, None] * INTER + cols[None, :]
+        for k0 in range(0, INTER, BLOCK_K):
+            w = _tile(w_ptrs + k0, row_ok, k0 + cols, INTER, EVEN)
+            a = _vector(ACT + slot * INTER, k0 + cols, INTER, EVEN)
+            acc += w.to(tl.float32) * a[None, :]
+    y = tl.sum(acc, axis=1) + tl.load(OUT + rows, mask=row_ok, other=0.0).to(tl.float32)
+    tl.store(OUT + rows, y.to(OUT.dtype.element_ty), mask=row_ok)

@@ -1,0 +1,161 @@
+"""The mixture-of-experts decode kernels (engine/triton_moe.py) inside CUDA's fast decode step.
+
+The fast step routes each token on the device: the router's scores, then each of the k routed
+experts' SwiGLU and down projections, read by device index. Held here against the plain model
+(engine/moe.py), in float32: on the CPU through Triton's interpreter (skipped where Triton is
+not installed, as in CI), and on a CUDA GPU at Qwen3-30B-A3B's shapes (`pytest -m cuda`).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from triton_interpreter import run_interpreted
+
+from qwen3tui.engine.config import Qwen3Config
+from qwen3tui.engine.kv_cache import KVCache
+from qwen3tui.engine.model import Qwen3
+from qwen3tui.engine.moe import ExpertList
+
+# Qwen3-30B-A3B's layer shapes (128 experts, 8 routed, 768 rows each), two layers.
+A3B = {
+    "hidden_size": 2048,
+    "intermediate_size": 6144,
+    "moe_intermediate_size": 768,
+    "num_experts": 128,
+    "num_experts_per_tok": 8,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 4,
+}
+# Small enough for the interpreter: experts of 40 rows (partial blocks), a dense layer among
+# sparse ones, raw or renormalised top-k weights.
+TINY = {
+    "hidden_size": 128,
+    "intermediate_size": 96,
+    "moe_intermediate_size": 40,
+    "num_experts": 12,
+    "num_experts_per_tok": 3,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "mlp_only_layers": [1],
+}
+
+
+def moe_model(shape: dict, device: str, layers: int = 2, normalize: bool = True) -> Qwen3:
+    config = Qwen3Config.from_dict(
+        {
+            **shape,
+            "num_hidden_layers": layers,
+            "head_dim": 64 if shape is TINY else 128,
+            "vocab_size": 300,
+            "max_position_embeddings": 1024,
+            "rms_norm_eps": 1e-6,
+            "rope_theta": 1e6,
+            "tie_word_embeddings": False,
+            "norm_topk_prob": normalize,
+            "model_type": "qwen3_moe",
+        }
+    )
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = Qwen3(config, 1024)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("norm.weight"):
+                p.uniform_(0.5, 1.5)
+            else:
+                p.normal_(0, 0.05)
+    model.setup_rope(torch.device(device), torch.float32)
+    for layer in model.layers:  # as weights.load_model sets them on CUDA
+        layer.matmul_attention = True
+    return model.eval()
+
+
+def experts_against_plain(model: Qwen3, trials: int) -> None:
+    """Each sparse layer's experts on random residual streams: the kernels' x += moe(norm(x))
+    against the plain block's, and the k experts they chose against torch.topk's."""
+    from qwen3tui.engine.fast_decode import FastDecoder
+
+    device = model.rope_cos.device
+    cache = KVCache(model.config, 64, device, torch.float32)
+    dec = FastDecoder(model, cache)
+    k = model.config.num_experts_per_tok
+    with torch.inference_mode():
+        for i, (layer, fast) in enumerate(zip(model.layers, dec.layers, strict=True)):
+            if fast.router is None:
+                continue
+            block = layer.output.moe
+            for trial in range(trials):
+                x = torch.randn(model.config.hidden_size, device=device) * (1 + trial)
+                normed = layer.output.norm(x[None, None])
+                want = x + block(normed)[0, 0]
+                dec.x.copy_(x)
+                dec.experts(fast)
+                _, ids = block.router(normed[0])
+                assert sorted(dec.expert_ids.tolist()) == sorted(ids[0].tolist()), (i, trial)
+                assert dec.expert_ids.shape == (k,)
+                torch.testing.assert_close(dec.x, want, rtol=1e-5, atol=1e-5)
+
+
+def steps_against_plain(model: Qwen3, prompt: int, steps: int, window: int) -> None:
+    """Whole fast steps (dense and sparse layers) against the plain model's, in float32."""
+    from qwen3tui.engine.fast_decode import FastDecoder
+
+    device = model.rope_cos.device
+    config = model.config
+    ids = torch.randint(0, config.vocab_size, (1, prompt + steps), device=device)
+    plain = KVCache(config, 1024, device, torch.float32)
+    fast = KVCache(config, 1024, device, torch.float32)
+    dec = FastDecoder(model, fast)
+    with torch.inference_mode():
+        model(ids[:, :prompt], 0, plain)
+        model(ids[:, :prompt], 0, fast)
+        for p in range(prompt, prompt + steps):
+            pos = torch.tensor([p], device=device)
+            want = model.decode_step(ids[:, p : p + 1], pos, plain, window)[0, -1]
+            got = dec(ids[:, p : p + 1], pos, window)
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+# -- anywhere -----------------------------------------------------------------------------------
+
+
+def test_the_fast_step_takes_stacked_experts_and_not_experts_quantized_one_by_one():
+    from qwen3tui.engine import fast_decode
+
+    model = moe_model(TINY, "cpu")
+    assert fast_decode.supported(model)
+    block = model.layers[0].output.moe
+    block.experts = ExpertList.from_stacks(block.experts, lambda w: torch.nn.Linear(1, 1))
+    assert not fast_decode.supported(model)
+
+
+# -- on the CPU, through Triton's interpreter -------------------------------------------------
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_routed_experts_match_the_plain_block_in_the_interpreter(normalize):
+    run_interpreted(
+        __file__, f"experts_against_plain(moe_model(TINY, 'cpu', normalize={normalize}), 4)"
+    )
+
+
+def test_fast_steps_with_experts_match_the_plain_steps_in_the_interpreter():
+    run_interpreted(__file__, "steps_against_plain(moe_model(TINY, 'cpu'), 10, 3, 64)")
+
+
+# -- on a CUDA GPU ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_routed_experts_match_the_plain_block_at_30b_a3b_shapes(normalize):
+    experts_against_plain(moe_model(A3B, "cuda", layers=1, normalize=normalize), 8)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("window", [256, 1024])
+def test_fast_steps_with_experts_match_the_plain_steps_at_30b_a3b_shapes(window):
+    steps_against_plain(moe_model(A3B, "cuda"), window - 40, 4, window)
