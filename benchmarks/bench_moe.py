@@ -54,6 +54,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="runs per engine; the best is kept")
     p.add_argument("--check-tokens", type=int, default=32, help="greedy tokens compared")
     p.add_argument("--engines", default="ours,transformers")
+    p.add_argument(
+        "--expert-shapes",
+        nargs="*",
+        metavar="RxCxW/RxCxW",
+        help="CUDA: a fast row per pair of expert kernel blocks (rows x cols x warps of gate/up"
+        " and of down) instead of the defaults, e.g. 16x256x8/4x256x4",
+    )
     p.add_argument("--compile-timeout", type=float, default=900.0, help="seconds")
     p.add_argument("--json", type=Path, help="also write every number here")
     return p.parse_args(argv)
@@ -202,16 +209,21 @@ def bench_ours(model, config, prompt, args, device, dtype, context) -> list[dict
     paths = ("fast", "grouped", "index") if device.type == "cuda" else ("host",)
     if device.type == "cuda" and not moe.grouped_mm_supported(model.embed_tokens.weight):
         paths = ("fast", "index")
+    if "fast" in paths and args.expert_shapes:  # a row per pair of expert kernel blocks
+        i = paths.index("fast")
+        paths = paths[:i] + tuple(f"fast {pair}" for pair in args.expert_shapes) + paths[i + 1 :]
     rows = []
     for path in paths:
         for block in blocks:
-            block.decode_path = "auto" if path == "fast" else path
+            block.decode_path = path if path in ("grouped", "index") else "auto"
         if device.type == "cuda":  # its own CUDA graphs; "fast": of the Triton kernels
-            step = decode_step.GraphedStep(model, cache, fast=path == "fast")
+            step = decode_step.GraphedStep(model, cache, fast=path.startswith("fast"))
         else:
             step = decode_step.make_step(model, cache)
         if hasattr(step, "wait_compiled"):  # kernels compiled in the background: not timed
             step.wait_compiled(args.compile_timeout)
+        if path.startswith("fast ") and step.compiled_ready is not None:
+            use_expert_shapes(step, path.split()[1])
         note = f"{type(step).__name__}"
         if getattr(step, "compile_error", None):
             note += f" ({step.compile_error})"
@@ -225,6 +237,22 @@ def bench_ours(model, config, prompt, args, device, dtype, context) -> list[dict
     for block in blocks:
         block.decode_path = "auto"
     return rows
+
+
+def use_expert_shapes(step, pair: str) -> None:
+    """Set the fast step's expert kernel blocks from "RxCxW/RxCxW" (rows x columns x warps of
+    gate/up, then of down) and run it once, so Triton compiles them before any capture."""
+    from qwen3tui.engine.fast_decode import GemvShape, triton_next_pow2
+
+    fast = step.compiled_ready
+    for name, spec in zip(("expert_gate_up", "expert_down"), pair.split("/"), strict=True):
+        rows, cols, warps = (int(v) for v in spec.split("x"))
+        old = fast.shapes[name]
+        fast.shapes[name] = GemvShape(
+            old.rows, old.cols, rows, min(cols, triton_next_pow2(old.cols)), warps
+        )
+    step.pos.fill_(0)  # position 0 of the cache: each run's prefill writes it again
+    fast(step.token, step.pos, 256)
 
 
 def decode_ours(model, cache, step, prompt, args) -> dict[str, Any]:

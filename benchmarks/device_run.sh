@@ -4,7 +4,8 @@
 # ckpt: full-size random Qwen3-1.7B checkpoint (bf16) from the real config in $SHARED;
 # ckpt8: the same stored as Qwen's FP8 release stores it (128x128 blocks);
 # pytest: the cuda-marked tests; check: check_fast_paths (300 tokens);
-# check8: check_fast_paths' FP8 checks; bench: bench_engine with the peers; bench8: ours, bf16
+# check8: check_fast_paths' FP8 checks; moe: bench_moe (Qwen3-30B-A3B-shaped, with the peer;
+# MOE_SHAPES: expert kernel blocks to try); bench: bench_engine with the peers; bench8: ours, bf16
 # and --quantize fp8; benchckpt8: ours on the FP8 checkpoint; tune8: tune_fast_decode --fp8.
 set -o pipefail
 export PYTHONUNBUFFERED=1 QWEN3TUI_COMMIT=${QWEN3TUI_COMMIT:-unknown}
@@ -28,8 +29,8 @@ cfg = json.load(open('$SHARED/config.json'))
 write_random_checkpoint('$CKPT8' if fp8 else '$CKPT', config=cfg, tokenizer_dir='$SHARED',
                         dtype=torch.bfloat16, shards=2, fp8_block=(128, 128) if fp8 else None)
 " $stage 2>&1 | tail -5 ;;
-    pytest) timeout 200 python3 -m pytest -q -m cuda tests/test_fast_decode.py \
-              tests/test_fp8_kernels.py 2>&1 | tee $OUT/pytest.log | tail -25 ;;
+    pytest) timeout 240 python3 -m pytest -q -m cuda tests/test_fast_decode.py \
+              tests/test_fp8_kernels.py tests/test_moe_kernels.py 2>&1 | tee $OUT/pytest.log | tail -25 ;;
     pytest8) timeout 120 python3 -m pytest -q -m cuda tests/test_fp8_kernels.py ${PYTEST_K:+-k "$PYTEST_K"} 2>&1 \
               | tee $OUT/pytest8.log | tail -25 ;;
     check) timeout 260 python3 benchmarks/check_fast_paths.py --checkpoint $CKPT --tokens 300 \
@@ -46,6 +47,9 @@ write_random_checkpoint('$CKPT8' if fp8 else '$CKPT', config=cfg, tokenizer_dir=
               2>&1 | tee $OUT/benchckpt8.log | grep -v "^\[bench\]" ;;
     tune8) timeout 170 python3 benchmarks/tune_fast_decode.py --config $SHARED/config.json \
               --fp8 --sweep qkv,o,gate_up,down --out $OUT/tune8.json 2>&1 | tee $OUT/tune8.log ;;
+    moe) timeout $(left) python3 benchmarks/bench_moe.py --device cuda --tokens 64 --repeats 2 \
+           --check-tokens 16 --json $OUT/moe.json ${MOE_SHAPES:+--expert-shapes $MOE_SHAPES} \
+           2>&1 | tee $OUT/moe.log ;;
     *) echo "unknown stage $stage" ;;
   esac
 done
