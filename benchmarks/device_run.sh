@@ -5,7 +5,7 @@
 # ckpt8: the same stored as Qwen's FP8 release stores it (128x128 blocks);
 # pytest: the cuda-marked tests; check: check_fast_paths (300 tokens);
 # check8: check_fast_paths' FP8 checks; moe: bench_moe (Qwen3-30B-A3B-shaped, with the peer;
-# MOE_SHAPES: expert kernel blocks to try); bench: bench_engine with the peers; bench8: ours, bf16
+# MOE_SHAPES: expert kernel blocks to try); prefill: profile_prefill (graph replay, kernels); bench: bench_engine with the peers; bench8: ours, bf16
 # and --quantize fp8; benchckpt8: ours on the FP8 checkpoint; tune8: tune_fast_decode --fp8.
 set -o pipefail
 export PYTHONUNBUFFERED=1 QWEN3TUI_COMMIT=${QWEN3TUI_COMMIT:-unknown}
@@ -47,6 +47,8 @@ write_random_checkpoint('$CKPT8' if fp8 else '$CKPT', config=cfg, tokenizer_dir=
               2>&1 | tee $OUT/benchckpt8.log | grep -v "^\[bench\]" ;;
     tune8) timeout 170 python3 benchmarks/tune_fast_decode.py --config $SHARED/config.json \
               --fp8 --sweep qkv,o,gate_up,down --out $OUT/tune8.json 2>&1 | tee $OUT/tune8.log ;;
+    prefill) timeout 120 python3 benchmarks/profile_prefill.py --config $SHARED/config.json \
+               2>&1 | tee $OUT/prefill.log ;;
     moe) timeout $(left) python3 benchmarks/bench_moe.py --device cuda --tokens 64 --repeats 2 \
            --check-tokens 16 --json $OUT/moe.json ${MOE_SHAPES:+--expert-shapes $MOE_SHAPES} \
            2>&1 | tee $OUT/moe.log ;;
