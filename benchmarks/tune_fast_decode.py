@@ -97,27 +97,49 @@ def time_graph(run, replays: int = 100, rounds: int = 5) -> float:
     return statistics.median(times)
 
 
-def shape_candidates(rows: int, cols: int, swiglu: bool, fp8: bool = False) -> list[GemvShape]:
+# Extra FP8 candidates per math of triton_kernels.gemv (rows, cols, warps), beside the "f32"
+# shapes. f16 converts and multiplies two weights an instruction, so it can afford more
+# weights a thread; dot8 needs 16+ rows a program (tl.dot) and at most 16 scale blocks of
+# columns, and builds a [cols, 16] x operand a step, so more rows amortize it (but fewer
+# programs: 2,048 rows / 64 = 32 for 132 multiprocessors).
+FP8_MATH_SHAPES = {
+    "f16": ((8, 1024, 4), (8, 2048, 8), (16, 1024, 8), (16, 512, 4), (16, 256, 8)),
+    "dot8": ((16, 512, 4), (16, 1024, 4), (32, 512, 4), (32, 1024, 8)),
+}
+
+
+def shape_candidates(
+    rows: int, cols: int, swiglu: bool, fp8: bool = False, maths: tuple[str, ...] = ("f32",)
+) -> list[GemvShape]:
+    """Block shapes to time; with `fp8`, for each FP8 math in `maths`."""
     out = []
-    for block_rows, block_cols, warps in itertools.product(
-        (1, 2, 4, 8, 16), (256, 512, 1024, 2048, 4096), (4, 8)
-    ):
-        # 16 to 128 bytes of weights per thread and tile
-        per_thread = block_rows * block_cols * (2 if swiglu else 1) / (32 * warps)
-        per_thread_bytes = per_thread * (1 if fp8 else 2)
-        if block_cols > cols or not 16 <= per_thread_bytes <= 128:
-            continue
-        if fp8 and block_rows < 4:
-            continue
-        out.append(GemvShape(rows, cols, block_rows, block_cols, warps))
+    if not fp8 or "f32" in maths:
+        for block_rows, block_cols, warps in itertools.product(
+            (1, 2, 4, 8, 16), (256, 512, 1024, 2048, 4096), (4, 8)
+        ):
+            # 16 to 128 bytes of weights per thread and tile
+            per_thread = block_rows * block_cols * (2 if swiglu else 1) / (32 * warps)
+            per_thread_bytes = per_thread * (1 if fp8 else 2)
+            if block_cols > cols or not 16 <= per_thread_bytes <= 128:
+                continue
+            if fp8 and block_rows < 4:
+                continue
+            out.append(GemvShape(rows, cols, block_rows, block_cols, warps))
+    for math in maths if fp8 else ():
+        for block_rows, block_cols, warps in FP8_MATH_SHAPES.get(math, ()):
+            per_thread_bytes = block_rows * block_cols * (2 if swiglu else 1) / (32 * warps)
+            if block_cols <= cols and (math == "dot8" or per_thread_bytes <= 128):
+                out.append(GemvShape(rows, cols, block_rows, block_cols, warps, fp8_math=math))
     return out
 
 
-def sweep(dec: FastDecoder, name: str, layers: int) -> list[tuple[float, GemvShape]]:
+def sweep(
+    dec: FastDecoder, name: str, layers: int, maths: tuple[str, ...] = ("f32",)
+) -> list[tuple[float, GemvShape]]:
     base = dec.shapes[name]
     fp8 = name in dec.layers[0].scales
     results = []
-    for shape in shape_candidates(base.rows, base.cols, name == "gate_up", fp8):
+    for shape in shape_candidates(base.rows, base.cols, name == "gate_up", fp8, maths):
         dec.shapes[name] = shape
 
         def run(dec=dec):
@@ -161,6 +183,9 @@ def main() -> int:
     parser.add_argument("--out", default=None, help="JSON of every number")
     parser.add_argument("--fp8", action="store_true", help="FP8 projections (bf16 step beside)")
     parser.add_argument("--sweep", default="qkv,o,gate_up,down,head", help="projections to sweep")
+    parser.add_argument(
+        "--math", default="f32,f16,dot8", help="FP8 maths to sweep (triton_kernels.gemv)"
+    )
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)
     config = Qwen3Config.from_dict(json.loads(Path(args.config).read_text()))
@@ -224,7 +249,8 @@ def main() -> int:
         if not args.no_sweep:
             for name in args.sweep.split(","):
                 t0 = time.time()
-                results = sweep(dec, name, config.num_hidden_layers)
+                maths = tuple(args.math.split(","))
+                results = sweep(dec, name, config.num_hidden_layers, maths)
                 best = results[0]
                 s = best[1]
                 rows = s.rows * (2 if name == "gate_up" else 1)
@@ -233,12 +259,21 @@ def main() -> int:
                 print(
                     f"{name:8s} {rows}x{s.cols}: best {best[0] * 1e6:6.2f} us"
                     f" ({nbytes / best[0] / 1e12:.2f} TB/s) with rows {s.block_rows} cols"
-                    f" {s.block_cols} warps {s.warps}; default"
+                    f" {s.block_cols} warps {s.warps} math {s.fp8_math}; default"
                     f" {dec.shapes[name].block_rows}/{dec.shapes[name].block_cols}/"
                     f"{dec.shapes[name].warps}; swept {len(results)} in {time.time() - t0:.0f} s"
                 )
                 for per, shape in results[:5]:
                     print(f"    {per * 1e6:6.2f} us  {shape}")
+                if bits == 8:  # the best of each FP8 math: which math wins, and by how much
+                    for math in maths:
+                        ranked = [(per, sh) for per, sh in results if sh.fp8_math == math]
+                        if ranked:
+                            per, sh = ranked[0]
+                            print(
+                                f"    best {math:5s} {per * 1e6:6.2f} us"
+                                f" ({nbytes / per / 1e12:.2f} TB/s)  {sh}"
+                            )
                 tuned[name] = s
                 report.setdefault("sweep", {})[name] = [
                     (per, shape.__dict__) for per, shape in results

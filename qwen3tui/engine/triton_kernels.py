@@ -55,6 +55,53 @@ def _scaled(x, S_ROW, cols, K, SB_K: tl.constexpr, EVEN: tl.constexpr):
     return x * s
 
 
+# f16: x * scale is multiplied by F16_ROOM / (max |x * scale| * K steps) before it is rounded
+# to fp16, so no fp16 sum can overflow: |acc| <= steps * 448 * F16_ROOM / steps = 28,672 <
+# 65,504 whatever the activations' magnitude; the factor is divided out of the fp32 row sum.
+F16_ROOM = tl.constexpr(64.0)
+
+
+@triton.jit
+def _fp8_step(acc, w, x, c, s_row, k0, K, BLOCK_K: tl.constexpr, SB_K: tl.constexpr,
+              EVEN: tl.constexpr, MATH: tl.constexpr):  # fmt: skip
+    """acc plus one K step of an FP8 tile w [BLOCK_N, BLOCK_K] against x (fp32, unscaled),
+    in the FP8 math chosen (see `gemv`). c: the f16 math's factor."""
+    cols = k0 + tl.arange(0, BLOCK_K)
+    if MATH == "dot8":
+        # x as a [BLOCK_K, 16] operand: column j holds the j-th 128-column (SB_K) block of
+        # the tile (zeros elsewhere), quantized to e4m3 with its own scale (amax / 448), so
+        # each block's product comes out in its own column to be scaled by weight scale *
+        # x scale (columns past the tile's blocks are zeros, their scales 0).
+        j = tl.arange(0, 16)
+        block = cols // SB_K - k0 // SB_K
+        b = tl.where(block[:, None] == j[None, :], x[:, None], 0.0)
+        amax = tl.max(tl.abs(b), axis=0)
+        x_scale = tl.where(amax > 0, amax / 448.0, 1.0)
+        bq = (b * (1.0 / x_scale)[None, :]).to(tl.float8e4nv)
+        s_ok = (j < BLOCK_K // SB_K) & ((k0 // SB_K + j) * SB_K < K)
+        s = tl.load(s_row + k0 // SB_K + j, mask=s_ok, other=0.0)
+        acc += tl.dot(w, bq) * (s * x_scale)[None, :]
+    else:
+        xs = _scaled(x, s_row, cols, K, SB_K, EVEN)
+        if MATH == "f16":
+            # one packed cvt and one packed fp16 FMA per two weights
+            acc += w.to(tl.float16) * (xs * c).to(tl.float16)[None, :]
+        else:  # "f32": fp8 -> fp16 -> fp32 (two cvts per weight) and one fp32 FMA
+            acc += w.to(tl.float32) * xs[None, :]
+    return acc
+
+
+@triton.jit
+def _fp8_acc(BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, MATH: tl.constexpr):
+    if MATH == "dot8":
+        acc = tl.zeros([BLOCK_N, 16], tl.float32)
+    elif MATH == "f16":
+        acc = tl.zeros([BLOCK_N, BLOCK_K], tl.float16)
+    else:
+        acc = tl.zeros([BLOCK_N, BLOCK_K], tl.float32)
+    return acc
+
+
 @triton.jit
 def gemv(
     W,
@@ -77,6 +124,7 @@ def gemv(
     FP8: tl.constexpr = False,
     SB_N: tl.constexpr = 128,
     SB_K: tl.constexpr = 128,
+    FP8_MATH: tl.constexpr = "f32",
 ):
     """OUT[n] (+)= sum_k W[n, k] * x[k] for rows n of this program, in fp32.
 
@@ -84,8 +132,16 @@ def gemv(
     RESIDUAL: OUT[n] += the product (OUT is the residual stream). EVEN: N and K are
     multiples of the blocks, so no masks. FP8: W[n, k] is scaled by S[n // SB_N, k // SB_K]
     (S_COLS scales a row); BLOCK_N divides SB_N and UP is a multiple of it, so a program's
-    rows share one row of scales, and the scale is applied to x (BLOCK_K products, not
-    BLOCK_N x BLOCK_K).
+    rows share one row of scales. FP8_MATH ("f32" unless FP8), how FP8 tiles are multiplied:
+    - "f32": each weight converted to fp32, the scale applied to x (BLOCK_K products, not
+      BLOCK_N x BLOCK_K), fp32 FMAs. Exact products.
+    - "f16": weights converted to fp16 only, x * scale (times a factor that keeps every sum
+      in fp16 range) rounded to fp16, fp16 FMAs across K; the row sums in fp32. Relative
+      error ~1e-3: fp16 rounding, well below the FP8 weights' own (~3e-2).
+    - "dot8": x quantized to e4m3 per SB_K-column block (scale amax / 448, as FP8 models'
+      dynamic activation quantization), fp8 x fp8 tensor-core dots with fp32 accumulation,
+      each block's product scaled by weight scale * x scale. BLOCK_N >= 16, SB_K divides
+      BLOCK_K, BLOCK_K <= 16 * SB_K. Error: the activations' e4m3 rounding (~2e-2).
     """
     rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     cols = tl.arange(0, BLOCK_K)
@@ -99,28 +155,48 @@ def gemv(
     if PDL:
         gdc_wait()
         gdc_launch_dependents()
-    inv = 1.0
-    if NORM:
-        squares = tl.zeros([BLOCK_K], tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            xk = _vector(X, k0 + cols, K, EVEN)
-            squares += xk * xk
-        inv = tl.rsqrt(tl.sum(squares) / K + eps)
-    xk = _vector(X, cols, K, EVEN)
-    if NORM:
-        xk = xk * inv * _vector(NORM_W, cols, K, EVEN)
-    xw = xk
-    xu = xk
+    s_row = S
+    s_up_row = S
     if FP8:
         first = tl.program_id(0) * BLOCK_N
         s_row = S + (first // SB_N).to(tl.int64) * S_COLS
         s_up_row = S + ((first + UP) // SB_N).to(tl.int64) * S_COLS
-        xw = _scaled(xk, s_row, cols, K, SB_K, EVEN)
+    inv = 1.0
+    c = 1.0
+    c_up = 1.0
+    if NORM or FP8_MATH == "f16":
+        squares = tl.zeros([BLOCK_K], tl.float32)
+        peak = tl.zeros([BLOCK_K], tl.float32)
+        peak_up = tl.zeros([BLOCK_K], tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            xk = _vector(X, k0 + cols, K, EVEN)
+            squares += xk * xk
+            if FP8_MATH == "f16":
+                if NORM:
+                    xk = xk * _vector(NORM_W, k0 + cols, K, EVEN)
+                peak = tl.maximum(peak, tl.abs(_scaled(xk, s_row, k0 + cols, K, SB_K, EVEN)))
+                if SWIGLU:
+                    xu = _scaled(xk, s_up_row, k0 + cols, K, SB_K, EVEN)
+                    peak_up = tl.maximum(peak_up, tl.abs(xu))
+        if NORM:
+            inv = tl.rsqrt(tl.sum(squares) / K + eps)
+        if FP8_MATH == "f16":
+            steps = tl.cdiv(K, BLOCK_K)
+            c = F16_ROOM / tl.maximum(tl.max(peak) * inv * steps, 1e-30)
+            c_up = F16_ROOM / tl.maximum(tl.max(peak_up) * inv * steps, 1e-30)
+    xk = _vector(X, cols, K, EVEN)
+    if NORM:
+        xk = xk * inv * _vector(NORM_W, cols, K, EVEN)
+    if FP8:
+        acc = _fp8_step(_fp8_acc(BLOCK_N, BLOCK_K, FP8_MATH), w, xk, c, s_row, 0, K,
+                        BLOCK_K, SB_K, EVEN, FP8_MATH)  # fmt: skip
         if SWIGLU:
-            xu = _scaled(xk, s_up_row, cols, K, SB_K, EVEN)
-    acc = w.to(tl.float32) * xw[None, :]
-    if SWIGLU:
-        acc_up = wu.to(tl.float32) * xu[None, :]
+            acc_up = _fp8_step(_fp8_acc(BLOCK_N, BLOCK_K, FP8_MATH), wu, xk, c_up, s_up_row,
+                               0, K, BLOCK_K, SB_K, EVEN, FP8_MATH)  # fmt: skip
+    else:
+        acc = w.to(tl.float32) * xk[None, :]
+        if SWIGLU:
+            acc_up = wu.to(tl.float32) * xk[None, :]
     for k0 in range(BLOCK_K, K, BLOCK_K):
         w = _tile(w_ptrs + k0, row_ok, k0 + cols, K, EVEN)
         if SWIGLU:
@@ -128,21 +204,35 @@ def gemv(
         xk = _vector(X, k0 + cols, K, EVEN)
         if NORM:
             xk = xk * inv * _vector(NORM_W, k0 + cols, K, EVEN)
-        xw = xk
-        xu = xk
         if FP8:
-            xw = _scaled(xk, s_row, k0 + cols, K, SB_K, EVEN)
+            acc = _fp8_step(acc, w, xk, c, s_row, k0, K, BLOCK_K, SB_K, EVEN, FP8_MATH)
             if SWIGLU:
-                xu = _scaled(xk, s_up_row, k0 + cols, K, SB_K, EVEN)
-        acc += w.to(tl.float32) * xw[None, :]
-        if SWIGLU:
-            acc_up += wu.to(tl.float32) * xu[None, :]
-    y = tl.sum(acc, axis=1)
+                acc_up = _fp8_step(
+                    acc_up, wu, xk, c_up, s_up_row, k0, K, BLOCK_K, SB_K, EVEN, FP8_MATH
+                )
+        else:
+            acc += w.to(tl.float32) * xk[None, :]
+            if SWIGLU:
+                acc_up += wu.to(tl.float32) * xk[None, :]
+    y = tl.sum(acc.to(tl.float32), axis=1)
     if SWIGLU:
-        y = y / (1.0 + tl.exp(-y)) * tl.sum(acc_up, axis=1)
+        y_up = tl.sum(acc_up.to(tl.float32), axis=1)
+    if FP8_MATH == "f16":
+        y = y / c
+        if SWIGLU:
+            y_up = y_up / c_up
+    if SWIGLU:
+        y = y / (1.0 + tl.exp(-y)) * y_up
     if RESIDUAL:
         y += tl.load(OUT + rows, mask=row_ok, other=0.0).to(tl.float32)
     tl.store(OUT + rows, y.to(OUT.dtype.element_ty), mask=row_ok)
+
+
+@triton.jit
+def round_e4m3(X, OUT, N, BLOCK: tl.constexpr):
+    """OUT = X (float32) converted to e4m3 as `gemv`'s dot8 math converts it (tests)."""
+    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(OUT + i, tl.load(X + i, mask=i < N).to(tl.float8e4nv), mask=i < N)
 
 
 @triton.jit(do_not_specialize=["split_len", "n_splits"])  # one compiled kernel for all windows
