@@ -45,7 +45,7 @@ write_random_checkpoint('$CKPT8' if fp8 else '$CKPT', config=cfg, tokenizer_dir=
     benchckpt8) timeout 150 python3 benchmarks/bench_engine.py --device cuda --skip-peer \
               --shared $SHARED --checkpoint $CKPT8 --out $OUT/benchckpt8.json \
               2>&1 | tee $OUT/benchckpt8.log | grep -v "^\[bench\]" ;;
-    tune8) timeout 170 python3 benchmarks/tune_fast_decode.py --config $SHARED/config.json \
+    tune8) timeout ${TUNE_S:-170} python3 benchmarks/tune_fast_decode.py --config $SHARED/config.json \
               --fp8 --sweep qkv,o,gate_up,down --out $OUT/tune8.json 2>&1 | tee $OUT/tune8.log ;;
     prefill) timeout 120 python3 benchmarks/profile_prefill.py --config $SHARED/config.json \
                2>&1 | tee $OUT/prefill.log ;;
