@@ -1,8 +1,9 @@
 """The C RMSNorm and one-query attention of CPU decode steps (engine/cpu_decode_ops.py): the
 norm is bit-identical to the reference module, the attention matches SDPA within fp32 rounding
-(fp32) or one bf16 rounding of its output (bf16), every instruction-set build does the same,
-a float32 greedy decode gives the reference's tokens, and without the kernel the model keeps
-PyTorch's path."""
+(fp32) or one bf16 rounding of its output (bf16), the whole-layer calls (residual add + norm,
+SwiGLU, norm + RoPE + cache write + attention) give the per-op path's results bit for bit,
+every instruction-set build does the same, a float32 greedy decode gives the reference's
+tokens, and without the kernel the model keeps PyTorch's path."""
 
 from __future__ import annotations
 
@@ -117,6 +118,143 @@ def _check_norm_rope(kernel: cpu_decode_ops.DecodeOpsKernel, dtype: torch.dtype)
             assert torch.equal(a, b)
 
 
+def _check_add_norm_and_swiglu(kernel: cpu_decode_ops.DecodeOpsKernel) -> None:
+    gen = torch.Generator().manual_seed(7)
+    for dtype in (torch.bfloat16, torch.float32):
+        for rows, dim in NORM_SHAPES:
+            x, o = (torch.randn(2, 1, rows, dim, generator=gen) * 3).to(dtype)
+            w = torch.randn(dim, generator=gen).to(dtype)
+            total, normed = kernel.add_rmsnorm(x, o, w, 1e-6)
+            want = x + o
+            assert torch.equal(_bits(total), _bits(want)), (dtype, rows, dim)
+            want_normed = w * F.rms_norm(want.float(), (dim,), eps=1e-6).to(dtype)
+            assert torch.equal(_bits(normed), _bits(want_normed)), (dtype, rows, dim)
+    special = torch.tensor([0.0, -0.0, 1e-40, -1e-40, 88.0, -88.0, 1e30, -1e30, float("inf")])
+    for rows, inner in ((1, 64), (2, 192), (1, 6144), (3, 1000)):
+        gate_up = (torch.randn(1, rows, 2 * inner, generator=gen) * 4).bfloat16()
+        gate_up[..., : special.numel()] = special.bfloat16()
+        gate, up = gate_up.chunk(2, dim=-1)
+        assert torch.equal(_bits(kernel.swiglu(gate_up)), _bits(F.silu(gate) * up)), inner
+
+
+@needs_kernel
+def test_residual_add_norm_and_swiglu_are_bit_identical_to_pytorch():
+    _check_add_norm_and_swiglu(cpu_decode_ops.load())
+
+
+@needs_kernel
+def test_swiglu_table_is_pytorchs_silu_of_every_bf16_value():
+    table = cpu_decode_ops.load().silu_table
+    assert table is not None and table.dtype == torch.float32 and table.numel() == 1 << 16
+    finite = torch.arange(0, 1 << 15, dtype=torch.int32)
+    finite = finite[(finite & 0x7F80) != 0x7F80]  # not inf or NaN; both signs below
+    for bits in (finite, finite | 0x8000):
+        values = torch.where(bits >= 1 << 15, bits - (1 << 16), bits).to(torch.int16)
+        rows = values[: values.numel() // 64 * 64].view(torch.bfloat16).view(-1, 64)
+        want = torch.cat([F.silu(row) for row in rows]).float()  # rows a decode step's length
+        assert torch.equal(table[bits[: want.numel()]], want)
+
+
+def _tiny_layer_config(intermediate: int):
+    from qwen3tui.engine.config import Qwen3Config
+    from qwen3tui.engine.random_checkpoint import TINY_CONFIG
+
+    return Qwen3Config.from_dict(
+        {
+            **TINY_CONFIG,
+            "head_dim": 32,
+            "num_attention_heads": 8,
+            "num_key_value_heads": 2,
+            "hidden_size": 96,
+            "intermediate_size": intermediate,
+        }
+    )
+
+
+def _check_whole_layer(kernel: cpu_decode_ops.DecodeOpsKernel, dtype: torch.dtype) -> None:
+    """FastDecoderLayer (+ FastLayerOutput) against the per-op path (FastAttentionInputs, the
+    store, OneQueryAttention, LayerOutput): outputs and cache bit for bit over steps."""
+    from qwen3tui.engine.kv_cache import KVCache
+    from qwen3tui.engine.model import DecoderLayer
+    from qwen3tui.engine.rope import rope_tables
+
+    for intermediate in (192, 100):  # C SwiGLU, and PyTorch's for a size it leaves alone
+        config = _tiny_layer_config(intermediate)
+        torch.manual_seed(8)
+        per_op = DecoderLayer(config, 0).to(dtype)
+        with torch.no_grad():
+            for p in per_op.parameters():
+                p.copy_(torch.randn_like(p) * 0.3)
+        fused = DecoderLayer(config, 0).to(dtype)
+        fused.load_state_dict(per_op.state_dict())
+        for layer, cls in ((per_op, DecoderLayer), (fused, cpu_decode_ops.FastDecoderLayer)):
+            layer.inputs.__class__ = cpu_decode_ops.FastAttentionInputs
+            layer.inputs.kernel = kernel
+            layer.one_query_attention = cpu_decode_ops.OneQueryAttention(kernel)
+            layer.__class__ = cls
+        fused.output.__class__ = cpu_decode_ops.FastLayerOutput
+        fused.output.kernel = kernel
+        caches = [KVCache(config, 80, torch.device("cpu"), dtype) for _ in range(2)]
+        cos, sin = (t.to(dtype) for t in rope_tables(config, 80))
+        with torch.inference_mode():
+            for pos in range(70):
+                x = torch.randn(1, 1, config.hidden_size).to(dtype)
+                args = (cos[pos : pos + 1], sin[pos : pos + 1])
+                want = per_op(x, *args, caches[0], pos, pos + 1, None)
+                got = fused(x, *args, caches[1], pos, pos + 1, None)
+                assert torch.equal(_bits(got), _bits(want)), (intermediate, pos)
+            assert list(fused._step_layouts.values()) == [True]  # it took the C call
+            assert torch.equal(caches[0].keys[0], caches[1].keys[0])
+            assert torch.equal(caches[0].values[0], caches[1].values[0])
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_whole_layer_step_gives_the_per_op_results_bit_for_bit(dtype):
+    _check_whole_layer(cpu_decode_ops.load(), dtype)
+
+
+@needs_kernel
+def test_whole_layer_calls_leave_chunks_and_graph_steps_to_the_reference(monkeypatch):
+    from qwen3tui.engine.kv_cache import KVCache
+    from qwen3tui.engine.model import DecoderLayer
+    from qwen3tui.engine.rope import rope_tables
+
+    kernel = cpu_decode_ops.load()
+    config = _tiny_layer_config(192)
+    torch.manual_seed(9)
+    reference = DecoderLayer(config, 0)
+    fused = DecoderLayer(config, 0)
+    fused.load_state_dict(reference.state_dict())
+    fused.inputs.__class__ = cpu_decode_ops.FastAttentionInputs
+    fused.inputs.kernel = kernel
+    fused.one_query_attention = cpu_decode_ops.OneQueryAttention(kernel)
+    fused.__class__ = cpu_decode_ops.FastDecoderLayer
+    fused.output.__class__ = cpu_decode_ops.FastLayerOutput
+    fused.output.kernel = kernel
+    originals = {name: getattr(kernel, name) for name in ("add_rmsnorm", "swiglu")}
+    for name in ("attend_step", *originals):
+        monkeypatch.setattr(kernel, name, lambda *a, name=name: pytest.fail(f"{name} took it"))
+    caches = [KVCache(config, 16, torch.device("cpu"), torch.float32) for _ in range(2)]
+    cos, sin = rope_tables(config, 16)
+    x = torch.randn(1, 3, config.hidden_size)
+    mask = torch.ones(3, 3, dtype=torch.bool).tril()
+    with torch.inference_mode():
+        want = reference(x, cos[:3], sin[:3], caches[0], 0, 3, None)  # a prefill chunk
+        assert torch.equal(fused(x, cos[:3], sin[:3], caches[1], 0, 3, None), want)
+        want = reference(x, cos[:3], sin[:3], caches[0], 0, 3, mask)
+        assert torch.equal(fused(x, cos[:3], sin[:3], caches[1], 0, 3, mask), want)
+        # A graph-style step: the position a device tensor, keys past it masked. Its layer
+        # output (one position) may take the C add + norm and SwiGLU; attend_step must not.
+        for name, original in originals.items():
+            monkeypatch.setattr(kernel, name, original)
+        pos, x1 = torch.tensor([3]), x[:, :1]
+        step_mask = (torch.arange(8) <= 3).view(1, 8)
+        want = reference(x1, cos[3:4], sin[3:4], caches[0], pos, 8, step_mask)
+        got = fused(x1, cos[3:4], sin[3:4], caches[1], pos, 8, step_mask)
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 @needs_kernel
 def test_rmsnorm_leaves_long_or_strided_inputs_to_pytorch(monkeypatch):
     kernel = cpu_decode_ops.load()
@@ -157,6 +295,9 @@ def test_every_build_is_strict_and_matches(variant, cache_home):
     for dtype in (torch.bfloat16, torch.float32):
         _check_norm_rope(kernel, dtype)
     _check_attention(kernel, [(16, 8, 7), (40, 8, 300), (32, 4, 4097)])
+    _check_add_norm_and_swiglu(kernel)
+    for dtype in (torch.bfloat16, torch.float32):
+        _check_whole_layer(kernel, dtype)
 
 
 STD, SEED = 0.3, 1
@@ -179,7 +320,7 @@ def _greedy(engine, prompt: list[int], steps: int) -> tuple[list[int], list[torc
 
 
 @needs_kernel
-def test_float32_greedy_decode_gives_the_reference_tokens(tmp_path, shared_dir):
+def test_float32_greedy_decode_gives_the_reference_tokens(tmp_path, shared_dir, monkeypatch):
     from qwen3tui.engine import load_engine
     from qwen3tui.engine.random_checkpoint import write_random_checkpoint
 
@@ -192,26 +333,26 @@ def test_float32_greedy_decode_gives_the_reference_tokens(tmp_path, shared_dir):
     assert all(
         isinstance(layer.inputs, cpu_decode_ops.FastAttentionInputs) for layer in model.layers
     )
+    assert all(isinstance(layer, cpu_decode_ops.FastDecoderLayer) for layer in model.layers)
+    assert all(isinstance(layer.output, cpu_decode_ops.FastLayerOutput) for layer in model.layers)
     calls = []
-    attention = model.layers[0].one_query_attention
-    assert attention is not None
+    kernel = model.layers[0].inputs.kernel
+    step = kernel.attend_step
 
-    def counted(q, keys, values):
-        out = attention(q, keys, values)
-        calls.append(out is not None)
-        return out
+    def counted(*args):
+        calls.append(args[-1])
+        return step(*args)
 
-    for layer in model.layers:
-        layer.one_query_attention = counted
+    monkeypatch.setattr(kernel, "attend_step", counted)
     prompt = [1, 2, 3, 4, 5, 6, 7, 8]
     fast_tokens, fast_logits = _greedy(engine, prompt, 120)
-    assert len(calls) == 120 * len(model.layers) and all(calls)
+    assert len(calls) == 120 * len(model.layers)  # every layer of every step: the C call
     for layer in model.layers:  # back to the reference modules' own code
         layer.one_query_attention = None
+        layer.inputs.kernel = None
+        layer.output.kernel = None
     for norm in norms:
         norm.kernel = None
-    for layer in model.layers:
-        layer.inputs.kernel = None
     tokens, logits = _greedy(engine, prompt, 120)
     assert fast_tokens == tokens
     assert len(set(tokens)) > 20, len(set(tokens))  # a real sequence, not one token repeated
@@ -227,7 +368,12 @@ def test_without_the_kernel_the_model_keeps_its_modules(tiny_checkpoint, monkeyp
 
     monkeypatch.setattr(cpu_decode_ops, "_once", OnceKernel(fail))
     engine = load_engine(str(tiny_checkpoint), device="cpu", dtype="float32", context_length=64)
-    fast = (cpu_decode_ops.FastRMSNorm, cpu_decode_ops.FastAttentionInputs)
+    fast = (
+        cpu_decode_ops.FastRMSNorm,
+        cpu_decode_ops.FastAttentionInputs,
+        cpu_decode_ops.FastLayerOutput,
+        cpu_decode_ops.FastDecoderLayer,
+    )
     assert not any(isinstance(m, fast) for m in engine.model.modules())
     assert all(layer.one_query_attention is None for layer in engine.model.layers)
     assert cpu_decode_ops.why_unavailable() == "NativeUnavailable: no compiler"

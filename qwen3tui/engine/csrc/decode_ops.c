@@ -9,6 +9,10 @@
    It is built with -ffp-contract=off so no multiply and add fuse into one rounding.
    rmsnorm_rope adds the rotary embedding of engine/rope.py, rounded as it rounds.
 
+   add_rmsnorm (the residual add, then the norm) and swiglu_bf16 (SiLU looked up in PyTorch's
+   own table) are bit-identical too; attend_step does a layer's q/k norm + RoPE, the KV-cache
+   write and the attention in one call.
+
    attention_one_query: scores in fp32 (dot products of bf16 or fp32 rows), softmax in fp32,
    the weighted sum of values in fp32, rounded once at the end; the kv heads are split over
    threads for long caches. See cpu_decode_ops.py for measurements and tolerances. */
@@ -139,11 +143,12 @@ void rmsnorm(const void* x, const void* weight, void* y, int64_t rows, int64_t d
 
 /* rmsnorm of each head's row, then the rotary embedding as engine/rope.py rounds it:
    x * cos + cat(-x[half:], x[:half]) * sin, each product and the sum rounded to the dtype.
-   cos and sin: one position's dim values in the same dtype. */
-void rmsnorm_rope(const void* x, const void* weight, const void* cos, const void* sin, void* y,
-                  int64_t rows, int64_t dim, float eps, int is_bf16, int lanes) {
+   cos and sin: one position's dim values in the same dtype. Row r goes to y + r * y_stride. */
+static int norm_rope_rows(const void* x, const void* weight, const void* cos, const void* sin,
+                          void* y, int64_t rows, int64_t dim, int64_t y_stride, float eps,
+                          int is_bf16, int lanes) {
   float* row = malloc(sizeof(float) * (size_t)dim * 4);
-  if (!row) return;
+  if (!row) return -1;
   float *c = row + dim, *s = row + 2 * dim, *out = row + 3 * dim;
   const int64_t half = dim / 2;
   load_floats(c, cos, 0, dim, is_bf16);
@@ -156,9 +161,56 @@ void rmsnorm_rope(const void* x, const void* weight, const void* cos, const void
       float a = row[i] * c[i], b = rotated * s[i];
       out[i] = is_bf16 ? bf16_rounded(bf16_rounded(a) + bf16_rounded(b)) : a + b;
     }
-    store_floats(y, r * dim, out, dim, is_bf16);
+    store_floats(y, r * y_stride, out, dim, is_bf16);
   }
   free(row);
+  return 0;
+}
+
+void rmsnorm_rope(const void* x, const void* weight, const void* cos, const void* sin, void* y,
+                  int64_t rows, int64_t dim, float eps, int is_bf16, int lanes) {
+  norm_rope_rows(x, weight, cos, sin, y, rows, dim, dim, eps, is_bf16, lanes);
+}
+
+/* x + residual rounded to the dtype (PyTorch's add) into x_out, then its rmsnorm into y: the
+   reference's `x = x + o; norm(x)` bit for bit. rows x dim values, bf16 or fp32. */
+void add_rmsnorm(const void* x, const void* residual, const void* weight, void* x_out, void* y,
+                 int64_t rows, int64_t dim, float eps, int is_bf16, int lanes) {
+  float* row = malloc(sizeof(float) * (size_t)dim * 2);
+  if (!row) return;
+  float* other = row + dim;
+  for (int64_t r = 0; r < rows; r++) {
+    load_floats(row, x, r * dim, dim, is_bf16);
+    load_floats(other, residual, r * dim, dim, is_bf16);
+    for (int64_t i = 0; i < dim; i++) row[i] = is_bf16 ? bf16_rounded(row[i] + other[i]) : row[i] + other[i];
+    store_floats(x_out, r * dim, row, dim, is_bf16);
+    norm_row(row, weight, dim, eps, is_bf16, lanes);
+    store_floats(y, r * dim, row, dim, is_bf16);
+  }
+  free(row);
+}
+
+/* SwiGLU of bf16 rows [gate | up] (rows x 2 * inner) -> silu(gate) * up (rows x inner).
+   `silu` holds PyTorch's own bf16 SiLU of every bf16 bit pattern as fp32 (made by the caller),
+   so the result is the reference's bit for bit: the product of two bf16 values is exact in
+   fp32 and is rounded once, as PyTorch's bf16 multiply rounds it. */
+void swiglu_bf16(const uint16_t* gate_up, const float* silu, uint16_t* y, int64_t rows,
+                 int64_t inner) {
+  enum { BLOCK = 256 };
+  float looked_up[BLOCK];
+  for (int64_t r = 0; r < rows; r++) {
+    const uint16_t *gate = gate_up + r * 2 * inner, *up = gate + inner;
+    uint16_t* out = y + r * inner;
+    /* Scalar look-ups into a block, then vector products: faster than gather instructions. */
+    for (int64_t b = 0; b < inner; b += BLOCK) {
+      const int64_t n = inner - b < BLOCK ? inner - b : BLOCK;
+      for (int64_t i = 0; i < n; i++) looked_up[i] = silu[gate[b + i]];
+      int64_t i = 0;
+      for (; i + 16 <= n; i += 16)
+        vstore_bf16(out + b + i, vmul(vload(looked_up + i), vload_bf16(up + b + i)));
+      for (; i < n; i++) out[b + i] = f32_to_bf16(looked_up[i] * bf16_to_f32(up[b + i]));
+    }
+  }
 }
 
 /* e^x for x <= 0 (scores less their maximum), about 2 ulp: 2^n * p(r), r = x - n ln 2. */
@@ -201,6 +253,22 @@ static inline vf vexp_neg(vf x) {
 }
 #endif
 
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+/* Lane i of the result: the sum of v[i]'s 16 lanes (a transposing tree of 15 adds). */
+static inline vf sum16(const vf v[16]) {
+  vf w[8], z[4];
+  for (int k = 0; k < 8; k++)
+    w[k] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * k], v[2 * k + 1]),
+                         _mm512_unpackhi_ps(v[2 * k], v[2 * k + 1]));
+  for (int m = 0; m < 4; m++)
+    z[m] = _mm512_add_ps(_mm512_shuffle_ps(w[2 * m], w[2 * m + 1], 0x44),
+                         _mm512_shuffle_ps(w[2 * m], w[2 * m + 1], 0xEE));
+  vf u0 = _mm512_add_ps(_mm512_shuffle_f32x4(z[0], z[1], 0x44), _mm512_shuffle_f32x4(z[0], z[1], 0xEE));
+  vf u1 = _mm512_add_ps(_mm512_shuffle_f32x4(z[2], z[3], 0x44), _mm512_shuffle_f32x4(z[2], z[3], 0xEE));
+  return _mm512_add_ps(_mm512_shuffle_f32x4(u0, u1, 0x88), _mm512_shuffle_f32x4(u0, u1, 0xDD));
+}
+#endif
+
 static inline vf load_row(const void* base, int64_t at, int is_bf16) {
   return is_bf16 ? vload_bf16((const uint16_t*)base + at) : vload((const float*)base + at);
 }
@@ -214,7 +282,23 @@ static void attend_kv_head(const void* q, const void* k, const void* v, void* ou
   for (int64_t h = 0; h < group; h++)
     for (int64_t c = 0; c < chunks; c++) qv[h * chunks + c] = load_row(q, (g * group + h) * hd + c * 16, is_bf16);
   const int64_t kv0 = g * head_stride;
-  for (int64_t j = 0; j < len; j++) {
+  int64_t j0 = 0;
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  /* 16 positions at a time: their 16 dot-product vectors summed across lanes together
+     (sum16), where one reduction each costs as much as the products. */
+  for (; j0 + 16 <= len; j0 += 16)
+    for (int64_t h = 0; h < group; h++) {
+      vf dot[16];
+      for (int jj = 0; jj < 16; jj++) {
+        const int64_t row = kv0 + (j0 + jj) * hd;
+        vf acc = vmul(qv[h * chunks], load_row(k, row, is_bf16));
+        for (int64_t c = 1; c < chunks; c++) acc = vfma(qv[h * chunks + c], load_row(k, row + c * 16, is_bf16), acc);
+        dot[jj] = acc;
+      }
+      vstore(scores + h * len + j0, vmul(sum16(dot), vset1(scale)));
+    }
+#endif
+  for (int64_t j = j0; j < len; j++) {
     vf kr[MAX_HD / 16];
     for (int64_t c = 0; c < chunks; c++) kr[c] = load_row(k, kv0 + j * hd + c * 16, is_bf16);
     for (int64_t h = 0; h < group; h++) {
@@ -242,14 +326,27 @@ static void attend_kv_head(const void* q, const void* k, const void* v, void* ou
     }
     total[h] = t;
   }
+  /* The weighted sum of values: a pair of heads and 64 of the head's values at a time in
+     registers, through every position (8 independent sums, no stores in the loop). */
   float acc[MAX_GROUP * MAX_HD];
-  memset(acc, 0, sizeof(float) * (size_t)(group * hd));
-  for (int64_t j = 0; j < len; j++) {
-    for (int64_t c = 0; c < chunks; c++) {
-      vf vr = load_row(v, kv0 + j * hd + c * 16, is_bf16);
-      for (int64_t h = 0; h < group; h++) {
-        float* a = acc + h * hd + c * 16;
-        vstore(a, vfma(vset1(scores[h * len + j]), vr, vload(a)));
+  for (int64_t h = 0; h < group; h += 2) {
+    const int pair = h + 1 < group;
+    const float *s0 = scores + h * len, *s1 = scores + (h + pair) * len;
+    for (int64_t c = 0; c < chunks; c += 4) {
+      const int64_t n = chunks - c < 4 ? chunks - c : 4;
+      vf a[4] = {vzero(), vzero(), vzero(), vzero()}, b[4] = {vzero(), vzero(), vzero(), vzero()};
+      for (int64_t j = 0; j < len; j++) {
+        const int64_t row = kv0 + j * hd + c * 16;
+        vf w0 = vset1(s0[j]), w1 = vset1(s1[j]);
+        for (int64_t i = 0; i < n; i++) {
+          vf vr = load_row(v, row + i * 16, is_bf16);
+          a[i] = vfma(w0, vr, a[i]);
+          b[i] = vfma(w1, vr, b[i]);
+        }
+      }
+      for (int64_t i = 0; i < n; i++) {
+        vstore(acc + h * hd + (c + i) * 16, a[i]);
+        if (pair) vstore(acc + (h + 1) * hd + (c + i) * 16, b[i]);
       }
     }
   }
@@ -285,5 +382,33 @@ int attention_one_query(const void* q, const void* k, const void* v, void* out, 
     attend_kv_head(q, k, v, out, g, group, len, hd, head_stride, scale, is_bf16, scores);
     free(scores);
   }
+  return failed ? -1 : 0;
+}
+
+/* A decode layer's attention from its q/k/v projection of one position: q and k normed and
+   rotated (norm_rope_rows, as FastAttentionInputs), k and v written into the cache at `pos`,
+   then attention_one_query over positions 0..pos. qkv: heads + 2 kv_heads rows of hd; the
+   caches: kv_heads blocks `head_stride` elements apart, rows of hd; out: heads x hd.
+   Returns 0, or -1 when scratch memory could not be had. */
+int attend_step(const void* qkv, const void* q_weight, const void* k_weight, const void* cos,
+                const void* sin, void* k_cache, void* v_cache, void* out, int64_t heads,
+                int64_t kv_heads, int64_t hd, int64_t pos, int64_t head_stride, float q_eps,
+                float k_eps, float scale, int is_bf16, int lanes, int threads) {
+  const size_t size = is_bf16 ? 2 : 4;
+  const char* src = (const char*)qkv;
+  void* q = malloc(size * (size_t)(heads * hd));
+  if (!q) return -1;
+  int failed = norm_rope_rows(src, q_weight, cos, sin, q, heads, hd, hd, q_eps, is_bf16, lanes);
+  char* k_at = (char*)k_cache + size * (size_t)(pos * hd);
+  failed |= norm_rope_rows(src + size * (size_t)(heads * hd), k_weight, cos, sin, k_at, kv_heads,
+                           hd, head_stride, k_eps, is_bf16, lanes);
+  const char* v = src + size * (size_t)((heads + kv_heads) * hd);
+  for (int64_t g = 0; g < kv_heads; g++)
+    memcpy((char*)v_cache + size * (size_t)(g * head_stride + pos * hd), v + size * (size_t)(g * hd),
+           size * (size_t)hd);
+  if (!failed)
+    failed = attention_one_query(q, k_cache, v_cache, out, heads, kv_heads, pos + 1, hd,
+                                 head_stride, scale, is_bf16, threads);
+  free(q);
   return failed ? -1 : 0;
 }
