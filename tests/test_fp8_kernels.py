@@ -216,8 +216,8 @@ MATHS = {"f16": 2e-3, "dot8": 2e-3}
 
 
 def with_math(model: Qwen3, tiles: str, math: str) -> dict[str, GemvShape]:
-    """The tiles' shapes (the defaults or narrow_tiles) with FP8 math `math`; dot8 takes 16
-    rows a program (tl.dot's smallest)."""
+    """The tiles' shapes (the defaults or narrow_tiles) with FP8 math `math`. dot8: 64 rows a
+    program on the default tiles (Hopper's fp8 wgmma), 16 on the narrow (mma.sync)."""
     from qwen3tui.engine.fast_decode import FastDecoder
 
     if tiles == "narrow":
@@ -225,7 +225,7 @@ def with_math(model: Qwen3, tiles: str, math: str) -> dict[str, GemvShape]:
     else:
         cache = KVCache(model.config, 8, model.rope_cos.device, model.rope_cos.dtype)
         shapes = FastDecoder(model, cache).shapes
-    rows = 16 if math == "dot8" else None
+    rows = (16 if tiles == "narrow" else 64) if math == "dot8" else None
     return {
         name: replace(s, fp8_math=math, block_rows=rows or s.block_rows)
         for name, s in shapes.items()

@@ -68,19 +68,26 @@ def _fp8_step(acc, w, x, c, s_row, k0, K, BLOCK_K: tl.constexpr, SB_K: tl.conste
     in the FP8 math chosen (see `gemv`). c: the f16 math's factor."""
     cols = k0 + tl.arange(0, BLOCK_K)
     if MATH == "dot8":
-        # x as a [BLOCK_K, 16] operand: column j holds the j-th 128-column (SB_K) block of
-        # the tile (zeros elsewhere), quantized to e4m3 with its own scale (amax / 448), so
-        # each block's product comes out in its own column to be scaled by weight scale *
-        # x scale (columns past the tile's blocks are zeros, their scales 0).
+        # x quantized to e4m3 per SB_K-column block of the tile (scale amax / 448), then
+        # spread into a [BLOCK_K, 16] operand whose column j holds block j (zeros elsewhere),
+        # so each block's product comes out in its own column, to be scaled by weight scale
+        # * x scale (columns past the tile's blocks: zeros, scales 0). Quantizing the vector
+        # before spreading it costs BLOCK_K conversions, not 16 * BLOCK_K.
+        NB: tl.constexpr = BLOCK_K // SB_K
         j = tl.arange(0, 16)
-        block = cols // SB_K - k0 // SB_K
-        b = tl.where(block[:, None] == j[None, :], x[:, None], 0.0)
-        amax = tl.max(tl.abs(b), axis=0)
+        blocks = tl.reshape(x, [NB, SB_K])
+        amax = tl.max(tl.abs(blocks), axis=1)
         x_scale = tl.where(amax > 0, amax / 448.0, 1.0)
-        bq = (b * (1.0 / x_scale)[None, :]).to(tl.float8e4nv)
-        s_ok = (j < BLOCK_K // SB_K) & ((k0 // SB_K + j) * SB_K < K)
+        xq = tl.reshape(blocks * (1.0 / x_scale)[:, None], [BLOCK_K]).to(tl.float8e4nv)
+        spread = (cols - k0)[:, None] // SB_K == j[None, :]
+        zero = tl.full([BLOCK_K, 16], 0, tl.uint8)
+        bq = tl.where(spread, xq.to(tl.uint8, bitcast=True)[:, None], zero)
+        x_scales = tl.sum(
+            tl.where(tl.arange(0, NB)[:, None] == j[None, :], x_scale[:, None], 0.0), 0
+        )
+        s_ok = (j < NB) & ((k0 // SB_K + j) * SB_K < K)
         s = tl.load(s_row + k0 // SB_K + j, mask=s_ok, other=0.0)
-        acc += tl.dot(w, bq) * (s * x_scale)[None, :]
+        acc += tl.dot(w, bq.to(tl.float8e4nv, bitcast=True)) * (s * x_scales)[None, :]
     else:
         xs = _scaled(x, s_row, cols, K, SB_K, EVEN)
         if MATH == "f16":
@@ -140,8 +147,9 @@ def gemv(
       error ~1e-3: fp16 rounding, well below the FP8 weights' own (~3e-2).
     - "dot8": x quantized to e4m3 per SB_K-column block (scale amax / 448, as FP8 models'
       dynamic activation quantization), fp8 x fp8 tensor-core dots with fp32 accumulation,
-      each block's product scaled by weight scale * x scale. BLOCK_N >= 16, SB_K divides
-      BLOCK_K, BLOCK_K <= 16 * SB_K. Error: the activations' e4m3 rounding (~2e-2).
+      each block's product scaled by weight scale * x scale. BLOCK_N >= 16 (from 64 Triton
+      emits Hopper's fp8 wgmma; below, mma.sync on fp16), SB_K divides BLOCK_K, BLOCK_K <=
+      16 * SB_K. Error: the activations' e4m3 rounding (~2e-2).
     """
     rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     cols = tl.arange(0, BLOCK_K)
