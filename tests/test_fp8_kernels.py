@@ -208,11 +208,13 @@ def tiles_of(model: Qwen3, tiles: str) -> dict[str, GemvShape] | None:
 
 
 # The FP8 maths of triton_kernels.gemv beside the default "f32", and each one's relative error
-# against float64: f16 rounds x * scale and the sums to fp16 (measured 3e-4 to 5e-4 in the
-# interpreter), dot8 is held to x rounded per block as it rounds it (measured 1e-7; 2e-3
-# leaves room for a rounding flipped by the GPU's approximate reciprocal). Both far below
-# the error of the FP8 weights themselves (e4m3: ~3e-2 of a product).
-MATHS = {"f16": 2e-3, "dot8": 2e-3}
+# against float64. f16 rounds x * scale and each column's running sum to fp16, so its error
+# grows with the K steps (~sqrt): 3e-4 to 5e-4 measured in the interpreter (3 steps); 1.7e-3
+# in a PyTorch emulation at 136 steps (K 17,408 in 128-column tiles, the narrow tiles at 14B,
+# the most these tests run; the swept shapes take at most 24). dot8 is held to x rounded per
+# block as it rounds it (1e-7 measured; 2e-3 leaves room for a rounding flipped by the GPU's
+# approximate division). Both far below the FP8 weights' own error (e4m3: ~3e-2).
+MATHS = {"f16": 5e-3, "dot8": 2e-3}
 
 
 def with_math(model: Qwen3, tiles: str, math: str) -> dict[str, GemvShape]:
