@@ -32,7 +32,9 @@ const char* decode_ops_simd(void) { return SIMD_NAME; }
 /* PyTorch's multi_row_sum (ReduceOps SumKernel) over `size` blocks of 4 vectors of `lanes`
    floats (squares of x): a cascade of 4 levels whose step is 16 blocks for any row up to
    2^16 vectors. acc[level][vector of the block][lane]. */
-static void cascade_blocks(const float* x, int64_t size, int lanes, float out[4][MAX_LANES]) {
+static inline __attribute__((always_inline)) void cascade_blocks(const float* x, int64_t size,
+                                                                 int lanes,
+                                                                 float out[4][MAX_LANES]) {
   enum { LEVELS = 4, ILP = 4 };
   float acc[LEVELS][ILP][MAX_LANES];
   memset(acc, 0, sizeof(acc));
@@ -75,7 +77,8 @@ static void cascade_blocks(const float* x, int64_t size, int lanes, float out[4]
 /* sum(x * x) over n floats as PyTorch's vectorized inner sum adds it: vectors of `lanes`,
    four at a time through the cascade, the leftover vectors into the first partial, the four
    partials into one, then the leftover scalars and the partial's lanes in order. */
-static float row_sum_squares(const float* x, int64_t n, int lanes) {
+static inline __attribute__((always_inline)) float sum_squares(const float* x, int64_t n,
+                                                                int lanes) {
   if (n < lanes) lanes = 1; /* its scalar inner sum: the same cascade over single values */
   int64_t vectors = n / lanes, blocks = vectors / 4;
   float part[4][MAX_LANES];
@@ -91,6 +94,14 @@ static float row_sum_squares(const float* x, int64_t n, int lanes) {
   for (int64_t i = vectors * lanes; i < n; i++) total += x[i] * x[i];
   for (int l = 0; l < lanes; l++) total += part[0][l];
   return total;
+}
+
+/* The same with the common widths as constants, so the compiler vectorizes each lane loop
+   (every lane is still summed in the same order). */
+static float row_sum_squares(const float* x, int64_t n, int lanes) {
+  if (n >= 16 && lanes == 16) return sum_squares(x, n, 16);
+  if (n >= 8 && lanes == 8) return sum_squares(x, n, 8);
+  return sum_squares(x, n, lanes);
 }
 
 static inline float bf16_rounded(float f) { return bf16_to_f32(f32_to_bf16(f)); }
