@@ -233,7 +233,7 @@ def bench_ours(model, config, prompt, args, device, dtype, context) -> list[dict
         except Exception as err:  # one failed path is a row of the table, not a lost run
             row["note"] += f"; failed: {type(err).__name__}: {str(err).splitlines()[0]}"
         rows.append(row)
-        progress(f"{row['engine']}: {row.get('tok_s') or 0:.1f} tok/s")
+        progress(f"{row['engine']}: {row.get('tok_s') or 0:.1f} tok/s ({row['note']})")
     for block in blocks:
         block.decode_path = "auto"
     return rows

@@ -207,6 +207,35 @@ def test_fast_step_equals_the_plain_step_in_float32(pdl):
         torch.testing.assert_close(fast.values[layer][:, :, :262], plain.values[layer][:, :, :262])
 
 
+def test_a_context_shorter_than_the_build_trial_builds_and_decodes_as_the_plain_step(
+    qwen3tui_home, monkeypatch
+):
+    """The kernels are built on a scratch cache of up to 512 positions: a model of 200 must
+    not be stepped past its RoPE tables (an illegal address poisons the whole GPU context)."""
+    from qwen3tui.engine import fast_decode
+    from qwen3tui.engine.decode_step import GraphedStep
+
+    model = random_model((512, 1024, 8, 2), torch.float32, layers=2, positions=200)
+    seen = []
+    call = fast_decode.FastDecoder.__call__
+
+    def spy(self, token, pos, window):
+        seen.append((int(pos), window))
+        return call(self, token, pos, window)
+
+    monkeypatch.setattr(fast_decode.FastDecoder, "__call__", spy)
+
+    def fast_step(cache):
+        step = GraphedStep(model, cache)
+        assert step.wait_compiled(300), step.compile_error
+        return lambda token, p: step(token, p)
+
+    pairs, _, _ = decode_both_ways(model, 150, 12, lambda p: p + 1, fast_step)
+    assert seen and all(pos < 200 and window <= 200 for pos, window in seen), seen
+    for got, want in pairs:
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("prompt", [250, 3000], ids=["across-buckets", "long-context"])
 def test_graph_replays_of_the_fast_step_equal_the_plain_step(prompt, qwen3tui_home):
     """GraphedStep: one CUDA graph per 256-position bucket, replayed for every position in

@@ -162,8 +162,18 @@ def check_projections(
         dec.x.copy_(x)
         dec.project("down", layer.down, dec.act, dec.x, residual=True, fp8=layer.scales["down"])
         errs.append(rel_err(dec.x - x, w("down") @ x_rounding(act.double())))
-    assert max(errs) < tol, errs
+    # A projection whose shape computes in fp16 (a bf16 model's default may) has fp16's
+    # tolerance.
+    limits = [
+        max(tol, PROJECTION_TOLERANCE.get(dec.shapes[name].fp8_math, 0.0))
+        for name in ("qkv", "o", "gate_up", "down")
+    ]
+    assert all(e < limit for e, limit in zip(errs, limits, strict=True)), (errs, limits)
     return errs
+
+
+# fp16 products and sums: error grows with the K steps (1.7e-3 emulated at 136 steps).
+PROJECTION_TOLERANCE = {"f16": 5e-3}
 
 
 def check_dequantize(device: str) -> None:

@@ -217,13 +217,15 @@ def build_fast_decoder(model: Qwen3, cache: KVCache):
     from .fast_decode import FastDecoder
 
     device = model.rope_cos.device
-    scratch = KVCache(model.config, 2 * BUCKET, device, model.rope_cos.dtype)
+    # Never past the model's positions: the RoPE tables end there (a short context setting).
+    last = min(2 * BUCKET, model.rope_cos.shape[0])
+    scratch = KVCache(model.config, last, device, model.rope_cos.dtype)
     stream = torch.cuda.Stream(device=device)
     with torch.inference_mode(), torch.cuda.stream(stream):
         token = torch.zeros((1, 1), dtype=torch.long, device=device)
-        pos = torch.full((1,), BUCKET, dtype=torch.long, device=device)
+        pos = torch.zeros((1,), dtype=torch.long, device=device)
         trial = FastDecoder(model, scratch)
-        for window in (BUCKET, 2 * BUCKET):  # one split, then several
+        for window in sorted({min(BUCKET, last), last}):  # one split, then several
             pos.fill_(window - 1)
             trial(token, pos, window)
         fast = FastDecoder(model, cache)

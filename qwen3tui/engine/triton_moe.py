@@ -34,6 +34,9 @@ def _route(LOGITS, slot, E, TOP_K: tl.constexpr, E_PAD: tl.constexpr, NORMALIZE:
     logits = tl.load(LOGITS + e, mask=e < E, other=float("-inf")).to(tl.float32)
     p = tl.exp(logits - tl.max(logits, axis=0))
     p = p / tl.sum(p, axis=0)
+    # Ranks must be a permutation whatever the scores (NaN compares false to everything):
+    # NaN ranks after every number, padding after everything, so `expert` is always < E.
+    p = tl.where(e < E, tl.where(p == p, p, -1.0), -2.0)
     ahead = (p[None, :] > p[:, None]) | ((p[None, :] == p[:, None]) & (e[None, :] < e[:, None]))
     rank = tl.sum(ahead.to(tl.int32), axis=1)
     chosen = rank == slot
