@@ -6,7 +6,8 @@
 # pytest: the cuda-marked tests; check: check_fast_paths (300 tokens);
 # check8: check_fast_paths' FP8 checks; moe: bench_moe (Qwen3-30B-A3B-shaped, with the peer;
 # MOE_SHAPES: expert kernel blocks to try); prefill: profile_prefill (graph replay, kernels); bench: bench_engine with the peers; bench8: ours, bf16
-# and --quantize fp8; benchckpt8: ours on the FP8 checkpoint; tune8: tune_fast_decode --fp8.
+# and --quantize fp8; benchckpt8: ours on the FP8 checkpoint; tune8: tune_fast_decode --fp8
+# (TUNE_S: its time limit; TUNE_ARGS: more of its options).
 set -o pipefail
 export PYTHONUNBUFFERED=1 QWEN3TUI_COMMIT=${QWEN3TUI_COMMIT:-unknown}
 OUT=${OUT:-/tmp/out}
@@ -46,7 +47,7 @@ write_random_checkpoint('$CKPT8' if fp8 else '$CKPT', config=cfg, tokenizer_dir=
               --shared $SHARED --checkpoint $CKPT8 --out $OUT/benchckpt8.json \
               2>&1 | tee $OUT/benchckpt8.log | grep -v "^\[bench\]" ;;
     tune8) timeout ${TUNE_S:-170} python3 benchmarks/tune_fast_decode.py --config $SHARED/config.json \
-              --fp8 --sweep qkv,o,gate_up,down --out $OUT/tune8.json 2>&1 | tee $OUT/tune8.log ;;
+              --fp8 --sweep qkv,o,gate_up,down ${TUNE_ARGS} --out $OUT/tune8.json 2>&1 | tee $OUT/tune8.log ;;
     prefill) timeout 120 python3 benchmarks/profile_prefill.py --config $SHARED/config.json \
                2>&1 | tee $OUT/prefill.log ;;
     moe) timeout $(left) python3 benchmarks/bench_moe.py --device cuda --tokens 64 --repeats 2 \
