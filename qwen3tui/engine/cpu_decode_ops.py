@@ -320,15 +320,17 @@ class FastDecoderLayer(DecoderLayer):
         ):
             keys, values = cache.keys[self.index], cache.values[self.index]
             if pos < keys.shape[2] and self._takes_step(x, cos, sin, keys, values):
-                qkv = inputs.qkv_proj(inputs.norm(x)).contiguous()
-                kernel = inputs.kernel
+                kernel, norm = inputs.kernel, inputs.norm
+                # The norm module's own C call, without its per-call checks (made once here).
+                qkv = inputs.qkv_proj(kernel.rmsnorm(x, norm.weight, norm.eps)).contiguous()
                 attended = kernel.attend_step(qkv, inputs, cos, sin, keys, values, pos)
                 return self.output(x, attended)
         return super().forward(x, cos, sin, cache, pos, kv_len, mask)
 
     def _takes_step(self, x, cos, sin, keys, values) -> bool:
         # Everything checked here is the same at every step of a layer: checked once.
-        layout = (x.shape, x.dtype, x.device, cos.shape, cos.dtype, cos.stride(), sin.stride())
+        layout = (x.shape, x.stride(), x.dtype, x.device, cos.shape, cos.dtype, cos.stride())
+        layout += (sin.stride(),)
         layout += (sin.dtype, keys.shape, keys.dtype, keys.stride(), values.dtype, values.stride())
         if self._step_layouts is None:
             self._step_layouts = {}
@@ -343,6 +345,11 @@ class FastDecoderLayer(DecoderLayer):
                 and x.dtype in _DTYPES
                 and x.dtype == cos.dtype == sin.dtype == keys.dtype == values.dtype
                 and x.dtype == inputs.q_norm.weight.dtype == inputs.k_norm.weight.dtype
+                and type(inputs.norm) in (RMSNorm, FastRMSNorm)
+                and x.dtype == inputs.norm.weight.dtype
+                and x.is_contiguous()
+                and x.shape[-1] <= NORM_MAX_VALUES
+                and inputs.norm.weight.is_contiguous()
                 and inputs.q_norm.weight.is_contiguous()
                 and inputs.k_norm.weight.is_contiguous()
                 and tuple(x.shape[:2]) == (1, 1)
