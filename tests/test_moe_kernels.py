@@ -94,6 +94,7 @@ def experts_against_plain(model: Qwen3, trials: int) -> None:
                 _, ids = block.router(normed[0])
                 assert sorted(dec.expert_ids.tolist()) == sorted(ids[0].tolist()), (i, trial)
                 assert dec.expert_ids.shape == (k,)
+                assert dec.route_counter.item() == 0  # reset for the next layer
                 torch.testing.assert_close(dec.x, want, rtol=1e-5, atol=1e-5)
 
 

@@ -71,7 +71,7 @@ class GemvShape:
     block_cols: int
     warps: int
     stages: int = 3
-    fp8_math: str = "f32"  # FP8 weights' math in triton_kernels.gemv: "f32", "f16" or "dot8"
+    fp8_math: str = "f32"  # FP8 weights' math in triton_kernels.gemv: "f32" or "f16"
 
 
 def gemv_shape(rows: int, cols: int, swiglu: bool = False, fp8: bool = False) -> GemvShape:
@@ -204,7 +204,10 @@ class FastDecoder:
         if self.moe is not None:  # the router's scores, the k experts' ids and activations
             self.top_k, self.moe_inner = config.num_experts_per_tok, config.moe_intermediate_size
             self.scores = torch.empty(config.num_experts, **f32)
+            # Router programs done; the last one ranks the scores and sets it back to 0.
+            self.route_counter = torch.zeros(1, device=device, dtype=torch.int32)
             self.expert_ids = torch.empty(self.top_k, device=device, dtype=torch.int32)
+            self.expert_weights = torch.empty(self.top_k, **f32)
             self.expert_act = torch.empty(self.top_k * self.moe_inner, **f32)
         self.logits = torch.empty(self.head.shape[0], device=device, dtype=self.dtype)
         fp8 = self.layers[0].scales
@@ -272,19 +275,24 @@ class FastDecoder:
         )  # fmt: skip
 
     def experts(self, layer: _Layer) -> None:
-        """x += the mixture of experts' output for RMSNorm(x): the router's scores, then the
-        k routed experts' SwiGLU and down projections, chosen on the device."""
+        """x += the mixture of experts' output for RMSNorm(x): the router's scores and the
+        routing, then the k routed experts' SwiGLU and down projections, all on the device."""
         from . import triton_moe as k
 
-        self.project("router", layer.router, self.x, self.scores, norm=layer.post_norm)
         n_experts = self.scores.numel()
+        r = self.shapes["router"]
         up, down = self.shapes["expert_gate_up"], self.shapes["expert_down"]
-        k.expert_gate_up[(triton_cdiv(up.rows, up.block_rows), self.top_k)](
-            layer.gate_up, self.x, layer.post_norm, self.scores, self.expert_ids,
-            self.expert_act, up.rows, up.cols, n_experts, self.eps, self.top_k,
-            triton_next_pow2(n_experts), self.moe.router.normalize, up.block_rows,
-            up.block_cols, _even(up), self.pdl, num_warps=up.warps, num_stages=up.stages,
+        k.router[(triton_cdiv(r.rows, r.block_rows),)](
+            layer.router, self.x, layer.post_norm, self.scores, self.route_counter,
+            self.expert_ids, self.expert_weights, n_experts, r.cols, self.eps, self.top_k,
+            triton_next_pow2(n_experts), self.moe.router.normalize, r.block_rows,
+            r.block_cols, _even(r), self.pdl, num_warps=r.warps, num_stages=r.stages,
             **self.launch,
+        )  # fmt: skip
+        k.expert_gate_up[(triton_cdiv(up.rows, up.block_rows), self.top_k)](
+            layer.gate_up, self.x, layer.post_norm, self.expert_ids, self.expert_weights,
+            self.expert_act, up.rows, up.cols, self.eps, up.block_rows, up.block_cols,
+            _even(up), self.pdl, num_warps=up.warps, num_stages=up.stages, **self.launch,
         )  # fmt: skip
         k.expert_down[(triton_cdiv(down.rows, down.block_rows),)](
             layer.down, self.expert_act, self.expert_ids, self.x, down.rows, down.cols,
@@ -307,9 +315,6 @@ class FastDecoder:
         scales, sb = (fp8.grid, fp8.block) if fp8 is not None else (x, (128, 128))
         if fp8 is not None and sb[0] % s.block_rows:
             raise ValueError(f"{name}: {s.block_rows} rows per program straddle FP8 blocks")
-        if fp8 is not None and s.fp8_math == "dot8":
-            if s.block_rows < 16 or s.block_cols % sb[1] or s.block_cols > 16 * sb[1]:
-                raise ValueError(f"{name}: dot8 takes 16+ rows, 1 to 16 scale blocks of columns")
         k.gemv[(triton_cdiv(s.rows, s.block_rows),)](
             weight, x, norm if norm is not None else x, out, scales, scales.shape[-1], s.rows,
             s.cols, s.rows, self.eps, s.block_rows, s.block_cols, norm is not None, swiglu,

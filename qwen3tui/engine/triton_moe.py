@@ -1,18 +1,18 @@
 """Triton kernels for a mixture-of-experts layer in a batch-1 decode step (Qwen3-MoE).
 
-After the router's one-row projection (`triton_kernels.gemv`, RMSNorm in its prologue) has
-scored every expert, two kernels run the token's k experts without the host:
+Three kernels run the token's k experts without the host:
 
-- `expert_gate_up`: program (row block, slot) finds the slot-th expert from the router's
-  scores itself (softmax and top-k over a few hundred values: cheaper than a launch), then
-  computes those rows of that expert's SwiGLU, times its routing weight. Together the
-  programs read the k experts' gate/up weights once: for Qwen3-30B-A3B the same 12,288 x 2,048
-  one-row matmul as a dense Qwen3-1.7B layer's.
+- `router`: the router's one-row projection (RMSNorm in its prologue); the last program to
+  finish ranks every expert's score (softmax and top-k over a few hundred values) and writes
+  the k experts and their routing weights.
+- `expert_gate_up`: program (row block, slot) computes those rows of the slot-th expert's
+  SwiGLU, times its routing weight. Together the programs read the k experts' gate/up weights
+  once: for Qwen3-30B-A3B the same 12,288 x 2,048 one-row matmul as a dense Qwen3-1.7B layer's.
 - `expert_down`: each program sums its output rows over the k experts' down projections and
   adds them into the residual stream: the k experts' down weights read once.
 
-Both read the weights of whichever experts the token chose, by device index: a CUDA graph of
-the step replays for any routing.
+The experts' weights are read by device index: a CUDA graph of the step replays for any
+routing.
 """
 
 from __future__ import annotations
@@ -24,40 +24,16 @@ from .triton_kernels import _tile, _vector, gdc_launch_dependents, gdc_wait
 
 
 @triton.jit
-def _route(LOGITS, slot, E, TOP_K: tl.constexpr, E_PAD: tl.constexpr, NORMALIZE: tl.constexpr):
-    """(expert, routing weight) of the token's slot-th most probable expert: softmax over the
-    router's E scores, in fp32; with NORMALIZE the k weights are divided by their sum.
-
-    An expert's rank is how many experts come before it (more probable, or as probable and a
-    lower index), so every program finds the same k experts without sorting."""
-    e = tl.arange(0, E_PAD)
-    logits = tl.load(LOGITS + e, mask=e < E, other=float("-inf")).to(tl.float32)
-    p = tl.exp(logits - tl.max(logits, axis=0))
-    p = p / tl.sum(p, axis=0)
-    # Ranks must be a permutation whatever the scores (NaN compares false to everything):
-    # NaN ranks after every number, padding after everything, so `expert` is always < E.
-    p = tl.where(e < E, tl.where(p == p, p, -1.0), -2.0)
-    ahead = (p[None, :] > p[:, None]) | ((p[None, :] == p[:, None]) & (e[None, :] < e[:, None]))
-    rank = tl.sum(ahead.to(tl.int32), axis=1)
-    chosen = rank == slot
-    expert = tl.sum(tl.where(chosen, e, 0), axis=0)
-    weight = tl.sum(tl.where(chosen, p, 0.0), axis=0)
-    if NORMALIZE:
-        weight = weight / tl.sum(tl.where(rank < TOP_K, p, 0.0), axis=0)
-    return expert, weight
-
-
-@triton.jit
-def expert_gate_up(
+def router(
     W,
     X,
     NORM_W,
-    LOGITS,
+    SCORES,
+    COUNTER,
     IDS,
-    OUT,
-    INTER,
-    K,
+    WEIGHTS,
     E,
+    K,
     eps,
     TOP_K: tl.constexpr,
     E_PAD: tl.constexpr,
@@ -67,22 +43,83 @@ def expert_gate_up(
     EVEN: tl.constexpr,
     PDL: tl.constexpr,
 ):
-    """OUT[slot * INTER + n] = weight * silu(G[n] @ x) * (U[n] @ x) for rows n of this program,
-    where the slot-th routed expert's W[expert] (2 * INTER, K) holds G then U, x is
-    RMSNorm(X) * NORM_W and weight its routing weight. Program (0, slot) also writes the
-    expert's index to IDS[slot] for `expert_down`. EVEN: no masks (INTER and K multiples of
-    the blocks)."""
+    """SCORES[e] = W[e] @ (RMSNorm(X) * NORM_W) for this program's experts e; then the last
+    program to finish (COUNTER, which it resets) writes the top-k experts, most probable
+    first, to IDS and their routing weights to WEIGHTS: softmax over the E scores in fp32,
+    divided by the k weights' sum with NORMALIZE.
+
+    An expert's rank is how many experts come before it (more probable, or as probable and a
+    lower index): a permutation, so each of the k slots gets exactly one expert."""
+    rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
+    cols = tl.arange(0, BLOCK_K)
+    row_ok = rows < E
+    w_ptrs = W + rows[:, None] * K + cols[None, :]
+    w = _tile(w_ptrs, row_ok, cols, K, EVEN)  # the router's weights: before waiting
+    if PDL:
+        gdc_wait()
+        gdc_launch_dependents()
+    squares = tl.zeros([BLOCK_K], tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        xk = _vector(X, k0 + cols, K, EVEN)
+        squares += xk * xk
+    inv = tl.rsqrt(tl.sum(squares) / K + eps)
+    xk = _vector(X, cols, K, EVEN) * inv * _vector(NORM_W, cols, K, EVEN)
+    acc = w.to(tl.float32) * xk[None, :]
+    for k0 in range(BLOCK_K, K, BLOCK_K):
+        w = _tile(w_ptrs + k0, row_ok, k0 + cols, K, EVEN)
+        xk = _vector(X, k0 + cols, K, EVEN) * inv * _vector(NORM_W, k0 + cols, K, EVEN)
+        acc += w.to(tl.float32) * xk[None, :]
+    tl.store(SCORES + rows, tl.sum(acc, axis=1), mask=row_ok)
+    tl.debug_barrier()  # every thread's scores are written before the count says so
+    done = tl.atomic_add(COUNTER, 1)  # acquire and release, GPU scope
+    if done == tl.num_programs(0) - 1:
+        tl.store(COUNTER, 0)  # ready for the next layer and step
+        e = tl.arange(0, E_PAD)
+        # Read past L1 (.cg): other multiprocessors wrote them.
+        logits = tl.load(SCORES + e, mask=e < E, other=float("-inf"), cache_modifier=".cg")
+        p = tl.exp(logits - tl.max(logits, axis=0))
+        p = p / tl.sum(p, axis=0)
+        # NaN (compares false to everything) ranks after every number, padding after all.
+        p = tl.where(e < E, tl.where(p == p, p, -1.0), -2.0)
+        ahead = (p[None, :] > p[:, None]) | ((p[None, :] == p[:, None]) & (e[None, :] < e[:, None]))
+        rank = tl.sum(ahead.to(tl.int32), axis=1)
+        chosen = rank < TOP_K
+        weight = p
+        if NORMALIZE:
+            weight = p / tl.sum(tl.where(chosen, p, 0.0), axis=0)
+        tl.store(IDS + rank, e, mask=chosen)
+        tl.store(WEIGHTS + rank, weight, mask=chosen)
+
+
+@triton.jit
+def expert_gate_up(
+    W,
+    X,
+    NORM_W,
+    IDS,
+    WEIGHTS,
+    OUT,
+    INTER,
+    K,
+    eps,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    EVEN: tl.constexpr,
+    PDL: tl.constexpr,
+):
+    """OUT[slot * INTER + n] = WEIGHTS[slot] * silu(G[n] @ x) * (U[n] @ x) for rows n of this
+    program, where expert IDS[slot]'s W[expert] (2 * INTER, K) holds G then U and x is
+    RMSNorm(X) * NORM_W. EVEN: no masks (INTER and K multiples of the blocks)."""
     slot = tl.program_id(1)
     rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     cols = tl.arange(0, BLOCK_K)
     row_ok = rows < INTER
-    if PDL:  # the router's scores come from the kernel before: nothing to fetch earlier
+    if PDL:  # the routing comes from the kernel before: nothing to fetch earlier
         gdc_wait()
         gdc_launch_dependents()
-    expert, weight = _route(LOGITS, slot, E, TOP_K, E_PAD, NORMALIZE)
-    if tl.program_id(0) == 0:
-        tl.store(IDS + slot, expert)
-    gate_ptrs = W + expert.to(tl.int64) * 2 * INTER * K + rows[:, None] * K + cols[None, :]
+    expert = tl.load(IDS + slot).to(tl.int64)
+    weight = tl.load(WEIGHTS + slot)
+    gate_ptrs = W + expert * 2 * INTER * K + rows[:, None] * K + cols[None, :]
     up_ptrs = gate_ptrs + INTER * K
     squares = tl.zeros([BLOCK_K], tl.float32)
     for k0 in range(0, K, BLOCK_K):
