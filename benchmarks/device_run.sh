@@ -7,7 +7,8 @@
 # check8: check_fast_paths' FP8 checks; moe: bench_moe (Qwen3-30B-A3B-shaped, with the peer;
 # MOE_SHAPES: expert kernel blocks to try); prefill: profile_prefill (graph replay, kernels); bench: bench_engine with the peers; bench8: ours, bf16
 # and --quantize fp8; benchckpt8: ours on the FP8 checkpoint; tune8: tune_fast_decode --fp8
-# (TUNE_S: its time limit; TUNE_ARGS: more of its options).
+# (TUNE_S: its time limit; TUNE_ARGS: more of its options); step8b: whole fast steps of a
+# Qwen3-8B-shaped model (its config.json beside $SHARED, as Qwen3-8B.config.json).
 set -o pipefail
 export PYTHONUNBUFFERED=1 QWEN3TUI_COMMIT=${QWEN3TUI_COMMIT:-unknown}
 OUT=${OUT:-/tmp/out}
@@ -53,6 +54,8 @@ write_random_checkpoint('$CKPT8' if fp8 else '$CKPT', config=cfg, tokenizer_dir=
     moe) timeout $(left) python3 benchmarks/bench_moe.py --device cuda --tokens 64 --repeats 2 \
            --check-tokens 16 --json $OUT/moe.json ${MOE_SHAPES:+--expert-shapes $MOE_SHAPES} \
            2>&1 | tee $OUT/moe.log ;;
+    step8b) timeout 150 python3 benchmarks/tune_fast_decode.py --no-sweep \
+              --config ${SHARED%/*}/Qwen3-8B.config.json --out $OUT/step8b.json 2>&1 | tee $OUT/step8b.log ;;
     *) echo "unknown stage $stage" ;;
   esac
 done
