@@ -99,14 +99,9 @@ def time_graph(run, replays: int = 100, rounds: int = 5) -> float:
 
 # Extra FP8 candidates per math of triton_kernels.gemv (rows, cols, warps), beside the "f32"
 # shapes. f16 converts and multiplies two weights an instruction, so it can afford more
-# weights a thread. dot8 needs 16+ rows a program (tl.dot) and at most 16 scale blocks of
-# columns; from 64 rows Triton emits Hopper's fp8 wgmma (QGMMA, weights copied to shared
-# memory by cp.async), below it mma.sync on weights converted to fp16 (sm_90 SASS compiled
-# on the CPU: ~13 instructions a weight at 16 x 512, so not swept; ~2 at 64 x 512, 1.3 at
-# 128 x 256), but 64 rows leave 2,048-row projections 32 programs for 132 multiprocessors.
+# weights a thread.
 FP8_MATH_SHAPES = {
     "f16": ((8, 1024, 4), (8, 2048, 8), (16, 1024, 8), (16, 512, 4), (16, 256, 8)),
-    "dot8": ((64, 256, 4), (64, 512, 4), (128, 256, 4)),
 }
 
 
@@ -130,7 +125,7 @@ def shape_candidates(
     for math in maths if fp8 else ():
         for block_rows, block_cols, warps in FP8_MATH_SHAPES.get(math, ()):
             per_thread_bytes = block_rows * block_cols * (2 if swiglu else 1) / (32 * warps)
-            if block_cols <= cols and (math == "dot8" or per_thread_bytes <= 128):
+            if block_cols <= cols and per_thread_bytes <= 128:
                 out.append(GemvShape(rows, cols, block_rows, block_cols, warps, fp8_math=math))
     return out
 
@@ -186,7 +181,7 @@ def main() -> int:
     parser.add_argument("--fp8", action="store_true", help="FP8 projections (bf16 step beside)")
     parser.add_argument("--sweep", default="qkv,o,gate_up,down,head", help="projections to sweep")
     parser.add_argument(
-        "--math", default="f32,f16,dot8", help="FP8 maths to sweep (triton_kernels.gemv)"
+        "--math", default="f32,f16", help="FP8 maths to sweep (triton_kernels.gemv)"
     )
     args = parser.parse_args()
     dtype = getattr(torch, args.dtype)

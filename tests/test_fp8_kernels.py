@@ -88,38 +88,13 @@ def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
     return ((got.double() - want).norm() / want.norm()).item()
 
 
-def to_e4m3(x: torch.Tensor) -> torch.Tensor:
-    """x (float32) rounded to e4m3 by Triton's own conversion, as float64: the GPU's cvt.rn on
-    CUDA; the interpreter's emulation on the CPU, which rounds differently from PyTorch (a
-    mantissa rounding up past 7 loses its carry: 1.99 -> 1.0), so the reference rounds as the
-    kernel does."""
-    import triton
-
-    from qwen3tui.engine import triton_kernels as k
-
-    q = torch.empty(x.shape, dtype=torch.float8_e4m3fn, device=x.device)
-    k.round_e4m3[(triton.cdiv(x.numel(), 1024),)](x, q, x.numel(), 1024)
-    return q.double()
-
-
-def quantized_x(x: torch.Tensor, block: int = 128) -> torch.Tensor:
-    """x rounded as the dot8 math does, in float32 as it does: e4m3 per `block` columns, with
-    scale amax / 448 (float64)."""
-    n = x.numel()
-    blocks = F.pad(x.float(), (0, -n % block)).view(-1, block)
-    amax = blocks.abs().amax(1, keepdim=True)
-    scale = torch.where(amax > 0, amax / 448, 1.0)
-    q = to_e4m3((blocks * (1 / scale)).contiguous()) * scale.double()
-    return q.flatten()[:n]
-
-
 def check_projections(
     model: Qwen3, shapes: dict[str, GemvShape] | None = None, tol: float = 1e-5,
-    x_rounding=lambda x: x, scale: float = 1.0,
+    scale: float = 1.0,
 ) -> list[float]:  # fmt: skip
     """Each FP8 projection kernel of layer 0 against float64 on the dequantized weights and
-    x_rounding(the input) (RMSNorm first where the kernel has it), within relative error
-    `tol`; the errors (qkv, o, gate_up, down). `scale`: the o and down inputs' size."""
+    the input (RMSNorm first where the kernel has it), within relative error `tol`; the
+    errors (qkv, o, gate_up, down). `scale`: the o and down inputs' size."""
     from qwen3tui.engine.fast_decode import FastDecoder
 
     device = model.rope_cos.device
@@ -144,24 +119,24 @@ def check_projections(
         dec.x.copy_(x)
         dec.qkv.fill_(float("nan"))
         dec.project("qkv", layer.qkv, dec.x, dec.qkv, norm=layer.norm, fp8=layer.scales["qkv"])
-        errs = [rel_err(dec.qkv, w("qkv") @ x_rounding(rms_norm(x, layer.norm)))]
+        errs = [rel_err(dec.qkv, w("qkv") @ rms_norm(x, layer.norm))]
         attended = torch.randn(dec.attended.numel(), device=device) * scale
         dec.attended.copy_(attended)
         dec.project("o", layer.o, dec.attended, dec.x, residual=True, fp8=layer.scales["o"])
-        errs.append(rel_err(dec.x - x, w("o") @ x_rounding(attended.double())))
+        errs.append(rel_err(dec.x - x, w("o") @ attended.double()))
         dec.x.copy_(x)
         dec.act.fill_(float("nan"))
         dec.project(
             "gate_up", layer.gate_up, dec.x, dec.act, norm=layer.post_norm,
             fp8=layer.scales["gate_up"],
         )  # fmt: skip
-        gate, up = (w("gate_up") @ x_rounding(rms_norm(x, layer.post_norm))).chunk(2)
+        gate, up = (w("gate_up") @ rms_norm(x, layer.post_norm)).chunk(2)
         errs.append(rel_err(dec.act, F.silu(gate) * up))
         act = torch.randn(config.intermediate_size, device=device) * scale
         dec.act.copy_(act)
         dec.x.copy_(x)
         dec.project("down", layer.down, dec.act, dec.x, residual=True, fp8=layer.scales["down"])
-        errs.append(rel_err(dec.x - x, w("down") @ x_rounding(act.double())))
+        errs.append(rel_err(dec.x - x, w("down") @ act.double()))
     # A projection whose shape computes in fp16 (a bf16 model's default may) has fp16's
     # tolerance.
     limits = [
@@ -221,15 +196,13 @@ def tiles_of(model: Qwen3, tiles: str) -> dict[str, GemvShape] | None:
 # against float64. f16 rounds x * scale and each column's running sum to fp16, so its error
 # grows with the K steps (~sqrt): 3e-4 to 5e-4 measured in the interpreter (3 steps); 1.7e-3
 # in a PyTorch emulation at 136 steps (K 17,408 in 128-column tiles, the narrow tiles at 14B,
-# the most these tests run; the swept shapes take at most 24). dot8 is held to x rounded per
-# block as it rounds it (1e-7 measured; 2e-3 leaves room for a rounding flipped by the GPU's
-# approximate division). Both far below the FP8 weights' own error (e4m3: ~3e-2).
-MATHS = {"f16": 5e-3, "dot8": 2e-3}
+# the most these tests run; the swept shapes take at most 24). Far below the FP8 weights' own
+# error (e4m3: ~3e-2).
+MATHS = {"f16": 5e-3}
 
 
 def with_math(model: Qwen3, tiles: str, math: str) -> dict[str, GemvShape]:
-    """The tiles' shapes (the defaults or narrow_tiles) with FP8 math `math`. dot8: 64 rows a
-    program on the default tiles (Hopper's fp8 wgmma), 16 on the narrow (mma.sync)."""
+    """The tiles' shapes (the defaults or narrow_tiles) with FP8 math `math`."""
     from qwen3tui.engine.fast_decode import FastDecoder
 
     if tiles == "narrow":
@@ -237,18 +210,12 @@ def with_math(model: Qwen3, tiles: str, math: str) -> dict[str, GemvShape]:
     else:
         cache = KVCache(model.config, 8, model.rope_cos.device, model.rope_cos.dtype)
         shapes = FastDecoder(model, cache).shapes
-    rows = (16 if tiles == "narrow" else 64) if math == "dot8" else None
-    return {
-        name: replace(s, fp8_math=math, block_rows=rows or s.block_rows)
-        for name, s in shapes.items()
-        if name != "head"
-    }
+    return {name: replace(s, fp8_math=math) for name, s in shapes.items() if name != "head"}
 
 
 def check_math(model: Qwen3, tiles: str, math: str, scale: float = 1.0) -> list[float]:
-    rounding = quantized_x if math == "dot8" else (lambda x: x)
     shapes = with_math(model, tiles, math)
-    return check_projections(model, shapes, MATHS[math], rounding, scale)
+    return check_projections(model, shapes, MATHS[math], scale)
 
 
 def step_against_plain(
@@ -335,9 +302,8 @@ for got, want in step_against_plain(model, prompt=20, steps=3, window=64):
 
 
 # Whole steps on a math's shapes against the plain float32 step: relative error of the
-# logits. dot8's is its rounding of the activations to e4m3 (~3e-2 a projection; 0.145 for
-# two layers measured in the interpreter, whose rounding is coarser than the GPU's).
-STEP_TOLERANCE = {"f16": 5e-3, "dot8": 0.25}
+# logits.
+STEP_TOLERANCE = {"f16": 5e-3}
 
 
 @pytest.mark.parametrize("math", list(MATHS))
@@ -378,14 +344,6 @@ def test_fp8_maths_match_float64_on_cuda(name, tiles, math):
 def test_f16_math_cannot_overflow_on_large_activations_on_cuda():
     model = fp8_model(GPU_SHAPES["4B"], torch.bfloat16, "cuda")
     check_math(model, "default", "f16", scale=1e5)
-
-
-@pytest.mark.cuda
-@needs_cuda
-def test_tritons_e4m3_rounding_is_pytorchs_on_cuda():
-    """On the GPU the dot8 reference's rounding (Triton's) is round-to-nearest-even."""
-    x = (torch.randn(1 << 16, device="cuda") * 60).clamp(-448, 448)  # e4m3fn: no inf
-    assert torch.equal(to_e4m3(x), x.to(torch.float8_e4m3fn).double())
 
 
 @pytest.mark.cuda

@@ -67,42 +67,18 @@ def _fp8_step(acc, w, x, c, s_row, k0, K, BLOCK_K: tl.constexpr, SB_K: tl.conste
     """acc plus one K step of an FP8 tile w [BLOCK_N, BLOCK_K] against x (fp32, unscaled),
     in the FP8 math chosen (see `gemv`). c: the f16 math's factor."""
     cols = k0 + tl.arange(0, BLOCK_K)
-    if MATH == "dot8":
-        # x quantized to e4m3 per SB_K-column block of the tile (scale amax / 448), then
-        # spread into a [BLOCK_K, 16] operand whose column j holds block j (zeros elsewhere),
-        # so each block's product comes out in its own column, to be scaled by weight scale
-        # * x scale (columns past the tile's blocks: zeros, scales 0). Quantizing the vector
-        # before spreading it costs BLOCK_K conversions, not 16 * BLOCK_K.
-        NB: tl.constexpr = BLOCK_K // SB_K
-        j = tl.arange(0, 16)
-        blocks = tl.reshape(x, [NB, SB_K])
-        amax = tl.max(tl.abs(blocks), axis=1)
-        x_scale = tl.where(amax > 0, amax / 448.0, 1.0)
-        xq = tl.reshape(blocks * (1.0 / x_scale)[:, None], [BLOCK_K]).to(tl.float8e4nv)
-        spread = (cols - k0)[:, None] // SB_K == j[None, :]
-        zero = tl.full([BLOCK_K, 16], 0, tl.uint8)
-        bq = tl.where(spread, xq.to(tl.uint8, bitcast=True)[:, None], zero)
-        x_scales = tl.sum(
-            tl.where(tl.arange(0, NB)[:, None] == j[None, :], x_scale[:, None], 0.0), 0
-        )
-        s_ok = (j < NB) & ((k0 // SB_K + j) * SB_K < K)
-        s = tl.load(s_row + k0 // SB_K + j, mask=s_ok, other=0.0)
-        acc += tl.dot(w, bq.to(tl.float8e4nv, bitcast=True)) * (s * x_scales)[None, :]
-    else:
-        xs = _scaled(x, s_row, cols, K, SB_K, EVEN)
-        if MATH == "f16":
-            # one packed cvt and one packed fp16 FMA per two weights
-            acc += w.to(tl.float16) * (xs * c).to(tl.float16)[None, :]
-        else:  # "f32": fp8 -> fp16 -> fp32 (two cvts per weight) and one fp32 FMA
-            acc += w.to(tl.float32) * xs[None, :]
+    xs = _scaled(x, s_row, cols, K, SB_K, EVEN)
+    if MATH == "f16":
+        # one packed cvt and one packed fp16 FMA per two weights
+        acc += w.to(tl.float16) * (xs * c).to(tl.float16)[None, :]
+    else:  # "f32": fp8 -> fp16 -> fp32 (two cvts per weight) and one fp32 FMA
+        acc += w.to(tl.float32) * xs[None, :]
     return acc
 
 
 @triton.jit
 def _fp8_acc(BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, MATH: tl.constexpr):
-    if MATH == "dot8":
-        acc = tl.zeros([BLOCK_N, 16], tl.float32)
-    elif MATH == "f16":
+    if MATH == "f16":
         acc = tl.zeros([BLOCK_N, BLOCK_K], tl.float16)
     else:
         acc = tl.zeros([BLOCK_N, BLOCK_K], tl.float32)
@@ -146,11 +122,6 @@ def gemv(
       in fp16 range) rounded to fp16, fp16 FMAs across K; the row sums in fp32. Relative
       error 3e-4 to 2e-3, growing with the K steps (fp16 rounding), well below the FP8
       weights' own (~3e-2). Per weight: half a cvt and half an HFMA2, not f32's 2.5.
-    - "dot8": x quantized to e4m3 per SB_K-column block (scale amax / 448, as FP8 models'
-      dynamic activation quantization), fp8 x fp8 tensor-core dots with fp32 accumulation,
-      each block's product scaled by weight scale * x scale. BLOCK_N >= 16 (from 64 Triton
-      emits Hopper's fp8 wgmma; below, mma.sync on fp16), SB_K divides BLOCK_K, BLOCK_K <=
-      16 * SB_K. Error: the activations' e4m3 rounding (~2e-2).
     """
     rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     cols = tl.arange(0, BLOCK_K)
@@ -235,13 +206,6 @@ def gemv(
     if RESIDUAL:
         y += tl.load(OUT + rows, mask=row_ok, other=0.0).to(tl.float32)
     tl.store(OUT + rows, y.to(OUT.dtype.element_ty), mask=row_ok)
-
-
-@triton.jit
-def round_e4m3(X, OUT, N, BLOCK: tl.constexpr):
-    """OUT = X (float32) converted to e4m3 as `gemv`'s dot8 math converts it (tests)."""
-    i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    tl.store(OUT + i, tl.load(X + i, mask=i < N).to(tl.float8e4nv), mask=i < N)
 
 
 @triton.jit(do_not_specialize=["split_len", "n_splits"])  # one compiled kernel for all windows
