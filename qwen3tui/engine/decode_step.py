@@ -52,9 +52,11 @@ class GraphedStep:
         self.prefill_pool = None
         self.pool = None
         self.fast = None  # the FastDecoder the graphs replay, once it is ready
+        self.fast_prefill = False  # prefill graphs of fast_prefill's kernels, once built
         self.compiled_ready = None  # the FastDecoder, built and compiled
         self.compile_error: str | None = None
         self.compiler = None
+        self.prefill_ready = False
         if fast:
             from . import fast_decode
 
@@ -70,11 +72,15 @@ class GraphedStep:
 
     def _compile(self) -> None:
         try:
-            self.compiled_ready = build_fast_decoder(self.model, self.cache)
+            fast = build_fast_decoder(self.model, self.cache)
         except Exception as err:  # an optimization: keep the plain graphs
-            self.compile_error = (
-                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-            )
+            self.compile_error = _one_line(err)
+            return
+        try:
+            self.prefill_ready = build_fast_prefill(self.model)
+        except Exception as err:  # an optimization too: the plain prefill graphs stay
+            self.compile_error = f"prefill: {_one_line(err)}"
+        self.compiled_ready = fast
 
     def wait_compiled(self, timeout: float | None = None) -> bool:
         if self.compiler is not None:
@@ -105,6 +111,7 @@ class GraphedStep:
         than the GPU needs to run them. The chunk is padded to a power of two (16 to 2,048):
         at most 8 graphs, each captured the first time a prompt needs it.
         """
+        self._use_compiled_if_ready()
         bucket = max(PREFILL_MIN, 1 << (len(chunk) - 1).bit_length())
         if (
             not self.model.layers[0].flash
@@ -113,7 +120,9 @@ class GraphedStep:
         ):
             return None
         if bucket not in self.prefills:
-            self.prefills[bucket] = PrefillGraph(self.model, self.cache, bucket, self.prefill_pool)
+            self.prefills[bucket] = PrefillGraph(
+                self.model, self.cache, bucket, self.prefill_pool, self.fast_prefill
+            )
         prefill = self.prefills[bucket]
         logits = prefill(chunk, start)
         self.prefill_pool = prefill.pool
@@ -125,6 +134,10 @@ class GraphedStep:
             self.fast = self.compiled_ready
             self.graphs.clear()
             self.pool = None
+            if self.prefill_ready:  # and the prefill graphs with its kernels
+                self.fast_prefill = True
+                self.prefills.clear()
+                self.prefill_pool = None
 
     def _bucket(self, pos: int) -> int:
         return min(-(-(pos + 1) // BUCKET) * BUCKET, self.cache.max_tokens)
@@ -172,8 +185,10 @@ def capture_graph(
 class PrefillGraph:
     """One chunk length's whole prefill as a CUDA graph (see GraphedStep.prefill_chunk)."""
 
-    def __init__(self, model: Qwen3, cache: KVCache, length: int, pool=None) -> None:
-        self.model, self.cache, self.pool = model, cache, pool
+    def __init__(
+        self, model: Qwen3, cache: KVCache, length: int, pool=None, fast: bool = False
+    ) -> None:
+        self.model, self.cache, self.pool, self.fast = model, cache, pool, fast
         device = model.rope_cos.device
         self.ids = torch.zeros((1, length), dtype=torch.long, device=device)
         self.steps = torch.arange(length, dtype=torch.long, device=device)
@@ -184,6 +199,10 @@ class PrefillGraph:
 
     def _run(self) -> torch.Tensor:
         ids, positions, last, offsets = self.ids, self.positions, self.last, self.offsets
+        if self.fast:
+            from . import fast_prefill
+
+            return fast_prefill.prefill_chunk(self.model, ids, positions, last, self.cache, offsets)
         return self.model.prefill_chunk(ids, positions, last, self.cache, offsets)
 
     def __call__(self, chunk: list[int], start: int) -> torch.Tensor:
@@ -231,6 +250,31 @@ def build_fast_decoder(model: Qwen3, cache: KVCache):
         fast = FastDecoder(model, cache)
     stream.synchronize()
     return fast
+
+
+def _one_line(err: Exception) -> str:
+    return f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+
+
+def build_fast_prefill(model: Qwen3) -> bool:
+    """Whether fast_prefill's kernels run for this model; if so they are compiled here (one
+    chunk on a scratch cache, on a side stream), so no reply waits for it."""
+    from . import fast_prefill
+
+    if not fast_prefill.supported(model):
+        return False
+    device = model.rope_cos.device
+    length = min(PREFILL_MIN, model.rope_cos.shape[0])
+    scratch = KVCache(model.config, length, device, model.rope_cos.dtype)
+    stream = torch.cuda.Stream(device=device)
+    with torch.inference_mode(), torch.cuda.stream(stream):
+        ids = torch.zeros((1, length), dtype=torch.long, device=device)
+        positions = torch.arange(length, device=device)
+        last = torch.zeros((1,), dtype=torch.long, device=device)
+        offsets = torch.tensor([0, length], dtype=torch.int32, device=device)
+        fast_prefill.prefill_chunk(model, ids, positions, last, scratch, offsets)
+    stream.synchronize()
+    return True
 
 
 class HostToken:

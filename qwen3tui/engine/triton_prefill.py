@@ -1,0 +1,100 @@
+"""Triton kernels for the element-wise work of a CUDA prefill chunk (`fast_prefill.py`).
+
+Between its matrix products a plain prefill layer launches about thirty small PyTorch kernels
+(casts, norm statistics, RoPE's halves and concatenation, the cache writes, SiLU), each reading
+and writing the whole chunk; at 128 tokens they take longer than the products. Three kernels
+replace them, rounding where the plain modules round (to the activations' dtype after each
+operation), so the results are the plain path's up to the order of the norm's sum:
+
+- `rms_norm_rows`: a row's RMSNorm (fp32 statistics, rounded, then times the weight);
+- `qk_norm_rope_cache`: each head's q or k norm and RoPE, q into its own buffer and k and v
+  straight into the cache at their positions;
+- `swiglu_rows`: silu(gate) * up.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _norm(x, w, inv, dtype: tl.constexpr):
+    """RMSNorm's output as the module computes it: x * inv rounded, then times the weight."""
+    return ((x * inv).to(dtype).to(tl.float32) * w).to(dtype).to(tl.float32)
+
+
+@triton.jit
+def rms_norm_rows(X, W, OUT, H, eps, BLOCK: tl.constexpr):
+    """OUT[row] = RMSNorm(X[row]) * W, for the program's row."""
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.arange(0, BLOCK)
+    ok = cols < H
+    x = tl.load(X + row * H + cols, mask=ok, other=0.0).to(tl.float32)
+    w = tl.load(W + cols, mask=ok, other=0.0).to(tl.float32)
+    inv = tl.rsqrt(tl.sum(x * x, axis=0) / H + eps)
+    y = _norm(x, w, inv, OUT.dtype.element_ty)
+    tl.store(OUT + row * H + cols, y.to(OUT.dtype.element_ty), mask=ok)
+
+
+@triton.jit
+def qk_norm_rope_cache(
+    QKV,
+    Q,
+    KC,
+    VC,
+    COS,
+    SIN,
+    Q_NORM,
+    K_NORM,
+    POSITIONS,
+    cache_stride,
+    eps,
+    N_HEADS: tl.constexpr,
+    N_KV: tl.constexpr,
+    HD: tl.constexpr,
+):
+    """Program (token t, head h) of the chunk's fused q/k/v rows QKV (t, (heads + 2 kv) * HD):
+    a query head's rope(norm(q)) goes to Q (t, heads, HD); a KV head's rope(norm(k)) and its v
+    go to the caches KC/VC (kv, positions, HD; `cache_stride` apart) at POSITIONS[t]."""
+    t = tl.program_id(0).to(tl.int64)
+    h = tl.program_id(1)
+    d = tl.arange(0, HD)
+    half: tl.constexpr = HD // 2
+    rot = (d + half) % HD
+    pos = tl.load(POSITIONS + t)
+    row = QKV + t * (N_HEADS + 2 * N_KV) * HD
+    dtype = Q.dtype.element_ty
+    is_q = h < N_HEADS
+    norm_w = Q_NORM if is_q else K_NORM
+    x = tl.load(row + h * HD + d).to(tl.float32)
+    x_rot = tl.load(row + h * HD + rot).to(tl.float32)
+    inv = tl.rsqrt(tl.sum(x * x, axis=0) / HD + eps)
+    n = _norm(x, tl.load(norm_w + d).to(tl.float32), inv, dtype)
+    n_rot = _norm(x_rot, tl.load(norm_w + rot).to(tl.float32), inv, dtype)
+    rotated = tl.where(d < half, -n_rot, n_rot)
+    cos = tl.load(COS + pos * HD + d).to(tl.float32)
+    sin = tl.load(SIN + pos * HD + d).to(tl.float32)
+    # x * cos + rotated * sin, each product and the sum rounded as apply_rope's tensors are
+    y = (n * cos).to(dtype).to(tl.float32) + (rotated * sin).to(dtype).to(tl.float32)
+    if is_q:
+        tl.store(Q + (t * N_HEADS + h) * HD + d, y.to(dtype))
+    else:
+        kv = (h - N_HEADS).to(tl.int64)
+        at = kv * cache_stride + pos * HD + d
+        tl.store(KC + at, y.to(KC.dtype.element_ty))
+        v = tl.load(row + (N_HEADS + N_KV + kv) * HD + d)
+        tl.store(VC + at, v.to(VC.dtype.element_ty))
+
+
+@triton.jit
+def swiglu_rows(GATE_UP, OUT, INNER, BLOCK: tl.constexpr):
+    """OUT[row] = silu(gate) * up, where GATE_UP[row] holds gate then up (INNER each)."""
+    row = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    ok = cols < INNER
+    dtype = OUT.dtype.element_ty
+    gate = tl.load(GATE_UP + row * 2 * INNER + cols, mask=ok, other=0.0).to(tl.float32)
+    up = tl.load(GATE_UP + row * 2 * INNER + INNER + cols, mask=ok, other=0.0).to(tl.float32)
+    silu = (gate / (1.0 + tl.exp(-gate))).to(dtype).to(tl.float32)
+    tl.store(OUT + row * INNER + cols, (silu * up).to(dtype), mask=ok)
