@@ -2,8 +2,9 @@
 
 A development tool, not a test: on a random Qwen3-shaped model built on the GPU, for each
 prompt length, the engine's prefill graph (`decode_step.PrefillGraph`, what a reply's first
-chunk replays) is timed (median of CUDA-event timings over replays), then one replay is
-profiled: GPU time by kernel, largest first, and how many launches.
+chunk replays), of the plain modules and then of fast_prefill's kernels, is timed (median of
+CUDA-event timings over replays), then one replay is profiled: GPU time by kernel, largest
+first, and how many launches.
 
     python benchmarks/profile_prefill.py --config DIR/config.json [--lengths 128 2048]
 """
@@ -70,14 +71,14 @@ def main() -> int:
     cache = KVCache(config, 4096, torch.device("cuda"), torch.bfloat16)
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}")
     with torch.inference_mode():
-        for n in args.lengths:
+        for n, fast in ((n, fast) for n in args.lengths for fast in (False, True)):
             chunk = torch.randint(0, config.vocab_size, (n,)).tolist()
-            prefill = PrefillGraph(model, cache, n)
+            prefill = PrefillGraph(model, cache, n, fast=fast)
             prefill(chunk, 0)  # captures
             ms = replay_ms(prefill, chunk)
-            print(
-                f"\n## prefill of {n} tokens: graph replay {ms:.2f} ms ({n / ms * 1e3:.0f} tok/s)"
-            )
+            kind = "fast_prefill's kernels" if fast else "plain modules"
+            rate = f"{n / ms * 1e3:.0f} tok/s"
+            print(f"\n## prefill of {n} tokens, {kind}: graph replay {ms:.2f} ms ({rate})")
             rows = kernel_table(prefill, chunk, args.top)
             everything = kernel_table(prefill, chunk, 10**6)
             launches = sum(c for _, _, c in everything)
