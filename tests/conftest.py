@@ -23,6 +23,36 @@ def find_shared_dir() -> Path | None:
     return None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def compile_each_kernel_once(tmp_path_factory: pytest.TempPathFactory):
+    """CC for the whole session (subprocesses included): tests/cached_cc.py, which keeps each
+    CPU kernel build, so a fresh QWEN3TUI_HOME does not compile the kernels again (seconds
+    each). Tests that set CC themselves still get theirs."""
+    import shutil
+    import sys
+
+    real = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not real:
+        yield
+        return
+    cached = Path(__file__).resolve().parent / "cached_cc.py"
+    wrapper = tmp_path_factory.mktemp("cc") / "cc"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{cached}" "$@"\n')
+    wrapper.chmod(0o755)
+    saved = {
+        k: os.environ.get(k) for k in ("CC", "QWEN3TUI_TEST_REAL_CC", "QWEN3TUI_TEST_CC_CACHE")
+    }
+    os.environ["CC"] = str(wrapper)
+    os.environ["QWEN3TUI_TEST_REAL_CC"] = real
+    os.environ["QWEN3TUI_TEST_CC_CACHE"] = str(tmp_path_factory.mktemp("built-kernels"))
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     found = find_shared_dir()
