@@ -9,16 +9,12 @@ with `pip install triton`); without it they are skipped.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+import triton_interpreter
 
 from qwen3tui.engine.config import Qwen3Config
 from qwen3tui.engine.fast_decode import GemvShape
@@ -247,20 +243,8 @@ def step_against_plain(
 
 
 def run_interpreted(code: str) -> None:
-    """`code`, with this module's helpers, in a fresh Python with TRITON_INTERPRET=1: Triton
-    reads it when first imported (here torch may have imported it already)."""
-    if importlib.util.find_spec("triton") is None:
-        pytest.skip("Triton is not installed")
-    if torch.cuda.is_available():
-        pytest.skip("a CUDA machine runs the kernels for real (pytest -m cuda)")
-    here = Path(__file__).resolve().parent
-    path = [str(here), str(here.parent), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "TRITON_INTERPRET": "1", "PYTHONPATH": os.pathsep.join(path)}
-    script = f"from {Path(__file__).stem} import *\n{code}"
-    done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    """`code`, with this module's helpers, through Triton's interpreter (triton_interpreter)."""
+    triton_interpreter.run_interpreted(__file__, code)
 
 
 @pytest.mark.parametrize("tiles", list(TILES))
