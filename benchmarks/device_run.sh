@@ -1,5 +1,7 @@
 #!/bin/bash
 # One call on the GPU machine: the stages named on the command line, logs under $OUT.
+# Before the call, copy ../shared/qwen3-1.7b (and ../shared/qwen3-family/Qwen3-8B.config.json for
+# step8b) into .devshared/ of the checkout: untracked files travel with the working tree.
 #   bash benchmarks/device_run.sh ckpt pytest check bench ...
 # ckpt: full-size random Qwen3-1.7B checkpoint (bf16) from the real config in $SHARED;
 # ckpt8: the same stored as Qwen's FP8 release stores it (128x128 blocks);
