@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from kernel_models import dense_config, random_qwen3
 
-from qwen3tui.engine.config import Qwen3Config
 from qwen3tui.engine.kv_cache import KVCache
 from qwen3tui.engine.model import Qwen3
 
@@ -34,38 +34,7 @@ HD = 128
 def random_model(
     shape: tuple[int, int, int, int], dtype: torch.dtype, layers: int = 1, positions: int = 4096
 ) -> Qwen3:
-    hidden, inner, heads, kv = shape
-    config = Qwen3Config.from_dict(
-        {
-            "hidden_size": hidden,
-            "intermediate_size": inner,
-            "num_hidden_layers": layers,
-            "num_attention_heads": heads,
-            "num_key_value_heads": kv,
-            "head_dim": HD,
-            "vocab_size": 1000,
-            "max_position_embeddings": positions,
-            "rms_norm_eps": 1e-6,
-            "rope_theta": 1e6,
-            "tie_word_embeddings": True,
-            "model_type": "qwen3",
-        }
-    )
-    torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = Qwen3(config, positions)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.uniform_(0.5, 1.5)
-            else:
-                p.normal_(0, 0.05)
-    model.to(dtype)
-    model.setup_rope(torch.device("cuda"), dtype)
-    for layer in model.layers:  # as weights.load_model sets them on CUDA
-        layer.matmul_attention = True
-        layer.flash = dtype != torch.float32
-    return model.eval()
+    return random_qwen3(dense_config((*shape, HD), layers), dtype, "cuda", positions)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kernel_models import dense_config, random_qwen3
 from test_moe_kernels import TINY, moe_model  # noqa: F401  (the interpreted code's)
 from triton_interpreter import run_interpreted
 
-from qwen3tui.engine.config import Qwen3Config
 from qwen3tui.engine.kv_cache import KVCache
 from qwen3tui.engine.model import Qwen3
 
@@ -23,38 +23,8 @@ GPU = (2048, 6144, 16, 8, 128)  # Qwen3-1.7B's layer
 
 
 def dense_model(shape, dtype: torch.dtype, device: str, layers: int = 2) -> Qwen3:
-    hidden, inner, heads, kv, hd = shape
-    config = Qwen3Config.from_dict(
-        {
-            "hidden_size": hidden,
-            "intermediate_size": inner,
-            "num_hidden_layers": layers,
-            "num_attention_heads": heads,
-            "num_key_value_heads": kv,
-            "head_dim": hd,
-            "vocab_size": 300,
-            "max_position_embeddings": 1024,
-            "rms_norm_eps": 1e-6,
-            "rope_theta": 1e6,
-            "tie_word_embeddings": True,
-            "model_type": "qwen3",
-        }
-    )
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = Qwen3(config, 1024)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.uniform_(0.5, 1.5)
-            else:
-                p.normal_(0, 0.05)
-    model.to(dtype)
-    model.setup_rope(torch.device(device), dtype)
-    for layer in model.layers:  # as weights.load_model sets them on CUDA
-        layer.matmul_attention = True
-        layer.flash = device == "cuda" and dtype != torch.float32
-    return model.eval()
+    config = {**dense_config(shape, layers), "vocab_size": 300}
+    return random_qwen3(config, dtype, device, 1024)
 
 
 def both_ways(model: Qwen3, cached: int, length: int, used: int):

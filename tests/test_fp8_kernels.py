@@ -15,8 +15,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 import triton_interpreter
+from kernel_models import dense_config, random_qwen3, step_against_plain  # noqa: F401
 
-from qwen3tui.engine.config import Qwen3Config
 from qwen3tui.engine.fast_decode import GemvShape
 from qwen3tui.engine.fp8_linear import Fp8Linear
 from qwen3tui.engine.kv_cache import KVCache
@@ -38,39 +38,9 @@ CPU_SHAPE = (328, 384, 4, 2, 64)  # hidden 328: partial blocks and a partial las
 
 def fp8_model(shape, dtype: torch.dtype, device: str, layers: int = 1, positions: int = 512):
     """A random Qwen3 whose layer projections are FP8 blocks (quantized from random weights)."""
-    hidden, inner, heads, kv, hd = shape
-    config = Qwen3Config.from_dict(
-        {
-            "hidden_size": hidden,
-            "intermediate_size": inner,
-            "num_hidden_layers": layers,
-            "num_attention_heads": heads,
-            "num_key_value_heads": kv,
-            "head_dim": hd,
-            "vocab_size": 1000,
-            "max_position_embeddings": positions,
-            "rms_norm_eps": 1e-6,
-            "rope_theta": 1e6,
-            "tie_word_embeddings": True,
-            "model_type": "qwen3",
-        }
-    )
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = Qwen3(config, positions)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.uniform_(0.5, 1.5)
-            else:
-                p.normal_(0, 0.05)
-    model.to(dtype)
+    model = random_qwen3(dense_config(shape, layers), dtype, device, positions)
     for owner, name in layer_projections(model):
         setattr(owner, name, Fp8Linear.quantized(getattr(owner, name).weight))
-    model.setup_rope(torch.device(device), dtype)
-    for layer in model.layers:
-        layer.matmul_attention = True
-        layer.flash = device == "cuda" and dtype != torch.float32
     return model.eval()
 
 
@@ -212,31 +182,6 @@ def with_math(model: Qwen3, tiles: str, math: str) -> dict[str, GemvShape]:
 def check_math(model: Qwen3, tiles: str, math: str, scale: float = 1.0) -> list[float]:
     shapes = with_math(model, tiles, math)
     return check_projections(model, shapes, MATHS[math], scale)
-
-
-def step_against_plain(
-    model: Qwen3, prompt: int, steps: int, window: int,
-    shapes: dict[str, GemvShape] | None = None,
-):  # fmt: skip
-    """(fast, plain) logits for `steps` tokens after a `prompt`-token prefill."""
-    from qwen3tui.engine.fast_decode import FastDecoder
-
-    device = model.rope_cos.device
-    config = model.config
-    ids = torch.randint(0, config.vocab_size, (1, prompt + steps), device=device)
-    plain = KVCache(config, model.max_positions, device, model.rope_cos.dtype)
-    fast = KVCache(config, model.max_positions, device, model.rope_cos.dtype)
-    dec = FastDecoder(model, fast, shapes=shapes)
-    out = []
-    with torch.inference_mode():
-        model(ids[:, :prompt], 0, plain)
-        model(ids[:, :prompt], 0, fast)
-        for p in range(prompt, prompt + steps):
-            pos = torch.tensor([p], device=device)
-            want = model.decode_step(ids[:, p : p + 1], pos, plain, window)[0, -1]
-            got = dec(ids[:, p : p + 1], pos, window)
-            out.append((got.clone(), want.clone()))
-    return out
 
 
 # -- on the CPU, through Triton's interpreter -------------------------------------------------

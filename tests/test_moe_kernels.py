@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kernel_models import random_qwen3, step_against_plain
 from triton_interpreter import run_interpreted
 
-from qwen3tui.engine.config import Qwen3Config
 from qwen3tui.engine.kv_cache import KVCache
 from qwen3tui.engine.model import Qwen3
 from qwen3tui.engine.moe import ExpertList
@@ -42,33 +42,16 @@ TINY = {
 
 
 def moe_model(shape: dict, device: str, layers: int = 2, normalize: bool = True) -> Qwen3:
-    config = Qwen3Config.from_dict(
-        {
-            **shape,
-            "num_hidden_layers": layers,
-            "head_dim": 64 if shape is TINY else 128,
-            "vocab_size": 300,
-            "max_position_embeddings": 1024,
-            "rms_norm_eps": 1e-6,
-            "rope_theta": 1e6,
-            "tie_word_embeddings": False,
-            "norm_topk_prob": normalize,
-            "model_type": "qwen3_moe",
-        }
-    )
-    torch.manual_seed(0)
-    with torch.device(device):
-        model = Qwen3(config, 1024)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.uniform_(0.5, 1.5)
-            else:
-                p.normal_(0, 0.05)
-    model.setup_rope(torch.device(device), torch.float32)
-    for layer in model.layers:  # as weights.load_model sets them on CUDA
-        layer.matmul_attention = True
-    return model.eval()
+    config = {
+        **shape,
+        "num_hidden_layers": layers,
+        "head_dim": 64 if shape is TINY else 128,
+        "vocab_size": 300,
+        "tie_word_embeddings": False,
+        "norm_topk_prob": normalize,
+        "model_type": "qwen3_moe",
+    }
+    return random_qwen3(config, torch.float32, device, 1024)
 
 
 def experts_against_plain(model: Qwen3, trials: int) -> None:
@@ -100,22 +83,8 @@ def experts_against_plain(model: Qwen3, trials: int) -> None:
 
 def steps_against_plain(model: Qwen3, prompt: int, steps: int, window: int) -> None:
     """Whole fast steps (dense and sparse layers) against the plain model's, in float32."""
-    from qwen3tui.engine.fast_decode import FastDecoder
-
-    device = model.rope_cos.device
-    config = model.config
-    ids = torch.randint(0, config.vocab_size, (1, prompt + steps), device=device)
-    plain = KVCache(config, 1024, device, torch.float32)
-    fast = KVCache(config, 1024, device, torch.float32)
-    dec = FastDecoder(model, fast)
-    with torch.inference_mode():
-        model(ids[:, :prompt], 0, plain)
-        model(ids[:, :prompt], 0, fast)
-        for p in range(prompt, prompt + steps):
-            pos = torch.tensor([p], device=device)
-            want = model.decode_step(ids[:, p : p + 1], pos, plain, window)[0, -1]
-            got = dec(ids[:, p : p + 1], pos, window)
-            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    for got, want in step_against_plain(model, prompt, steps, window):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
 
 
 # -- anywhere -----------------------------------------------------------------------------------
