@@ -10,7 +10,6 @@ graphs of `decode_step.GraphedStep` once the kernels are built. Tests and
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .kv_cache import KVCache
 from .model import Qwen3, chunk_attention
@@ -36,10 +35,7 @@ def prefill_chunk(
     x = model.embed_tokens(ids)
     for layer in model.layers:
         x = _layer(model, layer, x, cache, positions, query_offsets)
-    x = rms_norm(x.index_select(1, last), model.norm.weight, model.norm.eps)
-    weight = model.output_weight()
-    logits = model.lm_head(x) if model.lm_head is not None else F.linear(x, weight)
-    return logits[0, -1]
+    return model.logits(rms_norm(x.index_select(1, last), model.norm.weight, model.norm.eps))[0, -1]
 
 
 def _layer(model: Qwen3, layer, x, cache: KVCache, positions, query_offsets) -> torch.Tensor:

@@ -289,6 +289,14 @@ class Qwen3(nn.Module):
     def output_weight(self) -> torch.Tensor:
         return self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
 
+    def logits(self, normed: torch.Tensor) -> torch.Tensor:
+        """The output head over final-normed hidden states (..., hidden) -> (..., vocab)."""
+        return (
+            self.lm_head(normed)
+            if self.lm_head is not None
+            else F.linear(normed, self.output_weight())
+        )
+
     def forward(
         self, ids: torch.Tensor, start: int, cache: KVCache, last_only: bool = True
     ) -> torch.Tensor:
@@ -342,9 +350,7 @@ class Qwen3(nn.Module):
         x = self.embed_tokens(ids)
         for layer in self.layers:
             x = layer.prefill_chunk(x, cos, sin, cache, positions, query_offsets)
-        x = self.norm(x.index_select(1, last))
-        logits = self.lm_head(x) if self.lm_head is not None else F.linear(x, self.output_weight())
-        return logits[0, -1]
+        return self.logits(self.norm(x.index_select(1, last)))[0, -1]
 
     def _run(self, ids, cos, sin, cache, pos, kv_len, mask, last_only) -> torch.Tensor:
         x = self.embed_tokens(ids)
@@ -352,8 +358,7 @@ class Qwen3(nn.Module):
             x = layer(x, cos, sin, cache, pos, kv_len, mask)
         if last_only:
             x = x[:, -1:]
-        x = self.norm(x)
-        return self.lm_head(x) if self.lm_head is not None else F.linear(x, self.output_weight())
+        return self.logits(self.norm(x))
 
 
 def layer_projections(model: Qwen3) -> Iterator[tuple[nn.Module, str]]:
