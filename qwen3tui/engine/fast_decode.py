@@ -198,11 +198,10 @@ class FastDecoder:
         # Splits done per KV head; the last one merges and sets it back to 0.
         self.counter = torch.zeros(self.n_kv, device=device, dtype=torch.int32)
         self.act = torch.empty(self.inner, **f32)
-        self.moe = next(
-            (m for layer in model.layers if (m := getattr(layer.output, "moe", None))), None
-        )
-        if self.moe is not None:  # the router's scores, the k experts' ids and activations
+        self.sparse = any(layer.router is not None for layer in self.layers)
+        if self.sparse:  # the router's scores, the k experts' ids and activations
             self.top_k, self.moe_inner = config.num_experts_per_tok, config.moe_intermediate_size
+            self.normalize = config.norm_topk_prob
             self.scores = torch.empty(config.num_experts, **f32)
             # Router programs done; the last one ranks the scores and sets it back to 0.
             self.route_counter = torch.zeros(1, device=device, dtype=torch.int32)
@@ -218,7 +217,7 @@ class FastDecoder:
             "down": gemv_shape(self.hidden, self.inner, fp8="down" in fp8),
             "head": gemv_shape(self.head.shape[0], self.hidden),
         }
-        if self.moe is not None:
+        if self.sparse:
             self.shapes["router"] = gemv_shape(config.num_experts, self.hidden)
             self.shapes["expert_gate_up"] = expert_shape(self.moe_inner, self.hidden, gate_up=True)
             self.shapes["expert_down"] = expert_shape(self.hidden, self.moe_inner, gate_up=False)
@@ -285,7 +284,7 @@ class FastDecoder:
         k.router[(triton_cdiv(r.rows, r.block_rows),)](
             layer.router, self.x, layer.post_norm, self.scores, self.route_counter,
             self.expert_ids, self.expert_weights, n_experts, r.cols, self.eps, self.top_k,
-            triton_next_pow2(n_experts), self.moe.router.normalize, r.block_rows,
+            triton_next_pow2(n_experts), self.normalize, r.block_rows,
             r.block_cols, _even(r), self.pdl, num_warps=r.warps, num_stages=r.stages,
             **self.launch,
         )  # fmt: skip
