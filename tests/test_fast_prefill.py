@@ -123,5 +123,5 @@ def test_graphed_steps_prefill_through_the_kernels_once_built(qwen3tui_home):
     with torch.inference_mode():
         got = step.prefill_chunk(chunk, 0)
         want = model(torch.tensor([chunk], device="cuda"), 0, plain)[0, -1]
-    assert step.fast_prefill and step.prefills[128].fast
+    assert step.prefill_ready and step.prefills[128].fast
     assert rel_err(got, want) < 2e-2

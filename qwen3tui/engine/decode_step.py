@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -52,11 +53,10 @@ class GraphedStep:
         self.prefill_pool = None
         self.pool = None
         self.fast = None  # the FastDecoder the graphs replay, once it is ready
-        self.fast_prefill = False  # prefill graphs of fast_prefill's kernels, once built
         self.compiled_ready = None  # the FastDecoder, built and compiled
+        self.prefill_ready = False  # fast_prefill's kernels built (used once `fast` is)
         self.compile_error: str | None = None
         self.compiler = None
-        self.prefill_ready = False
         if fast:
             from . import fast_decode
 
@@ -120,8 +120,9 @@ class GraphedStep:
         ):
             return None
         if bucket not in self.prefills:
+            fast = self.fast is not None and self.prefill_ready
             self.prefills[bucket] = PrefillGraph(
-                self.model, self.cache, bucket, self.prefill_pool, self.fast_prefill
+                self.model, self.cache, bucket, self.prefill_pool, fast
             )
         prefill = self.prefills[bucket]
         logits = prefill(chunk, start)
@@ -135,7 +136,6 @@ class GraphedStep:
             self.graphs.clear()
             self.pool = None
             if self.prefill_ready:  # and the prefill graphs with its kernels
-                self.fast_prefill = True
                 self.prefills.clear()
                 self.prefill_pool = None
 
@@ -239,8 +239,7 @@ def build_fast_decoder(model: Qwen3, cache: KVCache):
     # Never past the model's positions: the RoPE tables end there (a short context setting).
     last = min(2 * BUCKET, model.rope_cos.shape[0])
     scratch = KVCache(model.config, last, device, model.rope_cos.dtype)
-    stream = torch.cuda.Stream(device=device)
-    with torch.inference_mode(), torch.cuda.stream(stream):
+    with _beside_the_live_stream(device):
         token = torch.zeros((1, 1), dtype=torch.long, device=device)
         pos = torch.zeros((1,), dtype=torch.long, device=device)
         trial = FastDecoder(model, scratch)
@@ -248,7 +247,6 @@ def build_fast_decoder(model: Qwen3, cache: KVCache):
             pos.fill_(window - 1)
             trial(token, pos, window)
         fast = FastDecoder(model, cache)
-    stream.synchronize()
     return fast
 
 
@@ -266,15 +264,23 @@ def build_fast_prefill(model: Qwen3) -> bool:
     device = model.rope_cos.device
     length = min(PREFILL_MIN, model.rope_cos.shape[0])
     scratch = KVCache(model.config, length, device, model.rope_cos.dtype)
-    stream = torch.cuda.Stream(device=device)
-    with torch.inference_mode(), torch.cuda.stream(stream):
+    with _beside_the_live_stream(device):
         ids = torch.zeros((1, length), dtype=torch.long, device=device)
         positions = torch.arange(length, device=device)
         last = torch.zeros((1,), dtype=torch.long, device=device)
         offsets = torch.tensor([0, length], dtype=torch.int32, device=device)
         fast_prefill.prefill_chunk(model, ids, positions, last, scratch, offsets)
-    stream.synchronize()
     return True
+
+
+@contextmanager
+def _beside_the_live_stream(device: torch.device) -> Iterator[None]:
+    """Inference on a side stream, finished when the block ends: a reply may be running on
+    the default stream meanwhile."""
+    stream = torch.cuda.Stream(device=device)
+    with torch.inference_mode(), torch.cuda.stream(stream):
+        yield
+    stream.synchronize()
 
 
 class HostToken:
