@@ -24,6 +24,16 @@ from .triton_kernels import _tile, _vector, gdc_launch_dependents, gdc_wait
 
 
 @triton.jit
+def _rms_inverse(X, cols, K, eps, BLOCK_K: tl.constexpr, EVEN: tl.constexpr):
+    """1 / rms(X[:K]) (with eps), X read in tiles of BLOCK_K: RMSNorm's factor."""
+    squares = tl.zeros([BLOCK_K], tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        xk = _vector(X, k0 + cols, K, EVEN)
+        squares += xk * xk
+    return tl.rsqrt(tl.sum(squares) / K + eps)
+
+
+@triton.jit
 def router(
     W,
     X,
@@ -58,11 +68,7 @@ def router(
     if PDL:
         gdc_wait()
         gdc_launch_dependents()
-    squares = tl.zeros([BLOCK_K], tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        xk = _vector(X, k0 + cols, K, EVEN)
-        squares += xk * xk
-    inv = tl.rsqrt(tl.sum(squares) / K + eps)
+    inv = _rms_inverse(X, cols, K, eps, BLOCK_K, EVEN)
     xk = _vector(X, cols, K, EVEN) * inv * _vector(NORM_W, cols, K, EVEN)
     acc = w.to(tl.float32) * xk[None, :]
     for k0 in range(BLOCK_K, K, BLOCK_K):
@@ -121,11 +127,7 @@ def expert_gate_up(
     weight = tl.load(WEIGHTS + slot)
     gate_ptrs = W + expert * 2 * INTER * K + rows[:, None] * K + cols[None, :]
     up_ptrs = gate_ptrs + INTER * K
-    squares = tl.zeros([BLOCK_K], tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        xk = _vector(X, k0 + cols, K, EVEN)
-        squares += xk * xk
-    inv = tl.rsqrt(tl.sum(squares) / K + eps)
+    inv = _rms_inverse(X, cols, K, eps, BLOCK_K, EVEN)
     acc_gate = tl.zeros([BLOCK_N, BLOCK_K], tl.float32)
     acc_up = tl.zeros([BLOCK_N, BLOCK_K], tl.float32)
     for k0 in range(0, K, BLOCK_K):
