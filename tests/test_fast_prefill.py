@@ -55,9 +55,15 @@ def check_float32(model: Qwen3) -> None:
         (got, fast), (want, plain) = both_ways(model, cached, length, used)
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
         end = cached + used
+        # The norms sum in another order than the modules, and later layers' K/V carry that
+        # through the projections: a few ulps more than float32's default tolerance allows
+        # (an H200 run saw one value of 16,384 off by 2e-5 relative).
+        close = {"rtol": 5e-5, "atol": 1e-5}
         for i in range(model.config.num_hidden_layers):
-            torch.testing.assert_close(fast.keys[i][:, :, :end], plain.keys[i][:, :, :end])
-            torch.testing.assert_close(fast.values[i][:, :, :end], plain.values[i][:, :, :end])
+            torch.testing.assert_close(fast.keys[i][:, :, :end], plain.keys[i][:, :, :end], **close)
+            torch.testing.assert_close(
+                fast.values[i][:, :, :end], plain.values[i][:, :, :end], **close
+            )
 
 
 # -- on the CPU, through Triton's interpreter -------------------------------------------------
