@@ -47,9 +47,11 @@ def _layer(model: Qwen3, layer, x, cache: KVCache, positions, query_offsets) -> 
     qkv = inputs.qkv_proj(rms_norm(x, inputs.norm.weight, inputs.norm.eps))
     keys, values = cache.keys[layer.index], cache.values[layer.index]
     q = torch.empty((t, h, hd), device=x.device, dtype=x.dtype)
-    k.qk_norm_rope_cache[(t, h + n_kv)](
+    block_t = 16
+    k.qk_norm_rope_cache[(-(-t // block_t), h + n_kv)](
         qkv, q, keys, values, model.rope_cos, model.rope_sin, inputs.q_norm.weight,
-        inputs.k_norm.weight, positions, keys.stride(1), inputs.q_norm.eps, h, n_kv, hd,
+        inputs.k_norm.weight, positions, t, keys.stride(1), inputs.q_norm.eps, h, n_kv, hd,
+        block_t,
     )  # fmt: skip
     attended = chunk_attention(
         q.transpose(0, 1)[None], keys, values, positions, query_offsets,
