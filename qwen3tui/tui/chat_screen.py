@@ -239,7 +239,7 @@ class ChatScreen(Screen[None]):
         info = engine.info
         self.pacer.pace_for(info)  # a model on this CPU: the UI keeps off the decode's cores
         hand_gil_over_quickly(info)
-        self.load_panel.display = False
+        self._close_load_panel()
         self.thinking_mode = info.thinking_mode
         # The one switch position the model cannot take, and why.
         locked = thinking_switch_note(info.thinking_mode, info.thinking_mode == "instruct")
@@ -262,6 +262,14 @@ class ChatScreen(Screen[None]):
         if self.pending_prompt is not None:
             prompt, self.pending_prompt = self.pending_prompt, None
             self.start_turn(prompt, mount_user=False, save_user=False)
+
+    def _close_load_panel(self) -> None:
+        """The first load is over: the panel goes for good (later loads say so in the status
+        line). Removed, not only hidden: its bar's animation timer would otherwise wake the UI
+        15 times a second for as long as the app runs, each wake taking a decode core."""
+        self.load_panel.display = False
+        if self.load_panel.is_attached:
+            self.load_panel.remove()
 
     # ----- switching models (/model: the app loads, the screen shows) -----
 
@@ -334,7 +342,7 @@ class ChatScreen(Screen[None]):
             self.engine_ready(previous)
             return
         self.load_error = message
-        self.load_panel.display = False
+        self._close_load_panel()
         self.status.set(state="model not loaded")
         self.notice("No model is loaded now: /model NAME loads one.")
 
@@ -365,7 +373,7 @@ class ChatScreen(Screen[None]):
 
     def engine_failed(self, message: str) -> None:
         self.load_error = message
-        self.load_panel.display = False
+        self._close_load_panel()
         self.status.set(state="model not loaded")
         self.pending_prompt = None
         self._show_welcome()

@@ -2,13 +2,15 @@
 
 One Textual `Markdown` widget re-arranges all of its blocks whenever it grows, so a
 4,000-token reply gets slower with every token. Here the text goes to the last of a series
-of `Markdown` chunks through `MarkdownStream`; once a chunk holds `CHUNK_CHARS` characters,
+of `Markdown` chunks (`Markdown.append`); once a chunk holds `CHUNK_CHARS` characters,
 the next paragraph boundary (a blank line outside a code fence) closes it and a new chunk
-starts. A closed chunk keeps what streaming built (MarkdownStream re-parses from the last
+starts. A closed chunk keeps what streaming built (an append re-parses from the last
 top-level block, so that equals a full parse of the chunk); `finish` fully re-renders the
-last chunk once. A finished chunk never changes again, so once it is laid out
-its height is pinned: re-layouts while the reply streams then skip measuring its contents
-(at the width it was measured; a resize unpins and re-measures).
+last chunk once. Each append is awaited where it is made, not handed to a `MarkdownStream`
+task: the caller's batch (one stream update: this text, the pane's title, the status line)
+then costs one re-layout and one paint instead of two. A finished chunk never changes
+again, so once it is laid out its height is pinned: re-layouts while the reply streams then
+skip measuring its contents (at the width it was measured; a resize unpins and re-measures).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import time
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Markdown
-from textual.widgets.markdown import MarkdownStream
 
 CHUNK_CHARS = 1500
 _FENCE = re.compile(r"^ {0,3}(```|~~~)", re.MULTILINE)
@@ -64,7 +65,7 @@ class StreamingMarkdown(Vertical):
         super().__init__(classes=classes)
         self._texts = split_chunks(text)
         self._chunks = [Markdown(t) for t in self._texts]
-        self._stream: MarkdownStream | None = None
+        self._streamed = False  # the last chunk was appended to since it was last fully parsed
         self._pinned: dict[int, int] = {}  # id(chunk) -> width its height was pinned at
 
     def compose(self) -> ComposeResult:
@@ -85,13 +86,13 @@ class StreamingMarkdown(Vertical):
         cut = find_cut(combined)
         if cut < 0 or cut >= len(combined):
             self._texts[-1] = combined
-            await (await self._get_stream()).write(text)
+            await self._append_to_last(text)
             return
         # Close this chunk at the paragraph boundary, then continue in a new one.
         done = combined[:cut]
-        await (await self._get_stream()).write(done[len(self._texts[-1]) :])
+        await self._append_to_last(done[len(self._texts[-1]) :])
         self._texts[-1] = done
-        await self._stop_stream()  # no full re-render here: it would stall the stream
+        self._streamed = False  # no full re-render here: it would stall the stream
         self._pin(self._chunks[-1])
         chunk = Markdown("")
         self._chunks.append(chunk)
@@ -100,10 +101,9 @@ class StreamingMarkdown(Vertical):
         await self.append(combined[cut:])
 
     async def finish(self) -> None:
-        """Stop streaming and render the last chunk in full once."""
-        if self._stream is not None:
-            await self._stop_stream()
-            # Streamed appends re-parse only the tail; one full parse fixes up the rest.
+        """Render the last chunk in full once (appends re-parse only its tail)."""
+        if self._streamed:
+            self._streamed = False
             await self._chunks[-1].update(self._texts[-1])
 
     def _pin(self, chunk: Markdown) -> None:
@@ -123,18 +123,15 @@ class StreamingMarkdown(Vertical):
             if pinned_width is not None and pinned_width != width:
                 self._pin(chunk)
 
-    async def _get_stream(self) -> MarkdownStream:
-        if self._stream is None:
-            chunk = self._chunks[-1]
-            # A Markdown widget renders its initial text when mounted; text streamed in before
+    async def _append_to_last(self, text: str) -> None:
+        if not text:
+            return
+        chunk = self._chunks[-1]
+        if not chunk.is_mounted:
+            # A Markdown widget renders its initial text when mounted; text appended before
             # that would be wiped by it, so wait (briefly) for the mount to finish.
             deadline = time.monotonic() + 2.0
             while not chunk.is_mounted and time.monotonic() < deadline:
                 await asyncio.sleep(0.002)
-            self._stream = Markdown.get_stream(chunk)
-        return self._stream
-
-    async def _stop_stream(self) -> None:
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
+        self._streamed = True
+        await chunk.append(text)

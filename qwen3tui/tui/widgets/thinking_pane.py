@@ -37,7 +37,7 @@ def stopped_title(tokens: int) -> str:
 
 
 class ThinkingPane(Collapsible):
-    """Reasoning text in a collapsible pane; streamed with MarkdownStream while live."""
+    """Reasoning text in a collapsible pane; streamed into Markdown while live."""
 
     def __init__(
         self,
