@@ -8,6 +8,14 @@ QWEN3TUI_HOME, the thinking pane streaming). End-of-turn ids are switched off so
 decode exactly `--tokens` tokens; greedy sampling makes them decode the same text. Decode tok/s
 and TTFT are the engine's own Summary timings, the same clock for both.
 
+This process's main thread (the app's UI thread) never computes: the engine loads on a thread
+of its own, as the app loads it, and each `ask` runs on a thread of its own, as the only
+computing thread of an `ask` process. The CPU kernels use OpenMP, which keeps a pool of worker
+threads per thread that computes; while more pool threads exist than cores, every worker stops
+spinning between kernels and sleeps, and decode on 2 cores runs at ~0.86 of its speed
+(benchmarks/RESULTS.md). An `ask` run on the main thread would leave its pool there, beside
+every app reply's: a slowdown that neither real process has.
+
     python benchmarks/bench_tui.py                      # full-size Qwen3-1.7B shape, bf16
     python benchmarks/bench_tui.py --quantize int8
     python benchmarks/bench_tui.py --small --rounds 2   # a quick check (a small model)
@@ -24,10 +32,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -48,6 +56,7 @@ SMALL_CONFIG: dict[str, Any] = {
 }
 PROMPT = "Explain how a lighthouse keeps ships away from the rocks, step by step."
 SIZE = (120, 40)  # the headless terminal
+T = TypeVar("T")
 
 
 @dataclass
@@ -60,6 +69,8 @@ class Run:
     tokens: int
     wall_s: float
     cpu_s: dict[str, float] = field(default_factory=dict)  # by thread role
+    updates: int = 0  # the app's stream updates (drains that showed something) during the reply
+    frames: int = 0  # the app's screen updates during the reply
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     tui_args = build_parser().parse_args(model_args)
     engine_choice.choose(tui_args)
     _say(f"loading {ckpt} ({args.dtype}{', ' + args.quantize if args.quantize else ''}) ...")
-    engine = engine_choice.open_engine(tui_args)
+    engine = on_own_thread(lambda: engine_choice.open_engine(tui_args))
     summaries = record_summaries(engine)
     force_length(engine)
     bench = Bench(engine, summaries, model_args, args, str(ckpt))
@@ -187,7 +198,7 @@ class Bench:
             _cpu_by_role() as cpu,
         ):
             t0 = time.perf_counter()
-            code = ask.run(parsed)
+            code = on_own_thread(lambda: ask.run(parsed))
             wall = time.perf_counter() - t0
         if code != 0:
             raise BenchError(f"ask exited with {code}")
@@ -199,11 +210,12 @@ class Bench:
         self.engine.reset_cache()
         self.summaries.clear()
         cpu: dict[str, float] = {}
-        wall = asyncio.run(self._tui_reply(tokens, share, cpu))
-        return self._run(_tui_label(share), wall, cpu)
+        counts: dict[str, int] = {}
+        wall = asyncio.run(self._tui_reply(tokens, share, cpu, counts))
+        return self._run(_tui_label(share), wall, cpu, **counts)
 
     async def _tui_reply(
-        self, tokens: int, share: str | float | None, cpu: dict[str, float]
+        self, tokens: int, share: str | float | None, cpu: dict[str, float], counts: dict[str, int]
     ) -> float:
         from qwen3tui.engine.options import SamplingOverrides
         from qwen3tui.settings import TurnSettings, UserSettings
@@ -222,7 +234,7 @@ class Bench:
             store=SessionStore.open(),
             settings=UserSettings(thinking_display=self.args.thinking_display, turn=turn),
         )
-        render_frames(app)
+        frames = render_frames(app)
         finished = asyncio.Event()
         app.turn_finished = lambda t: finished.set()  # type: ignore[method-assign]
         async with app.run_test(size=SIZE) as pilot:
@@ -232,21 +244,46 @@ class Bench:
             assert chat is not None
             if share != "app":
                 chat.pacer.cpu_share = share
+            updates = count_updates(chat)
+            frames.clear()
             with _cpu_by_role() as used:
                 t0 = time.perf_counter()
                 chat.submit(PROMPT)
                 await finished.wait()
                 wall = time.perf_counter() - t0
             cpu.update(used)
+            counts.update(updates=len(updates), frames=len(frames))
             await app.quit_cleanly()
         return wall
 
-    def _run(self, side: str, wall: float, cpu: dict[str, float]) -> Run:
+    def _run(
+        self, side: str, wall: float, cpu: dict[str, float], updates: int = 0, frames: int = 0
+    ) -> Run:
         if not self.summaries:
             raise BenchError(f"{side}: the engine produced no Summary")
         s = self.summaries[-1]
         u, t = s.usage, s.timings
-        return Run(side, t.decode_tok_s, t.ttft_s, u.thinking_tokens + u.answer_tokens, wall, cpu)
+        tokens = u.thinking_tokens + u.answer_tokens
+        return Run(side, t.decode_tok_s, t.ttft_s, tokens, wall, cpu, updates, frames)
+
+
+def on_own_thread(work: Callable[[], T]) -> T:
+    """Run `work` on a new thread and wait for it: its OpenMP pool ends with the thread."""
+    result: list[T] = []
+    failed: list[BaseException] = []
+
+    def body() -> None:
+        try:
+            result.append(work())
+        except BaseException as err:  # noqa: BLE001 -- raised again on the caller's thread
+            failed.append(err)
+
+    thread = threading.Thread(target=body, name="bench-compute")
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+    return result[0]
 
 
 def record_summaries(engine: Any) -> list[Any]:
@@ -272,19 +309,38 @@ def force_length(engine: Any) -> None:
     engine.tokenizer._eos_token_ids = frozenset()
 
 
-def render_frames(app: Any) -> None:
+def render_frames(app: Any) -> list[float]:
     """Headless Textual skips encoding frames for the terminal; do it, so that a frame costs
-    the UI thread what it would in a terminal (as benchmarks/ui_stream.py does)."""
+    the UI thread what it would in a terminal (as benchmarks/ui_stream.py does). Returns the
+    list each frame's time is added to."""
     original = app._display
     console = app.console
+    frames: list[float] = []
 
     def display(screen: Any, renderable: Any) -> None:
         render = getattr(renderable, "render_segments", None)
         if render is not None and not app._batch_count:
             render(console)
+            frames.append(time.perf_counter())
         original(screen, renderable)
 
     app._display = display
+    return frames
+
+
+def count_updates(chat: Any) -> list[float]:
+    """The times of the chat's stream updates that showed something, from now on."""
+    updates: list[float] = []
+    drain = chat.drain
+
+    async def counted() -> None:
+        turn = chat.turn
+        if turn is not None and turn.mailbox._items:
+            updates.append(time.perf_counter())
+        await drain()
+
+    chat.drain = counted
+    return updates
 
 
 @contextlib.contextmanager
@@ -321,8 +377,9 @@ def _output_to_files() -> Iterator[None]:
 @contextlib.contextmanager
 def _cpu_by_role() -> Iterator[dict[str, float]]:
     """CPU seconds of this process's threads over the block, by role: the main thread (the
-    UI's event loop in the app; ask's own turn), the saver, torch's compute threads, and
-    the rest, ended meanwhile or not (the app's generation worker)."""
+    app's UI thread), the saver, threads Python does not know (OpenMP workers still alive),
+    and the rest, ended meanwhile or not (ask's thread and the app's generation worker, each
+    with its OpenMP workers)."""
     result: dict[str, float] = {}
     before, total_before = _thread_cpu(), _process_cpu()
     yield result
@@ -344,7 +401,7 @@ def _cpu_by_role() -> Iterator[dict[str, float]]:
         elif "saver" in name.lower():
             role = "saver"
         elif tid not in names:
-            role = "compute"  # threads Python does not know: torch's OpenMP pool
+            role = "compute"  # threads Python does not know: OpenMP workers
         else:
             role = "worker"  # the app's generation worker, still running
         result[role] = result.get(role, 0.0) + spent
@@ -447,7 +504,17 @@ def report(rounds: list[list[Run]], engine: Any, args: argparse.Namespace) -> st
         " CPU seconds by thread, each run: "
         + "; ".join(f"{r.side} {_cpu_all(r)}" for r in rounds[-1])
     )
+    for k, side in enumerate(tuis, 1):
+        got = [runs[k] for runs in rounds]
+        lines.append(
+            f"{side}: stream updates {_per_s(got, 'updates')}/s, screen updates"
+            f" {_per_s(got, 'frames')}/s over the reply (median of the rounds)"
+        )
     return "\n".join(lines)
+
+
+def _per_s(runs: list[Run], what: str) -> str:
+    return f"{statistics.median(getattr(r, what) / r.wall_s for r in runs):.1f}"
 
 
 def _tui_label(share: str | float | None) -> str:
