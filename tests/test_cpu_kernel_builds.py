@@ -114,6 +114,52 @@ def test_int4_kernel_builds_strictly_and_matches_pytorch(variant, cache_home):
 
 
 @needs_x86
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_decode_products_do_not_depend_on_the_thread_count(variant, cache_home):
+    # The threads take chunks of rows in turn (csrc/simd.h, chunks_of); every row must be
+    # computed exactly once and the same way, whichever thread takes it and however many
+    # there are. The shapes give several chunks a thread, a row tail and, in oneDNN's layout,
+    # an odd block count (whose last block is summed as a pair's).
+    gen = torch.Generator().manual_seed(5)
+    bf16 = bf16_cpu_kernel.build(VARIANTS[variant], STRICT)
+    int8 = int8_cpu_kernel.build(VARIANTS[variant], STRICT)
+    int4 = int4_cpu_kernel.build(VARIANTS[variant], STRICT)
+    w = torch.randn(2050, 1024, generator=gen).bfloat16()
+    x = torch.randn(1, 1024, generator=gen).bfloat16()
+    vnni = torch.randn(23 * 64, 512, generator=gen).bfloat16()
+    vnni = vnni.view(23, 64, 256, 2).transpose(1, 2).contiguous()
+    xv = torch.randn(1, 512, generator=gen).bfloat16()
+    q = int8.pack(torch.randint(-127, 128, (1120, 2048), dtype=torch.int8, generator=gen))
+    scale = torch.rand(1120, generator=gen) + 0.5
+    x8 = torch.randn(3, 2048, generator=gen)
+    codes = torch.randint(0, 16, (1120, 2048), dtype=torch.uint8, generator=gen)
+    scales = (torch.rand(1120, 32, generator=gen) + 0.1).bfloat16()
+    q4 = int4_cpu_kernel.pack(codes, scales, None, 64)
+    x4 = torch.randn(1, 2048, generator=gen)
+
+    def products() -> list[torch.Tensor]:
+        return [
+            bf16.gemv(x, w),
+            bf16.gemv_vnni64(xv, vnni.data_ptr(), 23 * 64, 512),
+            int8.matmul(x8[:1], q, scale),
+            int8.matmul(x8, q, scale),
+            int4.gemv(x4, q4, 64),
+        ]
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        want = products()
+        for threads in (2, 3, 5):
+            torch.set_num_threads(threads)
+            for got, one in zip(products(), want, strict=True):
+                assert torch.equal(got, one), threads
+    finally:
+        torch.set_num_threads(before)
+    assert _rel_err(want[0], x.float() @ w.float().T) < 1e-2  # and the products are right
+
+
+@needs_x86
 def test_the_build_is_cached_per_flags(cache_home):
     int8_cpu_kernel.build()
     int8_cpu_kernel.build()  # the second load reuses the library

@@ -98,10 +98,10 @@ static inline __attribute__((always_inline)) void gemv_rows(
 /* y (N) = w (N x K, row-major) @ x (K); bf16 in and out. */
 void bf16_gemv(const uint16_t* x, const uint16_t* w, uint16_t* y, int64_t N, int64_t K,
                int nthreads) {
-#pragma omp parallel num_threads(nthreads)
-  {
-    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
-    const int64_t r0 = N * t / T, r1 = N * (t + 1) / T, L = (r1 - r0) / ROWS;
+  const chunks_t ch = chunks_of(N, K * 2, ROWS, nthreads);
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+  for (int64_t c = 0; c < ch.n; c++) {
+    const int64_t r0 = chunk_begin(ch, c), r1 = chunk_begin(ch, c + 1), L = (r1 - r0) / ROWS;
     gemv_rows(ROWS, x, w, y, K, r0, L);
     gemv_rows(1, x, w, y, K, r0 + L * ROWS, r1 - r0 - L * ROWS);
   }
@@ -114,11 +114,11 @@ void bf16_gemv_vnni64(const uint16_t* x, const uint16_t* wp, uint16_t* y, int64_
                       int nthreads) {
   const uint32_t* xp = (const uint32_t*)x;
   const int64_t NB = N / VBLOCK, KP = K / 2;
-#pragma omp parallel num_threads(nthreads)
-  {
-    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
-    const int64_t b1 = NB * (t + 1) / T;
-    for (int64_t b = NB * t / T; b < b1; b += 2) {
+  const chunks_t ch = chunks_of(NB, VBLOCK * K * 2, 2, nthreads);
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+  for (int64_t c = 0; c < ch.n; c++) {
+    const int64_t b1 = chunk_begin(ch, c + 1);
+    for (int64_t b = chunk_begin(ch, c); b < b1; b += 2) {
       const int nb = b + 2 <= b1 ? 2 : 1;
       vf acc[2][2][4];
       for (int s = 0; s < 2; s++)
@@ -137,10 +137,11 @@ void bf16_gemv_vnni64(const uint16_t* x, const uint16_t* wp, uint16_t* y, int64_
             }
           }
         }
-      } else {
+      } else { /* the last block alone, summed in the same order as a pair's */
         for (int64_t kp = 0; kp < KP; kp++) {
           const uint16_t* p = wp + b * VBLOCK * K + kp * 128;
-          for (int g = 0; g < 4; g++) acc[0][0][g] = dot_pairs(acc[0][0][g], xp[kp], p + g * 32);
+          for (int g = 0; g < 4; g++)
+            acc[0][kp & 1][g] = dot_pairs(acc[0][kp & 1][g], xp[kp], p + g * 32);
         }
       }
       for (int s = 0; s < nb; s++)

@@ -383,7 +383,7 @@ int attention_one_query(const void* q, const void* k, const void* v, void* out, 
   const int64_t group = heads / kv_heads;
   int failed = 0;
   int nt = len >= PARALLEL_MIN && threads > 1 ? threads : 1;
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1) reduction(| : failed)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1) if (nt > 1) reduction(| : failed)
   for (int64_t g = 0; g < kv_heads; g++) {
     float* scores = malloc(sizeof(float) * (size_t)(group * len));
     if (!scores) {

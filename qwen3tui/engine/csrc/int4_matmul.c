@@ -140,10 +140,10 @@ int q4_gemv(const void* x, int bf16, int64_t K, const uint8_t* wp, int has_mins,
   float* xm = xs + KG;
   quantize_x(x, bf16, K, Kp, G, xq, xs, xm);
   const int64_t NB = N / 16;
-#pragma omp parallel num_threads(nthreads)
-  {
-    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
-    const int64_t b0 = NB * t / T, b1 = NB * (t + 1) / T;
+  const chunks_t ch = chunks_of(NB, Kp / (2 * G) * unit_bytes(G, has_mins), STREAMS, nthreads);
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+  for (int64_t c = 0; c < ch.n; c++) {
+    const int64_t b0 = chunk_begin(ch, c), b1 = chunk_begin(ch, c + 1);
     const int64_t L = (b1 - b0) / STREAMS, mid = b0 + L * STREAMS;
     gemv_blocks_s(STREAMS, xq, xs, xm, wp, has_mins, y, bf16, Kp, G, b0, L);
     gemv_blocks_s(1, xq, xs, xm, wp, has_mins, y, bf16, Kp, G, mid, b1 - mid);

@@ -104,10 +104,10 @@ int q8_matmul(const void* x, int64_t M, int bf16, const int8_t* wp, const float*
   for (int64_t i = 0; i < M * K; i++)
     xf[i] = bf16 ? bf16_to_f32(((const uint16_t*)x)[i]) : ((const float*)x)[i];
   const int64_t NB = N / 16;
-#pragma omp parallel num_threads(nthreads)
-  {
-    const int64_t t = omp_get_thread_num(), T = omp_get_num_threads();
-    const int64_t b0 = NB * t / T, b1 = NB * (t + 1) / T;
+  const chunks_t ch = chunks_of(NB, 16 * K, STREAMS, nthreads);
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+  for (int64_t c = 0; c < ch.n; c++) {
+    const int64_t b0 = chunk_begin(ch, c), b1 = chunk_begin(ch, c + 1);
     if (M == 1) gemv_blocks(xf, wp, scale, y, bf16, K, b0, b1);
     else gemm_blocks((int)M, xf, wp, scale, y, bf16, N, K, b0, b1);
   }

@@ -13,6 +13,37 @@
 
 #define PREFETCH_T0(p) _mm_prefetch((const char*)(p), _MM_HINT_T0)
 
+/* Decode products hand their rows to the threads in chunks of about CHUNK_BYTES of weights,
+   taken in turn (OpenMP dynamic schedule), not one fixed share per thread: when another thread
+   or program preempts one compute thread, the others take its chunks, where a fixed share made
+   the whole product wait for it at the barrier. The chunk count is a multiple of the thread
+   count and the chunks are of one size, so on a quiet machine each thread still reads an equal
+   share; one thread reads the whole product as one chunk. A chunk stays long enough for the
+   streams one thread reads at once to run ahead in. Each row is computed by one thread the
+   same way whichever thread takes it: the output does not depend on the schedule. */
+#define CHUNK_BYTES (512 * 1024) /* measured against 256 KB and 1 MB */
+
+typedef struct {
+  int64_t n, units, multiple;
+} chunks_t;
+
+/* `units` rows or blocks of unit_bytes each; chunk boundaries fall on multiples of `multiple`. */
+static inline chunks_t chunks_of(int64_t units, int64_t unit_bytes, int64_t multiple,
+                                 int nthreads) {
+  chunks_t s = {1, units, multiple};
+  if (nthreads > 1) {
+    int64_t per = CHUNK_BYTES / unit_bytes;
+    per = per < multiple ? multiple : per;
+    s.n = (units + per * nthreads - 1) / (per * nthreads) * nthreads;
+  }
+  return s;
+}
+
+/* First unit of chunk c; chunk c ends where c + 1 begins. */
+static inline int64_t chunk_begin(chunks_t s, int64_t c) {
+  return c >= s.n ? s.units : s.units * c / s.n / s.multiple * s.multiple;
+}
+
 static inline float bf16_to_f32(uint16_t b) {
   uint32_t u = (uint32_t)b << 16;
   float f;
