@@ -11,7 +11,8 @@ bf16_cpu_kernel reads the same packed buffer (when it has the layout the kernel 
 per weight) at 29-30 GB/s against oneDNN's 23-24. It also takes the output head, which stays a
 plain matrix (with tied embeddings it is the lookup table; a packed copy would cost 600 MB):
 27 GB/s against 22 for F.linear. Where oneDNN has no bf16 here, the kernel serves the plain
-layer weights too and prefill uses F.linear.
+layer weights too and prefill uses the C GEMM of bf16_cpu_gemm
+(F.linear's bf16 fallback there is 4-6x slower).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import bf16_cpu_kernel
+from . import bf16_cpu_gemm, bf16_cpu_kernel
 from .model import Qwen3, layer_projections
 
 
@@ -46,18 +47,27 @@ class PackedLinear(nn.Module):
 
 
 class GemvLinear(nn.Module):
-    """A plain bf16 weight: the C kernel for one row, F.linear for more."""
+    """A plain bf16 weight: the C kernel for one row; for more, the C GEMM where given (CPUs
+    without oneDNN bf16), else F.linear."""
 
-    def __init__(self, weight: torch.Tensor, kernel: bf16_cpu_kernel.Bf16Kernel) -> None:
+    def __init__(
+        self,
+        weight: torch.Tensor,
+        kernel: bf16_cpu_kernel.Bf16Kernel,
+        gemm: bf16_cpu_gemm.Bf16Gemm | None = None,
+    ) -> None:
         super().__init__()
         self.out_features, self.in_features = weight.shape
         self.register_buffer("weight", weight.detach().contiguous())
         self.kernel = kernel if weight.dtype == torch.bfloat16 else None
+        self.gemm = gemm if weight.dtype == torch.bfloat16 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.kernel is not None and x.numel() == self.in_features and x.dtype == torch.bfloat16:
             out = self.kernel.gemv(x.reshape(1, self.in_features).contiguous(), self.weight)
             return out.view(*x.shape[:-1], self.out_features)
+        if self.gemm is not None and x.dtype == torch.bfloat16:
+            return self.gemm.matmul(x, self.weight)
         return F.linear(x, self.weight)
 
 
@@ -103,12 +113,13 @@ def pack_linears(model: Qwen3) -> Qwen3:
     (sharing its tensor: no copy)."""
     kernel = bf16_cpu_kernel.load()
     onednn = _onednn_available()
+    gemm = None if onednn or kernel is None else bf16_cpu_gemm.load()  # oneDNN's where it has bf16
     for owner, name in layer_projections(model):
         weight = getattr(owner, name).weight
         if onednn:
             setattr(owner, name, PackedLinear(weight, kernel))
         elif kernel is not None:
-            setattr(owner, name, GemvLinear(weight, kernel))
+            setattr(owner, name, GemvLinear(weight, kernel, gemm))
     if kernel is not None:
-        model.lm_head = GemvLinear(model.output_weight(), kernel)
+        model.lm_head = GemvLinear(model.output_weight(), kernel, gemm)
     return model
