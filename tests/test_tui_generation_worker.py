@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,14 @@ from fake_engine import FakeEngine
 from tui_helpers import finish_turn, make_app, ready, send, wait_for_thread, wait_until
 
 from qwen3tui.engine.errors import ContextOverflowError
-from qwen3tui.engine.events import AnswerDelta, ContextNotice, Summary, ThinkingDelta, ThinkingDone
+from qwen3tui.engine.events import (
+    AnswerDelta,
+    ContextNotice,
+    Event,
+    Summary,
+    ThinkingDelta,
+    ThinkingDone,
+)
 from qwen3tui.engine.info import EngineInfo
 from qwen3tui.engine.options import ChatOptions
 from qwen3tui.store import Outcome
@@ -283,3 +292,44 @@ async def test_the_end_of_a_reply_is_shown_at_once_however_long_the_updates_are_
         engine.release.set()
         await finish_turn(pilot)  # not 1,000 s later
         assert reply.answer_text == "".join(engine.answer_tokens)
+
+
+@dataclass
+class ThreadRecordingEngine(FakeEngine):
+    """Records the thread each reply and warm-up runs on; a warm-up lasts until it is told to
+    give way (as the engine's prefills chunk after chunk)."""
+
+    ran_on: list[tuple[str, int]] = field(default_factory=list)
+
+    def chat(self, *args: object, **kwargs: object) -> Iterator[Event]:
+        self.ran_on.append(("reply", threading.get_ident()))
+        yield from super().chat(*args, **kwargs)  # type: ignore[arg-type]
+
+    def prepare_next_turn(
+        self, messages: list[dict[str, str]], cancel: threading.Event | None = None
+    ) -> int:
+        self.ran_on.append(("warm-up", threading.get_ident()))
+        assert cancel is not None
+        cancel.wait(30)
+        return super().prepare_next_turn(messages, cancel)
+
+
+@pytest.mark.anyio
+async def test_replies_and_warm_ups_share_one_thread_and_a_new_reply_ends_the_warm_up(
+    qwen3tui_home: Path,
+) -> None:
+    """One thread computes, so the CPU kernels keep one OpenMP pool (two slow decode down)."""
+    engine = ThreadRecordingEngine()
+    app = make_app(engine, qwen3tui_home)
+    async with app.run_test(size=(100, 36)) as pilot:
+        await ready(pilot)
+        await send(pilot, "one")
+        await finish_turn(pilot)
+        await wait_until(pilot, lambda: len(engine.ran_on) == 2, what="the warm-up")
+        await send(pilot, "two")
+        await finish_turn(pilot)  # the warm-up gave way: it would hold the thread for 30 s
+        await wait_until(pilot, lambda: len(engine.ran_on) == 4, what="the second warm-up")
+    kinds = [kind for kind, _ in engine.ran_on]
+    assert kinds == ["reply", "warm-up", "reply", "warm-up"]
+    assert len({thread for _, thread in engine.ran_on}) == 1
+    assert threading.get_ident() not in {thread for _, thread in engine.ran_on}

@@ -1,8 +1,8 @@
 """The main chat screen: the conversation, the composer and the controls.
 
 Flow of one message: Composer.Submitted -> `submit()` (a slash command runs its handler from
-`slash_commands`; a prompt starts a turn) -> `start_turn()` mounts the reply and starts a thread
-worker running `generation_worker.run_generation`, which runs the one turn runner
+`slash_commands`; a prompt starts a turn) -> `start_turn()` mounts the reply and hands
+`generation_worker.run_generation` to the screen's one engine thread, which runs the one turn runner
 (`qwen3tui.turn.run_turn`: it saves the turn through the SessionSaver) and fills a Mailbox ->
 `drain()` (UI thread, at most ~30 times a second) shows the coalesced events -> `TurnEnded`.
 
@@ -15,6 +15,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, ClassVar
@@ -28,7 +29,6 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Button, Static, Switch
-from textual.worker import Worker
 
 from qwen3tui import engine_choice
 from qwen3tui.engine.chat_engine import ChatEngine
@@ -110,7 +110,7 @@ class Turn:
     widget: AssistantMessage
     stop: Stop = field(default_factory=Stop)
     mailbox: Mailbox = field(default_factory=Mailbox)
-    worker: Worker[None] | None = None
+    work: Future[None] | None = None  # run_generation on the engine thread: the reply, its warm-up
     done: bool = False
     model: str | None = None  # what writes the reply, as it is saved with it
     live: LiveStats = field(default_factory=LiveStats)  # the status bar's numbers meanwhile
@@ -199,6 +199,12 @@ class ChatScreen(Screen[None]):
         # Sent while a reply streams: each waits, shown in the chat, to be its own turn.
         self.queued: list[UserMessage] = []
         self._turn_counter = 0
+        # Every reply and its next-turn warm-up run on this one thread. The CPU kernels keep an
+        # OpenMP pool per thread that computes, and while two pools exist (a warm-up left on one
+        # thread, the next reply on another: Textual's thread workers reuse a pool of threads)
+        # the workers stop spinning between kernels: decode on 2 cores at ~0.86 of its speed.
+        self._engine_thread = ThreadPoolExecutor(1, thread_name_prefix="qwen3tui-engine")
+        self._last_stop: Stop | None = None  # the latest turn's: ends its warm-up
         self.pacer = UpdatePacer()
         self._drain_timer: Timer | None = None
         self._dropped_shown: str | None = None
@@ -629,21 +635,18 @@ class ChatScreen(Screen[None]):
         self.status.set(state="thinking…" if thinking else "generating…", tok_s=None, ttft_s=None)
         self.refresh_context_count(turn.turn_id)
         wake = partial(self.post_message, StreamReady(turn.turn_id))
-        turn.worker = self.run_worker(
-            partial(
-                run_generation,
-                self.engine,
-                self.engine_messages(),
-                options,
-                turn.stop,
-                recording,
-                turn.mailbox,
-                wake,
-            ),
-            thread=True,
-            group="generation",
-            exit_on_error=False,
-            name="generation",
+        if self._last_stop is not None:
+            self._last_stop.cancel()  # the last reply's warm-up gives way at its next chunk
+        self._last_stop = turn.stop
+        turn.work = self._engine_thread.submit(
+            run_generation,
+            self.engine,
+            self.engine_messages(),
+            options,
+            turn.stop,
+            recording,
+            turn.mailbox,
+            wake,
         )
         self.refresh_bindings()  # "Answer now" shows in the footer while the model thinks
 
@@ -812,8 +815,11 @@ class ChatScreen(Screen[None]):
         # However the app ends, a running generation must not keep the process alive.
         if self.turn is not None:
             self.turn.stop.cancel()
+        if self._last_stop is not None:
+            self._last_stop.cancel()  # the warm-up after the last reply, if running
         if self.engine is not None:
-            self.engine.stop_warming()  # the warm-up after the last reply, if running
+            self.engine.stop_warming()
+        self._engine_thread.shutdown(wait=False)
 
     async def stop_and_wait(self, timeout: float = 10.0) -> None:
         """Stop a running turn and wait until it is handed to the saver (used when quitting)."""
@@ -822,9 +828,9 @@ class ChatScreen(Screen[None]):
             return
         if not turn.stop.is_set():
             turn.stop.cancel()
-        if turn.worker is not None:
+        if turn.work is not None:
             deadline = time.monotonic() + timeout
-            while not turn.worker.is_finished and time.monotonic() < deadline:
+            while not turn.work.done() and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
         await self.drain()
 
