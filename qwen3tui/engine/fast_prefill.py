@@ -1,7 +1,8 @@
-"""CUDA's prefill chunk with its element-wise work in three Triton kernels (beside `model.py`).
+"""CUDA's prefill chunk with its element-wise work and attention in Triton kernels (beside
+`model.py`).
 
-The same computation as `Qwen3.prefill_chunk`, the matrix products and flash attention
-unchanged; the norms, q/k norms + RoPE + cache writes and SwiGLU run as the kernels of
+The same computation as `Qwen3.prefill_chunk`, the matrix products unchanged; the norms, q/k
+norms + RoPE + cache writes, causal attention over the cache and SwiGLU run as the kernels of
 `triton_prefill.py` (about eleven launches a layer instead of forty). Captured in the prefill
 graphs of `decode_step.GraphedStep` once the kernels are built. Tests and
 `benchmarks/check_fast_paths.py` hold it to the plain path.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from .kv_cache import KVCache
-from .model import Qwen3, chunk_attention
+from .model import Qwen3
 
 
 def supported(model: Qwen3) -> bool:
@@ -31,14 +32,15 @@ def prefill_chunk(
     cache: KVCache,
     query_offsets: torch.Tensor,
 ) -> torch.Tensor:
-    """`Qwen3.prefill_chunk` (same arguments, same result) through the Triton kernels."""
+    """`Qwen3.prefill_chunk` (same arguments, same result) through the Triton kernels;
+    `query_offsets` (for flash attention's call) is not needed here."""
     x = model.embed_tokens(ids)
     for layer in model.layers:
-        x = _layer(model, layer, x, cache, positions, query_offsets)
+        x = _layer(model, layer, x, cache, positions)
     return model.logits(rms_norm(x.index_select(1, last), model.norm.weight, model.norm.eps))[0, -1]
 
 
-def _layer(model: Qwen3, layer, x, cache: KVCache, positions, query_offsets) -> torch.Tensor:
+def _layer(model: Qwen3, layer, x, cache: KVCache, positions) -> torch.Tensor:
     from . import triton_prefill as k
 
     inputs, out = layer.inputs, layer.output
@@ -53,16 +55,33 @@ def _layer(model: Qwen3, layer, x, cache: KVCache, positions, query_offsets) -> 
         inputs.k_norm.weight, positions, t, keys.stride(1), inputs.q_norm.eps, h, n_kv, hd,
         block_t,
     )  # fmt: skip
-    attended = chunk_attention(
-        q.transpose(0, 1)[None], keys, values, positions, query_offsets,
-        cache.flash_offsets[1], layer.flash,
-    )  # fmt: skip
-    x = x + out.o_proj(attended.transpose(1, 2).reshape(1, t, h * hd))
+    attended = attention(q, keys, values, positions, n_kv)
+    x = x + out.o_proj(attended.view(1, t, h * hd))
     normed = rms_norm(x, out.norm.weight, out.norm.eps)
     moe = getattr(out, "moe", None)
     if moe is not None:
         return x + moe(normed)
     return x + out.down_proj(swiglu(out.gate_up_proj(normed)))
+
+
+def attention(
+    q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, positions: torch.Tensor, n_kv: int
+) -> torch.Tensor:
+    """Causal attention of the chunk's queries q (t, heads, hd) at the consecutive device
+    `positions` over the layer's cache (1, kv heads, capacity, hd), as (t, heads, hd): the
+    layout the o projection reads, so no transposing copy."""
+    from . import triton_prefill as k
+
+    t, h, hd = q.shape
+    out = torch.empty_like(q)
+    # 64-query blocks below 512 tokens (more programs for a short chunk), else 128.
+    block_m = 64 if t < 512 else 128
+    k.causal_attention[(-(-t // block_m), h)](
+        q, keys, values, out, positions, t, keys.stride(1), hd**-0.5, h, h // n_kv, hd,
+        block_m, 64, q.dtype == torch.float32, num_warps=4 if block_m == 64 else 8,
+        num_stages=3,
+    )  # fmt: skip
+    return out
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
