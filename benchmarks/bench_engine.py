@@ -190,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
     lens = args.prompt_lens
     short = min(lens)
     context = _round_up(max(max(lens), short + 4) + args.decode_tokens + args.check_tokens + 64)
+    # The forced steps run after a 16-token prompt in the same cache.
+    context = max(context, _round_up(16 + args.forced_steps + 1))
     context = min(context, int(config.get("max_position_embeddings", context)))
 
     _warm_page_cache(ckpt)
