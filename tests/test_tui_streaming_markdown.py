@@ -106,8 +106,10 @@ def blocks(markdown: object) -> list[tuple[str, str]]:
 async def test_streamed_chunks_show_what_a_full_parse_shows_at_the_right_height() -> None:
     app = Host()
     async with app.run_test(size=(90, 40)) as pilot:
-        for i in range(0, len(VARIED), 5):
-            await app.doc.append(VARIED[i : i + 5])
+        # 25 characters an append: each append re-parses the last block where it is made
+        # (one per stream update in the app); 5 took 43 s of a 2-core CI run.
+        for i in range(0, len(VARIED), 25):
+            await app.doc.append(VARIED[i : i + 25])
         await pilot.pause()
         chunks = list(app.doc.query("StreamingMarkdown > Markdown"))
         assert len(chunks) > 2
