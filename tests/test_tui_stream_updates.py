@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from fake_engine import FakeEngine
-from textual.app import App, ComposeResult
+from test_tui_streaming_markdown import Host  # a bare app holding one StreamingMarkdown
 from textual.widgets import ProgressBar
 from textual.widgets.markdown import MarkdownBlock
 from tui_helpers import finish_turn, make_app, ready, send, wait_for_thread, wait_until
@@ -39,15 +39,6 @@ def shown(doc: StreamingMarkdown) -> list[str]:
 def rendered(markdown: str) -> list[str]:
     """What the blocks show for `markdown`: its paragraphs, without the emphasis marks."""
     return [p.strip().replace("**", "") for p in markdown.split("\n\n") if p.strip()]
-
-
-class Host(App[None]):
-    def __init__(self) -> None:
-        super().__init__()
-        self.doc = StreamingMarkdown()
-
-    def compose(self) -> ComposeResult:
-        yield self.doc
 
 
 async def test_an_appended_text_is_in_the_blocks_as_soon_as_the_append_returns() -> None:
