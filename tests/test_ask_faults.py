@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli, session_list, session_show
 
 from qwen3tui.cli import main
 
@@ -84,23 +85,16 @@ def ask_process(home: Path, checkpoint: Path, *args: str, **popen) -> subprocess
     )  # fmt: skip
 
 
+def in_process_ask(home: Path, checkpoint: Path, *args: str):
+    """The same command through `cli.main` here, where no real process is needed."""
+    return run_cli(
+        "ask", "--model", str(checkpoint), "--dtype", "float32", "--seed", "5", *args, home=home
+    )
+
+
 def saved_session(home: Path) -> dict:
-    listed = subprocess.run(
-        [sys.executable, "-m", "qwen3tui", "sessions", "list", "--json"],
-        env={**os.environ, "QWEN3TUI_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    (session,) = json.loads(listed.stdout)
-    shown = subprocess.run(
-        [sys.executable, "-m", "qwen3tui", "sessions", "show", session["id"], "--json"],
-        env={**os.environ, "QWEN3TUI_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return json.loads(shown.stdout)
+    (session,) = session_list(home)
+    return session_show(home, session["id"])
 
 
 @pytest.mark.slow
@@ -153,8 +147,8 @@ def test_a_closed_pipe_ends_ask_quietly_and_keeps_the_reply(tiny_checkpoint, tmp
 def test_a_store_locked_by_another_process_is_waited_for_and_nothing_is_lost(
     tiny_checkpoint, tmp_path
 ):
-    first = ask_process(tmp_path, tiny_checkpoint, "--max-new-tokens", "4", "one")
-    assert first.wait(timeout=300) == 0
+    first = in_process_ask(tmp_path, tiny_checkpoint, "--max-new-tokens", "4", "one")
+    assert first.returncode == 0, first.stderr
     db = next(tmp_path.rglob("sessions.db"))
     holder = sqlite3.connect(db, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # as a large `sessions import` elsewhere would
@@ -201,8 +195,8 @@ def _disk_full() -> None:
 
 @pytest.mark.slow
 def test_an_answer_that_cannot_be_saved_says_so_and_exits_3(tiny_checkpoint, tmp_path):
-    first = ask_process(tmp_path, tiny_checkpoint, "--max-new-tokens", "3", "one")
-    assert first.wait(timeout=300) == 0
+    first = in_process_ask(tmp_path, tiny_checkpoint, "--max-new-tokens", "3", "one")
+    assert first.returncode == 0, first.stderr
     second = ask_process(
         tmp_path, tiny_checkpoint, "--max-new-tokens", "3", "--json", "--continue", "two",
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_disk_full,

@@ -1,4 +1,6 @@
-"""`qwen3tui ask` in a real subprocess: streaming, --json, one-line errors for bad input."""
+"""`qwen3tui ask`: streaming, --json, one-line errors for bad input. Streaming, an offline hub
+and one broken model run as real processes (the entry point, exit codes, what reaches stderr);
+the rest through `cli.main` in this process (tests/cli_helpers.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import ask
 
 from qwen3tui.engine.random_checkpoint import TINY_CONFIG
 
@@ -27,8 +30,8 @@ def qwen3tui(*args: str, env: dict | None = None, stdin: str | None = None, home
 
 
 def test_ask_json_reports_the_whole_reply(tiny_checkpoint, tmp_path):
-    run = qwen3tui(
-        "ask", "--model", str(tiny_checkpoint), "--dtype", "float32", "--json", "--no-save",
+    run = ask(
+        "--model", str(tiny_checkpoint), "--dtype", "float32", "--json", "--no-save",
         "--budget", "5", "--max-new-tokens", "20", "--temperature", "1", "--seed", "7", "Hello?",
         home=tmp_path,
     )  # fmt: skip
@@ -82,34 +85,43 @@ def test_broken_model_directory_is_one_line_and_exit_2(case, tiny_checkpoint, tm
     shutil.copytree(tiny_checkpoint, model)
     damage, words = BROKEN[case]
     damage(model)
-    run = qwen3tui("ask", "--model", str(model), "--no-save", "hi", home=tmp_path)
+    run = ask("--model", str(model), "--no-save", "hi", home=tmp_path)
     assert_one_line_error(run, words)
 
 
+def test_a_broken_model_is_one_line_and_exit_2_from_the_real_entry_point(tiny_checkpoint, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_checkpoint, model)
+    break_weights(model)
+    run = qwen3tui("ask", "--model", str(model), "--no-save", "hi", home=tmp_path)
+    assert_one_line_error(run, "corrupt")
+
+
 def test_missing_directory(tmp_path):
-    run = qwen3tui("ask", "--model", str(tmp_path / "nope"), "--no-save", "hi", home=tmp_path)
+    run = ask("--model", str(tmp_path / "nope"), "--no-save", "hi", home=tmp_path)
     assert_one_line_error(run, "does not exist")
 
 
 def test_offline_machine_asking_for_an_uncached_hub_id(tmp_path):
+    # A real process: huggingface_hub reads HF_HUB_OFFLINE and HF_HOME when it is imported.
     env = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     run = qwen3tui("ask", "--model", "Qwen/Qwen3-0.6B", "--no-save", "hi", env=env, home=tmp_path)
     assert_one_line_error(run, "not in the local Hugging Face cache")
 
 
 def test_unknown_device(tiny_checkpoint, tmp_path):
-    run = qwen3tui("ask", "--model", str(tiny_checkpoint), "--device", "tpu", "--no-save", "hi",
-                   home=tmp_path)  # fmt: skip
+    run = ask("--model", str(tiny_checkpoint), "--device", "tpu", "--no-save", "hi",
+              home=tmp_path)  # fmt: skip
     assert_one_line_error(run, "unknown device 'tpu'")
 
 
 def test_fp8_quantization_off_cuda_is_one_line(tiny_checkpoint, tmp_path):
-    run = qwen3tui("ask", "--model", str(tiny_checkpoint), "--device", "cpu", "--quantize", "fp8",
-                   "--no-save", "hi", home=tmp_path)  # fmt: skip
+    run = ask("--model", str(tiny_checkpoint), "--device", "cpu", "--quantize", "fp8",
+              "--no-save", "hi", home=tmp_path)  # fmt: skip
     assert_one_line_error(run, "--quantize fp8 needs a CUDA GPU")
 
 
-def assert_one_line_error(run: subprocess.CompletedProcess, words: str) -> None:
+def assert_one_line_error(run, words: str) -> None:
     assert run.returncode == 2, (run.stdout, run.stderr)
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1, run.stderr

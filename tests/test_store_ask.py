@@ -1,4 +1,5 @@
-"""`qwen3tui ask` records into the store: multi-turn with --continue, and SIGKILL mid-reply."""
+"""`qwen3tui ask` records into the store: multi-turn with --continue, and SIGKILL mid-reply (a
+real process; the other runs go through `cli.main` in this process, tests/cli_helpers.py)."""
 
 from __future__ import annotations
 
@@ -12,23 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import Ran, run_cli, session_list, session_show
 
 pytestmark = pytest.mark.slow
 
 
-def qwen3tui(home: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "qwen3tui", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, "QWEN3TUI_HOME": str(home)},
-    )
-
-
-def ask(home: Path, checkpoint: Path, *args: str) -> subprocess.CompletedProcess:
-    return qwen3tui(
-        home,
+def ask(home: Path, checkpoint: Path, *args: str) -> Ran:
+    return run_cli(
         "ask",
         "--model",
         str(checkpoint),
@@ -39,13 +30,8 @@ def ask(home: Path, checkpoint: Path, *args: str) -> subprocess.CompletedProcess
         "--seed",
         "3",
         *args,
+        home=home,
     )
-
-
-def show(home: Path, session_id: str) -> dict:
-    done = qwen3tui(home, "sessions", "show", session_id, "--json")
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 def saved_reply_text(db: Path) -> str:
@@ -78,9 +64,9 @@ def test_ask_then_ask_continue_is_one_two_turn_session(tiny_checkpoint, qwen3tui
     assert second.returncode == 0, second.stderr
     session_id = json.loads(first.stdout)["session_id"]
     assert session_id and json.loads(second.stdout)["session_id"] == session_id
-    listed = json.loads(qwen3tui(qwen3tui_home, "sessions", "list", "--json").stdout)
+    listed = session_list(qwen3tui_home)
     assert [(s["id"], s["message_count"]) for s in listed] == [(session_id, 4)]
-    session = show(qwen3tui_home, session_id)
+    session = session_show(qwen3tui_home, session_id)
     assert session["title"] == "first question"
     messages = session["messages"]
     # Six tokens never finish a reply: it was cut off by max tokens, and says so.
@@ -108,12 +94,14 @@ def test_a_session_can_be_named_and_no_save_records_nothing(tiny_checkpoint, qwe
     )
     assert again.returncode == 0, again.stderr
     assert [
-        m["content"] for m in show(qwen3tui_home, session_id)["messages"] if m["role"] == "user"
+        m["content"]
+        for m in session_show(qwen3tui_home, session_id)["messages"]
+        if m["role"] == "user"
     ] == ["one", "three"]
-    assert show(qwen3tui_home, session_id)["messages"][1]["thinking_enabled"] is False
+    assert session_show(qwen3tui_home, session_id)["messages"][1]["thinking_enabled"] is False
     unsaved = ask(qwen3tui_home, tiny_checkpoint, "--json", "--no-save", "four")
     assert unsaved.returncode == 0 and json.loads(unsaved.stdout)["session_id"] is None
-    listed = json.loads(qwen3tui(qwen3tui_home, "sessions", "list", "--json").stdout)
+    listed = session_list(qwen3tui_home)
     assert sum(s["message_count"] for s in listed) == 6
 
 
@@ -155,9 +143,9 @@ def test_a_killed_ask_leaves_the_flushed_partial_reply_and_continue_works(
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
 
-    listed = json.loads(qwen3tui(qwen3tui_home, "sessions", "list", "--json").stdout)
+    listed = session_list(qwen3tui_home)
     (session,) = listed
-    user, reply = show(qwen3tui_home, session["id"])["messages"]
+    user, reply = session_show(qwen3tui_home, session["id"])["messages"]
     assert (user["role"], user["content"]) == ("user", "Write a very long essay")
     assert (reply["role"], reply["status"]) == ("assistant", "interrupted")
     assert (reply["thinking"] + reply["content"]).startswith(flushed)
@@ -165,7 +153,7 @@ def test_a_killed_ask_leaves_the_flushed_partial_reply_and_continue_works(
     resumed = ask(qwen3tui_home, tiny_checkpoint, "--json", "--continue", "Go on")
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["session_id"] == session["id"]
-    messages = show(qwen3tui_home, session["id"])["messages"]
+    messages = session_show(qwen3tui_home, session["id"])["messages"]
     assert [(m["role"], m["status"]) for m in messages] == [
         ("user", "complete"),
         ("assistant", "interrupted"),

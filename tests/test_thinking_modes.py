@@ -399,21 +399,20 @@ def test_the_mode_helpers_import_without_torch() -> None:
 def test_ask_json_on_a_2507_variant_through_the_command_line(
     tiny_checkpoint: Path, shared_dir: Path, tmp_path: Path, reference, mode: str
 ) -> None:
-    """Issue acceptance: `ask --json` reports the official template's token count; the
-    thinking-only reply's reasoning is in `thinking` within its budget; the instruct-only
-    reply has no think block."""
+    """Issue acceptance (`cli.main` in this process): `ask --json` reports the official
+    template's token count; the thinking-only reply's reasoning is in `thinking` within its
+    budget; the instruct-only reply has no think block."""
     import json
-    import os
+
+    from cli_helpers import run_cli
 
     folder = checkpoint_with_template(
         tiny_checkpoint, tmp_path / mode, template_for(mode, shared_dir)
     )
     question = "What is 2+2?"
-    run = subprocess.run(
-        [sys.executable, "-m", "qwen3tui", "ask", "--model", str(folder), "--dtype", "float32",
-         "--json", "--no-save", "--max-new-tokens", "8", "--budget", "3", question],
-        capture_output=True, text=True, timeout=300,
-        env={**os.environ, "QWEN3TUI_HOME": str(tmp_path / "home")},
+    run = run_cli(
+        "ask", "--model", str(folder), "--dtype", "float32", "--json", "--no-save",
+        "--max-new-tokens", "8", "--budget", "3", question, home=tmp_path / "home",
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout)
