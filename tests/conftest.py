@@ -44,7 +44,14 @@ def compile_each_kernel_once(tmp_path_factory: pytest.TempPathFactory):
     }
     os.environ["CC"] = str(wrapper)
     os.environ["QWEN3TUI_TEST_REAL_CC"] = real
-    os.environ["QWEN3TUI_TEST_CC_CACHE"] = str(tmp_path_factory.mktemp("built-kernels"))
+    # One cache for the whole run: pytest-xdist's workers share their parent temp folder (the
+    # wrapper's writes are atomic), so each kernel still compiles once.
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    kernels = root / "built-kernels"
+    kernels.mkdir(exist_ok=True)
+    os.environ["QWEN3TUI_TEST_CC_CACHE"] = str(kernels)
     yield
     for k, v in saved.items():
         if v is None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from chain_checkpoint import CLOSING, ENDLESS, write_chain_checkpoint
+from cli_helpers import session_list, session_show
 
 from qwen3tui.engine.events import AnswerDelta, Summary, ThinkingDelta, ThinkingDone
 from qwen3tui.engine.options import ChatOptions
@@ -90,8 +91,11 @@ def checkpoints(tmp_path_factory, shared_dir) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def servers(checkpoints, tmp_path_factory):
+    """One server per checkpoint, and a third (endless) one for the test that kills it: all
+    start at once, as each start takes seconds of imports."""
     logs = tmp_path_factory.mktemp("logs")
     started = {name: Served(path, logs / f"{name}.log") for name, path in checkpoints.items()}
+    started["killable"] = Served(checkpoints["endless"], logs / "killable.log")
     try:
         for served in started.values():
             served.wait_ready()
@@ -147,12 +151,9 @@ def test_a_budget_the_model_stays_within_is_not_hit(servers, shared_dir):
     assert (s.thinking, s.answer) == ("Hmm ok", "Answer")
 
 
-def test_a_server_killed_mid_reply_leaves_the_partial_reply_and_a_clear_error(
-    checkpoints, shared_dir, tmp_path
-):
-    served = Served(checkpoints["endless"], tmp_path / "killed.log")
+def test_a_server_killed_mid_reply_leaves_the_partial_reply_and_a_clear_error(servers, shared_dir):
+    served = servers["killable"]  # no other test uses it
     try:
-        served.wait_ready()
         engine = connect_remote(served.url, tokenizer_dir=str(shared_dir))
         got = []
         with pytest.raises(StreamInterruptedError) as err:
@@ -186,14 +187,7 @@ def test_ask_against_the_server_splits_saves_budgets_and_continues(servers, shar
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert (out["thinking"], out["answer"], out["outcome"]) == ("Hmm ok", "Answer", "complete")
-    saved = subprocess.run(
-        [sys.executable, "-m", "qwen3tui", "sessions", "show", out["session_id"], "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "QWEN3TUI_HOME": str(tmp_path)},
-    )
-    session = json.loads(saved.stdout)
+    session = session_show(tmp_path, out["session_id"])
     reply = session["messages"][1]
     assert (reply["thinking"], reply["content"]) == ("Hmm ok", "Answer")
     assert session["settings"]["server"] == closing  # --continue goes back there
@@ -304,12 +298,5 @@ def test_the_tui_in_a_real_terminal_against_the_server(servers, shared_dir, tmp_
         screen_when(lambda s: "QWEN3TUI-EXITED-0" in s, "qwen3tui to exit", timeout=30)
     finally:
         subprocess.run(["tmux", "-L", socket, "kill-server"], capture_output=True, timeout=30)
-    listed = subprocess.run(
-        [sys.executable, "-m", "qwen3tui", "sessions", "list", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "QWEN3TUI_HOME": str(home)},
-    )
-    (session,) = json.loads(listed.stdout)
+    (session,) = session_list(home)
     assert session["message_count"] == 6
