@@ -366,7 +366,7 @@ def test_without_the_kernel_the_model_keeps_its_modules(tiny_checkpoint, monkeyp
     def fail():
         raise NativeUnavailable("no compiler")
 
-    monkeypatch.setattr(cpu_decode_ops, "_once", OnceKernel(fail))
+    monkeypatch.setattr(cpu_decode_ops.KERNEL, "_once", OnceKernel(fail))
     engine = load_engine(str(tiny_checkpoint), device="cpu", dtype="float32", context_length=64)
     fast = (
         cpu_decode_ops.FastRMSNorm,

@@ -206,7 +206,7 @@ def test_without_a_compiler_the_engine_runs_pytorchs_path(
     monkeypatch.setenv("CC", str(cache_home / "no-such-compiler"))
     modules = (bf16_cpu_kernel, int8_cpu_kernel, int4_cpu_kernel, cpu_decode_ops)
     for module in modules:
-        monkeypatch.setattr(module, "_once", OnceKernel(module.build))  # tried afresh
+        monkeypatch.setattr(module.KERNEL, "_once", OnceKernel(module.build))  # tried afresh
     engine = load_engine(
         str(tiny_checkpoint), device="cpu", dtype="bfloat16", context_length=64, quantize=quantize
     )

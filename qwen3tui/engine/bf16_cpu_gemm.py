@@ -14,11 +14,10 @@ returns None where it cannot be had.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Sequence
 
 import torch
 
-from .native_build import NATIVE, NativeUnavailable, OnceKernel, load_library
+from .native_build import NativeKernel, NativeUnavailable, c_function, simd_name
 
 SOURCE = "bf16_gemm.c"
 
@@ -26,11 +25,10 @@ SOURCE = "bf16_gemm.c"
 class Bf16Gemm:
     def __init__(self, lib: ctypes.CDLL) -> None:
         i64, ptr = ctypes.c_int64, ctypes.c_void_p
-        lib.bf16_gemm_simd.restype = ctypes.c_char_p
-        self.simd: str = lib.bf16_gemm_simd().decode()  # the instruction set it was built for
-        self._gemm = lib.bf16_gemm
-        self._gemm.restype = ctypes.c_int
-        self._gemm.argtypes = [ptr, ptr, ptr, i64, i64, i64, ctypes.c_int]
+        self.simd = simd_name(lib.bf16_gemm_simd)
+        self._gemm = c_function(
+            lib.bf16_gemm, ctypes.c_int, ptr, ptr, ptr, i64, i64, i64, ctypes.c_int
+        )
 
     def matmul(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """x (..., K) bf16 @ weight (N, K) contiguous bf16 .T -> (..., N) bf16."""
@@ -43,27 +41,6 @@ class Bf16Gemm:
         return y.view(*x.shape[:-1], n)
 
 
-def load() -> Bf16Gemm | None:
-    """The kernel, built on first use and cached on disk; None where it cannot be had."""
-    return _once.get()
-
-
-def why_unavailable() -> str | None:
-    """Why load() returned None, for diagnostics."""
-    return _once.unavailable_reason
-
-
-def build(arch: Sequence[str] = NATIVE, extra: Sequence[str] = ()) -> Bf16Gemm:
-    """The kernel built with these flags and self-tested (tests build every variant)."""
-    kernel = Bf16Gemm(load_library("bf16_gemm", SOURCE, arch, extra))
-    _self_test(kernel)
-    return kernel
-
-
-def _load() -> Bf16Gemm:
-    return build()
-
-
 def _self_test(kernel: Bf16Gemm) -> None:
     # A wrong build (compiler, CPU) must not produce wrong text: compare with PyTorch.
     gen = torch.Generator().manual_seed(0)
@@ -74,4 +51,5 @@ def _self_test(kernel: Bf16Gemm) -> None:
         raise NativeUnavailable("self-test failed")
 
 
-_once = OnceKernel(_load)
+KERNEL = NativeKernel("bf16_gemm", SOURCE, Bf16Gemm, _self_test)
+load, build, why_unavailable = KERNEL.load, KERNEL.build, KERNEL.why_unavailable

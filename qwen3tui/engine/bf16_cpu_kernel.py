@@ -17,11 +17,10 @@ returns None where it cannot be had.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Sequence
 
 import torch
 
-from .native_build import NATIVE, NativeUnavailable, OnceKernel, load_library
+from .native_build import NativeKernel, NativeUnavailable, c_function, simd_name
 
 SOURCE = "bf16_gemv.c"
 
@@ -29,13 +28,10 @@ SOURCE = "bf16_gemv.c"
 class Bf16Kernel:
     def __init__(self, lib: ctypes.CDLL) -> None:
         i64, ptr = ctypes.c_int64, ctypes.c_void_p
-        lib.bf16_simd.restype = ctypes.c_char_p
-        self.simd: str = lib.bf16_simd().decode()  # the instruction set it was built for
-        self._gemv = lib.bf16_gemv
-        self._gemv_vnni64 = lib.bf16_gemv_vnni64
-        for fn in (self._gemv, self._gemv_vnni64):
-            fn.restype = None
-            fn.argtypes = [ptr, ptr, ptr, i64, i64, ctypes.c_int]
+        self.simd = simd_name(lib.bf16_simd)
+        args = (ptr, ptr, ptr, i64, i64, ctypes.c_int)
+        self._gemv = c_function(lib.bf16_gemv, None, *args)
+        self._gemv_vnni64 = c_function(lib.bf16_gemv_vnni64, None, *args)
 
     def gemv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """x (1, K) and weight (N, K), both contiguous bf16 -> (1, N)."""
@@ -51,27 +47,6 @@ class Bf16Kernel:
         y = torch.empty((*x.shape[:-1], n), dtype=torch.bfloat16)
         self._gemv_vnni64(x.data_ptr(), weight_ptr, y.data_ptr(), n, k, torch.get_num_threads())
         return y
-
-
-def load() -> Bf16Kernel | None:
-    """The kernel, built on first use and cached on disk; None where it cannot be had."""
-    return _once.get()
-
-
-def why_unavailable() -> str | None:
-    """Why load() returned None, for diagnostics."""
-    return _once.unavailable_reason
-
-
-def build(arch: Sequence[str] = NATIVE, extra: Sequence[str] = ()) -> Bf16Kernel:
-    """The kernel built with these flags and self-tested (tests build every variant)."""
-    kernel = Bf16Kernel(load_library("bf16_kernel", SOURCE, arch, extra))
-    _self_test(kernel)
-    return kernel
-
-
-def _load() -> Bf16Kernel:
-    return build()
 
 
 def _self_test(kernel: Bf16Kernel) -> None:
@@ -90,4 +65,5 @@ def _self_test(kernel: Bf16Kernel) -> None:
         raise NativeUnavailable("self-test failed (packed layout)")
 
 
-_once = OnceKernel(_load)
+KERNEL = NativeKernel("bf16_kernel", SOURCE, Bf16Kernel, _self_test)
+load, build, why_unavailable = KERNEL.load, KERNEL.build, KERNEL.why_unavailable

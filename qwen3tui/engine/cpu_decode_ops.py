@@ -28,13 +28,12 @@ Built by native_build for the CPU it runs on; `load()` returns None where it can
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from .model import AttentionInputs, DecoderLayer, LayerOutput, Qwen3, RMSNorm
-from .native_build import NATIVE, NativeUnavailable, OnceKernel, load_library
+from .native_build import NativeKernel, NativeUnavailable, c_function, simd_name
 
 SOURCE = "decode_ops.c"
 # The bit-for-bit RMSNorm must round every product and sum on its own, as PyTorch does.
@@ -54,26 +53,18 @@ SWIGLU_MULTIPLE = 64
 class DecodeOpsKernel:
     def __init__(self, lib: ctypes.CDLL) -> None:
         i64, ptr, f32, c_int = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float, ctypes.c_int
-        lib.decode_ops_simd.restype = ctypes.c_char_p
-        self.simd: str = lib.decode_ops_simd().decode()
-        self._rmsnorm = lib.rmsnorm
-        self._rmsnorm.restype = None
-        self._rmsnorm.argtypes = [ptr, ptr, ptr, i64, i64, f32, c_int, c_int]
-        self._rmsnorm_rope = lib.rmsnorm_rope
-        self._rmsnorm_rope.restype = None
-        self._rmsnorm_rope.argtypes = [ptr, ptr, ptr, ptr, ptr, i64, i64, f32, c_int, c_int]
-        self._attention = lib.attention_one_query
-        self._attention.restype = c_int
-        self._attention.argtypes = [ptr, ptr, ptr, ptr, i64, i64, i64, i64, i64, f32, c_int, c_int]
-        self._attend_step = lib.attend_step
-        self._attend_step.restype = c_int
-        self._attend_step.argtypes = [ptr] * 8 + [i64] * 5 + [f32] * 3 + [c_int] * 3
-        self._add_rmsnorm = lib.add_rmsnorm
-        self._add_rmsnorm.restype = None
-        self._add_rmsnorm.argtypes = [ptr] * 5 + [i64, i64, f32, c_int, c_int]
-        self._swiglu = lib.swiglu_bf16
-        self._swiglu.restype = None
-        self._swiglu.argtypes = [ptr, ptr, ptr, i64, i64]
+        self.simd = simd_name(lib.decode_ops_simd)
+        norm = (i64, i64, f32, c_int, c_int)  # rows, dim, eps, bf16, lanes
+        self._rmsnorm = c_function(lib.rmsnorm, None, *[ptr] * 3, *norm)
+        self._rmsnorm_rope = c_function(lib.rmsnorm_rope, None, *[ptr] * 5, *norm)
+        self._attention = c_function(
+            lib.attention_one_query, c_int, *[ptr] * 4, *[i64] * 5, f32, c_int, c_int
+        )
+        self._attend_step = c_function(
+            lib.attend_step, c_int, *[ptr] * 8, *[i64] * 5, *[f32] * 3, *[c_int] * 3
+        )
+        self._add_rmsnorm = c_function(lib.add_rmsnorm, None, *[ptr] * 5, *norm)
+        self._swiglu = c_function(lib.swiglu_bf16, None, ptr, ptr, ptr, i64, i64)
         # PyTorch's own bf16 SiLU of every bf16 bit pattern (as fp32): SwiGLU in C looks it
         # up, so it is the reference's bit for bit (its SiLU's exp is not reproducible in C).
         self.silu_table = _bf16_silu_table()
@@ -425,22 +416,6 @@ def install(model: Qwen3) -> bool:
     return True
 
 
-def load() -> DecodeOpsKernel | None:
-    """The kernel, built on first use and cached on disk; None where it cannot be had."""
-    return _once.get()
-
-
-def why_unavailable() -> str | None:
-    return _once.unavailable_reason
-
-
-def build(arch: Sequence[str] = NATIVE, extra: Sequence[str] = ()) -> DecodeOpsKernel:
-    """The kernel built with these flags and self-tested (tests build every variant)."""
-    kernel = DecodeOpsKernel(load_library("decode_ops", SOURCE, arch, (*extra, *FLAGS)))
-    _self_test(kernel)
-    return kernel
-
-
 def _self_test(kernel: DecodeOpsKernel) -> None:
     # A wrong build (compiler, CPU) must not produce wrong text: compare with PyTorch.
     gen = torch.Generator().manual_seed(0)
@@ -469,4 +444,5 @@ def _bf16_silu_table() -> torch.Tensor:
     return torch.cat(silu).float()  # exact: the C loop multiplies in fp32
 
 
-_once = OnceKernel(build)
+KERNEL = NativeKernel("decode_ops", SOURCE, DecodeOpsKernel, _self_test, FLAGS)
+load, build, why_unavailable = KERNEL.load, KERNEL.build, KERNEL.why_unavailable

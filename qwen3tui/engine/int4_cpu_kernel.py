@@ -19,11 +19,10 @@ sequential stream made the kernel 13-15% faster than a separate scale array (one
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Sequence
 
 import torch
 
-from .native_build import NATIVE, NativeUnavailable, OnceKernel, load_library
+from .native_build import NativeKernel, NativeUnavailable, c_function, simd_name
 
 SOURCE = "int4_matmul.c"
 BLOCK = 16  # output rows per packed block
@@ -89,17 +88,16 @@ def unpack(
 class Int4Kernel:
     def __init__(self, lib: ctypes.CDLL) -> None:
         i64, ptr, c_int = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-        lib.q4_simd.restype = ctypes.c_char_p
-        self.simd: str = lib.q4_simd().decode()  # the instruction set it was built for
-        self._gemv = lib.q4_gemv
-        self._gemv.restype = c_int
-        self._gemv.argtypes = [ptr, c_int, i64, ptr, c_int, ptr, i64, i64, i64, c_int]
-        self._quantize = lib.q4_quantize
-        self._quantize.restype = None
-        self._quantize.argtypes = [ptr, c_int, i64, i64, i64, i64, c_int, ptr, i64, i64, c_int]
-        self._dequant = lib.q4_dequant_t
-        self._dequant.restype = None
-        self._dequant.argtypes = [ptr, c_int, ptr, c_int, i64, i64, i64, i64, i64, c_int]
+        self.simd = simd_name(lib.q4_simd)
+        self._gemv = c_function(
+            lib.q4_gemv, c_int, ptr, c_int, i64, ptr, c_int, ptr, i64, i64, i64, c_int
+        )
+        self._quantize = c_function(
+            lib.q4_quantize, None, ptr, c_int, i64, i64, i64, i64, c_int, ptr, i64, i64, c_int
+        )
+        self._dequant = c_function(
+            lib.q4_dequant_t, None, ptr, c_int, ptr, c_int, i64, i64, i64, i64, i64, c_int
+        )
 
     def gemv(self, x: torch.Tensor, packed: torch.Tensor, group: int) -> torch.Tensor:
         """One row x (..., K) bf16 or fp32 -> (..., padded N) in x's dtype."""
@@ -140,22 +138,6 @@ class Int4Kernel:
         return out
 
 
-def load() -> Int4Kernel | None:
-    """The kernel, built on first use and cached on disk; None where it cannot be had."""
-    return _once.get()
-
-
-def why_unavailable() -> str | None:
-    return _once.unavailable_reason
-
-
-def build(arch: Sequence[str] = NATIVE, extra: Sequence[str] = ()) -> Int4Kernel:
-    """The kernel built with these flags and self-tested (tests build every variant)."""
-    kernel = Int4Kernel(load_library("int4_kernel", SOURCE, arch, extra))
-    _self_test(kernel)
-    return kernel
-
-
 def _self_test(kernel: Int4Kernel) -> None:
     """A wrong build (compiler, CPU) must not produce wrong text: compare with PyTorch."""
     gen = torch.Generator().manual_seed(0)
@@ -178,4 +160,5 @@ def _self_test(kernel: Int4Kernel) -> None:
             raise NativeUnavailable("self-test failed (dequantize)")
 
 
-_once = OnceKernel(lambda: build())
+KERNEL = NativeKernel("int4_kernel", SOURCE, Int4Kernel, _self_test)
+load, build, why_unavailable = KERNEL.load, KERNEL.build, KERNEL.why_unavailable

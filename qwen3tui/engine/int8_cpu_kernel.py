@@ -18,11 +18,10 @@ and callers keep PyTorch's path.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Sequence
 
 import torch
 
-from .native_build import NATIVE, NativeUnavailable, OnceKernel, load_library
+from .native_build import NativeKernel, NativeUnavailable, c_function, simd_name
 
 SOURCE = "int8_matmul.c"
 
@@ -36,15 +35,14 @@ class Int8Kernel:
     """The loaded library: packing, the few-row matmul and the prefill dequantization."""
 
     def __init__(self, lib: ctypes.CDLL) -> None:
-        i64, ptr = ctypes.c_int64, ctypes.c_void_p
-        lib.q8_simd.restype = ctypes.c_char_p
-        self.simd: str = lib.q8_simd().decode()  # the instruction set it was built for
-        self._matmul = lib.q8_matmul
-        self._matmul.restype = ctypes.c_int
-        self._matmul.argtypes = [ptr, i64, ctypes.c_int, ptr, ptr, ptr, i64, i64, ctypes.c_int]
-        self._dequant = lib.q8_dequant_t
-        self._dequant.restype = None
-        self._dequant.argtypes = [ptr, ptr, ptr, ctypes.c_int, i64, i64, i64, i64, ctypes.c_int]
+        i64, ptr, c_int = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+        self.simd = simd_name(lib.q8_simd)
+        self._matmul = c_function(
+            lib.q8_matmul, c_int, ptr, i64, c_int, ptr, ptr, ptr, i64, i64, c_int
+        )
+        self._dequant = c_function(
+            lib.q8_dequant_t, None, ptr, ptr, ptr, c_int, i64, i64, i64, i64, c_int
+        )
 
     @staticmethod
     def supports(in_features: int, dtype: torch.dtype) -> bool:
@@ -109,27 +107,6 @@ class Int8Kernel:
         return out
 
 
-def load() -> Int8Kernel | None:
-    """The kernel, built on first use and cached on disk; None where it cannot be had."""
-    return _once.get()
-
-
-def why_unavailable() -> str | None:
-    """Why load() returned None, for diagnostics."""
-    return _once.unavailable_reason
-
-
-def build(arch: Sequence[str] = NATIVE, extra: Sequence[str] = ()) -> Int8Kernel:
-    """The kernel built with these flags and self-tested (tests build every variant)."""
-    kernel = Int8Kernel(load_library("int8_kernel", SOURCE, arch, extra))
-    _self_test(kernel)
-    return kernel
-
-
-def _load() -> Int8Kernel:
-    return build()
-
-
 def _self_test(kernel: Int8Kernel) -> None:
     """A wrong build (compiler, CPU) must not produce wrong text: compare with PyTorch."""
     gen = torch.Generator().manual_seed(0)
@@ -148,4 +125,6 @@ def _self_test(kernel: Int8Kernel) -> None:
         raise NativeUnavailable("self-test failed (dequantize)")
 
 
-_once = OnceKernel(_load)
+KERNEL = NativeKernel("int8_kernel", SOURCE, Int8Kernel, _self_test)
+load, build, why_unavailable = KERNEL.load, KERNEL.build, KERNEL.why_unavailable
+_load = build  # the name tests/test_quantize.py builds through

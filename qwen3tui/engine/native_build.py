@@ -1,13 +1,17 @@
 """Build a C kernel from `engine/csrc/` into a shared library at first use, cache it, load it.
 
-For the CPU kernels (bf16_cpu_kernel, int8_cpu_kernel, int4_cpu_kernel): plain C with
-intrinsics and OpenMP, no torch headers, so compiling takes well under a second (a torch C++
-extension takes minutes on a small machine). The sources ship as package data; the library
-lands in a per-user cache keyed by the sources, flags, compiler and CPU (-march=native picks
-the instructions of the CPU it runs on: AVX-512 with or without BF16/VNNI, or AVX2), written
-atomically so concurrent first runs are safe. Anything missing (no compiler, a CPU that is not
-x86-64, Windows) raises NativeUnavailable, and the callers keep PyTorch's own path.
-QWEN3TUI_CPU_KERNELS=0 turns every such kernel off.
+For the CPU kernels (bf16_cpu_kernel, bf16_cpu_gemm, int8_cpu_kernel, int4_cpu_kernel,
+cpu_decode_ops): plain C with intrinsics and OpenMP, no torch headers, so compiling takes well
+under a second (a torch C++ extension takes minutes on a small machine). The sources ship as
+package data; the library lands in a per-user cache keyed by the sources, flags, compiler and
+CPU (-march=native picks the instructions of the CPU it runs on: AVX-512 with or without
+BF16/VNNI, or AVX2), written atomically so concurrent first runs are safe. Anything missing (no
+compiler, a CPU that is not x86-64, Windows) raises NativeUnavailable, and the callers keep
+PyTorch's own path. QWEN3TUI_CPU_KERNELS=0 turns every such kernel off.
+
+Each kernel module declares one `NativeKernel`: its source, the class that binds the library's
+functions, and a self-test against PyTorch; the build, the cache, the once-per-process load and
+the reason it is unavailable are all here.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import threading
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .cache_dirs import user_cache_dir
 
@@ -59,6 +63,51 @@ class OnceKernel(Generic[K]):
                 except Exception as err:  # any failure only costs speed: PyTorch's path runs
                     self.unavailable_reason = f"{type(err).__name__}: {err}"
             return self._kernel
+
+
+class NativeKernel(Generic[K]):
+    """A kernel of csrc/: `source` built into the cache under `name`, its library handed to
+    `wrap` (which binds the functions) and the result checked by `self_test` (which raises
+    NativeUnavailable where the build computes something else), at most once per process."""
+
+    def __init__(
+        self,
+        name: str,
+        source: str,
+        wrap: Callable[[ctypes.CDLL], K],
+        self_test: Callable[[K], None],
+        flags: Sequence[str] = (),
+    ) -> None:
+        self.name, self.source, self.flags = name, source, tuple(flags)
+        self._wrap, self._self_test = wrap, self_test
+        self._once: OnceKernel[K] = OnceKernel(self.build)
+
+    def build(self, arch: Sequence[str] = NATIVE, extra: Sequence[str] = ()) -> K:
+        """The kernel built with these flags and self-tested (tests build every variant)."""
+        kernel = self._wrap(load_library(self.name, self.source, arch, (*extra, *self.flags)))
+        self._self_test(kernel)
+        return kernel
+
+    def load(self) -> K | None:
+        """The kernel, built on first use and cached on disk; None where it cannot be had."""
+        return self._once.get()
+
+    def why_unavailable(self) -> str | None:
+        """Why load() returned None, for diagnostics."""
+        return self._once.unavailable_reason
+
+
+def simd_name(fn: Any) -> str:
+    """What a library's `*_simd()` returns: the instruction set it was built for."""
+    return c_function(fn, ctypes.c_char_p)().decode()
+
+
+def c_function(fn: Any, restype: Any, *argtypes: Any) -> Any:
+    """A library function with its C signature set (unset, ctypes passes every int as a C int
+    and reads an int back)."""
+    fn.restype = restype
+    fn.argtypes = list(argtypes)
+    return fn
 
 
 def sources() -> dict[str, str]:
