@@ -2,12 +2,12 @@
 
 One decode step of a dense layer runs four one-row products (qkv 4096x2048, o 2048x2048,
 gate_up 12288x2048, down 2048x6144). Several layers' worth of random weights (more than the
-last-level cache) are built in each format the engine uses on this CPU (bf16 packed for
-oneDNN and read by the bf16 kernel, int8, int4), then the formats take turns: each round runs
-every layer once per format, and the median over rounds gives ms per layer and GB/s of weight
-bytes read (codes plus scales). The streaming-read probe of `_bench_bandwidth.py` (a float32
-sum over a buffer far larger than the caches) runs in the same rounds, so the ratios hold for
-one moment of a shared machine.
+last-level cache) are built in each format the engine uses on this CPU (bf16: packed for
+oneDNN where it has bf16, else the plain weight, both read by the bf16 kernel; int8; int4),
+then the formats take turns: each round runs every layer once per format, and the median
+over rounds gives ms per layer and GB/s of weight bytes read (codes plus scales). The
+streaming-read probe of `_bench_bandwidth.py` (a float32 sum over a buffer far larger than
+the caches) runs in the same rounds, so the ratios hold for one moment of a shared machine.
 
     python benchmarks/bench_cpu_kernels.py [--layers 8] [--rounds 15] [--threads N]
 """
@@ -41,17 +41,22 @@ def weight_bytes(module) -> int:
 def build(fmt: str, layers: int, seed: int = 0) -> tuple[list[dict], int]:
     import torch
 
-    from qwen3tui.engine import bf16_cpu_kernel, quantize
-    from qwen3tui.engine.cpu_linear import PackedLinear
+    from qwen3tui.engine import bf16_cpu_kernel, cpu_linear, quantize
 
     gen = torch.Generator().manual_seed(seed)
+    onednn = cpu_linear._onednn_available()
     out, total = [], 0
     for _ in range(layers):
         mods = {}
         for name, (n, k) in SHAPES.items():
             w = (torch.randn(n, k, generator=gen) * 0.02).bfloat16()
             if fmt == "bf16":
-                m = PackedLinear(w, bf16_cpu_kernel.load())
+                # as pack_linears: oneDNN's packed buffer where it has bf16, else the plain weight
+                kernel = bf16_cpu_kernel.load()
+                if onednn:
+                    m = cpu_linear.PackedLinear(w, kernel)
+                else:
+                    m = cpu_linear.GemvLinear(w, kernel)
                 total += n * k * 2  # oneDNN's packed buffer is not a strided tensor
             elif fmt == "int8":
                 m = quantize.Int8Linear(w)

@@ -99,15 +99,33 @@ static inline __attribute__((always_inline)) void gemv_blocks_s(
             PREFETCH_T0(p + PREFETCH);
             PREFETCH_T0(p + PREFETCH + 64);
             const vi v0 = vi_load(p), v1 = vi_load(p + 64);
-            acc0[s] = dpbusd(acc0[s], vi_and(v0, low), xv0);
-            acc1[s] = dpbusd(acc1[s], vi_and(vi_srli16(v0, 4), low), xv1);
-            acc2[s] = dpbusd(acc2[s], vi_and(v1, low), xv2);
-            acc3[s] = dpbusd(acc3[s], vi_and(vi_srli16(v1, 4), low), xv3);
+            const vi c0 = vi_and(v0, low), c1 = vi_and(vi_srli16(v0, 4), low);
+            const vi c2 = vi_and(v1, low), c3 = vi_and(vi_srli16(v1, 4), low);
+#ifdef DPBUSD_NATIVE
+            acc0[s] = dpbusd(acc0[s], c0, xv0);
+            acc1[s] = dpbusd(acc1[s], c1, xv1);
+            acc2[s] = dpbusd(acc2[s], c2, xv2);
+            acc3[s] = dpbusd(acc3[s], c3, xv3);
+#else
+            /* Without a dpbusd instruction: the u8 x s8 pair sums (|.| <= 2 * 15 * 127) of
+               two steps, eight a lane, are added in int16 (|.| <= 30,480: exact) and widened
+               to int32 once, not each alone: the same integers, fewer instructions (1 thread
+               x1.14 over widening each, x1.07 over widening per step; measured on AVX2). */
+            const vi d = add16(add16(maddubs16(c0, xv0), maddubs16(c1, xv1)),
+                               add16(maddubs16(c2, xv2), maddubs16(c3, xv3)));
+            if (k & 16) acc0[s] = widen_add16(acc0[s], add16(acc1[s], d));
+            else if (k + 16 == G) acc0[s] = widen_add16(acc0[s], d);
+            else acc1[s] = d;
+#endif
           }
         }
         const vf gx = vset1(xs[g]), gm = vset1(xm[g]);
         for (int s = 0; s < S; s++) {
+#ifdef DPBUSD_NATIVE
           const vf dot = vi_to_vf(vi_add(vi_add(acc0[s], acc1[s]), vi_add(acc2[s], acc3[s])));
+#else
+          const vf dot = vi_to_vf(acc0[s]);
+#endif
           const uint16_t* sc = (const uint16_t*)(base[s] + u * U + 16 * G) + 16 * h;
           if (has_mins) {
             acc[s] = vfma(dot, vmul(vload_bf16(sc), gx), acc[s]);

@@ -116,6 +116,16 @@ static inline vi dpbusd(vi acc, vi a, vi b) {
   return _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)));
 #endif
 }
+#ifdef __AVX512VNNI__
+#define DPBUSD_NATIVE 1
+#endif
+/* dpbusd's two steps without VNNI, for kernels that add several pair sums in int16 before
+   widening them once (int4_matmul.c) */
+static inline vi maddubs16(vi a, vi b) { return _mm512_maddubs_epi16(a, b); }
+static inline vi add16(vi a, vi b) { return _mm512_add_epi16(a, b); }
+static inline vi widen_add16(vi acc, vi s16) {
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(s16, _mm512_set1_epi16(1)));
+}
 
 #elif defined(__AVX2__) && defined(__FMA__)
 #define SIMD_NAME "avx2"
@@ -243,6 +253,23 @@ static inline __m256i dpbusd8(__m256i acc, __m256i a, __m256i b) {
 }
 static inline vi dpbusd(vi acc, vi a, vi b) {
   vi r = {dpbusd8(acc.a, a.a, b.a), dpbusd8(acc.b, a.b, b.b)};
+  return r;
+}
+#ifdef __AVXVNNI__
+#define DPBUSD_NATIVE 1
+#endif
+static inline vi maddubs16(vi a, vi b) {
+  vi r = {_mm256_maddubs_epi16(a.a, b.a), _mm256_maddubs_epi16(a.b, b.b)};
+  return r;
+}
+static inline vi add16(vi a, vi b) {
+  vi r = {_mm256_add_epi16(a.a, b.a), _mm256_add_epi16(a.b, b.b)};
+  return r;
+}
+static inline vi widen_add16(vi acc, vi s16) {
+  const __m256i one = _mm256_set1_epi16(1);
+  vi r = {_mm256_add_epi32(acc.a, _mm256_madd_epi16(s16.a, one)),
+          _mm256_add_epi32(acc.b, _mm256_madd_epi16(s16.b, one))};
   return r;
 }
 
