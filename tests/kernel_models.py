@@ -11,6 +11,22 @@ from qwen3tui.engine.kv_cache import KVCache
 from qwen3tui.engine.model import Qwen3
 
 
+# Float64 references the kernel tests compare against.
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    x = x.double()
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight.double()
+
+
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return x * cos.double() + torch.cat((-x[..., half:], x[..., :half]), -1) * sin.double()
+
+
+def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
+    assert torch.isfinite(got).all(), "an output was left unwritten (NaN) or overflowed"
+    return ((got.double() - want).norm() / want.norm()).item()
+
+
 def dense_config(shape: tuple[int, int, int, int, int], layers: int) -> dict:
     """config.json keys of a dense Qwen3 of `shape`: (hidden, intermediate, query heads, KV
     heads, head_dim)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from kernel_models import dense_config, random_qwen3
+from kernel_models import dense_config, random_qwen3, rel_err, rms_norm, rope
 from triton_interpreter import run_interpreted
 
 from qwen3tui.engine.fast_decode import AttentionShape, FastDecoder
@@ -29,21 +29,6 @@ SHAPES = {
     "30B-A3B attention": (2048, 768, 32, 4),
 }
 HD = 128
-
-
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    x = x.double()
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight.double()
-
-
-def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return x * cos.double() + torch.cat((-x[..., half:], x[..., :half]), -1) * sin.double()
-
-
-def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
-    assert torch.isfinite(got).all(), "an output was left unwritten (NaN) or overflowed"
-    return ((got.double() - want).norm() / want.norm()).item()
 
 
 def attention_against_float64(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from kernel_models import dense_config, random_qwen3
+from kernel_models import dense_config, random_qwen3, rel_err, rms_norm
 
 from qwen3tui.engine.kv_cache import KVCache
 from qwen3tui.engine.model import Qwen3
@@ -35,21 +35,6 @@ def random_model(
     shape: tuple[int, int, int, int], dtype: torch.dtype, layers: int = 1, positions: int = 4096
 ) -> Qwen3:
     return random_qwen3(dense_config((*shape, HD), layers), dtype, "cuda", positions)
-
-
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    x = x.double()
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight.double()
-
-
-def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return x * cos.double() + torch.cat((-x[..., half:], x[..., :half]), -1) * sin.double()
-
-
-def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
-    assert torch.isfinite(got).all(), "an output was left unwritten (NaN) or overflowed"
-    return ((got.double() - want).norm() / want.norm()).item()
 
 
 @pytest.mark.parametrize("name", list(SHAPES))

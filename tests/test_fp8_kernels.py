@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import triton_interpreter
-from kernel_models import dense_config, random_qwen3, step_against_plain  # noqa: F401
+from kernel_models import dense_config, random_qwen3, rel_err, rms_norm, step_against_plain  # noqa: F401
 
 from qwen3tui.engine.fast_decode import GemvShape
 from qwen3tui.engine.fp8_linear import Fp8Linear
@@ -42,16 +42,6 @@ def fp8_model(shape, dtype: torch.dtype, device: str, layers: int = 1, positions
     for owner, name in layer_projections(model):
         setattr(owner, name, Fp8Linear.quantized(getattr(owner, name).weight))
     return model.eval()
-
-
-def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    x = x.double()
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * weight.double()
-
-
-def rel_err(got: torch.Tensor, want: torch.Tensor) -> float:
-    assert torch.isfinite(got).all(), "an output was left unwritten (NaN) or overflowed"
-    return ((got.double() - want).norm() / want.norm()).item()
 
 
 def check_projections(
