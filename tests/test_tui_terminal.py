@@ -3,9 +3,10 @@
 Starts `python -m qwen3tui --model <tiny checkpoint>` with a fresh QWEN3TUI_HOME, attaches a file
 with `/file` (a binary one is refused), types a message, reads the streamed reply off the screen,
 edits the message into a second version and goes back to the first, quits, then starts
-`--continue` and finds the conversation, its file and the version shown again. One session does
-it all: each start of the app costs seconds of imports on 2 cores. Needs the `tmux` binary
-(Debian: `apt-get install -y tmux`).
+`--continue` and finds the conversation, its file and the version shown again. A reply ended by
+SIGTERM or by closing its terminal is saved as interrupted and the process ends. One session does
+the new user's whole path: each start of the app costs seconds of imports on 2 cores. Needs the
+`tmux` binary (Debian: `apt-get install -y tmux`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +35,17 @@ from qwen3tui.settings import TurnSettings, UserSettings
 pytestmark = pytest.mark.slow
 
 CHIP = "[tusks.txt · 24 bytes · 1 line]"
+
+
+def app_pids(checkpoint: Path) -> list[int]:
+    """The process ids of qwen3tui running on `checkpoint`."""
+    pids = subprocess.run(
+        ["pgrep", "-f", "--", f"^{sys.executable} -m qwen3tui --model {checkpoint}"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+    ).stdout.split()
+    return [int(p) for p in pids]
 
 
 def replied_after(text: str, screen: str) -> bool:
@@ -132,15 +145,40 @@ def test_sigterm_mid_reply_saves_the_reply_as_interrupted_and_exits_143(
     wait_for(tmux, lambda s: "ctx 0 / 1,024" in s, "the model to load")
     type_line(tmux, "Think forever")
     wait_for(tmux, lambda s: re.search(r"Thinking… \d{2,}", s) is not None, "the reply to stream")
-    pids = subprocess.run(
-        ["pgrep", "-f", "--", f"^{sys.executable} -m qwen3tui --model {tiny_checkpoint}"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-    ).stdout.split()
-    assert len(pids) == 1, pids
-    os.kill(int(pids[0]), 15)
+    (pid,) = app_pids(tiny_checkpoint)
+    os.kill(pid, 15)
     wait_for(tmux, lambda s: "QWEN3TUI-EXITED-143" in s, "qwen3tui to exit on SIGTERM", timeout=30)
+    from qwen3tui.store import SessionStore
+
+    with SessionStore.open(home / "sessions.db") as store:
+        (summary,) = store.list_sessions()
+        user, reply = store.get_session(summary.id).messages
+    assert user.content == "Think forever"
+    assert reply.status == "interrupted" and len(reply.thinking) > 0
+
+
+def test_closing_the_terminal_mid_reply_saves_the_reply_and_ends_the_process(
+    tmux: Tmux,  # noqa: F811 -- the fixture
+    tmp_path: Path,
+    tiny_checkpoint: Path,
+) -> None:
+    """The window is closed (SIGHUP, the terminal gone): Textual cannot restore a terminal that
+    is gone, yet the process must end, its reply saved as interrupted."""
+    home = tmp_path / "home"
+    home.mkdir()
+    UserSettings(turn=TurnSettings(thinking_budget=None, max_tokens=100000)).save(
+        home / "settings.toml"
+    )
+    start(tmux, home, tiny_checkpoint)
+    wait_for(tmux, lambda s: "ctx 0 / 1,024" in s, "the model to load")
+    type_line(tmux, "Think forever")
+    wait_for(tmux, lambda s: re.search(r"Thinking… \d{2,}", s) is not None, "the reply to stream")
+    (pid,) = app_pids(tiny_checkpoint)
+    tmux("kill-server")
+    deadline = time.monotonic() + 60  # bounds a failure only
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{pid}").exists(), "qwen3tui outlived its closed terminal"
     from qwen3tui.store import SessionStore
 
     with SessionStore.open(home / "sessions.db") as store:

@@ -30,6 +30,7 @@ def run_app(args: argparse.Namespace) -> int:
     from qwen3tui.store import SessionStore
 
     from .app import Qwen3App
+    from .exit_guard import ExitGuard
 
     try:
         store = SessionStore.open()
@@ -45,12 +46,24 @@ def run_app(args: argparse.Namespace) -> int:
         resume=args.resume,
         continue_last=args.continue_last,
     )
-    result = app.run()
-    if app.unsaved:
-        reason = app.saver.state.unavailable or "the session store could not be written"
-        print(f"qwen3tui: not saved: {reason}; lost: {', '.join(app.unsaved)}", file=sys.stderr)
-        return EXIT_NOT_SAVED
-    return result if isinstance(result, int) else 0
+
+    def exit_code(result: object = None) -> int:
+        """Says what was not saved (if anything) and gives the process's exit code."""
+        if app.unsaved:
+            reason = app.saver.state.unavailable or "the session store could not be written"
+            try:
+                print(
+                    f"qwen3tui: not saved: {reason}; lost: {', '.join(app.unsaved)}",
+                    file=sys.stderr,
+                )
+            except OSError:
+                pass  # the terminal is gone
+            return EXIT_NOT_SAVED
+        return result if isinstance(result, int) else app.exit_code
+
+    with ExitGuard(app.exit_requested, exit_code):
+        result = app.run()
+    return exit_code(result)
 
 
 def _continued_session_settings(args: argparse.Namespace, store: Any) -> dict[str, Any]:

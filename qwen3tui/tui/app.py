@@ -118,6 +118,10 @@ class Qwen3App(App[int]):
         self._settings_warned = False
         self._quit_question: Any = None  # the open "Quit?" dialog, if any
         self.unsaved: list[str] = []  # what was still only in memory at exit
+        # Set once everything is saved and the app asks Textual to exit, with the exit code:
+        # run_app's guard ends the process if Textual's shutdown then hangs (a closed terminal).
+        self.exit_requested = threading.Event()
+        self.exit_code = 0
 
     # ----- start-up -----
 
@@ -405,6 +409,8 @@ class Qwen3App(App[int]):
             await self.chat.stop_and_wait()
         await asyncio.to_thread(self.saver.wait_idle, QUIT_SAVE_WAIT_S)
         self.unsaved = self.saver.unsaved()
+        self.exit_code = code
+        self.exit_requested.set()
         self.exit(code)
 
     def turn_finished(self, turn: Turn) -> None:
