@@ -61,7 +61,9 @@ def test_kernel_matches_the_plain_path(dtype, monkeypatch):
     slow = Int8Linear(weight)
     assert torch.equal(fast.int8_weight(), slow.weight) and torch.equal(fast.scale, slow.scale)
     gen = torch.Generator().manual_seed(2)
-    for rows in (1, 2, 3, 4, 5, 6, 7, 8, 9, 33):  # every few-row kernel, then the prefill path
+    # Every few-row kernel; 9 and 20 rows in 8-row calls where slabs would be fp32 (AVX2);
+    # 33 rows: the prefill slab.
+    for rows in (1, 2, 3, 4, 5, 6, 7, 8, 9, 20, 33):
         x = torch.randn(1, rows, 256, generator=gen).to(dtype)
         a, b = fast(x), slow(x)
         assert a.shape == b.shape == (1, rows, 200) and a.dtype == dtype
@@ -74,7 +76,7 @@ def test_kernel_matches_the_plain_path(dtype, monkeypatch):
 def test_prefill_dequantizes_in_slabs(monkeypatch):
     weight = torch.randn(96, 64, generator=torch.Generator().manual_seed(3))
     layer = Int8Linear(weight)
-    x = torch.randn(20, 64, generator=torch.Generator().manual_seed(4))
+    x = torch.randn(40, 64, generator=torch.Generator().manual_seed(4))  # past the 8-row calls
     whole = layer(x)
     monkeypatch.setattr(quantize, "SCRATCH_BYTES", 32 * 64 * 4)  # 32 rows at a time: 3 slabs
     assert torch.equal(layer(x), whole)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .errors import DeviceError
@@ -61,7 +63,7 @@ def pick_dtype(name: str, device: torch.device) -> torch.dtype:
         # bf16 on MPS needs macOS 14; fp16 everywhere else it runs.
         return torch.bfloat16 if _mps_bf16() else torch.float16
     # CPUs without native bf16 (AVX512-BF16/AMX) run bf16 matmuls far slower than fp32.
-    return torch.bfloat16 if _cpu_bf16() else torch.float32
+    return torch.bfloat16 if cpu_bf16_matmul() else torch.float32
 
 
 def dtype_name(dtype: torch.dtype) -> str:
@@ -81,7 +83,10 @@ def _mps_bf16() -> bool:
         return False
 
 
-def _cpu_bf16() -> bool:
+@functools.cache
+def cpu_bf16_matmul() -> bool:
+    """oneDNN multiplies bf16 matrices with the CPU's bf16 instructions (AVX512-BF16, AMX).
+    Elsewhere PyTorch's bf16 matmul is a generic loop, many times slower than fp32."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):

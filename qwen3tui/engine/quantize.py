@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import int4_cpu_kernel, int8_cpu_kernel
+from . import device, int4_cpu_kernel, int8_cpu_kernel
 from .errors import EngineError
 from .model import Qwen3, layer_projections
 from .moe import ExpertList, SparseMoeBlock, moe_blocks
@@ -27,6 +27,12 @@ from .moe import ExpertList, SparseMoeBlock, moe_blocks
 # bf16 matmul; past a few rows dequantize-then-matmul wins (with the C kernel: 8 rows take
 # 2.9x the time of one, measured; dequantizing every layer alone costs about 4x one row).
 FUSED_MAX_ROWS = int8_cpu_kernel.MAX_ROWS
+# Where the slab is multiplied in fp32 (fp32 activations, or no oneDNN bf16: AVX2 machines),
+# that matmul is slow beside the row kernels, so more rows go through them. Per Qwen3-1.7B
+# layer on a 2-core AVX2 EPYC, bf16 activations: int8 in 8-row calls 33 ms against the slab's
+# 100 at 16 rows, 128 against 113 at 64; int4's one-row kernel (int8 activations, integer dot
+# products) won at every size tried, 16 ms against 104 at 16 rows and 155 against 241 at 256.
+INT8_KERNEL_ROWS_FP32 = 32
 # Prefill dequantizes at most this many bytes of weight at a time (one layer's largest
 # projection fits), into one buffer kept for reuse: never a second copy of the model.
 SCRATCH_BYTES = 64 << 20
@@ -70,30 +76,39 @@ class Int8Linear(nn.Module):
             out = torch._weight_int8pack_mm(flat, self.weight, self.scale.to(x.dtype))
             return out.view(*x.shape[:-1], self.out_features)
         # Prefill is compute-bound: one dequantized copy per call feeds the fast matmul.
-        return F.linear(x, self.weight.to(x.dtype) * self.scale.to(x.dtype)[:, None])
+        dtype = slab_dtype(x.dtype) if x.device.type == "cpu" else x.dtype
+        w = self.weight.to(dtype) * self.scale.to(dtype)[:, None]
+        return F.linear(x.to(dtype), w).to(x.dtype)
 
     def _packed_forward(self, flat: torch.Tensor) -> torch.Tensor:
         flat = flat.contiguous()
-        n = self.out_features
-        if flat.shape[0] <= FUSED_MAX_ROWS:
+        n, m = self.out_features, flat.shape[0]
+        if m <= FUSED_MAX_ROWS:
             out = self.kernel.matmul(flat, self.weight, self.scale32)
             return out if out.shape[1] == n else out[:, :n]
+        if slab_dtype(flat.dtype) == torch.float32 and m <= INT8_KERNEL_ROWS_FP32:
+            return torch.cat(
+                [
+                    self._packed_forward(flat[r : r + FUSED_MAX_ROWS])
+                    for r in range(0, m, FUSED_MAX_ROWS)
+                ]
+            )
         # Prefill: dequantize a slab of output rows at a time into a reused buffer, transposed
         # (K, rows) as the matmul reads it, and multiply.
-        k = self.in_features
-        step = max(16, SCRATCH_BYTES // (k * flat.element_size()) // 16 * 16)
-        out = torch.empty((flat.shape[0], n), dtype=flat.dtype)
+        k, x = self.in_features, flat.to(slab_dtype(flat.dtype))
+        step = max(16, SCRATCH_BYTES // (k * x.element_size()) // 16 * 16)
+        out = torch.empty((x.shape[0], n), dtype=x.dtype)
         with _scratch_lock:
             for n0 in range(0, n, step):
                 n1 = min(n, n0 + step)
                 width = -(-(n1 - n0) // 16) * 16
-                wt = _scratch(k * width, flat.dtype).view(k, width)
+                wt = _scratch(k * width, x.dtype).view(k, width)
                 self.kernel.dequantize_t(self.weight, self.scale32, n0, n0 + width, wt)
                 if n0 == 0 and n1 == n == width:
-                    torch.matmul(flat, wt, out=out)
+                    torch.matmul(x, wt, out=out)
                 else:
-                    out[:, n0:n1] = torch.matmul(flat, wt[:, : n1 - n0])
-        return out
+                    out[:, n0:n1] = torch.matmul(x, wt[:, : n1 - n0])
+        return out.to(flat.dtype)
 
 
 def _quantize_rows(
@@ -224,8 +239,10 @@ class Int4Linear(nn.Module):
     per output row (symmetric: w = s * (q - 8)), or a scale and a minimum (w = s * q + m).
 
     Takes any dense float weight (bf16, fp16, fp32, or FP8 already scaled up by the loader).
-    On x86 CPUs one row (decode) runs the C kernel of int4_cpu_kernel with int8 activations;
-    more rows (prefill) dequantize a slab at a time into a reused buffer for the matmul. Without
+    On x86 CPUs one row (decode) runs the C kernel of int4_cpu_kernel with int8 activations.
+    More rows (prefill) dequantize a slab at a time into a reused buffer for a bf16 matmul where
+    oneDNN has one; where the slab would be multiplied in fp32 (AVX2 machines, fp32 models) the
+    rows go through the kernel one by one instead, int8 activations as in decode. Without
     the kernel the same packed codes are dequantized by PyTorch: correct, slower.
     """
 
@@ -268,21 +285,26 @@ class Int4Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, k = self.out_features, self.in_features
-        if (
-            self.kernel is not None
-            and x.numel() == k
-            and x.dtype in (torch.bfloat16, torch.float32)
-        ):
+        kernel_dtype = self.kernel is not None and x.dtype in _KERNEL_DTYPES
+        if kernel_dtype and x.numel() == k:
             y = self.kernel.gemv(x, self.weight, self.group)
             return y if y.shape[-1] == n else y[..., :n]
         flat = x.reshape(-1, k)
-        out = torch.empty((flat.shape[0], n), dtype=x.dtype, device=x.device)
+        dtype = slab_dtype(x.dtype) if x.device.type == "cpu" else x.dtype
+        if kernel_dtype and dtype == torch.float32:
+            rows = [
+                self.kernel.gemv(flat[r : r + 1], self.weight, self.group) for r in range(len(flat))
+            ]
+            y = torch.cat(rows)
+            return (y if y.shape[-1] == n else y[..., :n]).reshape(*x.shape[:-1], n)
+        flat = flat.to(dtype)
+        out = torch.empty((flat.shape[0], n), dtype=flat.dtype, device=x.device)
         # A slab of dequantized rows at a time: never a second copy of the whole weight.
         kp = self.weight.shape[1] * 2 * self.group
         step = max(16, SCRATCH_BYTES // (kp * flat.element_size()) // 16 * 16)
         for n0 in range(0, n, step):
             self._slab_matmul(flat, n0, min(n, n0 + step), out)
-        return out.view(*x.shape[:-1], n)
+        return out.to(x.dtype).view(*x.shape[:-1], n)
 
     def _slab_matmul(self, flat: torch.Tensor, n0: int, n1: int, out: torch.Tensor) -> None:
         """out[:, n0:n1] = flat @ (dequantized rows n0..n1)^T."""
@@ -301,6 +323,16 @@ class Int4Linear(nn.Module):
 
 
 _KERNEL_DTYPES = (torch.bfloat16, torch.float32)
+
+
+def slab_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype a CPU prefill multiplies a dequantized slab in. Without oneDNN bf16 (AVX2
+    machines) PyTorch's bf16 matmul is a generic loop that ran at 0.3 GFLOP/s over the
+    transposed slab (16 prompt tokens took minutes on Qwen3-1.7B); fp32 runs at 30-140 there.
+    The sums were fp32 already: only the bf16 rounding of the output remains, as before."""
+    if dtype == torch.bfloat16 and not device.cpu_bf16_matmul():
+        return torch.float32
+    return dtype
 
 
 def _quantize_groups(
