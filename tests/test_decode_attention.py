@@ -22,6 +22,7 @@ from qwen3tui.engine.kv_cache import KVCache
 # (hidden, intermediate, query heads, KV heads), head_dim 128 throughout.
 SHAPES = {
     "small": (256, 512, 8, 2),
+    "five queries a KV head": (256, 512, 10, 2),
     "1.7B": (2048, 6144, 16, 8),
     "4B": (2560, 9728, 32, 8),
     "14B": (5120, 17408, 40, 8),
@@ -100,6 +101,23 @@ def test_attention_matches_float64_in_the_interpreter(pos, window, split):
         __file__,
         f"attention_against_float64('small', {pos}, {window}, 'cpu', torch.float32, {split},"
         " tolerance=1e-4)",
+    )
+
+
+@pytest.mark.parametrize(
+    "name, pos, window, merge_values",
+    [("small", 150, 192, 1024), ("five queries a KV head", 230, 256, 2048)],
+    ids=["three-splits-merged-two-at-a-time", "a-group-of-five-padded-to-eight"],
+)
+def test_the_merge_takes_the_splits_in_chunks(name, pos, window, merge_values):
+    """The merge loads MERGE_VALUES partials at a time: here two splits a load (4 and 8 rows
+    of 128), the last load partial; a group of five pads its rows to eight."""
+    run_interpreted(
+        __file__,
+        "import qwen3tui.engine.fast_decode as fast_decode\n"
+        f"fast_decode.MERGE_VALUES = {merge_values}\n"
+        f"attention_against_float64({name!r}, {pos}, {window}, 'cpu', torch.float32,"
+        " (64, 4, 32), tolerance=1e-4)",
     )
 
 
