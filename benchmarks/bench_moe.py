@@ -248,8 +248,9 @@ def use_expert_shapes(step, pair: str) -> None:
     for name, spec in zip(("expert_gate_up", "expert_down"), pair.split("/"), strict=True):
         rows, cols, warps = (int(v) for v in spec.split("x"))
         old = fast.shapes[name]
+        width = old.cols * (fast.top_k if name == "expert_down" else 1)  # down: k experts' rows
         fast.shapes[name] = GemvShape(
-            old.rows, old.cols, rows, min(cols, triton_next_pow2(old.cols)), warps
+            old.rows, old.cols, rows, min(cols, triton_next_pow2(width)), warps
         )
     step.pos.fill_(0)  # position 0 of the cache: each run's prefill writes it again
     fast(step.token, step.pos, 256)

@@ -8,6 +8,8 @@ not installed, as in CI), and on a CUDA GPU at Qwen3-30B-A3B's shapes (`pytest -
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 from kernel_models import random_qwen3, step_against_plain
@@ -45,7 +47,7 @@ def moe_model(shape: dict, device: str, layers: int = 2, normalize: bool = True)
     config = {
         **shape,
         "num_hidden_layers": layers,
-        "head_dim": 64 if shape is TINY else 128,
+        "head_dim": shape.get("head_dim", 64 if shape is TINY else 128),
         "vocab_size": 300,
         "tie_word_embeddings": False,
         "norm_topk_prob": normalize,
@@ -54,14 +56,20 @@ def moe_model(shape: dict, device: str, layers: int = 2, normalize: bool = True)
     return random_qwen3(config, torch.float32, device, 1024)
 
 
-def experts_against_plain(model: Qwen3, trials: int) -> None:
+def experts_against_plain(model: Qwen3, trials: int, down_tile: int | None = None) -> None:
     """Each sparse layer's experts on random residual streams: the kernels' x += moe(norm(x))
-    against the plain block's, and the k experts they chose against torch.topk's."""
-    from qwen3tui.engine.fast_decode import FastDecoder
+    against the plain block's, and the k experts they chose against torch.topk's. With
+    `down_tile`, the down kernel takes that many of the k experts' inputs a tile."""
+    from qwen3tui.engine.fast_decode import FastDecoder, expert_shape
 
     device = model.rope_cos.device
     cache = KVCache(model.config, 64, device, torch.float32)
-    dec = FastDecoder(model, cache)
+    shapes = None
+    if down_tile:
+        c = model.config
+        shape = expert_shape(c.hidden_size, c.moe_intermediate_size, False, c.num_experts_per_tok)
+        shapes = {"expert_down": replace(shape, block_cols=down_tile)}
+    dec = FastDecoder(model, cache, shapes=shapes)
     k = model.config.num_experts_per_tok
     with torch.inference_mode():
         for i, (layer, fast) in enumerate(zip(model.layers, dec.layers, strict=True)):
@@ -79,6 +87,31 @@ def experts_against_plain(model: Qwen3, trials: int) -> None:
                 assert dec.expert_ids.shape == (k,)
                 assert dec.route_counter.item() == 0  # reset for the next layer
                 torch.testing.assert_close(dec.x, want, rtol=1e-5, atol=1e-5)
+
+
+def ties_go_to_the_lower_index(model: Qwen3) -> None:
+    """Experts 9, 4 and 2 score the same and most (their router rows are one row; the others
+    are zero, so they tie too): the router ranks 2, 4, 9, then the lowest other indices."""
+    from qwen3tui.engine.fast_decode import FastDecoder
+
+    config = model.config
+    device = model.rope_cos.device
+    dec = FastDecoder(model, KVCache(config, 64, device, torch.float32))
+    layer = dec.layers[0]
+    with torch.inference_mode():
+        row = torch.randn(config.hidden_size, device=device)
+        layer.router.zero_()
+        layer.router[[9, 4, 2]] = row
+        x = torch.randn(config.hidden_size, device=device)
+        x = x if float(row @ x) > 0 else -x
+        dec.x.copy_(x)
+        dec.experts(layer)
+        scores = layer.router @ (x * torch.rsqrt(x.square().mean() + config.rms_norm_eps))
+    k = config.num_experts_per_tok
+    want = [2, 4, 9] + [e for e in range(config.num_experts) if e not in (2, 4, 9)][: k - 3]
+    assert dec.expert_ids.tolist() == want
+    probs = scores.softmax(0)[want]
+    torch.testing.assert_close(dec.expert_weights, probs / probs.sum(), rtol=1e-4, atol=1e-6)
 
 
 def steps_against_plain(model: Qwen3, prompt: int, steps: int, window: int) -> None:
@@ -110,6 +143,17 @@ def test_routed_experts_match_the_plain_block_in_the_interpreter(normalize):
     )
 
 
+def test_equal_scores_route_to_the_lower_expert_index_in_the_interpreter():
+    run_interpreted(__file__, "ties_go_to_the_lower_index(moe_model(TINY, 'cpu'))")
+
+
+def test_down_tiles_that_cross_experts_match_the_plain_block_in_the_interpreter():
+    """Experts of 48 rows, 4 routed: 192 inputs to the down kernel in tiles of 64, each
+    holding the end of one expert and the start of the next, without masks (EVEN)."""
+    shape = {**TINY, "moe_intermediate_size": 48, "num_experts_per_tok": 4, "head_dim": 64}
+    run_interpreted(__file__, f"experts_against_plain(moe_model({shape}, 'cpu'), 3, down_tile=64)")
+
+
 def test_fast_steps_with_experts_match_the_plain_steps_in_the_interpreter():
     run_interpreted(__file__, "steps_against_plain(moe_model(TINY, 'cpu'), 10, 3, 64)")
 
@@ -129,3 +173,9 @@ def test_routed_experts_match_the_plain_block_at_30b_a3b_shapes(normalize):
 @pytest.mark.parametrize("window", [256, 1024])
 def test_fast_steps_with_experts_match_the_plain_steps_at_30b_a3b_shapes(window):
     steps_against_plain(moe_model(A3B, "cuda"), window - 40, 4, window)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_equal_scores_route_to_the_lower_expert_index_at_30b_a3b_shapes():
+    ties_go_to_the_lower_index(moe_model(A3B, "cuda"))

@@ -25,6 +25,8 @@ from .kv_cache import KVCache
 from .model import Qwen3
 from .moe import Experts
 
+# Partial outputs attention's merge loads at once: 64 fp32 registers a thread with 4 warps.
+MERGE_VALUES = 8192
 # Experts a layer may have: the router's top-k ranks all of them in one program's registers.
 MAX_EXPERTS = 256
 
@@ -220,7 +222,9 @@ class FastDecoder:
         if self.sparse:
             self.shapes["router"] = gemv_shape(config.num_experts, self.hidden)
             self.shapes["expert_gate_up"] = expert_shape(self.moe_inner, self.hidden, gate_up=True)
-            self.shapes["expert_down"] = expert_shape(self.hidden, self.moe_inner, gate_up=False)
+            self.shapes["expert_down"] = expert_shape(
+                self.hidden, self.moe_inner, gate_up=False, top_k=self.top_k
+            )
         if self.dtype == torch.float32:  # float32 stays exact: fp16 math only below it
             self.shapes = {
                 n: replace(s, fp8_math="f32") if s.fp8_math == "f16" else s
@@ -264,13 +268,16 @@ class FastDecoder:
         a = self.attention
         splits, split_len = attention_splits(window, a)
         group_pad = max(16, triton_next_pow2(self.group))
+        # The merge loads the group's partials MERGE_VALUES at a time (64 registers a thread).
+        merge_rows = triton_next_pow2(self.group)
+        merge_chunk = max(1, min(a.max_splits, MERGE_VALUES // (merge_rows * self.head_dim)))
         k.attention[(self.n_kv, splits)](
             self.qkv, layer.keys, layer.values, self.model.rope_cos, self.model.rope_sin,
             layer.q_norm, layer.k_norm, pos, self.part_o, self.part_ml, self.counter,
             self.attended, split_len, splits, layer.keys.stride(1), self.eps,
             self.head_dim**-0.5, self.n_heads, self.n_kv, self.head_dim, self.group, group_pad,
-            a.max_splits, a.block_t, self.dtype == torch.float32, self.pdl,
-            num_warps=a.warps, num_stages=1, **self.launch,
+            a.max_splits, a.block_t, self.dtype == torch.float32, self.pdl, merge_rows,
+            merge_chunk, num_warps=a.warps, num_stages=1, **self.launch,
         )  # fmt: skip
 
     def experts(self, layer: _Layer) -> None:
@@ -284,7 +291,7 @@ class FastDecoder:
         k.router[(triton_cdiv(r.rows, r.block_rows),)](
             layer.router, self.x, layer.post_norm, self.scores, self.route_counter,
             self.expert_ids, self.expert_weights, n_experts, r.cols, self.eps, self.top_k,
-            triton_next_pow2(n_experts), self.normalize, r.block_rows,
+            triton_next_pow2(self.top_k), triton_next_pow2(n_experts), self.normalize, r.block_rows,
             r.block_cols, _even(r), self.pdl, num_warps=r.warps, num_stages=r.stages,
             **self.launch,
         )  # fmt: skip
@@ -293,9 +300,12 @@ class FastDecoder:
             self.expert_act, up.rows, up.cols, self.eps, up.block_rows, up.block_cols,
             _even(up), self.pdl, num_warps=up.warps, num_stages=up.stages, **self.launch,
         )  # fmt: skip
+        even_down = (
+            down.rows % down.block_rows == 0 and self.expert_act.numel() % down.block_cols == 0
+        )
         k.expert_down[(triton_cdiv(down.rows, down.block_rows),)](
             layer.down, self.expert_act, self.expert_ids, self.x, down.rows, down.cols,
-            self.top_k, down.block_rows, down.block_cols, _even(down), self.pdl,
+            self.top_k, down.block_rows, down.block_cols, even_down, self.pdl,
             num_warps=down.warps, num_stages=down.stages, **self.launch,
         )  # fmt: skip
 
@@ -350,13 +360,14 @@ def _layer(layer: nn.Module, cache: KVCache, index: int) -> _Layer:
     )
 
 
-def expert_shape(rows: int, cols: int, gate_up: bool) -> GemvShape:
-    """Blocks for the routed experts' kernels (per expert: rows of one half for gate/up).
-    The best of four pairs for Qwen3-30B-A3B on an H200 (bench_moe.py --expert-shapes: 3.61
-    ms a token against 4.10 for the dense gate/up's 16 x 256, 8 warps)."""
+def expert_shape(rows: int, cols: int, gate_up: bool, top_k: int = 1) -> GemvShape:
+    """Blocks for the routed experts' kernels (per expert: rows of one half for gate/up; the
+    down kernel's tiles span the k experts' `top_k * cols` inputs). gate/up: the best of four
+    pairs for Qwen3-30B-A3B on an H200 (bench_moe.py --expert-shapes: 3.61 ms a token against
+    4.10 for the dense gate/up's 16 x 256, 8 warps); down: the dense down projection's."""
     if gate_up:
         return GemvShape(rows, cols, 8, min(256, triton_next_pow2(cols)), 4)
-    return GemvShape(rows, cols, 4, min(256, triton_next_pow2(cols)), 4)
+    return GemvShape(rows, cols, 4, min(1024, triton_next_pow2(top_k * cols)), 8)
 
 
 def _even(s: GemvShape) -> bool:

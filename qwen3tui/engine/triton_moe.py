@@ -8,8 +8,9 @@ Three kernels run the token's k experts without the host:
 - `expert_gate_up`: program (row block, slot) computes those rows of the slot-th expert's
   SwiGLU, times its routing weight. Together the programs read the k experts' gate/up weights
   once: for Qwen3-30B-A3B the same 12,288 x 2,048 one-row matmul as a dense Qwen3-1.7B layer's.
-- `expert_down`: each program sums its output rows over the k experts' down projections and
-  adds them into the residual stream: the k experts' down weights read once.
+- `expert_down`: each program sums its output rows over the k experts' down projections (the
+  k experts' rows taken as one long row) and adds them into the residual stream: the k
+  experts' down weights read once.
 
 The experts' weights are read by device index: a CUDA graph of the step replays for any
 routing.
@@ -46,6 +47,7 @@ def router(
     K,
     eps,
     TOP_K: tl.constexpr,
+    TOP_K_PAD: tl.constexpr,
     E_PAD: tl.constexpr,
     NORMALIZE: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -56,10 +58,8 @@ def router(
     """SCORES[e] = W[e] @ (RMSNorm(X) * NORM_W) for this program's experts e; then the last
     program to finish (COUNTER, which it resets) writes the top-k experts, most probable
     first, to IDS and their routing weights to WEIGHTS: softmax over the E scores in fp32,
-    divided by the k weights' sum with NORMALIZE.
-
-    An expert's rank is how many experts come before it (more probable, or as probable and a
-    lower index): a permutation, so each of the k slots gets exactly one expert."""
+    divided by the k weights' sum with NORMALIZE. Ties go to the lower index; a NaN score
+    ranks after every number. TOP_K_PAD: TOP_K rounded up to a power of two."""
     rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     cols = tl.arange(0, BLOCK_K)
     row_ok = rows < E
@@ -87,14 +87,20 @@ def router(
         p = p / tl.sum(p, axis=0)
         # NaN (compares false to everything) ranks after every number, padding after all.
         p = tl.where(e < E, tl.where(p == p, p, -1.0), -2.0)
-        ahead = (p[None, :] > p[:, None]) | ((p[None, :] == p[:, None]) & (e[None, :] < e[:, None]))
-        rank = tl.sum(ahead.to(tl.int32), axis=1)
-        chosen = rank < TOP_K
-        weight = p
+        # The k most probable, one at a time, lowest index first among equals: k reductions
+        # of E values instead of ranking all E against each other (E x E comparisons).
+        slots = tl.arange(0, TOP_K_PAD)
+        ids = tl.zeros([TOP_K_PAD], tl.int32)
+        weights = tl.zeros([TOP_K_PAD], tl.float32)
+        for i in tl.static_range(TOP_K):
+            best, at = tl.max(p, axis=0, return_indices=True, return_indices_tie_break_left=True)
+            ids = tl.where(slots == i, at, ids)
+            weights = tl.where(slots == i, best, weights)
+            p = tl.where(e == at, -3.0, p)  # below every probability, NaN and padding
         if NORMALIZE:
-            weight = p / tl.sum(tl.where(chosen, p, 0.0), axis=0)
-        tl.store(IDS + rank, e, mask=chosen)
-        tl.store(WEIGHTS + rank, weight, mask=chosen)
+            weights = weights / tl.sum(weights, axis=0)
+        tl.store(IDS + slots, ids, mask=slots < TOP_K)
+        tl.store(WEIGHTS + slots, weights, mask=slots < TOP_K)
 
 
 @triton.jit
@@ -148,7 +154,7 @@ def expert_down(
     IDS,
     OUT,
     N,
-    INTER,
+    INTER: tl.constexpr,
     TOP_K: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
@@ -157,7 +163,13 @@ def expert_down(
 ):
     """OUT[n] += sum over slots s of D[n] @ ACT[s * INTER:(s + 1) * INTER], D = W[IDS[s]]
     (N, INTER): the routed experts' down projections (their weights already in ACT), added
-    into the residual stream OUT."""
+    into the residual stream OUT.
+
+    The k experts' rows are one input of TOP_K * INTER columns, column c from expert
+    IDS[c // INTER]: tiles of BLOCK_K columns cross experts, so each load is as wide as a
+    dense projection's whatever INTER is (tiles of one expert's 768 columns, 256 at a time,
+    kept each program's loads too small to fill the memory system: measured). EVEN: no masks
+    (N and TOP_K * INTER multiples of the blocks)."""
     rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     cols = tl.arange(0, BLOCK_K)
     row_ok = rows < N
@@ -165,12 +177,16 @@ def expert_down(
         gdc_wait()
         gdc_launch_dependents()
     acc = tl.zeros([BLOCK_N, BLOCK_K], tl.float32)
-    for slot in range(TOP_K):
-        expert = tl.load(IDS + slot).to(tl.int64)
-        w_ptrs = W + expert * N * INTER + rows[:, None] * INTER + cols[None, :]
-        for k0 in range(0, INTER, BLOCK_K):
-            w = _tile(w_ptrs + k0, row_ok, k0 + cols, INTER, EVEN)
-            a = _vector(ACT + slot * INTER, k0 + cols, INTER, EVEN)
-            acc += w.to(tl.float32) * a[None, :]
+    for c0 in range(0, TOP_K * INTER, BLOCK_K):
+        c = c0 + cols
+        slot = c // INTER
+        if EVEN:
+            expert = tl.load(IDS + slot).to(tl.int64)
+        else:
+            expert = tl.load(IDS + slot, mask=c < TOP_K * INTER, other=0).to(tl.int64)
+        ptrs = W + expert[None, :] * N * INTER + rows[:, None] * INTER + (c - slot * INTER)[None, :]
+        w = _tile(ptrs, row_ok, c, TOP_K * INTER, EVEN)
+        a = _vector(ACT, c, TOP_K * INTER, EVEN)
+        acc += w.to(tl.float32) * a[None, :]
     y = tl.sum(acc, axis=1) + tl.load(OUT + rows, mask=row_ok, other=0.0).to(tl.float32)
     tl.store(OUT + rows, y.to(OUT.dtype.element_ty), mask=row_ok)
