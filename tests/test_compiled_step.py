@@ -1,5 +1,6 @@
 """CUDA's prefill paths checked on the CPU: flash attention's causal alignment and the padded
-chunks of the prefill graphs. (The fast decode step's kernels are in test_fast_decode.py.)"""
+chunks of the prefill graphs; the background build's share of the GIL. (The fast decode step's
+kernels are in test_fast_decode.py.)"""
 
 from __future__ import annotations
 
@@ -89,3 +90,51 @@ def test_a_padded_chunk_at_device_positions_equals_the_plain_prefill(start):
         after = start + real
         nxt = ids[:, after : after + 1]
         torch.testing.assert_close(model(nxt, after, graphed), model(nxt, after, plain))
+
+
+def test_the_background_build_takes_the_gil_in_short_slices_and_gives_the_interval_back(
+    monkeypatch,
+):
+    """While Triton builds the kernels (mostly Python), the decode thread waits for the GIL
+    after every step: the build runs with a switch interval far below a step's time, and the
+    default comes back once it is done, also when it fails."""
+    import sys
+
+    from qwen3tui.engine import decode_step
+
+    model = tiny_model()
+    step = decode_step.GraphedStep(
+        model, KVCache(model.config, 64, torch.device("cpu"), torch.float32), fast=False
+    )
+    seen = []
+
+    def build(*_args):
+        seen.append(sys.getswitchinterval())
+        return "the built decoder"
+
+    before = sys.getswitchinterval()
+    monkeypatch.setattr(decode_step, "build_fast_decoder", build)
+    monkeypatch.setattr(decode_step, "build_fast_prefill", build)
+    step._compile()
+    assert step.compiled_ready == "the built decoder"
+    assert seen == pytest.approx([decode_step.BUILD_SWITCH_INTERVAL_S] * 2)  # microseconds
+    assert decode_step.BUILD_SWITCH_INTERVAL_S <= 0.0005 < before
+    assert sys.getswitchinterval() == before
+
+    def fail(*_args):
+        raise RuntimeError("ptxas died")
+
+    monkeypatch.setattr(decode_step, "build_fast_decoder", fail)
+    step._compile()
+    assert step.compile_error == "RuntimeError: ptxas died"
+    assert sys.getswitchinterval() == before
+
+    def set_by_the_app(*_args):  # e.g. the chat, for a model it then runs on the CPU
+        sys.setswitchinterval(0.001)
+
+    monkeypatch.setattr(decode_step, "build_fast_decoder", set_by_the_app)
+    try:
+        step._compile()
+        assert sys.getswitchinterval() == pytest.approx(0.001)  # theirs stands
+    finally:
+        sys.setswitchinterval(before)

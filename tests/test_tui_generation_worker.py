@@ -263,6 +263,10 @@ def test_the_gil_keeps_its_default_pace_for_a_gpu_or_a_server() -> None:
         hand_gil_over_quickly(local_cpu)
         hand_gil_over_quickly(replace(local_cpu, server="http://127.0.0.1:8000/v1"))
         assert sys.getswitchinterval() == pytest.approx(default)
+        # A GPU engine building its kernels in the background keeps its own short interval.
+        sys.setswitchinterval(0.0002)
+        hand_gil_over_quickly(replace(local_cpu, device="cuda"))
+        assert sys.getswitchinterval() == pytest.approx(0.0002)
     finally:
         sys.setswitchinterval(default)
 

@@ -14,6 +14,7 @@ replies stream from graphs of the plain modules; the graphs are recaptured once 
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -71,6 +72,10 @@ class GraphedStep:
                 self.compiler.start()
 
     def _compile(self) -> None:
+        with _short_gil_slices():
+            self._build()
+
+    def _build(self) -> None:
         try:
             fast = build_fast_decoder(self.model, self.cache)
         except Exception as err:  # an optimization: keep the plain graphs
@@ -221,6 +226,24 @@ class PrefillGraph:
         # pool, which is replaced when compiled kernels arrive.
         self.graph, self.logits = capture_graph(self._run, self.pool, warm_up=True)
         self.pool = self.graph.pool()
+
+
+# While the kernels build, the decode thread asks for the GIL back after every step (it lets
+# go while the GPU runs): Python makes it wait up to the switch interval, 5 ms by default,
+# more than a whole step of the plain graphs. Triton's code generation is mostly Python.
+BUILD_SWITCH_INTERVAL_S = 0.0002
+
+
+@contextmanager
+def _short_gil_slices() -> Iterator[None]:
+    before = sys.getswitchinterval()
+    short = min(before, BUILD_SWITCH_INTERVAL_S)
+    sys.setswitchinterval(short)
+    try:
+        yield
+    finally:
+        if abs(sys.getswitchinterval() - short) < 1e-6:  # else someone set it since: theirs stands
+            sys.setswitchinterval(before)
 
 
 def make_step(model: Qwen3, cache: KVCache) -> EagerStep | GraphedStep:

@@ -25,10 +25,10 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # fp32 statistics, cast back, then scale: the order the reference uses. F.rms_norm is
-        # the same formula in one call (uncompiled prefill launches each op from Python).
-        normed = F.rms_norm(x.float(), self.weight.shape, eps=self.eps)
-        return self.weight * normed.to(x.dtype)
+        # fp32 statistics, cast back, then scale: the order the reference uses. F.rms_norm
+        # computes in fp32 and rounds once to x's dtype (the same values as casting x to fp32
+        # first) in one kernel on CUDA, where uncompiled graphs pay ~2 us a launch.
+        return self.weight * F.rms_norm(x, self.weight.shape, eps=self.eps)
 
 
 class AttentionInputs(nn.Module):
@@ -114,11 +114,11 @@ def grouped_attention(
     n_kv = keys.shape[1]
     group = h // n_kv
     grouped = (q * hd**-0.5).reshape(b, n_kv, group * t, hd)
-    scores = torch.matmul(grouped, keys.transpose(-1, -2)).float()
+    scores = torch.matmul(grouped, keys.transpose(-1, -2))
     if mask is not None:
-        scores = scores.view(b, n_kv, group, t, -1).masked_fill(~mask, float("-inf"))
+        scores = torch.where(mask, scores.view(b, n_kv, group, t, -1), float("-inf"))
         scores = scores.view(b, n_kv, group * t, -1)
-    probs = torch.softmax(scores, dim=-1).to(values.dtype)
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(values.dtype)
     return torch.matmul(probs, values).view(b, h, t, hd)
 
 

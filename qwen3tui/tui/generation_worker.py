@@ -51,9 +51,12 @@ _DEFAULT_SWITCH_INTERVAL_S = sys.getswitchinterval()
 
 def hand_gil_over_quickly(info: EngineInfo | None) -> None:
     """Shorten the GIL's switch interval while a model computes on this machine's CPU; back to
-    the interpreter's default otherwise (None: the chat is closing)."""
-    on_this_cpu = info is not None and info.device == "cpu" and info.server is None
-    sys.setswitchinterval(DECODE_SWITCH_INTERVAL_S if on_this_cpu else _DEFAULT_SWITCH_INTERVAL_S)
+    the interpreter's default otherwise (None: the chat is closing) where this shortened it.
+    Any other interval is left alone: a GPU engine shortens it while it builds its kernels."""
+    if info is not None and info.device == "cpu" and info.server is None:
+        sys.setswitchinterval(DECODE_SWITCH_INTERVAL_S)
+    elif abs(sys.getswitchinterval() - DECODE_SWITCH_INTERVAL_S) < 1e-6:
+        sys.setswitchinterval(_DEFAULT_SWITCH_INTERVAL_S)
 
 
 StreamItem = TurnEvent
