@@ -91,7 +91,8 @@ def experts_against_plain(model: Qwen3, trials: int, down_tile: int | None = Non
 
 def ties_go_to_the_lower_index(model: Qwen3) -> None:
     """Experts 9, 4 and 2 score the same and most (their router rows are one row; the others
-    are zero, so they tie too): the router ranks 2, 4, 9, then the lowest other indices."""
+    are zero, so they tie too): the router ranks 2, 4, 9, then the lowest other indices.
+    Interpreter only: on a GPU equal rows in different programs may sum in different orders."""
     from qwen3tui.engine.fast_decode import FastDecoder
 
     config = model.config
@@ -106,7 +107,8 @@ def ties_go_to_the_lower_index(model: Qwen3) -> None:
         x = x if float(row @ x) > 0 else -x
         dec.x.copy_(x)
         dec.experts(layer)
-        scores = layer.router @ (x * torch.rsqrt(x.square().mean() + config.rms_norm_eps))
+        normed = x * torch.rsqrt(x.square().mean() + config.rms_norm_eps) * layer.post_norm
+        scores = layer.router @ normed
     k = config.num_experts_per_tok
     want = [2, 4, 9] + [e for e in range(config.num_experts) if e not in (2, 4, 9)][: k - 3]
     assert dec.expert_ids.tolist() == want
@@ -173,9 +175,3 @@ def test_routed_experts_match_the_plain_block_at_30b_a3b_shapes(normalize):
 @pytest.mark.parametrize("window", [256, 1024])
 def test_fast_steps_with_experts_match_the_plain_steps_at_30b_a3b_shapes(window):
     steps_against_plain(moe_model(A3B, "cuda"), window - 40, 4, window)
-
-
-@pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_equal_scores_route_to_the_lower_expert_index_at_30b_a3b_shapes():
-    ties_go_to_the_lower_index(moe_model(A3B, "cuda"))

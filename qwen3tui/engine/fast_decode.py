@@ -291,7 +291,7 @@ class FastDecoder:
         k.router[(triton_cdiv(r.rows, r.block_rows),)](
             layer.router, self.x, layer.post_norm, self.scores, self.route_counter,
             self.expert_ids, self.expert_weights, n_experts, r.cols, self.eps, self.top_k,
-            triton_next_pow2(self.top_k), triton_next_pow2(n_experts), self.normalize, r.block_rows,
+            triton_next_pow2(n_experts), self.normalize, r.block_rows,
             r.block_cols, _even(r), self.pdl, num_warps=r.warps, num_stages=r.stages,
             **self.launch,
         )  # fmt: skip

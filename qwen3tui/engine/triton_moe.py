@@ -47,7 +47,6 @@ def router(
     K,
     eps,
     TOP_K: tl.constexpr,
-    TOP_K_PAD: tl.constexpr,
     E_PAD: tl.constexpr,
     NORMALIZE: tl.constexpr,
     BLOCK_N: tl.constexpr,
@@ -58,8 +57,10 @@ def router(
     """SCORES[e] = W[e] @ (RMSNorm(X) * NORM_W) for this program's experts e; then the last
     program to finish (COUNTER, which it resets) writes the top-k experts, most probable
     first, to IDS and their routing weights to WEIGHTS: softmax over the E scores in fp32,
-    divided by the k weights' sum with NORMALIZE. Ties go to the lower index; a NaN score
-    ranks after every number. TOP_K_PAD: TOP_K rounded up to a power of two."""
+    divided by the k weights' sum with NORMALIZE.
+
+    An expert's rank is how many experts come before it (more probable, or as probable and a
+    lower index): a permutation, so each of the k slots gets exactly one expert."""
     rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     cols = tl.arange(0, BLOCK_K)
     row_ok = rows < E
@@ -87,20 +88,14 @@ def router(
         p = p / tl.sum(p, axis=0)
         # NaN (compares false to everything) ranks after every number, padding after all.
         p = tl.where(e < E, tl.where(p == p, p, -1.0), -2.0)
-        # The k most probable, one at a time, lowest index first among equals: k reductions
-        # of E values instead of ranking all E against each other (E x E comparisons).
-        slots = tl.arange(0, TOP_K_PAD)
-        ids = tl.zeros([TOP_K_PAD], tl.int32)
-        weights = tl.zeros([TOP_K_PAD], tl.float32)
-        for i in tl.static_range(TOP_K):
-            best, at = tl.max(p, axis=0, return_indices=True, return_indices_tie_break_left=True)
-            ids = tl.where(slots == i, at, ids)
-            weights = tl.where(slots == i, best, weights)
-            p = tl.where(e == at, -3.0, p)  # below every probability, NaN and padding
+        ahead = (p[None, :] > p[:, None]) | ((p[None, :] == p[:, None]) & (e[None, :] < e[:, None]))
+        rank = tl.sum(ahead.to(tl.int32), axis=1)
+        chosen = rank < TOP_K
+        weight = p
         if NORMALIZE:
-            weights = weights / tl.sum(weights, axis=0)
-        tl.store(IDS + slots, ids, mask=slots < TOP_K)
-        tl.store(WEIGHTS + slots, weights, mask=slots < TOP_K)
+            weight = p / tl.sum(tl.where(chosen, p, 0.0), axis=0)
+        tl.store(IDS + rank, e, mask=chosen)
+        tl.store(WEIGHTS + rank, weight, mask=chosen)
 
 
 @triton.jit
