@@ -87,13 +87,29 @@ def test_the_kernel_computes_with_the_dequantized_weight(group, symmetric, dtype
         assert got.shape == (1, n) and got.dtype == dtype
         # int8 activations (per group) against the exact product: well under 2%.
         assert _rel(got, x.float() @ deq.T) < 2e-2
-        rows = torch.randn(5, k, generator=gen).to(dtype)  # prefill
+        rows = torch.randn(11, k, generator=gen).to(dtype)  # prefill
         if bf16_matmul and dtype == torch.bfloat16:  # dequantized slabs: exact, bf16 rounding
             assert _rel(layer(rows), rows.float() @ deq.T) < 1e-2
-        else:  # row by row through the kernel: each row as decode computes it
+        else:  # rows through the kernel, 8 and then 3 a call: each row as decode computes it
             want = torch.cat([layer(row) for row in rows.split(1)])
             assert torch.equal(layer(rows), want)
             assert _rel(want, rows.float() @ deq.T) < 2e-2
+
+
+@needs_kernel
+@pytest.mark.parametrize("group,symmetric", [*FORMS, (128, True)])
+def test_each_row_of_the_multi_row_kernel_is_the_one_row_kernels(group, symmetric):
+    """q4_gemm unpacks each group's codes once for up to 8 rows: every count of rows gives,
+    row for row, exactly what q4_gemv gives (the same integer sums, the same float steps)."""
+    kernel = int4_cpu_kernel.load()
+    gen = torch.Generator().manual_seed(2)
+    layer = Int4Linear(torch.randn(48, 3 * group + 16, generator=gen), group, symmetric)
+    for dtype in (torch.float32, torch.bfloat16):
+        x = (torch.randn(8, layer.in_features, generator=gen) * 3).to(dtype)
+        x[2, :group] = 0  # an all-zero group of one row
+        one_by_one = torch.cat([kernel.gemv(row, layer.weight, group) for row in x.split(1)])
+        for m in range(1, 9):
+            assert torch.equal(kernel.gemm(x[:m], layer.weight, group), one_by_one[:m]), (dtype, m)
 
 
 @needs_kernel

@@ -4,9 +4,11 @@ Decode reads every weight once per token, so 4-bit weights (with one bf16 scale,
 asymmetric form one bf16 minimum, per group of 32 or 64 along the input) read about half the
 bytes of int8. The kernel (csrc/int4_matmul.c) quantizes the activation row to int8 per group
 and sums 4-bit x 8-bit products in integers (one VNNI instruction per 64 products where the CPU
-has it), applying the group's scales once per 16 rows; prefill dequantizes slabs of rows to
-bf16 for the matmul, as the int8 path does. Built by native_build for the CPU it runs on;
-`load()` returns None where it cannot be had, and quantize.Int4Linear keeps a PyTorch path.
+has it), applying the group's scales once per 16 rows. Prefill dequantizes slabs of rows to bf16
+for a matmul where oneDNN has bf16, as the int8 path does; elsewhere (AVX2) up to 8 rows a call
+go through `q4_gemm`, which unpacks each group's codes once for all of them. Built by
+native_build for the CPU it runs on; `load()` returns None where it cannot be had, and
+quantize.Int4Linear keeps a PyTorch path.
 
 The packed layout (`pack`): per block of 16 output rows, one unit per two groups (2G inputs):
 2G/8 chunks of 64 bytes, one per 8 inputs (byte 4r + i holds row r's code for input k + i in
@@ -26,6 +28,8 @@ from .native_build import NativeKernel, NativeUnavailable, c_function, simd_name
 
 SOURCE = "int4_matmul.c"
 BLOCK = 16  # output rows per packed block
+GEMM_ROWS = 8  # activation rows one q4_gemm call takes (Q4_GEMM_ROWS in the C file)
+MAX_GROUP = 256  # inputs per scale q4_gemm takes (Q4_MAX_GROUP)
 _DTYPES = (torch.bfloat16, torch.float32)
 
 
@@ -92,6 +96,9 @@ class Int4Kernel:
         self._gemv = c_function(
             lib.q4_gemv, c_int, ptr, c_int, i64, ptr, c_int, ptr, i64, i64, i64, c_int
         )
+        self._gemm = c_function(
+            lib.q4_gemm, c_int, ptr, i64, c_int, i64, ptr, c_int, ptr, i64, i64, i64, c_int
+        )
         self._quantize = c_function(
             lib.q4_quantize, None, ptr, c_int, i64, i64, i64, i64, c_int, ptr, i64, i64, c_int
         )
@@ -113,6 +120,27 @@ class Int4Kernel:
         )  # fmt: skip
         if err:
             raise MemoryError("int4 kernel: no memory for the activations")
+        return y
+
+    def gemm(self, x: torch.Tensor, packed: torch.Tensor, group: int) -> torch.Tensor:
+        """Rows x (M, K) bf16 or fp32 -> (M, padded N) in x's dtype, each row equal to `gemv`'s:
+        GEMM_ROWS rows a call, the weights read once for all of them."""
+        if x.dtype not in _DTYPES:
+            raise ValueError(f"int4 kernel: takes bf16 or fp32 activations, not {x.dtype}")
+        if group > MAX_GROUP:
+            raise ValueError(f"int4 kernel: groups of at most {MAX_GROUP} inputs, not {group}")
+        x = x.contiguous()
+        nb, units, unit = packed.shape
+        y = torch.empty((x.shape[0], nb * BLOCK), dtype=x.dtype)
+        for r in range(0, x.shape[0], GEMM_ROWS):
+            rows = x[r : r + GEMM_ROWS]
+            err = self._gemm(
+                rows.data_ptr(), rows.shape[0], x.dtype == torch.bfloat16, x.shape[-1],
+                packed.data_ptr(), unit != unit_bytes(group, True), y[r].data_ptr(),
+                nb * BLOCK, units * 2 * group, group, torch.get_num_threads(),
+            )  # fmt: skip
+            if err:
+                raise MemoryError("int4 kernel: no memory for the activations")
         return y
 
     def quantize(self, w: torch.Tensor, group: int, symmetric: bool, packed: torch.Tensor) -> None:
@@ -155,6 +183,12 @@ def _self_test(kernel: Int4Kernel) -> None:
         want = x @ want_w.T
         if not torch.allclose(got, want, rtol=0.02, atol=0.02 * want.abs().max().item()):
             raise NativeUnavailable("self-test failed (gemv)")
+        rows = torch.cat([x, -2 * x, x.flip(1)])
+        if not torch.equal(
+            kernel.gemm(rows, packed, group),
+            torch.cat([kernel.gemv(r[None], packed, group) for r in rows]),
+        ):
+            raise NativeUnavailable("self-test failed (gemm)")
         out = kernel.dequantize_t(packed, group, 16, 48, torch.empty(k, 32))
         if not torch.allclose(out, want_w[16:48].T, rtol=1e-6, atol=1e-6):
             raise NativeUnavailable("self-test failed (dequantize)")

@@ -242,7 +242,7 @@ class Int4Linear(nn.Module):
     On x86 CPUs one row (decode) runs the C kernel of int4_cpu_kernel with int8 activations.
     More rows (prefill) dequantize a slab at a time into a reused buffer for a bf16 matmul where
     oneDNN has one; where the slab would be multiplied in fp32 (AVX2 machines, fp32 models) the
-    rows go through the kernel one by one instead, int8 activations as in decode. Without
+    rows go through the kernel instead, 8 a call, int8 activations as in decode. Without
     the kernel the same packed codes are dequantized by PyTorch: correct, slower.
     """
 
@@ -292,10 +292,7 @@ class Int4Linear(nn.Module):
         flat = x.reshape(-1, k)
         dtype = slab_dtype(x.dtype) if x.device.type == "cpu" else x.dtype
         if kernel_dtype and dtype == torch.float32:
-            rows = [
-                self.kernel.gemv(flat[r : r + 1], self.weight, self.group) for r in range(len(flat))
-            ]
-            y = torch.cat(rows)
+            y = self.kernel.gemm(flat, self.weight, self.group)
             return (y if y.shape[-1] == n else y[..., :n]).reshape(*x.shape[:-1], n)
         flat = flat.to(dtype)
         out = torch.empty((flat.shape[0], n), dtype=flat.dtype, device=x.device)

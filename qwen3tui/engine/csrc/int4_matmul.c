@@ -23,6 +23,8 @@
 #define PREFETCH 2048 /* bytes ahead in each weight stream (1024: 5% slower) */
 #define STREAMS 4     /* 16-row blocks one thread reads at once */
 #define STACK_K 16384 /* activations up to this long are quantized on the stack, not malloc'd */
+#define Q4_GEMM_ROWS 8   /* activation rows one q4_gemm call takes */
+#define Q4_MAX_GROUP 256 /* inputs per scale q4_gemm takes (its unpacked codes stay in L1) */
 
 const char* q4_simd(void) { return SIMD_NAME; }
 
@@ -167,6 +169,108 @@ int q4_gemv(const void* x, int bf16, int64_t K, const uint8_t* wp, int has_mins,
     gemv_blocks_s(1, xq, xs, xm, wp, has_mins, y, bf16, Kp, G, mid, b1 - mid);
   }
   if (xq != stack_xq) free(xq);
+  return 0;
+}
+
+/* The sum over one group of codes (4 vectors per 16 k, unpacked) times an activation row's
+   int8 group xg: the same integers gemv_blocks_s forms, in the same way. */
+static inline __attribute__((always_inline)) vf group_dot(const vi* codes, const int8_t* xg,
+                                                            int64_t G) {
+#ifdef DPBUSD_NATIVE
+  vi acc0 = vi_zero(), acc1 = vi_zero(), acc2 = vi_zero(), acc3 = vi_zero();
+#else
+  vi acc0 = vi_zero(), acc1 = vi_zero();
+#endif
+  for (int64_t k = 0, j = 0; k < G; k += 16, j += 4) {
+    int32_t x4[4];
+    memcpy(x4, xg + k, 16);
+    const vi xv0 = vi_set1(x4[0]), xv1 = vi_set1(x4[1]), xv2 = vi_set1(x4[2]), xv3 = vi_set1(x4[3]);
+#ifdef DPBUSD_NATIVE
+    acc0 = dpbusd(acc0, codes[j], xv0);
+    acc1 = dpbusd(acc1, codes[j + 1], xv1);
+    acc2 = dpbusd(acc2, codes[j + 2], xv2);
+    acc3 = dpbusd(acc3, codes[j + 3], xv3);
+#else
+    const vi d = add16(add16(maddubs16(codes[j], xv0), maddubs16(codes[j + 1], xv1)),
+                       add16(maddubs16(codes[j + 2], xv2), maddubs16(codes[j + 3], xv3)));
+    if (k & 16) acc0 = widen_add16(acc0, add16(acc1, d));
+    else if (k + 16 == G) acc0 = widen_add16(acc0, d);
+    else acc1 = d;
+#endif
+  }
+#ifdef DPBUSD_NATIVE
+  return vi_to_vf(vi_add(vi_add(acc0, acc1), vi_add(acc2, acc3)));
+#else
+  return vi_to_vf(acc0);
+#endif
+}
+
+/* M activation rows over blocks b0..b1: each group's codes are unpacked once into a buffer in
+   L1 that every row then reads, so the weights come from memory once for all M rows (the row
+   loop read them once a row). Per row the numbers are gemv_blocks_s's, bit for bit. */
+static void gemm_blocks(int M, const int8_t* xq, const float* xs, const float* xm,
+                        const uint8_t* wp, int has_mins, void* y, int bf16, int64_t ldy,
+                        int64_t Kp, int64_t G, int64_t b0, int64_t b1) {
+  const int64_t KU = Kp / (2 * G), KG = Kp / G, U = unit_bytes(G, has_mins);
+  const int64_t block_bytes = KU * U;
+  const vi low = vi_set1(0x0f0f0f0f);
+  const vf minus8 = vset1(-8.f);
+  vi codes[4 * (Q4_MAX_GROUP / 16)];
+  for (int64_t b = b0; b < b1; b++) {
+    const uint8_t* base = wp + b * block_bytes;
+    vf acc[Q4_GEMM_ROWS];
+    for (int m = 0; m < M; m++) acc[m] = vzero();
+    for (int64_t g = 0; g < KG; g++) {
+      const int64_t u = g / 2, h = g % 2;
+      for (int64_t k = 0, j = 0; k < G; k += 16, j += 4) {
+        const uint8_t* p = base + u * U + (h * G + k) * 8;
+        PREFETCH_T0(p + PREFETCH);
+        PREFETCH_T0(p + PREFETCH + 64);
+        const vi v0 = vi_load(p), v1 = vi_load(p + 64);
+        codes[j] = vi_and(v0, low);
+        codes[j + 1] = vi_and(vi_srli16(v0, 4), low);
+        codes[j + 2] = vi_and(v1, low);
+        codes[j + 3] = vi_and(vi_srli16(v1, 4), low);
+      }
+      const uint16_t* sc = (const uint16_t*)(base + u * U + 16 * G) + 16 * h;
+      const vf scale = vload_bf16(sc), mins = has_mins ? vload_bf16(sc + 32) : vzero();
+      for (int m = 0; m < M; m++) {
+        const vf dot = group_dot(codes, xq + m * Kp + g * G, G);
+        const vf gx = vset1(xs[m * KG + g]), gm = vset1(xm[m * KG + g]);
+        if (has_mins) {
+          acc[m] = vfma(dot, vmul(scale, gx), acc[m]);
+          acc[m] = vfma(mins, gm, acc[m]);
+        } else {
+          acc[m] = vfma(scale, vfma(dot, gx, vmul(gm, minus8)), acc[m]);
+        }
+      }
+    }
+    for (int m = 0; m < M; m++) store16(y, bf16, m * ldy + b * 16, acc[m]);
+  }
+}
+
+/* y (M x N) = x (M x K) @ W^T for 1 <= M <= Q4_GEMM_ROWS activation rows (prefill), each row
+   equal to q4_gemv's; G at most Q4_MAX_GROUP. Returns 0, -1 when the work buffer cannot be
+   allocated, -2 for arguments out of range. */
+int q4_gemm(const void* x, int64_t M, int bf16, int64_t K, const uint8_t* wp, int has_mins,
+            void* y, int64_t N, int64_t Kp, int64_t G, int nthreads) {
+  if (M < 1 || M > Q4_GEMM_ROWS || G > Q4_MAX_GROUP) return -2;
+  const int64_t KG = Kp / G;
+  int8_t* xq = (int8_t*)malloc((size_t)(M * Kp) + 2 * sizeof(float) * (size_t)(M * KG));
+  if (!xq) return -1;
+  float* xs = (float*)(xq + M * Kp); /* Kp is a multiple of 16: aligned for floats */
+  float* xm = xs + M * KG;
+  const size_t row_bytes = (size_t)K * (bf16 ? 2 : 4);
+  for (int64_t m = 0; m < M; m++)
+    quantize_x((const char*)x + m * row_bytes, bf16, K, Kp, G, xq + m * Kp, xs + m * KG,
+               xm + m * KG);
+  const int64_t NB = N / 16;
+  const chunks_t ch = chunks_of(NB, Kp / (2 * G) * unit_bytes(G, has_mins), 1, nthreads);
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+  for (int64_t c = 0; c < ch.n; c++)
+    gemm_blocks((int)M, xq, xs, xm, wp, has_mins, y, bf16, N, Kp, G, chunk_begin(ch, c),
+                chunk_begin(ch, c + 1));
+  free(xq);
   return 0;
 }
 
