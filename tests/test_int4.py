@@ -87,6 +87,8 @@ def test_the_kernel_computes_with_the_dequantized_weight(group, symmetric, dtype
         assert got.shape == (1, n) and got.dtype == dtype
         # int8 activations (per group) against the exact product: well under 2%.
         assert _rel(got, x.float() @ deq.T) < 2e-2
+        few = torch.randn(3, k, generator=gen).to(dtype)  # a short prompt: the kernel, anywhere
+        assert torch.equal(layer(few), torch.cat([layer(row) for row in few.split(1)]))
         rows = torch.randn(11, k, generator=gen).to(dtype)  # prefill
         if bf16_matmul and dtype == torch.bfloat16:  # dequantized slabs: exact, bf16 rounding
             assert _rel(layer(rows), rows.float() @ deq.T) < 1e-2

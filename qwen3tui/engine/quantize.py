@@ -240,6 +240,7 @@ class Int4Linear(nn.Module):
 
     Takes any dense float weight (bf16, fp16, fp32, or FP8 already scaled up by the loader).
     On x86 CPUs one row (decode) runs the C kernel of int4_cpu_kernel with int8 activations.
+    Up to 8 rows (a short prompt) go through the kernel in one call, reading the weights once.
     More rows (prefill) dequantize a slab at a time into a reused buffer for a bf16 matmul where
     oneDNN has one; where the slab would be multiplied in fp32 (AVX2 machines, fp32 models) the
     rows go through the kernel instead, 8 a call, int8 activations as in decode. Without
@@ -291,7 +292,9 @@ class Int4Linear(nn.Module):
             return y if y.shape[-1] == n else y[..., :n]
         flat = x.reshape(-1, k)
         dtype = slab_dtype(x.dtype) if x.device.type == "cpu" else x.dtype
-        if kernel_dtype and dtype == torch.float32:
+        # A few rows (a short follow-up prompt) read the weights once through the kernel on
+        # every CPU, as int8's do: a slab would dequantize the whole weight for them.
+        if kernel_dtype and (dtype == torch.float32 or len(flat) <= int4_cpu_kernel.GEMM_ROWS):
             y = self.kernel.gemm(flat, self.weight, self.group)
             return (y if y.shape[-1] == n else y[..., :n]).reshape(*x.shape[:-1], n)
         flat = flat.to(dtype)
