@@ -108,9 +108,7 @@ class Int4Kernel:
 
     def gemv(self, x: torch.Tensor, packed: torch.Tensor, group: int) -> torch.Tensor:
         """One row x (..., K) bf16 or fp32 -> (..., padded N) in x's dtype."""
-        if x.dtype not in _DTYPES:
-            raise ValueError(f"int4 kernel: takes bf16 or fp32 activations, not {x.dtype}")
-        x = x.contiguous()
+        x = _activations(x)
         nb, units, unit = packed.shape
         y = torch.empty((*x.shape[:-1], nb * BLOCK), dtype=x.dtype)
         err = self._gemv(
@@ -125,11 +123,9 @@ class Int4Kernel:
     def gemm(self, x: torch.Tensor, packed: torch.Tensor, group: int) -> torch.Tensor:
         """Rows x (M, K) bf16 or fp32 -> (M, padded N) in x's dtype, each row equal to `gemv`'s:
         GEMM_ROWS rows a call, the weights read once for all of them."""
-        if x.dtype not in _DTYPES:
-            raise ValueError(f"int4 kernel: takes bf16 or fp32 activations, not {x.dtype}")
         if group > MAX_GROUP:
             raise ValueError(f"int4 kernel: groups of at most {MAX_GROUP} inputs, not {group}")
-        x = x.contiguous()
+        x = _activations(x)
         nb, units, unit = packed.shape
         y = torch.empty((x.shape[0], nb * BLOCK), dtype=x.dtype)
         for r in range(0, x.shape[0], GEMM_ROWS):
@@ -164,6 +160,12 @@ class Int4Kernel:
             torch.get_num_threads(),
         )  # fmt: skip
         return out
+
+
+def _activations(x: torch.Tensor) -> torch.Tensor:
+    if x.dtype not in _DTYPES:
+        raise ValueError(f"int4 kernel: takes bf16 or fp32 activations, not {x.dtype}")
+    return x.contiguous()
 
 
 def _self_test(kernel: Int4Kernel) -> None:

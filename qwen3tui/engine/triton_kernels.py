@@ -236,8 +236,8 @@ def attention(
     BLOCK_T: tl.constexpr,
     IEEE: tl.constexpr,
     PDL: tl.constexpr,
-    MERGE_ROWS: tl.constexpr = 16,
-    MERGE_CHUNK: tl.constexpr = 4,
+    MERGE_ROWS: tl.constexpr,
+    MERGE_CHUNK: tl.constexpr,
 ):
     """Program (kv head, split): the query heads sharing this KV head against cache positions
     [split * split_len, min(that + split_len, pos + 1)). The split holding `pos` normalizes
