@@ -70,6 +70,56 @@ static inline void store16(void* y, int bf16, int64_t n, vf v) {
   else vstore((float*)y + n, v);
 }
 
+/* One group's integer sums for 16 rows, added one 16-input step at a time: four code vectors
+   (16 rows x 4 inputs each) times the four broadcast int8 quadruples of the activations. */
+typedef struct {
+#ifdef DPBUSD_NATIVE
+  vi a0, a1, a2, a3; /* four accumulators: more sums in flight */
+#else
+  vi a0, a1; /* a0 the int32 total; a1 the int16 pair sums of a step awaiting the next */
+#endif
+} group_sum;
+
+static inline __attribute__((always_inline)) group_sum sum_zero(void) {
+#ifdef DPBUSD_NATIVE
+  group_sum z = {vi_zero(), vi_zero(), vi_zero(), vi_zero()};
+#else
+  group_sum z = {vi_zero(), vi_zero()};
+#endif
+  return z;
+}
+
+/* The step at input k of a group of G. */
+static inline __attribute__((always_inline)) void sum_step(group_sum* a, vi c0, vi c1, vi c2,
+                                                           vi c3, vi xv0, vi xv1, vi xv2,
+                                                           vi xv3, int64_t k, int64_t G) {
+#ifdef DPBUSD_NATIVE
+  (void)k, (void)G;
+  a->a0 = dpbusd(a->a0, c0, xv0);
+  a->a1 = dpbusd(a->a1, c1, xv1);
+  a->a2 = dpbusd(a->a2, c2, xv2);
+  a->a3 = dpbusd(a->a3, c3, xv3);
+#else
+  /* Without a dpbusd instruction: the u8 x s8 pair sums (|.| <= 2 * 15 * 127) of two steps,
+     eight a lane, are added in int16 (|.| <= 30,480: exact) and widened to int32 once, not
+     each alone: the same integers, fewer instructions (1 thread x1.14 over widening each,
+     x1.07 over widening per step; measured on AVX2). */
+  const vi d = add16(add16(maddubs16(c0, xv0), maddubs16(c1, xv1)),
+                     add16(maddubs16(c2, xv2), maddubs16(c3, xv3)));
+  if (k & 16) a->a0 = widen_add16(a->a0, add16(a->a1, d));
+  else if (k + 16 == G) a->a0 = widen_add16(a->a0, d);
+  else a->a1 = d;
+#endif
+}
+
+static inline __attribute__((always_inline)) vf sum_total(group_sum a) {
+#ifdef DPBUSD_NATIVE
+  return vi_to_vf(vi_add(vi_add(a.a0, a.a1), vi_add(a.a2, a.a3)));
+#else
+  return vi_to_vf(a.a0);
+#endif
+}
+
 /* Blocks for one quantized row, S streams at once: stream s walks its own run of consecutive
    blocks (b0 + s * L .. b0 + s * L + L), so each stream stays one long sequential read that
    the prefetch runs ahead in, across block boundaries too. */
@@ -87,9 +137,8 @@ static inline __attribute__((always_inline)) void gemv_blocks_s(
     for (int64_t u = 0; u < KU; u++) {
       for (int64_t h = 0; h < 2; h++) {
         const int64_t g = 2 * u + h;
-        /* Two chunks (16 k) per step, four accumulators per block: more sums in flight. */
-        vi acc0[STREAMS], acc1[STREAMS], acc2[STREAMS], acc3[STREAMS];
-        for (int s = 0; s < S; s++) acc0[s] = acc1[s] = acc2[s] = acc3[s] = vi_zero();
+        group_sum sums[STREAMS];
+        for (int s = 0; s < S; s++) sums[s] = sum_zero();
         for (int64_t k = 0; k < G; k += 16) {
           int32_t x4[4];
           memcpy(x4, xq + g * G + k, 16);
@@ -103,31 +152,12 @@ static inline __attribute__((always_inline)) void gemv_blocks_s(
             const vi v0 = vi_load(p), v1 = vi_load(p + 64);
             const vi c0 = vi_and(v0, low), c1 = vi_and(vi_srli16(v0, 4), low);
             const vi c2 = vi_and(v1, low), c3 = vi_and(vi_srli16(v1, 4), low);
-#ifdef DPBUSD_NATIVE
-            acc0[s] = dpbusd(acc0[s], c0, xv0);
-            acc1[s] = dpbusd(acc1[s], c1, xv1);
-            acc2[s] = dpbusd(acc2[s], c2, xv2);
-            acc3[s] = dpbusd(acc3[s], c3, xv3);
-#else
-            /* Without a dpbusd instruction: the u8 x s8 pair sums (|.| <= 2 * 15 * 127) of
-               two steps, eight a lane, are added in int16 (|.| <= 30,480: exact) and widened
-               to int32 once, not each alone: the same integers, fewer instructions (1 thread
-               x1.14 over widening each, x1.07 over widening per step; measured on AVX2). */
-            const vi d = add16(add16(maddubs16(c0, xv0), maddubs16(c1, xv1)),
-                               add16(maddubs16(c2, xv2), maddubs16(c3, xv3)));
-            if (k & 16) acc0[s] = widen_add16(acc0[s], add16(acc1[s], d));
-            else if (k + 16 == G) acc0[s] = widen_add16(acc0[s], d);
-            else acc1[s] = d;
-#endif
+            sum_step(&sums[s], c0, c1, c2, c3, xv0, xv1, xv2, xv3, k, G);
           }
         }
         const vf gx = vset1(xs[g]), gm = vset1(xm[g]);
         for (int s = 0; s < S; s++) {
-#ifdef DPBUSD_NATIVE
-          const vf dot = vi_to_vf(vi_add(vi_add(acc0[s], acc1[s]), vi_add(acc2[s], acc3[s])));
-#else
-          const vf dot = vi_to_vf(acc0[s]);
-#endif
+          const vf dot = sum_total(sums[s]);
           const uint16_t* sc = (const uint16_t*)(base[s] + u * U + 16 * G) + 16 * h;
           if (has_mins) {
             acc[s] = vfma(dot, vmul(vload_bf16(sc), gx), acc[s]);
@@ -176,33 +206,14 @@ int q4_gemv(const void* x, int bf16, int64_t K, const uint8_t* wp, int has_mins,
    int8 group xg: the same integers gemv_blocks_s forms, in the same way. */
 static inline __attribute__((always_inline)) vf group_dot(const vi* codes, const int8_t* xg,
                                                             int64_t G) {
-#ifdef DPBUSD_NATIVE
-  vi acc0 = vi_zero(), acc1 = vi_zero(), acc2 = vi_zero(), acc3 = vi_zero();
-#else
-  vi acc0 = vi_zero(), acc1 = vi_zero();
-#endif
+  group_sum sums = sum_zero();
   for (int64_t k = 0, j = 0; k < G; k += 16, j += 4) {
     int32_t x4[4];
     memcpy(x4, xg + k, 16);
-    const vi xv0 = vi_set1(x4[0]), xv1 = vi_set1(x4[1]), xv2 = vi_set1(x4[2]), xv3 = vi_set1(x4[3]);
-#ifdef DPBUSD_NATIVE
-    acc0 = dpbusd(acc0, codes[j], xv0);
-    acc1 = dpbusd(acc1, codes[j + 1], xv1);
-    acc2 = dpbusd(acc2, codes[j + 2], xv2);
-    acc3 = dpbusd(acc3, codes[j + 3], xv3);
-#else
-    const vi d = add16(add16(maddubs16(codes[j], xv0), maddubs16(codes[j + 1], xv1)),
-                       add16(maddubs16(codes[j + 2], xv2), maddubs16(codes[j + 3], xv3)));
-    if (k & 16) acc0 = widen_add16(acc0, add16(acc1, d));
-    else if (k + 16 == G) acc0 = widen_add16(acc0, d);
-    else acc1 = d;
-#endif
+    sum_step(&sums, codes[j], codes[j + 1], codes[j + 2], codes[j + 3], vi_set1(x4[0]),
+             vi_set1(x4[1]), vi_set1(x4[2]), vi_set1(x4[3]), k, G);
   }
-#ifdef DPBUSD_NATIVE
-  return vi_to_vf(vi_add(vi_add(acc0, acc1), vi_add(acc2, acc3)));
-#else
-  return vi_to_vf(acc0);
-#endif
+  return sum_total(sums);
 }
 
 /* M activation rows over blocks b0..b1: each group's codes are unpacked once into a buffer in
