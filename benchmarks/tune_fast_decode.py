@@ -124,6 +124,8 @@ def shape_candidates(
             if fp8 and block_rows < 4:
                 continue
             out.append(GemvShape(rows, cols, block_rows, block_cols, warps))
+            if cols >= 2 * block_cols:  # two tiles fetched before the wait
+                out.append(GemvShape(rows, cols, block_rows, block_cols, warps, depth=2))
     for math in maths if fp8 else ():
         for block_rows, block_cols, warps in FP8_MATH_SHAPES.get(math, ()):
             per_thread_bytes = block_rows * block_cols * (2 if swiglu else 1) / (32 * warps)
@@ -212,7 +214,8 @@ def step_sweep(
                 continue
             print(
                 f"  {name} rows {shape.block_rows} cols {shape.block_cols} warps {shape.warps}"
-                f" math {shape.fp8_math}: {t * 1e3:.3f} ms (best {best * 1e3:.3f})",
+                f" depth {shape.depth} math {shape.fp8_math}: {t * 1e3:.3f} ms"
+                f" (best {best * 1e3:.3f})",
                 file=sys.stderr,
             )
             if t < best * 0.997:  # past the replay-to-replay noise
@@ -221,7 +224,7 @@ def step_sweep(
             c = chosen[name]
             print(
                 f"step sweep: {name} -> rows {c.block_rows} cols {c.block_cols} warps {c.warps}"
-                f" math {c.fp8_math}: step {best * 1e3:.3f} ms",
+                f" depth {c.depth} math {c.fp8_math}: step {best * 1e3:.3f} ms",
                 flush=True,
             )
     # Again, alternating, so drift between the first and last measurements does not count.
@@ -339,7 +342,7 @@ def main() -> int:
                 print(
                     f"{name:8s} {rows}x{s.cols}: best {best[0] * 1e6:6.2f} us"
                     f" ({nbytes / best[0] / 1e12:.2f} TB/s) with rows {s.block_rows} cols"
-                    f" {s.block_cols} warps {s.warps} math {s.fp8_math}; default"
+                    f" {s.block_cols} warps {s.warps} depth {s.depth} math {s.fp8_math}; default"
                     f" {dec.shapes[name].block_rows}/{dec.shapes[name].block_cols}/"
                     f"{dec.shapes[name].warps}; swept {len(results)} in {time.time() - t0:.0f} s"
                 )

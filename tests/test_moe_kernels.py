@@ -56,19 +56,22 @@ def moe_model(shape: dict, device: str, layers: int = 2, normalize: bool = True)
     return random_qwen3(config, torch.float32, device, 1024)
 
 
-def experts_against_plain(model: Qwen3, trials: int, down_tile: int | None = None) -> None:
+def experts_against_plain(model: Qwen3, trials: int, tile: int | None = None) -> None:
     """Each sparse layer's experts on random residual streams: the kernels' x += moe(norm(x))
     against the plain block's, and the k experts they chose against torch.topk's. With
-    `down_tile`, the down kernel takes that many of the k experts' inputs a tile."""
-    from qwen3tui.engine.fast_decode import FastDecoder, expert_shape
+    `tile`, the router reads its rows in tiles of that many inputs, two fetched before it
+    waits, and the down kernel takes that many of the k experts' inputs a tile."""
+    from qwen3tui.engine.fast_decode import FastDecoder
 
     device = model.rope_cos.device
     cache = KVCache(model.config, 64, device, torch.float32)
     shapes = None
-    if down_tile:
-        c = model.config
-        shape = expert_shape(c.hidden_size, c.moe_intermediate_size, False, c.num_experts_per_tok)
-        shapes = {"expert_down": replace(shape, block_cols=down_tile)}
+    if tile:
+        default = FastDecoder(model, cache).shapes
+        shapes = {
+            "router": replace(default["router"], block_cols=tile, depth=2),
+            "expert_down": replace(default["expert_down"], block_cols=tile),
+        }
     dec = FastDecoder(model, cache, shapes=shapes)
     k = model.config.num_experts_per_tok
     with torch.inference_mode():
@@ -151,9 +154,10 @@ def test_equal_scores_route_to_the_lower_expert_index_in_the_interpreter():
 
 def test_down_tiles_that_cross_experts_match_the_plain_block_in_the_interpreter():
     """Experts of 48 rows, 4 routed: 192 inputs to the down kernel in tiles of 64, each
-    holding the end of one expert and the start of the next, without masks (EVEN)."""
+    holding the end of one expert and the start of the next, without masks (EVEN); the
+    router's rows in two tiles of 64, both fetched before it waits."""
     shape = {**TINY, "moe_intermediate_size": 48, "num_experts_per_tok": 4, "head_dim": 64}
-    run_interpreted(__file__, f"experts_against_plain(moe_model({shape}, 'cpu'), 3, down_tile=64)")
+    run_interpreted(__file__, f"experts_against_plain(moe_model({shape}, 'cpu'), 3, tile=64)")
 
 
 def test_fast_steps_with_experts_match_the_plain_steps_in_the_interpreter():

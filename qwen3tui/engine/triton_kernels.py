@@ -99,6 +99,7 @@ def gemv(
     eps,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    DEPTH: tl.constexpr,
     NORM: tl.constexpr,
     SWIGLU: tl.constexpr,
     RESIDUAL: tl.constexpr,
@@ -113,9 +114,11 @@ def gemv(
 
     NORM: x = RMSNorm(X) * NORM_W. SWIGLU: OUT[n] = silu(W[n] @ x) * (W[n + UP] @ x).
     RESIDUAL: OUT[n] += the product (OUT is the residual stream). EVEN: N and K are
-    multiples of the blocks, so no masks. FP8: W[n, k] is scaled by S[n // SB_N, k // SB_K]
-    (S_COLS scales a row); BLOCK_N divides SB_N and UP is a multiple of it, so a program's
-    rows share one row of scales. FP8_MATH ("f32" unless FP8), how FP8 tiles are multiplied:
+    multiples of the blocks, so no masks. DEPTH (1, or 2 where K has two tiles or more):
+    weight tiles fetched before waiting for the kernel before. FP8: W[n, k] is scaled by
+    S[n // SB_N, k // SB_K] (S_COLS scales a row); BLOCK_N divides SB_N and UP is a multiple
+    of it, so a program's rows share one row of scales. FP8_MATH ("f32" unless FP8), how
+    FP8 tiles are multiplied:
     - "f32": each weight converted to fp32, the scale applied to x (BLOCK_K products, not
       BLOCK_N x BLOCK_K), fp32 FMAs. Exact products.
     - "f16": weights converted to fp16 only, x * scale (times a factor that keeps every sum
@@ -128,10 +131,14 @@ def gemv(
     row_ok = rows < N
     w_ptrs = W + rows[:, None] * K + cols[None, :]
     up_ptrs = W + (rows[:, None] + UP) * K + cols[None, :]
-    # The first weight tile does not depend on the previous kernel: fetch it before waiting.
+    # The first weight tiles do not depend on the previous kernel: fetch them before waiting.
     w = _tile(w_ptrs, row_ok, cols, K, EVEN)
     if SWIGLU:
         wu = _tile(up_ptrs, row_ok, cols, K, EVEN)
+    if DEPTH == 2:
+        w2 = _tile(w_ptrs + BLOCK_K, row_ok, BLOCK_K + cols, K, EVEN)
+        if SWIGLU:
+            wu2 = _tile(up_ptrs + BLOCK_K, row_ok, BLOCK_K + cols, K, EVEN)
     if PDL:
         gdc_wait()
         gdc_launch_dependents()
@@ -177,7 +184,21 @@ def gemv(
         acc = w.to(tl.float32) * xk[None, :]
         if SWIGLU:
             acc_up = wu.to(tl.float32) * xk[None, :]
-    for k0 in range(BLOCK_K, K, BLOCK_K):
+    if DEPTH == 2:  # the second tile, fetched before waiting
+        xk = _vector(X, BLOCK_K + cols, K, EVEN)
+        if NORM:
+            xk = xk * inv * _vector(NORM_W, BLOCK_K + cols, K, EVEN)
+        if FP8:
+            acc = _fp8_step(acc, w2, xk, c, s_row, BLOCK_K, K, BLOCK_K, SB_K, EVEN, FP8_MATH)
+            if SWIGLU:
+                acc_up = _fp8_step(
+                    acc_up, wu2, xk, c_up, s_up_row, BLOCK_K, K, BLOCK_K, SB_K, EVEN, FP8_MATH
+                )
+        else:
+            acc += w2.to(tl.float32) * xk[None, :]
+            if SWIGLU:
+                acc_up += wu2.to(tl.float32) * xk[None, :]
+    for k0 in range(DEPTH * BLOCK_K, K, BLOCK_K):
         w = _tile(w_ptrs + k0, row_ok, k0 + cols, K, EVEN)
         if SWIGLU:
             wu = _tile(up_ptrs + k0, row_ok, k0 + cols, K, EVEN)

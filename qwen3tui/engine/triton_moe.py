@@ -51,10 +51,12 @@ def router(
     NORMALIZE: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    DEPTH: tl.constexpr,
     EVEN: tl.constexpr,
     PDL: tl.constexpr,
 ):
-    """SCORES[e] = W[e] @ (RMSNorm(X) * NORM_W) for this program's experts e; then the last
+    """SCORES[e] = W[e] @ (RMSNorm(X) * NORM_W) for this program's experts e (DEPTH weight
+    tiles fetched before waiting for the kernel before, as `gemv`'s); then the last
     program to finish (COUNTER, which it resets) writes the top-k experts, most probable
     first, to IDS and their routing weights to WEIGHTS: softmax over the E scores in fp32,
     divided by the k weights' sum with NORMALIZE.
@@ -65,14 +67,20 @@ def router(
     cols = tl.arange(0, BLOCK_K)
     row_ok = rows < E
     w_ptrs = W + rows[:, None] * K + cols[None, :]
-    w = _tile(w_ptrs, row_ok, cols, K, EVEN)  # the router's weights: before waiting
+    # The router's weights, DEPTH tiles before waiting.
+    w = _tile(w_ptrs, row_ok, cols, K, EVEN)
+    if DEPTH == 2:
+        w2 = _tile(w_ptrs + BLOCK_K, row_ok, BLOCK_K + cols, K, EVEN)
     if PDL:
         gdc_wait()
         gdc_launch_dependents()
     inv = _rms_inverse(X, cols, K, eps, BLOCK_K, EVEN)
     xk = _vector(X, cols, K, EVEN) * inv * _vector(NORM_W, cols, K, EVEN)
     acc = w.to(tl.float32) * xk[None, :]
-    for k0 in range(BLOCK_K, K, BLOCK_K):
+    if DEPTH == 2:
+        xk = _vector(X, BLOCK_K + cols, K, EVEN) * inv
+        acc += w2.to(tl.float32) * (xk * _vector(NORM_W, BLOCK_K + cols, K, EVEN))[None, :]
+    for k0 in range(DEPTH * BLOCK_K, K, BLOCK_K):
         w = _tile(w_ptrs + k0, row_ok, k0 + cols, K, EVEN)
         xk = _vector(X, k0 + cols, K, EVEN) * inv * _vector(NORM_W, k0 + cols, K, EVEN)
         acc += w.to(tl.float32) * xk[None, :]
@@ -143,6 +151,22 @@ def expert_gate_up(
 
 
 @triton.jit
+def _down_tile(W, IDS, rows, row_ok, c, N, INTER: tl.constexpr, TOP_K: tl.constexpr,
+               EVEN: tl.constexpr, IDS_CACHE: tl.constexpr):  # fmt: skip
+    """The down weights of rows `rows` at columns `c` of the k experts' one long row: column
+    c is column c % INTER of expert IDS[c // INTER] (IDS read with cache modifier IDS_CACHE)."""
+    slot = c // INTER
+    if EVEN:
+        expert = tl.load(IDS + slot, cache_modifier=IDS_CACHE).to(tl.int64)
+    else:
+        expert = tl.load(IDS + slot, mask=c < TOP_K * INTER, other=0, cache_modifier=IDS_CACHE).to(
+            tl.int64
+        )
+    ptrs = W + expert[None, :] * N * INTER + rows[:, None] * INTER + (c - slot * INTER)[None, :]
+    return _tile(ptrs, row_ok, c, TOP_K * INTER, EVEN)
+
+
+@triton.jit
 def expert_down(
     W,
     ACT,
@@ -168,20 +192,16 @@ def expert_down(
     rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     cols = tl.arange(0, BLOCK_K)
     row_ok = rows < N
+    # The routing is final before this kernel starts (the router finished before the gate/up
+    # programs passed their wait, and those launch this kernel after it): the first tile's
+    # experts, read from L2, and their weights are fetched before waiting.
+    w = _down_tile(W, IDS, rows, row_ok, cols, N, INTER, TOP_K, EVEN, ".cg")
     if PDL:
         gdc_wait()
         gdc_launch_dependents()
-    acc = tl.zeros([BLOCK_N, BLOCK_K], tl.float32)
-    for c0 in range(0, TOP_K * INTER, BLOCK_K):
-        c = c0 + cols
-        slot = c // INTER
-        if EVEN:
-            expert = tl.load(IDS + slot).to(tl.int64)
-        else:
-            expert = tl.load(IDS + slot, mask=c < TOP_K * INTER, other=0).to(tl.int64)
-        ptrs = W + expert[None, :] * N * INTER + rows[:, None] * INTER + (c - slot * INTER)[None, :]
-        w = _tile(ptrs, row_ok, c, TOP_K * INTER, EVEN)
-        a = _vector(ACT, c, TOP_K * INTER, EVEN)
-        acc += w.to(tl.float32) * a[None, :]
+    acc = w.to(tl.float32) * _vector(ACT, cols, TOP_K * INTER, EVEN)[None, :]
+    for c0 in range(BLOCK_K, TOP_K * INTER, BLOCK_K):
+        w = _down_tile(W, IDS, rows, row_ok, c0 + cols, N, INTER, TOP_K, EVEN, "")
+        acc += w.to(tl.float32) * _vector(ACT, c0 + cols, TOP_K * INTER, EVEN)[None, :]
     y = tl.sum(acc, axis=1) + tl.load(OUT + rows, mask=row_ok, other=0.0).to(tl.float32)
     tl.store(OUT + rows, y.to(OUT.dtype.element_ty), mask=row_ok)
