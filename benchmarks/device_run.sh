@@ -33,7 +33,7 @@ cfg = json.load(open('$SHARED/config.json'))
 write_random_checkpoint('$CKPT8' if fp8 else '$CKPT', config=cfg, tokenizer_dir='$SHARED',
                         dtype=torch.bfloat16, shards=2, fp8_block=(128, 128) if fp8 else None)
 " $stage 2>&1 | tail -5 ;;
-    pytest) timeout 240 python3 -m pytest -q -m cuda tests/test_fast_decode.py tests/test_decode_attention.py \
+    pytest) timeout 240 python3 -m pytest -q -m cuda tests/test_fast_decode.py tests/test_decode_attention.py tests/test_gemv_kernel.py \
               tests/test_fp8_kernels.py tests/test_moe_kernels.py tests/test_fast_prefill.py 2>&1 | tee $OUT/pytest.log | tail -25 ;;
     pytest8) timeout 120 python3 -m pytest -q -m cuda tests/test_fp8_kernels.py ${PYTEST_K:+-k "$PYTEST_K"} 2>&1 \
               | tee $OUT/pytest8.log | tail -25 ;;
