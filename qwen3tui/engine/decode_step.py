@@ -57,6 +57,7 @@ class GraphedStep:
         self.compiled_ready = None  # the FastDecoder, built and compiled
         self.prefill_ready = False  # fast_prefill's kernels built (used once `fast` is)
         self.compile_error: str | None = None
+        self.child_error: str | None = None  # why the kernels were not compiled in a child
         self.compiler = None
         if fast:
             from . import fast_decode
@@ -76,6 +77,7 @@ class GraphedStep:
             self._build()
 
     def _build(self) -> None:
+        self.child_error = compile_in_child(self.model, self.cache)
         try:
             fast = build_fast_decoder(self.model, self.cache)
         except Exception as err:  # an optimization: keep the plain graphs
@@ -250,6 +252,22 @@ def make_step(model: Qwen3, cache: KVCache) -> EagerStep | GraphedStep:
     if model.rope_cos.device.type == "cuda":
         return GraphedStep(model, cache, fast=os.environ.get("QWEN3TUI_COMPILE", "1") != "0")
     return EagerStep(model, cache)
+
+
+def compile_in_child(model: Qwen3, cache: KVCache) -> str | None:
+    """The fast step's and fast prefill's kernels compiled into Triton's disk cache by a child
+    process (kernel_build), so that the builds that follow load them instead of generating
+    code on this process's GIL; None when done, else why not (the builds then compile)."""
+    from . import kernel_build
+
+    os.environ.setdefault("TRITON_CACHE_DIR", str(user_cache_dir("triton")))
+    try:
+        with kernel_build.recording() as launches:
+            build_fast_decoder(model, cache)
+            build_fast_prefill(model)
+    except Exception as err:  # the builds proper will say what is wrong
+        return _one_line(err)
+    return kernel_build.compile_in_child(launches, model.rope_cos.device)
 
 
 def build_fast_decoder(model: Qwen3, cache: KVCache):

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .fp8_linear import Fp8Linear
+from .kernel_build import launch
 from .kv_cache import KVCache
 from .model import Qwen3
 from .moe import Experts
@@ -259,7 +260,7 @@ class FastDecoder:
         from . import triton_kernels as k
 
         block = 1024
-        k.embed[(triton_cdiv(self.hidden, block),)](
+        launch(k.embed, (triton_cdiv(self.hidden, block),),
             self.model.embed_tokens.weight, token, self.x, self.hidden, block, self.pdl,
             **self.launch,
         )  # fmt: skip
@@ -275,7 +276,7 @@ class FastDecoder:
         # The merge loads the group's partials MERGE_VALUES at a time (64 registers a thread).
         merge_rows = triton_next_pow2(self.group)
         merge_chunk = max(1, min(a.max_splits, MERGE_VALUES // (merge_rows * self.head_dim)))
-        k.attention[(self.n_kv, splits)](
+        launch(k.attention, (self.n_kv, splits),
             self.qkv, layer.keys, layer.values, self.model.rope_cos, self.model.rope_sin,
             layer.q_norm, layer.k_norm, pos, self.part_o, self.part_ml, self.counter,
             self.attended, split_len, splits, layer.keys.stride(1), self.eps,
@@ -292,14 +293,14 @@ class FastDecoder:
         n_experts = self.scores.numel()
         r = self.shapes["router"]
         up, down = self.shapes["expert_gate_up"], self.shapes["expert_down"]
-        k.router[(triton_cdiv(r.rows, r.block_rows),)](
+        launch(k.router, (triton_cdiv(r.rows, r.block_rows),),
             layer.router, self.x, layer.post_norm, self.scores, self.route_counter,
             self.expert_ids, self.expert_weights, n_experts, r.cols, self.eps, self.top_k,
             triton_next_pow2(n_experts), self.normalize, r.block_rows, r.block_cols,
             _depth(r, r.cols), _even(r), self.pdl, num_warps=r.warps, num_stages=r.stages,
             **self.launch,
         )  # fmt: skip
-        k.expert_gate_up[(triton_cdiv(up.rows, up.block_rows), self.top_k)](
+        launch(k.expert_gate_up, (triton_cdiv(up.rows, up.block_rows), self.top_k),
             layer.gate_up, self.x, layer.post_norm, self.expert_ids, self.expert_weights,
             self.expert_act, up.rows, up.cols, self.eps, up.block_rows, up.block_cols,
             _even(up), self.pdl, num_warps=up.warps, num_stages=up.stages, **self.launch,
@@ -307,7 +308,7 @@ class FastDecoder:
         even_down = (
             down.rows % down.block_rows == 0 and self.expert_act.numel() % down.block_cols == 0
         )
-        k.expert_down[(triton_cdiv(down.rows, down.block_rows),)](
+        launch(k.expert_down, (triton_cdiv(down.rows, down.block_rows),),
             layer.down, self.expert_act, self.expert_ids, self.x, down.rows, down.cols,
             self.top_k, down.block_rows, down.block_cols, even_down, self.pdl,
             num_warps=down.warps, num_stages=down.stages, **self.launch,
@@ -328,7 +329,7 @@ class FastDecoder:
         scales, sb = (fp8.grid, fp8.block) if fp8 is not None else (x, (128, 128))
         if fp8 is not None and sb[0] % s.block_rows:
             raise ValueError(f"{name}: {s.block_rows} rows per program straddle FP8 blocks")
-        k.gemv[(triton_cdiv(s.rows, s.block_rows),)](
+        launch(k.gemv, (triton_cdiv(s.rows, s.block_rows),),
             weight, x, norm if norm is not None else x, out, scales, scales.shape[-1], s.rows,
             s.cols, s.rows, self.eps, s.block_rows, s.block_cols, _depth(s, s.cols),
             norm is not None, swiglu,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from .kernel_build import launch
 from .kv_cache import KVCache
 from .model import Qwen3
 
@@ -50,7 +51,7 @@ def _layer(model: Qwen3, layer, x, cache: KVCache, positions) -> torch.Tensor:
     keys, values = cache.keys[layer.index], cache.values[layer.index]
     q = torch.empty((t, h, hd), device=x.device, dtype=x.dtype)
     block_t = 16
-    k.qk_norm_rope_cache[(-(-t // block_t), h + n_kv)](
+    launch(k.qk_norm_rope_cache, (-(-t // block_t), h + n_kv),
         qkv, q, keys, values, model.rope_cos, model.rope_sin, inputs.q_norm.weight,
         inputs.k_norm.weight, positions, t, keys.stride(1), inputs.q_norm.eps, h, n_kv, hd,
         block_t,
@@ -76,7 +77,7 @@ def attention(
     out = torch.empty_like(q)
     # 64-query blocks below 512 tokens (more programs for a short chunk), else 128.
     block_m = 64 if t < 512 else 128
-    k.causal_attention[(-(-t // block_m), h)](
+    launch(k.causal_attention, (-(-t // block_m), h),
         q, keys, values, out, positions, t, keys.stride(1), hd**-0.5, h, h // n_kv, hd,
         block_m, 64, q.dtype == torch.float32, num_warps=4 if block_m == 64 else 8,
         num_stages=3,
@@ -92,8 +93,16 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     rows = x.numel() // hidden
     out = torch.empty_like(x)
     block = 1 << (hidden - 1).bit_length()
-    k.rms_norm_rows[(rows,)](
-        x, weight, out, hidden, eps, block, num_warps=8 if block >= 4096 else 4
+    launch(
+        k.rms_norm_rows,
+        (rows,),
+        x,
+        weight,
+        out,
+        hidden,
+        eps,
+        block,
+        num_warps=8 if block >= 4096 else 4,
     )
     return out
 
@@ -106,5 +115,5 @@ def swiglu(gate_up: torch.Tensor) -> torch.Tensor:
     rows = gate_up.numel() // (2 * inner)
     out = torch.empty((*gate_up.shape[:-1], inner), device=gate_up.device, dtype=gate_up.dtype)
     block = 1024
-    k.swiglu_rows[(rows, -(-inner // block))](gate_up, out, inner, block, num_warps=4)
+    launch(k.swiglu_rows, (rows, -(-inner // block)), gate_up, out, inner, block, num_warps=4)
     return out
