@@ -169,6 +169,7 @@ def _wait_for_compile(engine, run, job: dict[str, Any]) -> dict[str, Any] | None
         "compiled": ready,
         "waited_s": waited,
         "error": getattr(step, "compile_error", None),
+        "child_error": getattr(step, "child_error", None),
         "decode_before_compiled": before,
     }
 

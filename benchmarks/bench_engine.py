@@ -379,6 +379,8 @@ def _compile_lines(results: list[dict[str, Any]]) -> list[str]:
         )
         if before:
             text += f"; decode before it was ready {before['decode_tok_s']:.1f} tok/s"
+        if c.get("child_error"):
+            text += f"; kernels not compiled in a child ({c['child_error']})"
         lines.append(text + " (the table is after it)")
     return lines
 
