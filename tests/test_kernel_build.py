@@ -116,6 +116,34 @@ def test_a_failing_child_says_why_in_one_line(fake_kernels):
     assert not fake_kernels.exists()
 
 
+def test_launches_compiled_into_a_cache_before_start_no_child(fake_kernels, tmp_path, monkeypatch):
+    """A second launch of the app on a warm cache must not wait for a child's start."""
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "kernel-cache"))
+    with recording() as first:
+        launch(FakeKernel(), (1,), torch.zeros(2), 16)
+    with recording() as other:
+        launch(FakeKernel(), (1,), torch.zeros(2), 32)
+    with recording() as broken:
+        launch(FakeKernel("broken"), (1,), 3)
+    assert compile_in_child(first, torch.device("cpu")) is None
+    assert compile_in_child(broken, torch.device("cpu")) is not None
+    assert len(fake_kernels.read_text().splitlines()) == 1
+    run = kernel_build.subprocess.run
+    children = []
+
+    def counted(*args, **kwargs):
+        children.append(args)
+        return run(*args, **kwargs)
+
+    monkeypatch.setattr(kernel_build.subprocess, "run", counted)
+    assert compile_in_child(first, torch.device("cpu")) is None  # noted: no child
+    assert children == []
+    assert compile_in_child(other, torch.device("cpu")) is None  # other launches: a child
+    assert compile_in_child(broken, torch.device("cpu")) is not None  # failed: tried again
+    assert len(children) == 2
+    assert len(fake_kernels.read_text().splitlines()) == 2
+
+
 def test_nothing_recorded_starts_no_child(monkeypatch):
     def no_child(*args, **kwargs):
         raise AssertionError("a child was started")

@@ -13,6 +13,7 @@ Only a speed-up: if the child fails, the engine compiles them itself, as before.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 import os
@@ -21,6 +22,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -80,10 +82,17 @@ def _decode(value: Any) -> Any:
 
 def compile_in_child(launches: list[dict], device: torch.device) -> str | None:
     """Compile `launches` (from `recording`) in a child process into Triton's disk cache
-    (the child inherits TRITON_CACHE_DIR); None when it did, else why not, in one line."""
+    (the child inherits TRITON_CACHE_DIR); None when it did, else why not, in one line.
+
+    A note in that cache remembers launches compiled there before (the same kernels' source,
+    Triton and GPU): then no child starts, since its start alone (importing torch, a CUDA
+    context) would keep the first reply on the plain graphs for seconds."""
     if not launches:
         return None
     index = (device.index or 0) if device.type == "cuda" else None
+    done_note = _done_note(launches, index)
+    if done_note is not None and done_note.exists():
+        return None
     spec = {"device": index, "launches": launches}
     # The child imports what this process imports, from where (a checkout, say).
     path = os.pathsep.join(p for p in sys.path if p)
@@ -101,7 +110,36 @@ def compile_in_child(launches: list[dict], device: torch.device) -> str | None:
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
         return lines[-1] if lines else f"exit status {done.returncode}"
+    if done_note is not None:
+        try:
+            done_note.parent.mkdir(parents=True, exist_ok=True)
+            done_note.touch()
+        except OSError:  # a read-only cache: the child runs again next time
+            pass
     return None
+
+
+def _done_note(launches: list[dict], device: int | None) -> Path | None:
+    """Where a note says these launches are in Triton's cache (TRITON_CACHE_DIR); None
+    without that directory. Named by a hash of the launches, the source of the modules
+    they come from, Triton's version and the GPU."""
+    cache = os.environ.get("TRITON_CACHE_DIR")
+    if not cache:
+        return None
+    key = hashlib.sha256(json.dumps(launches, sort_keys=True).encode())
+    modules = sorted({item["kernel"].split(":")[0] for item in launches})
+    for name in modules:
+        source = getattr(sys.modules.get(name), "__file__", None)
+        key.update(name.encode() + (Path(source).read_bytes() if source else b""))
+    try:
+        import triton
+
+        key.update(str(getattr(triton, "__version__", "")).encode())
+    except ImportError:
+        pass
+    if device is not None:
+        key.update(torch.cuda.get_device_name(device).encode())
+    return Path(cache) / "qwen3tui-compiled" / key.hexdigest()
 
 
 def main() -> int:
