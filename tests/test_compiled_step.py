@@ -95,9 +95,10 @@ def test_a_padded_chunk_at_device_positions_equals_the_plain_prefill(start):
 def test_the_background_build_takes_the_gil_in_short_slices_and_gives_the_interval_back(
     monkeypatch,
 ):
-    """While Triton builds the kernels (mostly Python), the decode thread waits for the GIL
-    after every step: the build runs with a switch interval far below a step's time, and the
-    default comes back once it is done, also when it fails."""
+    """While the kernels build (loaded from Triton's cache after a child process compiled
+    them: Python), the decode thread waits for the GIL after every step: the build runs with
+    a switch interval far below a step's time, and the default comes back once it is done,
+    also when it fails."""
     import sys
 
     from qwen3tui.engine import decode_step
@@ -112,12 +113,19 @@ def test_the_background_build_takes_the_gil_in_short_slices_and_gives_the_interv
         seen.append(sys.getswitchinterval())
         return "the built decoder"
 
+    def child(*_args):
+        seen.append(sys.getswitchinterval())
+        order.append("child")
+
+    order: list[str] = []
     before = sys.getswitchinterval()
+    monkeypatch.setattr(decode_step, "compile_in_child", child)
     monkeypatch.setattr(decode_step, "build_fast_decoder", build)
     monkeypatch.setattr(decode_step, "build_fast_prefill", build)
     step._compile()
     assert step.compiled_ready == "the built decoder"
-    assert seen == pytest.approx([decode_step.BUILD_SWITCH_INTERVAL_S] * 2)  # microseconds
+    assert order == ["child"]
+    assert seen == pytest.approx([decode_step.BUILD_SWITCH_INTERVAL_S] * 3)  # microseconds
     assert decode_step.BUILD_SWITCH_INTERVAL_S <= 0.0005 < before
     assert sys.getswitchinterval() == before
 
@@ -138,3 +146,21 @@ def test_the_background_build_takes_the_gil_in_short_slices_and_gives_the_interv
         assert sys.getswitchinterval() == pytest.approx(0.001)  # theirs stands
     finally:
         sys.setswitchinterval(before)
+
+
+def test_a_child_that_could_not_compile_leaves_the_build_to_compile_itself(monkeypatch):
+    """The child only warms Triton's cache: when it fails, the build still builds."""
+    from qwen3tui.engine import decode_step
+
+    model = tiny_model()
+    step = decode_step.GraphedStep(
+        model, KVCache(model.config, 64, torch.device("cpu"), torch.float32), fast=False
+    )
+    monkeypatch.setattr(decode_step, "compile_in_child", lambda *_: "OSError: no python")
+    monkeypatch.setattr(decode_step, "build_fast_decoder", lambda *_: "the built decoder")
+    monkeypatch.setattr(decode_step, "build_fast_prefill", lambda *_: True)
+    step._compile()
+    assert step.compiled_ready == "the built decoder"
+    assert step.prefill_ready is True
+    assert step.child_error == "OSError: no python"
+    assert step.compile_error is None
