@@ -40,20 +40,18 @@ def check_projections(model: Qwen3, shapes: dict[str, GemvShape] | None, tol: fl
         dec.qkv.fill_(float("nan"))
         dec.project("qkv", layer.qkv, dec.x, dec.qkv, norm=layer.norm)
         assert rel_err(dec.qkv, layer.qkv.double() @ rms_norm(x, layer.norm)) < tol
-        attended = torch.randn(dec.attended.numel(), device=device)
-        dec.attended.copy_(attended)
-        dec.project("o", layer.o, dec.attended, dec.x, residual=True)
-        assert rel_err(dec.x, x.double() + layer.o.double() @ attended.double()) < tol
+        # The residual projections: o over the attention's output, down over the SwiGLU's.
+        for name, weight, inputs in (("o", layer.o, dec.attended), ("down", layer.down, dec.act)):
+            given = torch.randn(inputs.numel(), device=device)
+            inputs.copy_(given)
+            dec.x.copy_(x)
+            dec.project(name, weight, inputs, dec.x, residual=True)
+            assert rel_err(dec.x, x.double() + weight.double() @ given.double()) < tol, name
         dec.x.copy_(x)
         dec.act.fill_(float("nan"))
         dec.project("gate_up", layer.gate_up, dec.x, dec.act, norm=layer.post_norm)
         gate, up = (layer.gate_up.double() @ rms_norm(x, layer.post_norm)).chunk(2)
         assert rel_err(dec.act, F.silu(gate) * up) < tol
-        act = torch.randn(dec.act.numel(), device=device)
-        dec.act.copy_(act)
-        dec.x.copy_(x)
-        dec.project("down", layer.down, dec.act, dec.x, residual=True)
-        assert rel_err(dec.x, x.double() + layer.down.double() @ act.double()) < tol
         dec.x.copy_(x)
         dec.logits.fill_(float("nan"))
         dec.project("head", dec.head, dec.x, dec.logits, norm=dec.final_norm)

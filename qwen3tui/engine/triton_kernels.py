@@ -86,6 +86,26 @@ def _fp8_acc(BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, MATH: tl.constexpr):
 
 
 @triton.jit
+def _x_tile(X, NORM_W, inv, cols, K, NORM: tl.constexpr, EVEN: tl.constexpr):
+    """x[cols] in fp32: RMSNorm(X) * NORM_W with NORM (inv: 1 / rms), else X."""
+    xk = _vector(X, cols, K, EVEN)
+    if NORM:
+        xk = xk * inv * _vector(NORM_W, cols, K, EVEN)
+    return xk
+
+
+@triton.jit
+def _add_products(acc, w, xk, c, s_row, k0, K, BLOCK_K: tl.constexpr, SB_K: tl.constexpr,
+                  EVEN: tl.constexpr, FP8: tl.constexpr, MATH: tl.constexpr):  # fmt: skip
+    """acc plus the products of weight tile w (columns k0 on) with x's tile xk (see `gemv`)."""
+    if FP8:
+        acc = _fp8_step(acc, w, xk, c, s_row, k0, K, BLOCK_K, SB_K, EVEN, MATH)
+    else:
+        acc += w.to(tl.float32) * xk[None, :]
+    return acc
+
+
+@triton.jit
 def gemv(
     W,
     X,
@@ -171,9 +191,7 @@ def gemv(
             steps = tl.cdiv(K, BLOCK_K)
             c = F16_ROOM / tl.maximum(tl.max(peak) * inv * steps, 1e-30)
             c_up = F16_ROOM / tl.maximum(tl.max(peak_up) * inv * steps, 1e-30)
-    xk = _vector(X, cols, K, EVEN)
-    if NORM:
-        xk = xk * inv * _vector(NORM_W, cols, K, EVEN)
+    xk = _x_tile(X, NORM_W, inv, cols, K, NORM, EVEN)
     if FP8:
         acc = _fp8_step(_fp8_acc(BLOCK_N, BLOCK_K, FP8_MATH), w, xk, c, s_row, 0, K,
                         BLOCK_K, SB_K, EVEN, FP8_MATH)  # fmt: skip
@@ -185,36 +203,20 @@ def gemv(
         if SWIGLU:
             acc_up = wu.to(tl.float32) * xk[None, :]
     if DEPTH == 2:  # the second tile, fetched before waiting
-        xk = _vector(X, BLOCK_K + cols, K, EVEN)
-        if NORM:
-            xk = xk * inv * _vector(NORM_W, BLOCK_K + cols, K, EVEN)
-        if FP8:
-            acc = _fp8_step(acc, w2, xk, c, s_row, BLOCK_K, K, BLOCK_K, SB_K, EVEN, FP8_MATH)
-            if SWIGLU:
-                acc_up = _fp8_step(
-                    acc_up, wu2, xk, c_up, s_up_row, BLOCK_K, K, BLOCK_K, SB_K, EVEN, FP8_MATH
-                )
-        else:
-            acc += w2.to(tl.float32) * xk[None, :]
-            if SWIGLU:
-                acc_up += wu2.to(tl.float32) * xk[None, :]
+        xk = _x_tile(X, NORM_W, inv, BLOCK_K + cols, K, NORM, EVEN)
+        acc = _add_products(acc, w2, xk, c, s_row, BLOCK_K, K, BLOCK_K, SB_K, EVEN, FP8, FP8_MATH)
+        if SWIGLU:
+            acc_up = _add_products(acc_up, wu2, xk, c_up, s_up_row, BLOCK_K, K, BLOCK_K, SB_K,
+                                   EVEN, FP8, FP8_MATH)  # fmt: skip
     for k0 in range(DEPTH * BLOCK_K, K, BLOCK_K):
         w = _tile(w_ptrs + k0, row_ok, k0 + cols, K, EVEN)
         if SWIGLU:
             wu = _tile(up_ptrs + k0, row_ok, k0 + cols, K, EVEN)
-        xk = _vector(X, k0 + cols, K, EVEN)
-        if NORM:
-            xk = xk * inv * _vector(NORM_W, k0 + cols, K, EVEN)
-        if FP8:
-            acc = _fp8_step(acc, w, xk, c, s_row, k0, K, BLOCK_K, SB_K, EVEN, FP8_MATH)
-            if SWIGLU:
-                acc_up = _fp8_step(
-                    acc_up, wu, xk, c_up, s_up_row, k0, K, BLOCK_K, SB_K, EVEN, FP8_MATH
-                )
-        else:
-            acc += w.to(tl.float32) * xk[None, :]
-            if SWIGLU:
-                acc_up += wu.to(tl.float32) * xk[None, :]
+        xk = _x_tile(X, NORM_W, inv, k0 + cols, K, NORM, EVEN)
+        acc = _add_products(acc, w, xk, c, s_row, k0, K, BLOCK_K, SB_K, EVEN, FP8, FP8_MATH)
+        if SWIGLU:
+            acc_up = _add_products(acc_up, wu, xk, c_up, s_up_row, k0, K, BLOCK_K, SB_K, EVEN,
+                                   FP8, FP8_MATH)  # fmt: skip
     y = tl.sum(acc.to(tl.float32), axis=1)
     if SWIGLU:
         y_up = tl.sum(acc_up.to(tl.float32), axis=1)

@@ -78,8 +78,8 @@ def router(
     xk = _vector(X, cols, K, EVEN) * inv * _vector(NORM_W, cols, K, EVEN)
     acc = w.to(tl.float32) * xk[None, :]
     if DEPTH == 2:
-        xk = _vector(X, BLOCK_K + cols, K, EVEN) * inv
-        acc += w2.to(tl.float32) * (xk * _vector(NORM_W, BLOCK_K + cols, K, EVEN))[None, :]
+        xk = _vector(X, BLOCK_K + cols, K, EVEN) * inv * _vector(NORM_W, BLOCK_K + cols, K, EVEN)
+        acc += w2.to(tl.float32) * xk[None, :]
     for k0 in range(DEPTH * BLOCK_K, K, BLOCK_K):
         w = _tile(w_ptrs + k0, row_ok, k0 + cols, K, EVEN)
         xk = _vector(X, k0 + cols, K, EVEN) * inv * _vector(NORM_W, k0 + cols, K, EVEN)
