@@ -1,8 +1,9 @@
 """Triton kernels compiled in a child process before the engine builds its fast step.
 
-Triton's code generation runs mostly in Python and in C++ passes that hold the GIL for tens
-of milliseconds: built on a thread of the engine's process, it kept the first reply's decode
-thread (the plain CUDA graphs, one replay a token) waiting for the GIL after every step. So
+Triton's code generation holds the GIL for much of its time (its Python, and C++ passes
+called from it): built on a thread of the engine's process, it kept the first reply's decode
+thread (the plain CUDA graphs, one replay a token) waiting for the GIL after steps, 278-287
+tok/s against 311 without the build (H200, Qwen3-1.7B; 306 with the child: RESULTS.md). So
 the fast step's and the fast prefill's kernels are first *recorded* — their launch code runs
 with `launch` noting each kernel, grid and argument types instead of launching — and a child
 process (`python -m qwen3tui.engine.kernel_build`) compiles each of them with Triton's
@@ -27,7 +28,7 @@ from typing import Any
 
 import torch
 
-# The child's limit: a cold compile of a model's kernels takes 5-10 s on an H200 host.
+# The child's limit: on an H200 host the whole cold build took 10.5 s, the child included.
 CHILD_TIMEOUT_S = 300
 
 _recording = threading.local()
