@@ -297,7 +297,7 @@ class FastDecoder:
             layer.router, self.x, layer.post_norm, self.scores, self.route_counter,
             self.expert_ids, self.expert_weights, n_experts, r.cols, self.eps, self.top_k,
             triton_next_pow2(n_experts), self.normalize, r.block_rows, r.block_cols,
-            _depth(r, r.cols), _even(r), self.pdl, num_warps=r.warps, num_stages=r.stages,
+            _depth(r), _even(r), self.pdl, num_warps=r.warps, num_stages=r.stages,
             **self.launch,
         )  # fmt: skip
         launch(k.expert_gate_up, (triton_cdiv(up.rows, up.block_rows), self.top_k),
@@ -331,9 +331,8 @@ class FastDecoder:
             raise ValueError(f"{name}: {s.block_rows} rows per program straddle FP8 blocks")
         launch(k.gemv, (triton_cdiv(s.rows, s.block_rows),),
             weight, x, norm if norm is not None else x, out, scales, scales.shape[-1], s.rows,
-            s.cols, s.rows, self.eps, s.block_rows, s.block_cols, _depth(s, s.cols),
-            norm is not None, swiglu,
-            residual, even, self.pdl, fp8 is not None, sb[0], sb[1],
+            s.cols, s.rows, self.eps, s.block_rows, s.block_cols, _depth(s), norm is not None,
+            swiglu, residual, even, self.pdl, fp8 is not None, sb[0], sb[1],
             s.fp8_math if fp8 is not None else "f32",
             num_warps=s.warps, num_stages=s.stages, **self.launch,
         )  # fmt: skip
@@ -377,9 +376,9 @@ def expert_shape(rows: int, cols: int, gate_up: bool, top_k: int = 1) -> GemvSha
     return GemvShape(rows, cols, 4, min(1024, triton_next_pow2(top_k * cols)), 8)
 
 
-def _depth(s: GemvShape, cols: int) -> int:
-    """Weight tiles fetched before the wait: the shape's, at most the tiles of a row of `cols`."""
-    return min(s.depth, triton_cdiv(cols, s.block_cols))
+def _depth(s: GemvShape) -> int:
+    """Weight tiles fetched before the wait: the shape's, at most the tiles of a row."""
+    return min(s.depth, triton_cdiv(s.cols, s.block_cols))
 
 
 def _even(s: GemvShape) -> bool:

@@ -93,17 +93,8 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     rows = x.numel() // hidden
     out = torch.empty_like(x)
     block = 1 << (hidden - 1).bit_length()
-    launch(
-        k.rms_norm_rows,
-        (rows,),
-        x,
-        weight,
-        out,
-        hidden,
-        eps,
-        block,
-        num_warps=8 if block >= 4096 else 4,
-    )
+    launch(k.rms_norm_rows, (rows,), x, weight, out, hidden, eps, block,
+           num_warps=8 if block >= 4096 else 4)  # fmt: skip
     return out
 
 

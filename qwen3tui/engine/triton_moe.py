@@ -21,7 +21,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_kernels import _tile, _vector, gdc_launch_dependents, gdc_wait
+from .triton_kernels import _tile, _vector, _x_tile, gdc_launch_dependents, gdc_wait
 
 
 @triton.jit
@@ -75,14 +75,14 @@ def router(
         gdc_wait()
         gdc_launch_dependents()
     inv = _rms_inverse(X, cols, K, eps, BLOCK_K, EVEN)
-    xk = _vector(X, cols, K, EVEN) * inv * _vector(NORM_W, cols, K, EVEN)
+    xk = _x_tile(X, NORM_W, inv, cols, K, True, EVEN)
     acc = w.to(tl.float32) * xk[None, :]
     if DEPTH == 2:
-        xk = _vector(X, BLOCK_K + cols, K, EVEN) * inv * _vector(NORM_W, BLOCK_K + cols, K, EVEN)
+        xk = _x_tile(X, NORM_W, inv, BLOCK_K + cols, K, True, EVEN)
         acc += w2.to(tl.float32) * xk[None, :]
     for k0 in range(DEPTH * BLOCK_K, K, BLOCK_K):
         w = _tile(w_ptrs + k0, row_ok, k0 + cols, K, EVEN)
-        xk = _vector(X, k0 + cols, K, EVEN) * inv * _vector(NORM_W, k0 + cols, K, EVEN)
+        xk = _x_tile(X, NORM_W, inv, k0 + cols, K, True, EVEN)
         acc += w.to(tl.float32) * xk[None, :]
     tl.store(SCORES + rows, tl.sum(acc, axis=1), mask=row_ok)
     tl.debug_barrier()  # every thread's scores are written before the count says so
@@ -140,7 +140,7 @@ def expert_gate_up(
     acc_gate = tl.zeros([BLOCK_N, BLOCK_K], tl.float32)
     acc_up = tl.zeros([BLOCK_N, BLOCK_K], tl.float32)
     for k0 in range(0, K, BLOCK_K):
-        xk = _vector(X, k0 + cols, K, EVEN) * inv * _vector(NORM_W, k0 + cols, K, EVEN)
+        xk = _x_tile(X, NORM_W, inv, k0 + cols, K, True, EVEN)
         gate = _tile(gate_ptrs + k0, row_ok, k0 + cols, K, EVEN)
         up = _tile(up_ptrs + k0, row_ok, k0 + cols, K, EVEN)
         acc_gate += gate.to(tl.float32) * xk[None, :]
