@@ -261,6 +261,10 @@ def run(args: argparse.Namespace) -> int:
                     static = _worker("peer", {**job, "static": True}, work)
                     label = f"transformers static+compile ({args.dtype})"
                     results.append(_row(static, label, weight_bytes, gb_s, args))
+            if args.device == "cuda":  # the plain library line: what cuBLAS alone reaches
+                chain = _worker("chain", job, work)
+                label = f"plain library: cuBLAS GEMV chain ({args.dtype})"
+                results.append(_row(chain, label, weight_bytes, gb_s, args))
 
         # Measured again at the end: on a shared machine one measurement can catch a busy
         # moment, and a low bandwidth would flatter every engine's % of the ceiling.
@@ -475,6 +479,7 @@ def _worker(name: str, job: dict[str, Any], work: Path) -> dict[str, Any]:
         "bandwidth": "_bench_bandwidth.py",
         "ours": "_bench_ours.py",
         "peer": "_bench_peer.py",
+        "chain": "_bench_chain.py",
     }[name]
     tag = (
         name

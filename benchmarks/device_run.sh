@@ -10,7 +10,9 @@
 # MOE_SHAPES: expert kernel blocks to try); prefill: profile_prefill (graph replay, kernels); bench: bench_engine with the peers; bench8: ours, bf16
 # and --quantize fp8; benchckpt8: ours on the FP8 checkpoint; tune8: tune_fast_decode --fp8
 # (TUNE_S: its time limit; TUNE_ARGS: more of its options); step8b: whole fast steps of a
-# Qwen3-8B-shaped model (its config.json beside $SHARED, as Qwen3-8B.config.json).
+# Qwen3-8B-shaped model (its config.json beside $SHARED, as Qwen3-8B.config.json); sampling:
+# bench_sampling (the draw in the graph against between replays); profile: the fast step's
+# kernels per token (tune_fast_decode --no-sweep). PYTEST_K: a -k filter for pytest.
 set -o pipefail
 export PYTHONUNBUFFERED=1 QWEN3TUI_COMMIT=${QWEN3TUI_COMMIT:-unknown}
 OUT=${OUT:-/tmp/out}
@@ -34,7 +36,8 @@ write_random_checkpoint('$CKPT8' if fp8 else '$CKPT', config=cfg, tokenizer_dir=
                         dtype=torch.bfloat16, shards=2, fp8_block=(128, 128) if fp8 else None)
 " $stage 2>&1 | tail -5 ;;
     pytest) timeout 240 python3 -m pytest -q -m cuda tests/test_fast_decode.py tests/test_decode_attention.py tests/test_gemv_kernel.py \
-              tests/test_fp8_kernels.py tests/test_moe_kernels.py tests/test_fast_prefill.py 2>&1 | tee $OUT/pytest.log | tail -25 ;;
+              tests/test_fp8_kernels.py tests/test_moe_kernels.py tests/test_fast_prefill.py tests/test_graph_sampler.py \
+              tests/test_kernel_build.py ${PYTEST_K:+-k "$PYTEST_K"} 2>&1 | tee $OUT/pytest.log | tail -25 ;;
     pytest8) timeout 120 python3 -m pytest -q -m cuda tests/test_fp8_kernels.py ${PYTEST_K:+-k "$PYTEST_K"} 2>&1 \
               | tee $OUT/pytest8.log | tail -25 ;;
     check) timeout 260 python3 benchmarks/check_fast_paths.py --checkpoint $CKPT --tokens 300 \
@@ -56,6 +59,9 @@ write_random_checkpoint('$CKPT8' if fp8 else '$CKPT', config=cfg, tokenizer_dir=
     moe) timeout $(left) python3 benchmarks/bench_moe.py --device cuda --tokens 64 --repeats 2 \
            --check-tokens 16 --json $OUT/moe.json ${MOE_SHAPES:+--expert-shapes $MOE_SHAPES} \
            2>&1 | tee $OUT/moe.log ;;
+    sampling) timeout 200 python3 benchmarks/bench_sampling.py --checkpoint $CKPT 2>&1 | tee $OUT/sampling.log ;;
+    profile) timeout 150 python3 benchmarks/tune_fast_decode.py --no-sweep --config $SHARED/config.json \
+               --out $OUT/profile.json 2>&1 | tee $OUT/profile.log ;;
     step8b) timeout 150 python3 benchmarks/tune_fast_decode.py --no-sweep \
               --config ${SHARED%/*}/Qwen3-8B.config.json --out $OUT/step8b.json 2>&1 | tee $OUT/step8b.log ;;
     *) echo "unknown stage $stage" ;;

@@ -167,3 +167,65 @@ def test_graph_replays_of_the_fast_step_equal_the_plain_step(prompt, qwen3tui_ho
     pairs, _, _ = decode_both_ways(model, prompt, 12, lambda p: p + 1, fast_step)
     for got, want in pairs:
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+def draw_reply(step, model: Qwen3, cache: KVCache, prompt, first, tokens: int, sampler):
+    """`tokens` tokens drawn one after another by step.next_token after `prompt`."""
+    with torch.inference_mode():
+        cache.truncate(0)
+        model(prompt, 0, cache)
+        cache.tokens.extend(prompt[0].tolist())
+        token, out = first, []
+        for _ in range(tokens):
+            token = step.next_token(token, cache.length, sampler)
+            out.append(int(token))
+            cache.tokens.append(out[-1])
+    return out
+
+
+def test_the_graph_draws_the_tokens_the_sampler_draws(qwen3tui_home):
+    """With the fast kernels GraphedStep.next_token draws inside the graph (graph_sampler):
+    greedy gives the plain step's tokens across a bucket boundary; a seeded top-k reply is
+    the same reply again, each token among the plain step's top-k."""
+    from qwen3tui.engine.decode_step import EagerStep, GraphedStep
+    from qwen3tui.engine.options import SamplingParams
+    from qwen3tui.engine.sampler import Sampler
+
+    model = random_model((512, 1024, 8, 2), torch.float32, layers=2, positions=1024)
+    config, cuda = model.config, torch.device("cuda")
+    prompt = torch.randint(0, config.vocab_size, (1, 250), device="cuda")
+    first = torch.tensor(7, device="cuda")
+    fast = KVCache(config, 1024, cuda, torch.float32)
+    step = GraphedStep(model, fast)
+    assert step.wait_compiled(300), step.compile_error
+    plain = KVCache(config, 1024, cuda, torch.float32)
+    greedy = SamplingParams(temperature=0)
+    want = draw_reply(
+        EagerStep(model, plain),
+        model,
+        plain,
+        prompt,
+        first,
+        12,
+        Sampler(greedy, config.vocab_size, cuda),
+    )
+    got = draw_reply(step, model, fast, prompt, first, 12, Sampler(greedy, config.vocab_size, cuda))
+    assert got == want
+    assert {kind for _, kind in step.graphs} == {1}  # every step drew in its graph
+
+    top_k = SamplingParams(temperature=0.8, top_p=0.95, top_k=20, seed=11)
+    reply = draw_reply(
+        step, model, fast, prompt, first, 12, Sampler(top_k, config.vocab_size, cuda)
+    )
+    again = draw_reply(
+        step, model, fast, prompt, first, 12, Sampler(top_k, config.vocab_size, cuda)
+    )
+    assert reply == again and len(set(reply)) > 1
+    with torch.inference_mode():  # each drawn token is among the plain step's top 20
+        plain.truncate(0)
+        model(prompt, 0, plain)
+        for p, token in enumerate([7, *reply[:-1]], start=250):
+            logits = model.decode_step(
+                torch.tensor([[token]], device="cuda"), torch.tensor([p], device="cuda"), plain, 512
+            )[0, -1]
+            assert reply[p - 250] in logits.topk(20).indices.tolist()

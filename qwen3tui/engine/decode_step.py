@@ -21,9 +21,12 @@ from contextlib import contextmanager
 
 import torch
 
+from . import graph_sampler
 from .cache_dirs import user_cache_dir
+from .graph_sampler import GraphSampler
 from .kv_cache import KVCache
 from .model import Qwen3
+from .sampler import Sampler
 
 BUCKET = 256  # tokens; at most 255 masked positions are read beyond the filled part
 PREFILL_MIN, PREFILL_MAX = 16, 2048  # chunk lengths with prefill graphs (powers of two)
@@ -39,6 +42,9 @@ class EagerStep:
     def prepare(self, first: int, last: int) -> None:
         """Nothing to prepare: each step runs the plain modules."""
 
+    def next_token(self, token: torch.Tensor, pos: int, sampler: Sampler) -> torch.Tensor:
+        return sampler(self(token, pos))
+
     def prefill_chunk(self, chunk: list[int], start: int) -> torch.Tensor | None:
         return None  # the caller runs the plain modules
 
@@ -49,7 +55,12 @@ class GraphedStep:
         device = model.rope_cos.device
         self.token = torch.zeros((1, 1), dtype=torch.long, device=device)
         self.pos = torch.zeros((1,), dtype=torch.long, device=device)
-        self.graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self.device_pos: int | None = None  # what self.pos holds, as far as the host knows
+        # One graph per (bucket, draw): the kernel's candidates (graph_sampler.kind) where the
+        # graph draws the next token too, None where it ends at the logits.
+        self.graphs: dict[tuple[int, int | None], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        self.picker: GraphSampler | None = None  # the draw inside the graphs (fast kernels)
+        self.last_kind: int | None = None  # the last reply's draw, for prepare()
         self.prefills: dict[int, PrefillGraph] = {}
         self.prefill_pool = None
         self.pool = None
@@ -96,19 +107,43 @@ class GraphedStep:
 
     def __call__(self, token: torch.Tensor, pos: int) -> torch.Tensor:
         self._use_compiled_if_ready()
-        self.token.copy_(token.view(1, 1))
-        self.pos.fill_(pos)
+        self._inputs(token, pos)
         graph, logits = self._graph(self._bucket(pos))
         graph.replay()
         return logits
 
-    def prepare(self, first: int, last: int) -> None:
-        """Capture now the graphs that steps at positions first..last will replay, so no
-        reply pays for a capture (tens of ms) before its first token."""
+    def next_token(self, token: torch.Tensor, pos: int, sampler: Sampler) -> torch.Tensor:
+        """The token after `token` (at `pos`) as `sampler` draws it: a 0-d device tensor,
+        queued. With the fast kernels the graph draws it too (graph_sampler) and leaves it,
+        and the next position, where its next replay reads them: nothing runs between."""
         self._use_compiled_if_ready()
-        for pos in range(first, min(last, self.cache.max_tokens - 1) + 1, BUCKET):
-            self._graph(self._bucket(pos))
-        self._graph(self._bucket(min(last, self.cache.max_tokens - 1)))
+        kind = graph_sampler.kind(sampler.params) if self.picker is not None else None
+        if kind is None:
+            return sampler(self(token, pos))
+        if self.picker.drawing is not sampler:
+            self.picker.begin(sampler)
+        self._inputs(token, pos)
+        graph, _ = self._graph(self._bucket(pos), kind)
+        graph.replay()
+        self.device_pos, self.last_kind = pos + 1, kind
+        return self.token.view(())
+
+    def _inputs(self, token: torch.Tensor, pos: int) -> None:
+        if token.data_ptr() != self.token.data_ptr():  # else the last replay wrote it there
+            self.token.copy_(token.view(1, 1))
+        if pos != self.device_pos:
+            self.pos.fill_(pos)
+            self.device_pos = pos
+
+    def prepare(self, first: int, last: int) -> None:
+        """Capture now the graphs that steps at positions first..last will replay (those
+        drawing as the last reply did), so no reply pays for a capture (tens of ms) before
+        its first token."""
+        self._use_compiled_if_ready()
+        kind = self.last_kind if self.picker is not None else None
+        last = min(last, self.cache.max_tokens - 1)
+        for pos in [*range(first, last + 1, BUCKET), last]:
+            self._graph(self._bucket(pos), kind)
 
     def prefill_chunk(self, chunk: list[int], start: int) -> torch.Tensor | None:
         """Logits of the chunk's last token from a CUDA graph of the whole prefill, or None
@@ -140,6 +175,7 @@ class GraphedStep:
         if self.compiled_ready is not None and self.fast is None:
             # The fast kernels just became ready: recapture the graphs with them.
             self.fast = self.compiled_ready
+            self.picker = GraphSampler(self.fast.logits.numel(), self.token.device, self.fast.pdl)
             self.graphs.clear()
             self.pool = None
             if self.prefill_ready:  # and the prefill graphs with its kernels
@@ -149,18 +185,25 @@ class GraphedStep:
     def _bucket(self, pos: int) -> int:
         return min(-(-(pos + 1) // BUCKET) * BUCKET, self.cache.max_tokens)
 
-    def _graph(self, kv_len: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
-        if kv_len not in self.graphs:
-            self.graphs[kv_len] = self._capture(kv_len)
-        return self.graphs[kv_len]
+    def _graph(
+        self, kv_len: int, kind: int | None = None
+    ) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+        if (kv_len, kind) not in self.graphs:
+            self.graphs[kv_len, kind] = self._capture(kv_len, kind)
+        return self.graphs[kv_len, kind]
 
-    def _capture(self, kv_len: int) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
-        fast = self.fast
+    def _capture(self, kv_len: int, kind: int | None) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+        fast, picker = self.fast, self.picker
+        if kind is not None:
+            picker.warm(fast.logits, kind)  # Triton compiles on a first launch, not in a capture
 
         def run() -> torch.Tensor:
-            if fast is not None:
-                return fast(self.token, self.pos, kv_len)
-            return self.model.decode_step(self.token, self.pos, self.cache, kv_len)[0, -1]
+            if fast is None:
+                return self.model.decode_step(self.token, self.pos, self.cache, kv_len)[0, -1]
+            logits = fast(self.token, self.pos, kv_len)
+            if kind is not None:
+                picker.draw(logits, self.token, self.pos, kind)
+            return logits
 
         # The fast kernels were run once when built; the plain ones need a first run (cuBLAS).
         graph, logits = capture_graph(run, self.pool, warm_up=fast is None and not self.graphs)
@@ -287,6 +330,9 @@ def build_fast_decoder(model: Qwen3, cache: KVCache):
         for window in sorted({min(BUCKET, last), last}):  # one split, then several
             pos.fill_(window - 1)
             trial(token, pos, window)
+        picker = GraphSampler(trial.logits.numel(), device, trial.pdl)
+        for kind in graph_sampler.COMMON_KINDS:  # greedy, Qwen's top-k 20
+            picker.warm(trial.logits, kind)
         fast = FastDecoder(model, cache)
     return fast
 

@@ -212,20 +212,21 @@ def generate(
         step = step or make_step(model, cache)
         host = HostToken(device)
         overlap = device.type == "cuda"  # kernels run asynchronously only there
+        drawn = None  # the next token where the step drew it, else it is drawn from `logits`
         while True:
             if cancel is not None and cancel.is_set():
                 finish = "cancelled"
                 break
             if sampled >= request.max_new_tokens or cache.free < 1:
                 break
-            sampled_token = sampler(logits)
+            sampled_token = drawn if drawn is not None else sampler(logits)
             host.start(sampled_token)
-            pos, next_logits = cache.length, None
-            if overlap:
-                # Feed the token before the host knows it: the GPU computes the next logits
-                # while the host streams text. Wasted only if the reply ends here.
-                next_logits = step(sampled_token, pos)
             sampler.observe(sampled_token)
+            pos, drawn = cache.length, None
+            if overlap:
+                # Feed the token before the host knows it: the GPU computes the next token
+                # while the host streams text. Wasted only if the reply ends here.
+                drawn = step.next_token(sampled_token, pos, sampler)
             token = host.get()
             if overlap:
                 cache.tokens.append(token)
@@ -239,12 +240,11 @@ def generate(
                 break
             if not overlap:
                 # A synchronous device: the caller had the token first, now compute onwards.
-                next_logits = step(sampled_token, pos)
+                drawn = step.next_token(sampled_token, pos, sampler)
                 cache.tokens.append(token)
-            logits = next_logits
             if over_budget():
                 yield from close_thinking()
-                logits = prefill(model, cache, budget_ids, step=step)
+                logits, drawn = prefill(model, cache, budget_ids, step=step), None
         yield from split.finish()
 
     decode_s = (last_token_at - first_token_at) if first_token_at else 0.0

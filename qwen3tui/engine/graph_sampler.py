@@ -1,0 +1,81 @@
+"""The next token drawn inside the CUDA decode graph, as `Sampler` draws it.
+
+Between two replays of the fast decode graph `Sampler`'s torch operations (argmax; or top-k,
+softmax, cumsum, multinomial) and the copies of the token and position into the graph's
+inputs each run as their own small kernel; on an H200 they cost 34 us a token beside a
+1.12 ms step (`benchmarks/RESULTS.md`). With the draw in the graph (`triton_sampling.sample`)
+one replay is a whole decode step: it reads the token and position the previous replay wrote.
+
+The draws are those of `Sampler` (greedy; temperature, top-k, top-p, min-p) from a Philox
+stream seeded by the sampler's seed, so the same seed gives the same reply on one machine,
+though not the tokens `Sampler`'s own generator would draw. A presence penalty, top-k off or
+above MAX_TOP_K stay with `Sampler`: their candidates are not a short list.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .kernel_build import launch
+from .options import SamplingParams
+from .sampler import Sampler
+
+MAX_TOP_K = 64
+COMMON_KINDS = (1, 32)  # greedy and Qwen's top-k of 20: compiled with the fast step
+BLOCK = 2048  # logits ranked per program: 75 programs for Qwen3's 151,936
+
+
+def kind(params: SamplingParams) -> int | None:
+    """The kernel's candidates a program (1: greedy), or None where `Sampler` must draw."""
+    if params.presence_penalty:
+        return None
+    if params.temperature <= 0:
+        return 1
+    if 0 < params.top_k <= MAX_TOP_K:
+        return max(2, 1 << (params.top_k - 1).bit_length())
+    return None
+
+
+class GraphSampler:
+    """Device buffers the sampling kernel reads and writes, fixed for the graphs' life."""
+
+    def __init__(self, vocab: int, device: torch.device, pdl: bool) -> None:
+        self.vocab, self.pdl = vocab, pdl
+        self.programs = -(-vocab // BLOCK)
+        self.parts = 1 << (self.programs - 1).bit_length()
+        self.launch = {"launch_pdl": True} if pdl else {}
+        # 1/temperature, top-p (above 1: off), min-p, top-k; then the seed and draws so far.
+        self.params = torch.zeros(4, device=device, dtype=torch.float32)
+        self.state = torch.zeros(2, device=device, dtype=torch.int64)
+        self.part = torch.empty(self.parts * MAX_TOP_K, device=device, dtype=torch.int64)
+        self.counter = torch.zeros(1, device=device, dtype=torch.int32)
+        self.drawing: Sampler | None = None
+        self.warmed: set[int] = set()
+
+    def begin(self, sampler: Sampler) -> None:
+        """Draw for `sampler`'s reply from now on (its parameters, a stream from its seed)."""
+        p = sampler.params
+        top_p = p.top_p if p.top_p < 1.0 else 2.0
+        inverse = 1.0 / p.temperature if p.temperature > 0 else 1.0
+        self.params.copy_(torch.tensor([inverse, top_p, p.min_p, float(p.top_k)]))
+        seed = sampler.generator.initial_seed() & (2**63 - 1)
+        self.state.copy_(torch.tensor([seed, 0], dtype=torch.int64))
+        self.drawing = sampler
+
+    def draw(self, logits: torch.Tensor, token: torch.Tensor, pos: torch.Tensor, k: int) -> None:
+        """token = the next token from `logits`, pos += 1 (queued, graph-capturable)."""
+        from . import triton_sampling
+
+        launch(triton_sampling.sample, (self.programs,),
+            logits, self.params, self.state, self.part, self.counter, token, pos, self.vocab,
+            BLOCK, k, self.parts, self.pdl, num_warps=4, **self.launch,
+        )  # fmt: skip
+
+    def warm(self, logits: torch.Tensor, k: int) -> None:
+        """Compile (or load) the kernel for `k` by one launch on scratch outputs."""
+        if k not in self.warmed:
+            scratch = GraphSampler(self.vocab, logits.device, self.pdl)
+            token = torch.zeros((1, 1), dtype=torch.long, device=logits.device)
+            pos = torch.zeros((1,), dtype=torch.long, device=logits.device)
+            scratch.draw(logits, token, pos, k)
+            self.warmed.add(k)
