@@ -229,3 +229,30 @@ def test_the_graph_draws_the_tokens_the_sampler_draws(qwen3tui_home):
                 torch.tensor([[token]], device="cuda"), torch.tensor([p], device="cuda"), plain, 512
             )[0, -1]
             assert reply[p - 250] in logits.topk(20).indices.tolist()
+
+
+def test_a_draw_that_cannot_be_built_leaves_the_sampler_to_draw(qwen3tui_home, monkeypatch):
+    from qwen3tui.engine.decode_step import GraphedStep
+    from qwen3tui.engine.graph_sampler import GraphSampler
+    from qwen3tui.engine.options import SamplingParams
+    from qwen3tui.engine.sampler import Sampler
+
+    model = random_model((512, 1024, 8, 2), torch.float32, layers=1, positions=1024)
+    cuda = torch.device("cuda")
+    cache = KVCache(model.config, 1024, cuda, torch.float32)
+    step = GraphedStep(model, cache)
+    assert step.wait_compiled(300), step.compile_error
+    warm = GraphSampler.warm
+
+    def broken(self, logits, k):
+        if k == 4:
+            raise RuntimeError("no kernel for you")
+        return warm(self, logits, k)
+
+    monkeypatch.setattr(GraphSampler, "warm", broken)
+    prompt = torch.randint(0, model.config.vocab_size, (1, 20), device="cuda")
+    params = SamplingParams(temperature=0.7, top_k=3, seed=5)
+    reply = draw_reply(step, model, cache, prompt, torch.tensor(7, device="cuda"), 6,
+                       Sampler(params, model.config.vocab_size, cuda))  # fmt: skip
+    assert len(reply) == 6 and step.picker is None
+    assert step.compile_error == "draw: RuntimeError: no kernel for you"

@@ -60,6 +60,7 @@ class GraphedStep:
         # graph draws the next token too, None where it ends at the logits.
         self.graphs: dict[tuple[int, int | None], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.picker: GraphSampler | None = None  # the draw inside the graphs (fast kernels)
+        self.picker_ready: GraphSampler | None = None  # built with the fast kernels
         self.last_kind: int | None = None  # the last reply's draw, for prepare()
         self.prefills: dict[int, PrefillGraph] = {}
         self.prefill_pool = None
@@ -98,6 +99,10 @@ class GraphedStep:
             self.prefill_ready = build_fast_prefill(self.model)
         except Exception as err:  # an optimization too: the plain prefill graphs stay
             self.compile_error = f"prefill: {_one_line(err)}"
+        try:
+            self.picker_ready = build_graph_sampler(fast)
+        except Exception as err:  # and so is the draw in the graph: Sampler draws then
+            self.compile_error = f"draw: {_one_line(err)}"
         self.compiled_ready = fast
 
     def wait_compiled(self, timeout: float | None = None) -> bool:
@@ -120,10 +125,14 @@ class GraphedStep:
         kind = graph_sampler.kind(sampler.params) if self.picker is not None else None
         if kind is None:
             return sampler(self(token, pos))
+        try:
+            graph, _ = self._graph(self._bucket(pos), kind)
+        except Exception as err:  # e.g. a draw's kernel that would not compile
+            self.compile_error, self.picker = f"draw: {_one_line(err)}", None
+            return sampler(self(token, pos))
         if self.picker.drawing is not sampler:
             self.picker.begin(sampler)
         self._inputs(token, pos)
-        graph, _ = self._graph(self._bucket(pos), kind)
         graph.replay()
         self.device_pos, self.last_kind = pos + 1, kind
         return self.token.view(())
@@ -175,7 +184,7 @@ class GraphedStep:
         if self.compiled_ready is not None and self.fast is None:
             # The fast kernels just became ready: recapture the graphs with them.
             self.fast = self.compiled_ready
-            self.picker = GraphSampler(self.fast.logits.numel(), self.token.device, self.fast.pdl)
+            self.picker = self.picker_ready
             self.graphs.clear()
             self.pool = None
             if self.prefill_ready:  # and the prefill graphs with its kernels
@@ -306,7 +315,7 @@ def compile_in_child(model: Qwen3, cache: KVCache) -> str | None:
     os.environ.setdefault("TRITON_CACHE_DIR", str(user_cache_dir("triton")))
     try:
         with kernel_build.recording() as launches:
-            build_fast_decoder(model, cache)
+            build_graph_sampler(build_fast_decoder(model, cache))
             build_fast_prefill(model)
     except Exception as err:  # the builds proper will say what is wrong
         return _one_line(err)
@@ -330,11 +339,18 @@ def build_fast_decoder(model: Qwen3, cache: KVCache):
         for window in sorted({min(BUCKET, last), last}):  # one split, then several
             pos.fill_(window - 1)
             trial(token, pos, window)
-        picker = GraphSampler(trial.logits.numel(), device, trial.pdl)
-        for kind in graph_sampler.COMMON_KINDS:  # greedy, Qwen's top-k 20
-            picker.warm(trial.logits, kind)
         fast = FastDecoder(model, cache)
     return fast
+
+
+def build_graph_sampler(fast) -> GraphSampler:
+    """The draw for `fast`'s graphs, its common kernels compiled (on a side stream)."""
+    device = fast.logits.device
+    picker = GraphSampler(fast.logits.numel(), device, fast.pdl)
+    with _beside_the_live_stream(device):
+        for kind in graph_sampler.COMMON_KINDS:  # greedy, Qwen's top-k of 20
+            picker.warm(fast.logits, kind)
+    return picker
 
 
 def _one_line(err: Exception) -> str:
