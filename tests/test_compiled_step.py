@@ -159,8 +159,30 @@ def test_a_child_that_could_not_compile_leaves_the_build_to_compile_itself(monke
     monkeypatch.setattr(decode_step, "compile_in_child", lambda *_: "OSError: no python")
     monkeypatch.setattr(decode_step, "build_fast_decoder", lambda *_: "the built decoder")
     monkeypatch.setattr(decode_step, "build_fast_prefill", lambda *_: True)
+    monkeypatch.setattr(decode_step, "build_graph_sampler", lambda fast: f"the draw for {fast}")
     step._compile()
     assert step.compiled_ready == "the built decoder"
     assert step.prefill_ready is True
+    assert step.picker_ready == "the draw for the built decoder"
     assert step.child_error == "OSError: no python"
     assert step.compile_error is None
+
+
+def test_a_draw_that_does_not_build_still_leaves_the_fast_step(monkeypatch):
+    from qwen3tui.engine import decode_step
+
+    model = tiny_model()
+    step = decode_step.GraphedStep(
+        model, KVCache(model.config, 64, torch.device("cpu"), torch.float32), fast=False
+    )
+
+    def fail(_fast):
+        raise RuntimeError("no sampling kernel")
+
+    monkeypatch.setattr(decode_step, "compile_in_child", lambda *_: None)
+    monkeypatch.setattr(decode_step, "build_fast_decoder", lambda *_: "the built decoder")
+    monkeypatch.setattr(decode_step, "build_fast_prefill", lambda *_: True)
+    monkeypatch.setattr(decode_step, "build_graph_sampler", fail)
+    step._compile()
+    assert step.compiled_ready == "the built decoder" and step.picker_ready is None
+    assert step.compile_error == "draw: RuntimeError: no sampling kernel"
