@@ -49,6 +49,12 @@ class GraphSampler:
         self.state = torch.zeros(2, device=device, dtype=torch.int64)
         self.part = torch.empty(self.parts * MAX_TOP_K, device=device, dtype=torch.int64)
         self.counter = torch.zeros(1, device=device, dtype=torch.int32)
+        # Staged in pinned memory: a copy from pageable memory would wait for the stream,
+        # i.e. for the reply's first token, which the host is about to wait for anyway.
+        pinned = device.type == "cuda"
+        self.params_host = torch.zeros(4, dtype=torch.float32, pin_memory=pinned)
+        self.state_host = torch.zeros(2, dtype=torch.int64, pin_memory=pinned)
+        self.copied = torch.cuda.Event() if pinned else None  # the staged values were read
         self.drawing: Sampler | None = None
         self.warmed: set[int] = set()
 
@@ -57,9 +63,14 @@ class GraphSampler:
         p = sampler.params
         top_p = p.top_p if p.top_p < 1.0 else 2.0
         inverse = 1.0 / p.temperature if p.temperature > 0 else 1.0
-        self.params.copy_(torch.tensor([inverse, top_p, p.min_p, float(p.top_k)]))
-        seed = sampler.generator.initial_seed() & (2**63 - 1)
-        self.state.copy_(torch.tensor([seed, 0], dtype=torch.int64))
+        if self.copied is not None:
+            self.copied.synchronize()  # long done: the last reply's tokens came after them
+        self.params_host.copy_(torch.tensor([inverse, top_p, p.min_p, float(p.top_k)]))
+        self.state_host[0], self.state_host[1] = sampler.generator.initial_seed() & (2**63 - 1), 0
+        self.params.copy_(self.params_host, non_blocking=True)
+        self.state.copy_(self.state_host, non_blocking=True)
+        if self.copied is not None:
+            self.copied.record()
         self.drawing = sampler
 
     def draw(self, logits: torch.Tensor, token: torch.Tensor, pos: torch.Tensor, k: int) -> None:
