@@ -3,9 +3,9 @@
     python benchmarks/bench_sampling.py --checkpoint benchmarks/checkpoints/qwen3-1.7b-random
 
 One engine, one process: replies of `--tokens` tokens, greedy and with Qwen's thinking-mode
-sampling (temperature 0.6, top-p 0.95, top-k 20), each drawn by the graph
-(`graph_sampler`) and by `Sampler`'s torch operations between replays (the graph draw
-switched off), in turn, `--rounds` times; the table gives the medians. End-of-turn tokens
+sampling (temperature 0.6, top-p 0.95, top-k 20; also with a presence penalty), each drawn by
+the graph (`graph_sampler`) and by `Sampler`'s torch operations between replays (the graph
+draw switched off), in turn, `--rounds` times; the table gives the medians. End-of-turn tokens
 are ignored so every reply is as long (random weights pick them now and then).
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -25,7 +26,11 @@ from qwen3tui.engine.events import Summary  # noqa: E402
 from qwen3tui.engine.generate import Request, generate  # noqa: E402
 from qwen3tui.engine.options import THINKING_DEFAULTS, SamplingParams  # noqa: E402
 
-SAMPLINGS = {"greedy": SamplingParams(temperature=0), "thinking defaults": THINKING_DEFAULTS}
+SAMPLINGS = {
+    "greedy": SamplingParams(temperature=0),
+    "thinking defaults": THINKING_DEFAULTS,
+    "thinking defaults, presence penalty 1.5": replace(THINKING_DEFAULTS, presence_penalty=1.5),
+}
 
 
 def main() -> int:

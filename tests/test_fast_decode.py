@@ -185,9 +185,11 @@ def draw_reply(step, model: Qwen3, cache: KVCache, prompt, first, tokens: int, s
 
 def test_the_graph_draws_the_tokens_the_sampler_draws(qwen3tui_home):
     """With the fast kernels GraphedStep.next_token draws inside the graph (graph_sampler):
-    greedy gives the plain step's tokens across a bucket boundary; a seeded top-k reply is
-    the same reply again, each token among the plain step's top-k."""
+    greedy, with a presence penalty or without, gives the plain step's tokens across a bucket
+    boundary; a seeded top-k reply is the same reply again, each token among the plain step's
+    top-k."""
     from qwen3tui.engine.decode_step import EagerStep, GraphedStep
+    from qwen3tui.engine.graph_sampler import Kind
     from qwen3tui.engine.options import SamplingParams
     from qwen3tui.engine.sampler import Sampler
 
@@ -199,19 +201,17 @@ def test_the_graph_draws_the_tokens_the_sampler_draws(qwen3tui_home):
     step = GraphedStep(model, fast)
     assert step.wait_compiled(300), step.compile_error
     plain = KVCache(config, 1024, cuda, torch.float32)
-    greedy = SamplingParams(temperature=0)
-    want = draw_reply(
-        EagerStep(model, plain),
-        model,
-        plain,
-        prompt,
-        first,
-        12,
-        Sampler(greedy, config.vocab_size, cuda),
-    )
-    got = draw_reply(step, model, fast, prompt, first, 12, Sampler(greedy, config.vocab_size, cuda))
-    assert got == want
-    assert {kind for _, kind in step.graphs} == {1}  # every step drew in its graph
+    vocab = config.vocab_size
+    for greedy in (
+        SamplingParams(temperature=0),
+        SamplingParams(temperature=0, presence_penalty=1),
+    ):
+        plain_step = EagerStep(model, plain)
+        want = draw_reply(plain_step, model, plain, prompt, first, 12, Sampler(greedy, vocab, cuda))
+        got = draw_reply(step, model, fast, prompt, first, 12, Sampler(greedy, vocab, cuda))
+        assert got == want, greedy
+    # Every step drew in its graph.
+    assert {kind for _, kind in step.graphs} == {Kind(1, False), Kind(1, True)}
 
     top_k = SamplingParams(temperature=0.8, top_p=0.95, top_k=20, seed=11)
     reply = draw_reply(
@@ -245,7 +245,7 @@ def test_a_draw_that_cannot_be_built_leaves_the_sampler_to_draw(qwen3tui_home, m
     warm = GraphSampler.warm
 
     def broken(self, logits, k):
-        if k == 4:
+        if k.candidates == 4:
             raise RuntimeError("no kernel for you")
         return warm(self, logits, k)
 

@@ -15,7 +15,7 @@ import torch
 import triton_interpreter
 
 from qwen3tui.engine import graph_sampler
-from qwen3tui.engine.graph_sampler import GraphSampler, kind
+from qwen3tui.engine.graph_sampler import GraphSampler, Kind, kind
 from qwen3tui.engine.options import SamplingParams
 from qwen3tui.engine.sampler import Sampler
 
@@ -23,28 +23,39 @@ VOCAB = 5000  # three programs of 2,048 logits, the last one partial
 
 
 def test_greedy_and_short_top_k_lists_are_drawn_in_the_graph():
-    assert kind(SamplingParams(temperature=0)) == 1
-    assert kind(SamplingParams(temperature=0.6, top_k=20)) == 32
-    assert kind(SamplingParams(temperature=0.7, top_k=1)) == 2
-    assert kind(SamplingParams(temperature=1.0, top_k=64)) == 64
+    assert kind(SamplingParams(temperature=0)) == Kind(1, False)
+    assert kind(SamplingParams(temperature=0.6, top_k=20)) == Kind(32, False)
+    assert kind(SamplingParams(temperature=0.7, top_k=1)) == Kind(2, False)
+    assert kind(SamplingParams(temperature=1.0, top_k=64)) == Kind(64, False)
+    assert kind(SamplingParams(temperature=0.6, top_k=20, presence_penalty=1.5)) == Kind(32, True)
+    assert kind(SamplingParams(temperature=0, presence_penalty=1.5)) == Kind(1, True)
 
 
-def test_long_candidate_lists_and_presence_penalties_stay_with_the_sampler():
+def test_long_candidate_lists_stay_with_the_sampler():
     assert kind(SamplingParams(temperature=0.6, top_k=0)) is None  # the whole vocabulary
     assert kind(SamplingParams(temperature=0.6, top_k=65)) is None
-    assert kind(SamplingParams(temperature=0.6, top_k=20, presence_penalty=1.5)) is None
-    assert kind(SamplingParams(temperature=0, presence_penalty=1.5)) is None
 
 
 def test_a_reply_sets_the_parameters_and_the_seeded_stream():
     picker = GraphSampler(VOCAB, torch.device("cpu"), pdl=False)
     params = SamplingParams(temperature=0.5, top_p=0.9, top_k=20, min_p=0.05, seed=1234)
     picker.begin(Sampler(params, VOCAB, torch.device("cpu")))
-    assert picker.params.tolist() == pytest.approx([2.0, 0.9, 0.05, 20.0])
+    assert picker.params.tolist() == pytest.approx([2.0, 0.9, 0.05, 20.0, 0.0])
     assert picker.state.tolist() == [1234, 0]
     picker.begin(Sampler(SamplingParams(temperature=0.7, top_p=1.0, seed=5), VOCAB, "cpu"))
     assert picker.params[1] > 1  # top-p 1 keeps every candidate: the check is off
     assert picker.state.tolist() == [5, 0]
+
+
+def test_with_a_presence_penalty_the_reply_keeps_one_record_of_the_tokens_seen():
+    picker = GraphSampler(VOCAB, torch.device("cpu"), pdl=False)
+    sampler = Sampler(SamplingParams(temperature=0, presence_penalty=1.5), VOCAB, "cpu")
+    sampler.observe(17)  # drawn before the graph took over
+    picker.begin(sampler)
+    assert picker.params[4] == 1.5
+    assert picker.seen.nonzero().flatten().tolist() == [17]
+    sampler.observe(torch.tensor(99))  # the sampler's later draws land in the same record
+    assert picker.seen.nonzero().flatten().tolist() == [17, 99]
 
 
 # -- the kernel ------------------------------------------------------------------------------
@@ -62,6 +73,7 @@ def uniform(state: torch.Tensor) -> float:
 def sampler_choice(logits: torch.Tensor, params: SamplingParams, u: float) -> int:
     """`Sampler`'s draw from `logits` with its multinomial's uniform draw fixed to `u`."""
     x = logits.float() * (1.0 / params.temperature)
+    assert not params.presence_penalty
     values, indices = torch.topk(x, params.top_k)
     probs = torch.softmax(values, dim=-1)
     keep = torch.ones_like(probs, dtype=torch.bool)
@@ -126,6 +138,23 @@ def check_draws(device: str) -> None:
             assert len(seen) > 1, params  # the draws differ from step to step
 
 
+def check_penalty(device: str) -> None:
+    """A presence penalty pushes the draws away from the tokens seen, and each draw is seen."""
+    three = torch.full((VOCAB,), -30.0, device=device)
+    three[4999], three[10], three[2500] = 3.0, 2.5, 2.0  # in all three programs
+    picker = GraphSampler(VOCAB, torch.device(device), pdl=False)
+    greedy = SamplingParams(temperature=0, presence_penalty=1.0)
+    picker.begin(Sampler(greedy, VOCAB, torch.device(device)))
+    # 3.0; then 2.5 (the first is now 2.0); then 2,500, at 2.0 as the first and the lower index.
+    assert [draw(picker, three, greedy)[0] for _ in range(3)] == [4999, 10, 2500]
+    assert picker.seen.nonzero().flatten().tolist() == [10, 2500, 4999]
+    sampled = SamplingParams(temperature=0.01, top_k=2, presence_penalty=2.0, seed=3)
+    picker.begin(Sampler(sampled, VOCAB, torch.device(device)))
+    assert not picker.seen.any()  # a new reply starts afresh
+    # At T 0.01 the second of the top two is e^-50 as likely: 4,999, then 10, then 2,500.
+    assert [draw(picker, three, sampled)[0] for _ in range(3)] == [4999, 10, 2500]
+
+
 def check_cuts(device: str) -> None:
     """Top-p and min-p drop the second of two likely tokens, draw after draw (and without the
     cut some of these draws would have picked it)."""
@@ -156,6 +185,10 @@ def test_top_k_draws_in_the_interpreter():
     triton_interpreter.run_interpreted(__file__, 'check_draws("cpu")')
 
 
+def test_presence_penalty_draws_in_the_interpreter():
+    triton_interpreter.run_interpreted(__file__, 'check_penalty("cpu")')
+
+
 def test_top_p_and_min_p_cuts_in_the_interpreter():
     triton_interpreter.run_interpreted(__file__, 'check_cuts("cpu")')
 
@@ -174,6 +207,7 @@ def test_greedy_draws_on_cuda():
 def test_top_k_draws_on_cuda():
     check_draws("cuda")
     check_cuts("cuda")
+    check_penalty("cuda")
 
 
 def test_the_kernel_blocks_cover_qwen3s_vocabulary():

@@ -23,7 +23,7 @@ import torch
 
 from . import graph_sampler
 from .cache_dirs import user_cache_dir
-from .graph_sampler import GraphSampler
+from .graph_sampler import GraphSampler, Kind
 from .kv_cache import KVCache
 from .model import Qwen3
 from .sampler import Sampler
@@ -56,12 +56,12 @@ class GraphedStep:
         self.token = torch.zeros((1, 1), dtype=torch.long, device=device)
         self.pos = torch.zeros((1,), dtype=torch.long, device=device)
         self.device_pos: int | None = None  # what self.pos holds, as far as the host knows
-        # One graph per (bucket, draw): the kernel's candidates (graph_sampler.kind) where the
-        # graph draws the next token too, None where it ends at the logits.
-        self.graphs: dict[tuple[int, int | None], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+        # One graph per (bucket, draw): the draw's Kind where the graph draws the next token
+        # too (graph_sampler), None where it ends at the logits.
+        self.graphs: dict[tuple[int, Kind | None], tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
         self.picker: GraphSampler | None = None  # the draw inside the graphs (fast kernels)
         self.picker_ready: GraphSampler | None = None  # built with the fast kernels
-        self.last_kind: int | None = None  # the last reply's draw, for prepare()
+        self.last_kind: Kind | None = None  # the last reply's draw, for prepare()
         self.prefills: dict[int, PrefillGraph] = {}
         self.prefill_pool = None
         self.pool = None
@@ -195,13 +195,13 @@ class GraphedStep:
         return min(-(-(pos + 1) // BUCKET) * BUCKET, self.cache.max_tokens)
 
     def _graph(
-        self, kv_len: int, kind: int | None = None
+        self, kv_len: int, kind: Kind | None = None
     ) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         if (kv_len, kind) not in self.graphs:
             self.graphs[kv_len, kind] = self._capture(kv_len, kind)
         return self.graphs[kv_len, kind]
 
-    def _capture(self, kv_len: int, kind: int | None) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
+    def _capture(self, kv_len: int, kind: Kind | None) -> tuple[torch.cuda.CUDAGraph, torch.Tensor]:
         fast, picker = self.fast, self.picker
         if kind is not None:
             picker.warm(fast.logits, kind)  # Triton compiles on a first launch, not in a capture

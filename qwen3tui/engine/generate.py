@@ -221,7 +221,6 @@ def generate(
                 break
             sampled_token = drawn if drawn is not None else sampler(logits)
             host.start(sampled_token)
-            sampler.observe(sampled_token)
             pos, drawn = cache.length, None
             if overlap:
                 # Feed the token before the host knows it: the GPU computes the next token

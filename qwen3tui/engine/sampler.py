@@ -1,6 +1,7 @@
 """Pick the next token from logits: presence penalty, temperature, top-k, top-p, min-p.
 
-Everything stays on the logits' device; the caller does the one host sync (`.item()`).
+Everything stays on the logits' device; the caller does the one host sync (`.item()`). Each
+draw counts as seen for the presence penalty of the draws after it.
 """
 
 from __future__ import annotations
@@ -22,8 +23,16 @@ class Sampler:
         self.seen = torch.zeros(vocab_size, dtype=torch.bool, device=device)
 
     def observe(self, token: torch.Tensor | int) -> None:
+        """Count `token` as generated in this reply (each draw counts its own)."""
         if self.params.presence_penalty:
-            self.seen[token] = True
+            index = torch.as_tensor(token, device=self.seen.device).view(1)
+            self.seen.index_fill_(0, index, True)  # no host sync for a device token
+
+    def share_seen(self, seen: torch.Tensor) -> None:
+        """Keep the tokens seen in `seen` from now on: the CUDA graph's draw
+        (graph_sampler) reads and marks the same buffer."""
+        seen.copy_(self.seen)
+        self.seen = seen
 
     def __call__(self, logits: torch.Tensor) -> torch.Tensor:
         """logits: (vocab,) -> a 0-d int64 tensor."""
@@ -32,7 +41,7 @@ class Sampler:
         if p.presence_penalty:
             logits = logits - p.presence_penalty * self.seen.to(logits.dtype)
         if p.temperature <= 0:
-            return torch.argmax(logits)
+            return self._drawn(torch.argmax(logits))
         logits = logits / p.temperature
         if 0 < p.top_k < logits.shape[-1]:
             values, indices = torch.topk(logits, p.top_k)  # sorted, largest first
@@ -48,4 +57,8 @@ class Sampler:
             keep &= probs >= p.min_p * probs[0]
         probs = torch.where(keep, probs, torch.zeros_like(probs))
         choice = torch.multinomial(probs / probs.sum(), 1, generator=self.generator)
-        return indices[choice[0]]
+        return self._drawn(indices[choice[0]])
+
+    def _drawn(self, token: torch.Tensor) -> torch.Tensor:
+        self.observe(token)
+        return token

@@ -74,8 +74,9 @@ def next_uniform(STATE, OUT):
 
 @triton.jit
 def sample(
-    LOGITS, PARAMS, STATE, PART, COUNTER, TOKEN, POS, V,
-    BLOCK: tl.constexpr, K: tl.constexpr, PARTS: tl.constexpr, PDL: tl.constexpr,
+    LOGITS, PARAMS, STATE, SEEN, PART, COUNTER, TOKEN, POS, V,
+    BLOCK: tl.constexpr, K: tl.constexpr, PENALTY: tl.constexpr, PARTS: tl.constexpr,
+    PDL: tl.constexpr,
 ):  # fmt: skip
     """TOKEN = the next token from LOGITS (V,); POS += 1.
 
@@ -83,7 +84,9 @@ def sample(
     is drawn like `Sampler`: the top-k logits over the temperature, softmax, then top-p
     (keep the smallest prefix whose mass reaches it) and min-p (keep those at least min-p
     times the first's probability), renormalised. PARAMS (float32): 1/temperature, top-p
-    (> 1: off), min-p, top-k. STATE (int64): seed, draws so far (advanced here). PART holds
+    (> 1: off), min-p, top-k, presence penalty (PENALTY: subtracted from the logits of the
+    tokens SEEN, uint8, first; the drawn token is marked there). STATE (int64): seed, draws so
+    far (advanced here). PART holds
     PARTS x K keys; COUNTER counts finished programs (the last one sets it back to 0).
     """
     pid = tl.program_id(0)
@@ -93,6 +96,8 @@ def sample(
         gdc_wait()
         gdc_launch_dependents()
     x = tl.load(LOGITS + index, mask=ok, other=0.0).to(tl.float32)
+    if PENALTY:
+        x -= tl.load(PARAMS + 4) * tl.load(SEEN + index, mask=ok, other=0).to(tl.float32)
     if K > 1:
         x = x * tl.load(PARAMS)
         top_k = tl.load(PARAMS + 3).to(tl.int32)
@@ -130,3 +135,5 @@ def sample(
             tl.store(STATE + 1, tl.load(STATE + 1) + 1)
         tl.store(TOKEN, token)
         tl.store(POS, tl.load(POS) + 1)
+        if PENALTY:
+            tl.store(SEEN + token, 1)
