@@ -260,3 +260,19 @@ def test_warming_does_nothing_while_a_reply_runs(engine):
     next(stream, None)  # the reply now holds the engine
     assert engine.prepare_next_turn(messages + [{"role": "assistant", "content": "x"}]) == 0
     list(stream)
+
+
+def test_the_budget_sentence_is_encoded_once_per_tokenizer_not_per_reply():
+    from qwen3tui.engine.generate import BUDGET_STOP_TEXT, budget_stop_ids
+
+    class Counting:
+        calls = 0
+
+        def encode(self, text: str) -> list[int]:
+            Counting.calls += 1
+            return [len(text), 1]
+
+    tokenizer = Counting()
+    assert budget_stop_ids(tokenizer) == (len(BUDGET_STOP_TEXT), 1)
+    assert budget_stop_ids(tokenizer) == (len(BUDGET_STOP_TEXT), 1)
+    assert Counting.calls == 1

@@ -10,6 +10,7 @@ block by prefilling a fixed sentence when the model has thought for N tokens; th
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +34,13 @@ BUDGET_STOP_TEXT = (
 # efficient at 512 rows; a GPU wants big chunks to fill its cores.
 PREFILL_CHUNK = {"cuda": 2048}
 PREFILL_CHUNK_DEFAULT = 512
+
+
+@functools.lru_cache(maxsize=8)
+def budget_stop_ids(tokenizer: Qwen3Tokenizer) -> tuple[int, ...]:
+    """BUDGET_STOP_TEXT's ids, encoded once per tokenizer: not on each reply's way to its
+    first token (a quarter of a millisecond)."""
+    return tuple(tokenizer.encode(BUDGET_STOP_TEXT))
 
 
 def prompt_opens_thinking(prompt_ids: Sequence[int], tokenizer: Qwen3Tokenizer) -> bool:
@@ -183,7 +191,7 @@ def generate(
         split = _Split(tokenizer, request.opens_thinking, started)
         sampler = Sampler(request.sampling, logits.shape[-1], device)
         budget = request.thinking_budget
-        budget_ids = tokenizer.encode(BUDGET_STOP_TEXT)
+        budget_ids = list(budget_stop_ids(tokenizer))
         generated: list[int] = []
         sampled = 0
         first_token_at = last_token_at = None
