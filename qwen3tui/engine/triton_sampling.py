@@ -1,7 +1,7 @@
 """Triton kernel that picks the next token inside the CUDA decode graph (see `graph_sampler.py`).
 
 `Sampler`'s torch operations between two graph replays cost more GPU time than the maths
-needs: each is its own small kernel (argmax alone takes 8.6 us on an H200 for a 1.2 ms
+needs: each is its own small kernel (argmax alone takes 8.6 us on an H200 for a 1.1 ms
 step). This kernel does greedy or top-k sampling in one launch right after the output head.
 The programs each take the top-k of one block of the logits and the last to finish takes
 the top-k of theirs and writes the token where the next step's embedding reads it. Top-k is
