@@ -144,6 +144,7 @@ async def test_edit_sends_a_new_version_beside_the_original(qwen3tui_home: Path)
         assert shown(app) == [("user", "first, edited"), ("assistant", "Edited reply")]
         assert labels(app)[0] == (2, 2) and c.editing is None
         assert engine.calls[-1].messages == [{"role": "user", "content": "first, edited"}]
+        assert not c.welcome.display  # an edited first message is a conversation still
         # The original and what followed it are one switch away.
         await pilot.press("alt+left")
         await settle(pilot)

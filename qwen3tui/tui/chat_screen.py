@@ -840,7 +840,9 @@ class ChatScreen(Screen[None]):
         self.conversation.mount(widget)
         self.conversation.scroll_end(animate=False)
         if isinstance(widget, UserMessage):
-            self._show_welcome()
+            # A message on screen is a conversation, even an edited first one whose branch
+            # (and so the history) is empty until its turn starts.
+            self.welcome.display = False
 
     def _show_welcome(self) -> None:
         """The welcome view, while a loaded model has no conversation yet."""
