@@ -15,15 +15,18 @@ from typing import Any
 
 from _bench_worker import peak_memory, reset_peak, run_worker, sync, timed, torch_dtype
 
+from qwen3tui.engine.config import Qwen3Config
+
 
 def main(job: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     device, dtype = job["device"], torch_dtype(job["dtype"])
     reset_peak(device)
-    config = json.loads((Path(job["checkpoint"]) / "config.json").read_text())
+    raw = json.loads((Path(job["checkpoint"]) / "config.json").read_text())
+    config = Qwen3Config.from_dict(raw)
     weights = chain_weights(config, dtype, device)
-    x = torch.randn(config["hidden_size"], dtype=dtype, device=device)
+    x = torch.randn(config.hidden_size, dtype=dtype, device=device)
     tokens = int(job["decode_tokens"])
 
     def one_token() -> torch.Tensor:
@@ -57,13 +60,11 @@ def main(job: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def chain_weights(config: dict[str, Any], dtype, device: str) -> dict[str, Any]:
+def chain_weights(config: Qwen3Config, dtype, device: str) -> dict[str, Any]:
     import torch
 
-    hidden, inter = config["hidden_size"], config["intermediate_size"]
-    head_dim = config.get("head_dim") or hidden // config["num_attention_heads"]
-    q = config["num_attention_heads"] * head_dim
-    kv = config["num_key_value_heads"] * head_dim
+    hidden, inter = config.hidden_size, config.intermediate_size
+    q, kv = _q_rows(config), config.num_key_value_heads * config.head_dim
 
     def w(rows: int, cols: int) -> torch.Tensor:
         return torch.empty(rows, cols, dtype=dtype, device=device).normal_(0, 0.02)
@@ -71,24 +72,26 @@ def chain_weights(config: dict[str, Any], dtype, device: str) -> dict[str, Any]:
     layers = [
         {"qkv": w(q + 2 * kv, hidden), "o": w(hidden, q), "gate_up": w(2 * inter, hidden),
          "down": w(hidden, inter)}
-        for _ in range(config["num_hidden_layers"])
+        for _ in range(config.num_hidden_layers)
     ]  # fmt: skip
-    return {"layers": layers, "head": w(config["vocab_size"], hidden)}
+    return {"layers": layers, "head": w(config.vocab_size, hidden)}
 
 
-def run_chain(weights: dict[str, Any], x, config: dict[str, Any]):
+def run_chain(weights: dict[str, Any], x, config: Qwen3Config):
     """One token through the chain: each GEMV's input is a slice of the one before's output."""
     import torch
 
-    head_dim = config.get("head_dim") or config["hidden_size"] // config["num_attention_heads"]
-    q = config["num_attention_heads"] * head_dim
-    inter = config["intermediate_size"]
+    q, inter = _q_rows(config), config.intermediate_size
     for layer in weights["layers"]:
         qkv = torch.mv(layer["qkv"], x)
         x = torch.mv(layer["o"], qkv[:q])
         gate_up = torch.mv(layer["gate_up"], x)
         x = torch.mv(layer["down"], gate_up[:inter])
     return torch.mv(weights["head"], x)
+
+
+def _q_rows(config: Qwen3Config) -> int:
+    return config.num_attention_heads * config.head_dim
 
 
 def _flat(weights: dict[str, Any]) -> list:
