@@ -179,6 +179,8 @@ def draw_reply(step, model: Qwen3, cache: KVCache, prompt, first, tokens: int, s
         for _ in range(tokens):
             token = step.next_token(token, cache.length, sampler)
             out.append(int(token))
+            if step.drawn_host is not None:  # the graph wrote it for the host too
+                assert int(step.drawn_host) == out[-1]
             cache.tokens.append(out[-1])
     return out
 
@@ -210,8 +212,9 @@ def test_the_graph_draws_the_tokens_the_sampler_draws(qwen3tui_home):
         want = draw_reply(plain_step, model, plain, prompt, first, 12, Sampler(greedy, vocab, cuda))
         got = draw_reply(step, model, fast, prompt, first, 12, Sampler(greedy, vocab, cuda))
         assert got == want, greedy
-    # Every step drew in its graph.
+    # Every step drew in its graph, and wrote its token into pinned memory for the host.
     assert {kind for _, kind in step.graphs} == {Kind(1, False), Kind(1, True)}
+    assert step.drawn_host is not None and step.drawn_host.is_pinned()
 
     top_k = SamplingParams(temperature=0.8, top_p=0.95, top_k=20, seed=11)
     reply = draw_reply(

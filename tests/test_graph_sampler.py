@@ -86,11 +86,16 @@ def sampler_choice(logits: torch.Tensor, params: SamplingParams, u: float) -> in
 
 
 def draw(picker: GraphSampler, logits: torch.Tensor, params: SamplingParams) -> tuple[int, int]:
-    """(token, position after) of one kernel launch at position 41."""
+    """(token, position after) of one kernel launch at position 41. The host's copy of the
+    token is in the mailbox slot of position 42, and the other slot is left alone."""
     token = torch.zeros((1, 1), dtype=torch.long, device=logits.device)
     pos = torch.full((1,), 41, dtype=torch.long, device=logits.device)
+    picker.mailbox.fill_(-1)
     picker.draw(logits, token, pos, kind(params))
     assert int(picker.counter) == 0  # set back for the next step
+    if logits.is_cuda:
+        torch.cuda.synchronize()
+    assert picker.mailbox.tolist() == [int(token), -1]
     return int(token), int(pos)
 
 

@@ -228,7 +228,7 @@ def generate(
             if sampled >= request.max_new_tokens or cache.free < 1:
                 break
             sampled_token = drawn if drawn is not None else sampler(logits)
-            host.start(sampled_token)
+            host.start(sampled_token, step.drawn_host if drawn is not None else None)
             pos, drawn = cache.length, None
             if overlap:
                 # Feed the token before the host knows it: the GPU computes the next token

@@ -5,6 +5,8 @@ softmax, cumsum, multinomial) and the copies of the token and position into the 
 inputs each run as their own small kernel; on an H200 they cost 34 us a token beside a
 1.12 ms step (`benchmarks/RESULTS.md`). With the draw in the graph (`triton_sampling.sample`)
 one replay is a whole decode step: it reads the token and position the previous replay wrote.
+It also writes the token into pinned host memory (`mailbox`), where the host reads it once
+the step is done: a copy to the host queued between two replays cost ~10 us a token more.
 
 The draws are those of `Sampler` (greedy; presence penalty, temperature, top-k, top-p,
 min-p) from a Philox stream seeded by the sampler's seed, so the same seed gives the same reply
@@ -67,6 +69,8 @@ class GraphSampler:
         self.params_host = torch.zeros(5, dtype=torch.float32, pin_memory=pinned)
         self.state_host = torch.zeros(2, dtype=torch.int64, pin_memory=pinned)
         self.copied = torch.cuda.Event() if pinned else None  # the staged values were read
+        # Where the kernel writes each drawn token for the host too, slot (its position % 2).
+        self.mailbox = torch.zeros(2, dtype=torch.int64, pin_memory=pinned)
         self.drawing: Sampler | None = None
         self.warmed: set[Kind] = set()
 
@@ -94,8 +98,8 @@ class GraphSampler:
 
         launch(triton_sampling.sample, (self.programs,),
             logits, self.params, self.state, self.seen.view(torch.uint8), self.part, self.counter,
-            token, pos, self.vocab, BLOCK, k.candidates, k.penalty, self.parts, self.pdl,
-            num_warps=4, **self.launch,
+            token, pos, self.mailbox, self.vocab, BLOCK, k.candidates, k.penalty, self.parts,
+            self.pdl, num_warps=4, **self.launch,
         )  # fmt: skip
 
     def warm(self, logits: torch.Tensor, k: Kind) -> None:

@@ -74,11 +74,11 @@ def next_uniform(STATE, OUT):
 
 @triton.jit
 def sample(
-    LOGITS, PARAMS, STATE, SEEN, PART, COUNTER, TOKEN, POS, V,
+    LOGITS, PARAMS, STATE, SEEN, PART, COUNTER, TOKEN, POS, MAILBOX, V,
     BLOCK: tl.constexpr, K: tl.constexpr, PENALTY: tl.constexpr, PARTS: tl.constexpr,
     PDL: tl.constexpr,
 ):  # fmt: skip
-    """TOKEN = the next token from LOGITS (V,); POS += 1.
+    """TOKEN = the next token from LOGITS (V,); POS += 1; MAILBOX[POS % 2] = the token too.
 
     K == 1: greedy (the largest logit). Otherwise K is a power of two >= top-k and the token
     is drawn like `Sampler`: the top-k logits over the temperature, softmax, then top-p
@@ -88,6 +88,8 @@ def sample(
     tokens SEEN, uint8, first; the drawn token is marked there). STATE (int64): seed, draws so
     far (advanced here). PART holds
     PARTS x K keys; COUNTER counts finished programs (the last one sets it back to 0).
+    MAILBOX (int64, 2) is pinned host memory on CUDA: the host reads the token there once the
+    step is done, with no copy queued between two steps; the next step writes the other slot.
     """
     pid = tl.program_id(0)
     index = pid * BLOCK + tl.arange(0, BLOCK)
@@ -133,7 +135,9 @@ def sample(
             choice = tl.minimum(below, last)
             token = tl.sum(tl.where(rank == choice, _key_index(top, V), 0), axis=0)
             tl.store(STATE + 1, tl.load(STATE + 1) + 1)
+        pos = tl.load(POS) + 1
         tl.store(TOKEN, token)
-        tl.store(POS, tl.load(POS) + 1)
+        tl.store(POS, pos)
+        tl.store(MAILBOX + pos % 2, token)
         if PENALTY:
             tl.store(SEEN + token, 1)
