@@ -76,6 +76,9 @@ class GemvShape:
     stages: int = 3
     depth: int = 1  # weight tiles fetched before the wait (triton_kernels.gemv), at most the row's
     fp8_math: str = "f32"  # FP8 weights' math in triton_kernels.gemv: "f32" or "f16"
+    # With PDL, let the next kernel launch before this one waits (its CTAs then fetch their
+    # early tiles while this kernel's predecessor still runs): o, 1.0055x the bf16 step.
+    early: bool = False
 
 
 def gemv_shape(rows: int, cols: int, swiglu: bool = False, fp8: bool = False) -> GemvShape:
@@ -218,8 +221,13 @@ class FastDecoder:
         fp8 = self.layers[0].scales
         self.shapes = {
             "qkv": gemv_shape(self.qkv.numel(), self.hidden, fp8="qkv" in fp8),
-            # o follows attention, which leaves the memory idle: it fetches two tiles early.
-            "o": replace(gemv_shape(self.hidden, self.n_heads * hd, fp8="o" in fp8), depth=2),
+            # o follows attention, which leaves the memory idle: it fetches two tiles early,
+            # and (dense layers) lets gate/up launch and fetch its first tiles meanwhile too.
+            "o": replace(
+                gemv_shape(self.hidden, self.n_heads * hd, fp8="o" in fp8),
+                depth=2,
+                early=not self.sparse,
+            ),
             "gate_up": gemv_shape(self.inner, self.hidden, swiglu=True, fp8="gate_up" in fp8),
             "down": gemv_shape(self.hidden, self.inner, fp8="down" in fp8),
             "head": gemv_shape(self.head.shape[0], self.hidden),
@@ -333,7 +341,7 @@ class FastDecoder:
             weight, x, norm if norm is not None else x, out, scales, scales.shape[-1], s.rows,
             s.cols, s.rows, self.eps, s.block_rows, s.block_cols, _depth(s), norm is not None,
             swiglu, residual, even, self.pdl, fp8 is not None, sb[0], sb[1],
-            s.fp8_math if fp8 is not None else "f32",
+            s.fp8_math if fp8 is not None else "f32", s.early,
             num_warps=s.warps, num_stages=s.stages, **self.launch,
         )  # fmt: skip
 

@@ -129,16 +129,18 @@ def gemv(
     SB_N: tl.constexpr = 128,
     SB_K: tl.constexpr = 128,
     FP8_MATH: tl.constexpr = "f32",
+    EARLY: tl.constexpr = False,
 ):
     """OUT[n] (+)= sum_k W[n, k] * x[k] for rows n of this program, in fp32.
 
     NORM: x = RMSNorm(X) * NORM_W. SWIGLU: OUT[n] = silu(W[n] @ x) * (W[n + UP] @ x).
     RESIDUAL: OUT[n] += the product (OUT is the residual stream). EVEN: N and K are
     multiples of the blocks, so no masks. DEPTH (1, or 2 where K has two tiles or more):
-    weight tiles fetched before waiting for the kernel before. FP8: W[n, k] is scaled by
-    S[n // SB_N, k // SB_K] (S_COLS scales a row); BLOCK_N divides SB_N and UP is a multiple
-    of it, so a program's rows share one row of scales. FP8_MATH ("f32" unless FP8), how
-    FP8 tiles are multiplied:
+    weight tiles fetched before waiting for the kernel before. EARLY (with PDL): the next
+    kernel may launch before this one waits, not after (it still waits for all of this one).
+    FP8: W[n, k] is scaled by S[n // SB_N, k // SB_K] (S_COLS scales a row); BLOCK_N divides
+    SB_N and UP is a multiple of it, so a program's rows share one row of scales. FP8_MATH
+    ("f32" unless FP8), how FP8 tiles are multiplied:
     - "f32": each weight converted to fp32, the scale applied to x (BLOCK_K products, not
       BLOCK_N x BLOCK_K), fp32 FMAs. Exact products.
     - "f16": weights converted to fp16 only, x * scale (times a factor that keeps every sum
@@ -146,6 +148,8 @@ def gemv(
       error 3e-4 to 2e-3, growing with the K steps (fp16 rounding), well below the FP8
       weights' own (~3e-2). Per weight: half a cvt and half an HFMA2, not f32's 2.5.
     """
+    if PDL and EARLY:
+        gdc_launch_dependents()
     rows = (tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)
     cols = tl.arange(0, BLOCK_K)
     row_ok = rows < N
@@ -161,7 +165,8 @@ def gemv(
             wu2 = _tile(up_ptrs + BLOCK_K, row_ok, BLOCK_K + cols, K, EVEN)
     if PDL:
         gdc_wait()
-        gdc_launch_dependents()
+        if not EARLY:
+            gdc_launch_dependents()
     s_row = S
     s_up_row = S
     if FP8:
