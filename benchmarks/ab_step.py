@@ -12,8 +12,8 @@ unless the products changed).
         [--variant 'o 1={"o": {"depth": 1}}' ...]
 
 A variant is this tree's decoder with GemvShape fields replaced per projection (JSON:
-projection -> fields). The base revision's decoder must take this tree's model and cache
-(a revision of the same layout, as kernel experiments are).
+projection -> fields; "attention" -> AttentionShape fields). The base revision's decoder must
+take this tree's model and cache (a revision of the same layout, as kernel experiments are).
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ def load_revision(rev: str, prefix: str = "base_") -> ModuleType:
 
 
 def with_shapes(decoder: FastDecoder, fields: dict[str, dict]) -> FastDecoder:
+    if "attention" in fields:
+        decoder.attention = replace(decoder.attention, **fields["attention"])
     decoder.shapes = {
         name: replace(shape, **fields[name]) if name in fields else shape
         for name, shape in decoder.shapes.items()

@@ -127,6 +127,7 @@ class AttentionShape:
     max_splits: int = 32  # splits along the cache, at most (a power of two)
     block_t: int = 64  # positions per tile
     warps: int = 4
+    early: bool = False  # with PDL, let o launch before attention waits (see GemvShape)
 
 
 @dataclass
@@ -290,7 +291,7 @@ class FastDecoder:
             self.attended, split_len, splits, layer.keys.stride(1), self.eps,
             self.head_dim**-0.5, self.n_heads, self.n_kv, self.head_dim, self.group, group_pad,
             a.max_splits, a.block_t, self.dtype == torch.float32, self.pdl, merge_rows,
-            merge_chunk, num_warps=a.warps, num_stages=1, **self.launch,
+            merge_chunk, a.early, num_warps=a.warps, num_stages=1, **self.launch,
         )  # fmt: skip
 
     def experts(self, layer: _Layer) -> None:

@@ -266,6 +266,7 @@ def attention(
     PDL: tl.constexpr,
     MERGE_ROWS: tl.constexpr,
     MERGE_CHUNK: tl.constexpr,
+    EARLY: tl.constexpr = False,
 ):
     """Program (kv head, split): the query heads sharing this KV head against cache positions
     [split * split_len, min(that + split_len, pos + 1)). The split holding `pos` normalizes
@@ -274,6 +275,8 @@ def attention(
     Each split writes its unnormalized output and the (max, sum) of its scores; the last
     split of a KV head to finish (a counter, reset by it) merges them into OUT.
     """
+    if PDL and EARLY:  # the next kernel may launch now (it waits for all of this one)
+        gdc_launch_dependents()
     kv = tl.program_id(0)
     split = tl.program_id(1)
     d = tl.arange(0, HD)
@@ -305,7 +308,8 @@ def attention(
     k_b = tl.load(K_NORM + rot).to(tl.float32) * sign * sin
     if PDL:
         gdc_wait()
-        gdc_launch_dependents()
+        if not EARLY:
+            gdc_launch_dependents()
     # Queries of the group (rows past GROUP are padding, zeros), the new key and value.
     q_ptrs = QKV + heads[:, None] * HD
     q = tl.load(q_ptrs + d[None, :], mask=g_ok[:, None], other=0.0).to(tl.float32)
