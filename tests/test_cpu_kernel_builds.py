@@ -77,6 +77,9 @@ def test_int8_kernel_builds_strictly_and_matches_pytorch(variant, cache_home):
                 assert _rel_err(got, x.float() @ w.T) < (1e-4 if dtype == torch.float32 else 1e-2)
         out = torch.empty(k, padded)
         assert torch.equal(kernel.dequantize_t(packed, scale32, 0, padded, out)[:, :n], w.T)
+        plain = torch.empty(padded, k, dtype=torch.bfloat16)  # k % 8: 4, 4, 0, 4 (tails)
+        kernel.unpack_bf16(packed, 0, padded // 16, plain)
+        assert torch.equal(plain[:n], q.to(torch.bfloat16)) and not plain[n:].any()
 
 
 @needs_x86

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qwen3tui.engine import int8_cpu_kernel, quantize
+from qwen3tui.engine import bf16_cpu_gemm, int8_cpu_kernel, quantize
 from qwen3tui.engine.config import Qwen3Config
 from qwen3tui.engine.kv_cache import KVCache
 from qwen3tui.engine.native_build import NativeUnavailable
@@ -82,6 +82,35 @@ def test_prefill_dequantizes_in_slabs(monkeypatch):
     assert torch.equal(layer(x), whole)
     dequantized = layer.int8_weight().float() * layer.scale[:, None]
     assert torch.allclose(whole, x @ dequantized.T, atol=1e-4)
+
+
+@needs_kernel
+@pytest.mark.skipif(bf16_cpu_gemm.load() is None, reason="no C bf16 GEMM here")
+def test_bf16_prefill_without_onednn_bf16_runs_the_rows_through_the_bf16_gemm(monkeypatch):
+    """Where oneDNN has no bf16 (AVX2), a bf16 prefill past INT8_GEMM_ROWS rows gives the int8
+    rows to the C bf16 GEMM as bf16 integers, the scale applied to each fp32 sum before its one
+    rounding: within one bf16 rounding of the exact product, slab by slab the same."""
+    monkeypatch.setattr(quantize.device, "cpu_bf16_matmul", lambda: False)
+    calls = []
+    into = bf16_cpu_gemm.Bf16Gemm.into
+    monkeypatch.setattr(
+        bf16_cpu_gemm.Bf16Gemm, "into", lambda self, *a: calls.append(a[2].shape) or into(self, *a)
+    )
+    gen = torch.Generator().manual_seed(5)
+    layer = Int8Linear(torch.randn(200, 264, generator=gen).bfloat16())  # a partial block
+    exact = layer.int8_weight().double() * layer.scale32.double()[:200, None]
+    for rows in (quantize.INT8_GEMM_ROWS, quantize.INT8_GEMM_ROWS + 1, 40):
+        calls.clear()
+        x = torch.randn(rows, 264, generator=gen).bfloat16()
+        got = layer(x)
+        assert got.dtype == torch.bfloat16 and got.shape == (rows, 200)
+        want = x.double() @ exact.T
+        slack = 1e-5 * (x.double().abs() @ exact.abs().T)
+        assert ((got.double() - want).abs() <= want.abs() * 2**-8 + slack).all(), rows
+        assert calls == ([] if rows <= quantize.INT8_GEMM_ROWS else [(rows, 200)]), rows
+    monkeypatch.setattr(quantize, "SCRATCH_BYTES", 64 * 264 * 2)  # 64 rows at a time: 4 slabs
+    calls.clear()
+    assert torch.equal(layer(x), got) and calls == [(40, 64)] * 3 + [(40, 8)]
 
 
 def test_kernel_is_optional(monkeypatch, tmp_path):

@@ -27,7 +27,7 @@ class Bf16Gemm:
         i64, ptr = ctypes.c_int64, ctypes.c_void_p
         self.simd = simd_name(lib.bf16_gemm_simd)
         self._gemm = c_function(
-            lib.bf16_gemm, ctypes.c_int, ptr, ptr, ptr, i64, i64, i64, ctypes.c_int
+            lib.bf16_gemm, ctypes.c_int, ptr, ptr, ptr, ptr, i64, i64, i64, i64, ctypes.c_int
         )
 
     def matmul(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -35,10 +35,21 @@ class Bf16Gemm:
         n, k = weight.shape
         flat = x.reshape(-1, k).contiguous()
         y = torch.empty((flat.shape[0], n), dtype=torch.bfloat16)
-        threads = torch.get_num_threads()
-        if self._gemm(flat.data_ptr(), weight.data_ptr(), y.data_ptr(), *y.shape, k, threads):
+        if not self.into(flat, weight, y):
             return torch.nn.functional.linear(x, weight)  # no scratch memory: PyTorch's way
         return y.view(*x.shape[:-1], n)
+
+    def into(self, x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor, scale=None) -> bool:
+        """out (M, N) = x (M, K) @ weight (N, K).T, times scale (N floats) per column before
+        the rounding when given; x and weight contiguous bf16, out bf16 with unit column
+        stride (a column slice of a wider output is fine). False when it could not run."""
+        (m, k), n = x.shape, weight.shape[0]
+        if out.shape != (m, n) or out.stride(1) != 1 or (scale is not None and scale.numel() != n):
+            raise ValueError("bf16 gemm: shapes or strides do not fit")
+        s = scale.data_ptr() if scale is not None else None
+        threads = torch.get_num_threads()
+        args = (x.data_ptr(), weight.data_ptr(), s, out.data_ptr(), out.stride(0), m, n, k)
+        return self._gemm(*args, threads) == 0
 
 
 def _self_test(kernel: Bf16Gemm) -> None:
@@ -49,6 +60,12 @@ def _self_test(kernel: Bf16Gemm) -> None:
     want = x.float() @ w.float().T
     if not torch.allclose(kernel.matmul(x, w).float(), want, rtol=2e-2, atol=2e-2):
         raise NativeUnavailable("self-test failed")
+    scale = torch.rand(67, generator=gen) + 0.5
+    scaled = torch.empty(7, 67, dtype=torch.bfloat16)
+    if not kernel.into(x, w, scaled, scale) or not torch.allclose(
+        scaled.float(), want * scale, rtol=2e-2, atol=2e-2
+    ):
+        raise NativeUnavailable("self-test failed (scaled)")
 
 
 KERNEL = NativeKernel("bf16_gemm", SOURCE, Bf16Gemm, _self_test)

@@ -43,6 +43,7 @@ class Int8Kernel:
         self._dequant = c_function(
             lib.q8_dequant_t, None, ptr, ptr, ptr, c_int, i64, i64, i64, i64, c_int
         )
+        self._unpack_bf16 = c_function(lib.q8_unpack_bf16, None, ptr, ptr, i64, i64, i64, c_int)
 
     @staticmethod
     def supports(in_features: int, dtype: torch.dtype) -> bool:
@@ -106,6 +107,19 @@ class Int8Kernel:
         )  # fmt: skip
         return out
 
+    def unpack_bf16(self, packed: torch.Tensor, b0: int, b1: int, out: torch.Tensor) -> None:
+        """Fill out (16 * (b1 - b0), K), contiguous bf16, with the blocks' rows in the plain
+        layout, unscaled: int8 values are exact in bf16 (the bf16 GEMM applies the scale)."""
+        if (
+            out.dtype != torch.bfloat16
+            or not out.is_contiguous()
+            or out.shape != (16 * (b1 - b0), packed.shape[1])
+        ):
+            raise ValueError("int8 kernel: unpack_bf16 needs a contiguous bf16 (rows, K) output")
+        self._unpack_bf16(
+            packed.data_ptr(), out.data_ptr(), b0, b1, packed.shape[1], torch.get_num_threads()
+        )
+
 
 def _self_test(kernel: Int8Kernel) -> None:
     """A wrong build (compiler, CPU) must not produce wrong text: compare with PyTorch."""
@@ -123,6 +137,10 @@ def _self_test(kernel: Int8Kernel) -> None:
     out = torch.empty(64, 32)
     if not torch.equal(kernel.dequantize_t(packed, scale, 16, 48, out), ref_w[16:48].T):
         raise NativeUnavailable("self-test failed (dequantize)")
+    plain = torch.empty(32, 64, dtype=torch.bfloat16)
+    kernel.unpack_bf16(packed, 1, 3, plain)
+    if not torch.equal(plain, q[16:48].to(torch.bfloat16)):
+        raise NativeUnavailable("self-test failed (unpack)")
 
 
 KERNEL = NativeKernel("int8_kernel", SOURCE, Int8Kernel, _self_test)

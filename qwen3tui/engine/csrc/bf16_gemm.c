@@ -155,10 +155,12 @@ static void chunk_block(const float* xf, const uint16_t* w, float* acc, int64_t 
 
 const char* bf16_gemm_simd(void) { return SIMD_NAME; }
 
-/* y (M x N) = x (M x K) @ w (N x K)^T, all row-major bf16. Returns 0, or -1 when the scratch
-   memory cannot be had (the caller then computes it another way). */
-int bf16_gemm(const uint16_t* x, const uint16_t* w, uint16_t* y, int64_t M, int64_t N, int64_t K,
-              int nthreads) {
+/* y (M x N, rows ldy apart) = x (M x K) @ w (N x K)^T, all row-major bf16; with scale (N
+   floats, or NULL) each output's fp32 sum is multiplied by scale[n] before its one rounding
+   (int8 weights given as bf16 integers, their per-row scale applied here). Returns 0, or -1
+   when the scratch memory cannot be had (the caller then computes it another way). */
+int bf16_gemm(const uint16_t* x, const uint16_t* w, const float* scale, uint16_t* y, int64_t ldy,
+              int64_t M, int64_t N, int64_t K, int nthreads) {
   /* X in fp32, then each thread's sums of one chunk */
   float* xf = (float*)malloc((size_t)(M * K + (int64_t)nthreads * M * NC) * sizeof(float));
   if (!xf) return -1;
@@ -176,7 +178,10 @@ int bf16_gemm(const uint16_t* x, const uint16_t* w, uint16_t* y, int64_t M, int6
         chunk_block(xf, w + n0 * K, acc, M, K, nc, k0, k1, k1 == K16 ? K : k1);
       }
       for (int64_t m = 0; m < M; m++)
-        for (int64_t j = 0; j < nc; j++) y[m * N + n0 + j] = f32_to_bf16(acc[m * NC + j]);
+        for (int64_t j = 0; j < nc; j++) {
+          const float sum = acc[m * NC + j];
+          y[m * ldy + n0 + j] = f32_to_bf16(scale ? sum * scale[n0 + j] : sum);
+        }
     }
   }
   free(xf);

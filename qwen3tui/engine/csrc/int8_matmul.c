@@ -146,3 +146,50 @@ void q8_dequant_t(const int8_t* wp, const float* scale, void* wt, int bf16, int6
     }
   }
 }
+
+/* 16 int8 weights of row r at k0..k0+7 (in the packed block's 8 vectors) -> 8 bf16 of the
+   plain row: integers up to 127 are exact in bf16 (the top 16 bits of their fp32). */
+static inline void store_row8(uint16_t* dst, __m128i bytes8) {
+  const __m256i bits = _mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(
+      _mm256_cvtepi8_epi32(bytes8))), 16);
+  _mm_storeu_si128((__m128i*)dst, _mm_packus_epi32(_mm256_castsi256_si128(bits),
+                                                   _mm256_extracti128_si256(bits, 1)));
+}
+
+/* Packed blocks b0..b1 -> their rows in the plain layout (16 rows a block, K bf16 each, the
+   int8 values unscaled), what the bf16 GEMM reads for a prefill (the scale goes to its sums).
+   Eight k at a time: the block's eight 16-byte vectors (k, rows 0..15) transposed into 16 rows
+   of eight bytes by three rounds of byte, word and dword interleaves. */
+void q8_unpack_bf16(const int8_t* wp, uint16_t* out, int64_t b0, int64_t b1, int64_t K,
+                    int nthreads) {
+  const int64_t K8 = K / 8 * 8;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+  for (int64_t b = b0; b < b1; b++) {
+    const int8_t* p = wp + b * K * 16;
+    uint16_t* o = out + (b - b0) * 16 * K;
+    for (int64_t k = 0; k < K8; k += 8) {
+      __m128i v[8], a[8], c[8], d[8];
+      for (int i = 0; i < 8; i++) v[i] = _mm_loadu_si128((const __m128i*)(p + (k + i) * 16));
+      for (int i = 0; i < 4; i++) { /* (k 2i, 2i+1) byte pairs: rows 0-7, then 8-15 */
+        a[2 * i] = _mm_unpacklo_epi8(v[2 * i], v[2 * i + 1]);
+        a[2 * i + 1] = _mm_unpackhi_epi8(v[2 * i], v[2 * i + 1]);
+      }
+      for (int h = 0; h < 2; h++) /* four k a row: rows 0-3, 4-7, 8-11, 12-15 */
+        for (int i = 0; i < 2; i++) {
+          c[4 * h + 2 * i] = _mm_unpacklo_epi16(a[4 * h + i], a[4 * h + i + 2]);
+          c[4 * h + 2 * i + 1] = _mm_unpackhi_epi16(a[4 * h + i], a[4 * h + i + 2]);
+        }
+      /* c[0..3]: k 0-3 of rows 0-3, 4-7, 8-11, 12-15; c[4..7]: k 4-7 of the same rows */
+      for (int q = 0; q < 4; q++) {
+        d[2 * q] = _mm_unpacklo_epi32(c[q], c[q + 4]);     /* rows 4q, 4q+1: k 0-7 */
+        d[2 * q + 1] = _mm_unpackhi_epi32(c[q], c[q + 4]); /* rows 4q+2, 4q+3 */
+      }
+      for (int j = 0; j < 8; j++) {
+        store_row8(o + (2 * j) * K + k, d[j]);
+        store_row8(o + (2 * j + 1) * K + k, _mm_srli_si128(d[j], 8));
+      }
+    }
+    for (int64_t k = K8; k < K; k++)
+      for (int r = 0; r < 16; r++) o[r * K + k] = f32_to_bf16((float)p[k * 16 + r]);
+  }
+}
