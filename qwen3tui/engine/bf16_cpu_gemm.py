@@ -39,13 +39,24 @@ class Bf16Gemm:
             return torch.nn.functional.linear(x, weight)  # no scratch memory: PyTorch's way
         return y.view(*x.shape[:-1], n)
 
-    def into(self, x: torch.Tensor, weight: torch.Tensor, out: torch.Tensor, scale=None) -> bool:
-        """out (M, N) = x (M, K) @ weight (N, K).T, times scale (N floats) per column before
-        the rounding when given; x and weight contiguous bf16, out bf16 with unit column
-        stride (a column slice of a wider output is fine). False when it could not run."""
+    def into(
+        self,
+        x: torch.Tensor,
+        weight: torch.Tensor,
+        out: torch.Tensor,
+        scale: torch.Tensor | None = None,
+    ) -> bool:
+        """out (M, N) = x (M, K) @ weight (N, K).T, times scale (N contiguous float32) per
+        column before the rounding when given; x and weight contiguous bf16, out bf16 with unit
+        column stride (a column slice of a wider output is fine). False when it could not run."""
         (m, k), n = x.shape, weight.shape[0]
-        if out.shape != (m, n) or out.stride(1) != 1 or (scale is not None and scale.numel() != n):
-            raise ValueError("bf16 gemm: shapes or strides do not fit")
+        fits = out.shape == (m, n) and out.stride(1) == 1 and out.dtype == torch.bfloat16
+        fits &= x.is_contiguous() and weight.is_contiguous() and weight.shape[1] == k
+        fits &= x.dtype == weight.dtype == torch.bfloat16
+        if scale is not None:
+            fits &= scale.dtype == torch.float32 and scale.is_contiguous() and scale.numel() == n
+        if not fits:
+            raise ValueError("bf16 gemm: shapes, dtypes or strides do not fit")
         s = scale.data_ptr() if scale is not None else None
         threads = torch.get_num_threads()
         args = (x.data_ptr(), weight.data_ptr(), s, out.data_ptr(), out.stride(0), m, n, k)
