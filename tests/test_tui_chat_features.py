@@ -23,8 +23,18 @@ def notices(app: Any) -> list[str]:
     return [n.text for n in chat(app).conversation.query(Notice)]
 
 
-def notifications(app: Any) -> list[str]:
-    return [str(n.message) for n in app._notifications]
+def record_notifications(app: Any) -> list[tuple[str, float | None]]:
+    """Every toast the app shows from now on, (message, timeout), as it is posted: reading the
+    app's live list instead would lose those that timed out on a slow machine."""
+    posted: list[tuple[str, float | None]] = []
+    notify = app.notify
+
+    def spy(message: Any, *args: Any, **kwargs: Any) -> Any:
+        posted.append((str(message), kwargs.get("timeout")))
+        return notify(message, *args, **kwargs)
+
+    app.notify = spy
+    return posted
 
 
 def footer_actions(app: Any) -> set[str]:
@@ -264,6 +274,7 @@ async def test_setting_changes_are_notifications_not_transcript_entries(
 ) -> None:
     settings = UserSettings(turn=TurnSettings(thinking=True))
     app = make_app(FakeEngine(), qwen3tui_home, settings=settings)
+    posted = record_notifications(app)
     async with app.run_test(size=SIZE) as pilot:
         await ready(pilot)
         for command in (
@@ -275,13 +286,14 @@ async def test_setting_changes_are_notifications_not_transcript_entries(
         ):
             await send(pilot, command)
         assert notices(app) == []
-        assert notifications(app) == [
+        assert [message for message, _ in posted] == [
             "Thinking budget: 2,048 tokens, from the next turn.",
             "temperature = 0.5 from the next turn.",
             "Thinking off from the next turn.",
             "Thinking on from the next turn.",
             "Theme: qwen-light",
         ]
+        assert all(timeout is not None and timeout <= 5 for _, timeout in posted)  # they go
         await send(pilot, "/theme no-such-theme")
         assert len(notices(app)) == 1  # what the user must fix stays inline
 
