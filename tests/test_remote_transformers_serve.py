@@ -22,7 +22,9 @@ from qwen3tui.remote import StreamInterruptedError, connect_remote
 from qwen3tui.remote.client_budget import BUDGET_STOP_TEXT
 from qwen3tui.remote.http_client import httpx
 
-pytestmark = pytest.mark.slow
+# One worker runs this module (`--dist loadgroup`): each worker running part of it would
+# start its own three servers, and six at once on two cores took 70-95 s to come up.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("transformers-serve")]
 
 HI = [{"role": "user", "content": "hi"}]
 SENTENCE = BUDGET_STOP_TEXT[: BUDGET_STOP_TEXT.index("</think>")].strip()
