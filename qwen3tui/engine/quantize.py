@@ -12,7 +12,7 @@ at close to memory bandwidth; elsewhere, or without a C compiler, PyTorch's
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -105,12 +105,9 @@ class Int8Linear(nn.Module):
         # Prefill: dequantize a slab of output rows at a time into a reused buffer, transposed
         # (K, rows) as the matmul reads it, and multiply.
         k, x = self.in_features, flat.to(slab_dtype(flat.dtype))
-        step = max(16, SCRATCH_BYTES // (k * x.element_size()) // 16 * 16)
         out = torch.empty((x.shape[0], n), dtype=x.dtype)
         with _scratch_lock:
-            for n0 in range(0, n, step):
-                n1 = min(n, n0 + step)
-                width = -(-(n1 - n0) // 16) * 16
+            for n0, n1, width in _slabs(n, k * x.element_size()):
                 wt = _scratch(k * width, x.dtype).view(k, width)
                 self.kernel.dequantize_t(self.weight, self.scale32, n0, n0 + width, wt)
                 if n0 == 0 and n1 == n == width:
@@ -130,17 +127,23 @@ class Int8Linear(nn.Module):
             return None
         n, k = self.out_features, self.in_features
         out = torch.empty((flat.shape[0], n), dtype=torch.bfloat16)
-        step = max(16, SCRATCH_BYTES // (k * 2) // 16 * 16)
         with _scratch_lock:
-            for n0 in range(0, n, step):
-                n1 = min(n, n0 + step)
-                width = -(-(n1 - n0) // 16) * 16
+            for n0, n1, width in _slabs(n, k * 2):
                 slab = _scratch(width * k, torch.bfloat16).view(width, k)
                 self.kernel.unpack_bf16(self.weight, n0 // 16, (n0 + width) // 16, slab)
                 rows = slice(n0, n1)
                 if not gemm.into(flat, slab[: n1 - n0], out[:, rows], self.scale32[rows]):
                     return None  # no scratch memory in the GEMM
         return out
+
+
+def _slabs(n: int, row_bytes: int) -> Iterator[tuple[int, int, int]]:
+    """The slabs a prefill dequantizes n weight rows of row_bytes each in: (first row, end
+    row, rows rounded up to whole 16-row blocks), each at most SCRATCH_BYTES."""
+    step = max(16, SCRATCH_BYTES // row_bytes // 16 * 16)
+    for n0 in range(0, n, step):
+        n1 = min(n, n0 + step)
+        yield n0, n1, -(-(n1 - n0) // 16) * 16
 
 
 def _quantize_rows(
@@ -333,9 +336,8 @@ class Int4Linear(nn.Module):
         out = torch.empty((flat.shape[0], n), dtype=flat.dtype, device=x.device)
         # A slab of dequantized rows at a time: never a second copy of the whole weight.
         kp = self.weight.shape[1] * 2 * self.group
-        step = max(16, SCRATCH_BYTES // (kp * flat.element_size()) // 16 * 16)
-        for n0 in range(0, n, step):
-            self._slab_matmul(flat, n0, min(n, n0 + step), out)
+        for n0, n1, _ in _slabs(n, kp * flat.element_size()):
+            self._slab_matmul(flat, n0, n1, out)
         return out.to(x.dtype).view(*x.shape[:-1], n)
 
     def _slab_matmul(self, flat: torch.Tensor, n0: int, n1: int, out: torch.Tensor) -> None:
