@@ -409,7 +409,8 @@ class HostToken:
             return
         if written is None:
             self.pinned.copy_(token, non_blocking=True)
-        self.buffer = self.pinned if written is None else written
+            written = self.pinned
+        self.buffer = written
         self.ready.record()
 
     def get(self) -> int:

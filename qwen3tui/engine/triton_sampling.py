@@ -86,8 +86,8 @@ def sample(
     times the first's probability), renormalised. PARAMS (float32): 1/temperature, top-p
     (> 1: off), min-p, top-k, presence penalty (PENALTY: subtracted from the logits of the
     tokens SEEN, uint8, first; the drawn token is marked there). STATE (int64): seed, draws so
-    far (advanced here). PART holds
-    PARTS x K keys; COUNTER counts finished programs (the last one sets it back to 0).
+    far (advanced here). PART holds PARTS x K keys; COUNTER counts finished programs (the
+    last one sets it back to 0).
     MAILBOX (int64, 2) is pinned host memory on CUDA: the host reads the token there once the
     step is done, with no copy queued between two steps; the next step writes the other slot.
     """
