@@ -111,6 +111,10 @@ def test_int4_kernel_builds_strictly_and_matches_pytorch(variant, cache_home):
                 for dtype in (torch.float32, torch.bfloat16):
                     got = kernel.gemv(x.to(dtype), packed, group)[:, :n]
                     assert got.dtype == dtype and _rel_err(got, want) < 2e-2
+            # Prefill rows, more than one call takes: each row exactly as decode computes it.
+            rows = torch.randn(int4_cpu_kernel.GEMM_ROWS + 3, kp - 3, generator=gen).bfloat16()
+            one_by_one = torch.cat([kernel.gemv(row, packed, group) for row in rows.split(1)])
+            assert torch.equal(kernel.gemm(rows, packed, group), one_by_one)
             out = torch.empty(kp, padded)
             got = kernel.dequantize_t(packed, group, 0, padded, out)[:, :n]
             assert torch.allclose(got, w.T, rtol=1e-6, atol=1e-6)

@@ -64,13 +64,14 @@ def test_the_kernels_quantizer_gives_pytorchs_numbers(group, symmetric, dtype):
         assert torch.equal(by_torch, by_kernel)
 
 
-@pytest.fixture(params=[True, False], ids=["bf16-matmul", "no-bf16-matmul"])
+@pytest.fixture(params=["amx", "avx512-bf16", "avx2"])
 def bf16_matmul(request, monkeypatch) -> bool:
-    """Both kinds of CPU, whichever runs the tests: with oneDNN bf16 (AMX, AVX512-BF16) prefill
-    multiplies dequantized bf16 slabs; without it (AVX2) the slab would be fp32 and the rows
-    go through the kernel instead."""
-    monkeypatch.setattr(quantize.device, "cpu_bf16_matmul", lambda: request.param)
-    return request.param
+    """Every kind of CPU, whichever runs the tests: with AMX, prefill past INT4_KERNEL_ROWS
+    multiplies dequantized bf16 slabs with oneDNN (True); on AVX512-BF16 without AMX, and
+    without oneDNN bf16 (AVX2, where a slab would be fp32), the rows go through the kernel."""
+    monkeypatch.setattr(quantize.device, "cpu_bf16_matmul", lambda: request.param != "avx2")
+    monkeypatch.setattr(quantize.device, "cpu_amx", lambda: request.param == "amx")
+    return request.param == "amx"
 
 
 @needs_kernel
@@ -101,16 +102,18 @@ def test_the_kernel_computes_with_the_dequantized_weight(group, symmetric, dtype
 @needs_kernel
 @pytest.mark.parametrize("group,symmetric", [*FORMS, (128, True)])
 def test_each_row_of_the_multi_row_kernel_is_the_one_row_kernels(group, symmetric):
-    """q4_gemm unpacks each group's codes once for up to 8 rows: every count of rows gives,
-    row for row, exactly what q4_gemv gives (the same integer sums, the same float steps)."""
+    """q4_gemm unpacks each group's codes once for up to GEMM_ROWS rows: every count of rows,
+    within one call or over several, gives row for row exactly what q4_gemv gives (the same
+    integer sums, the same float steps)."""
     kernel = int4_cpu_kernel.load()
     gen = torch.Generator().manual_seed(2)
     layer = Int4Linear(torch.randn(48, 3 * group + 16, generator=gen), group, symmetric)
+    per_call = int4_cpu_kernel.GEMM_ROWS
     for dtype in (torch.float32, torch.bfloat16):
-        x = (torch.randn(8, layer.in_features, generator=gen) * 3).to(dtype)
+        x = (torch.randn(per_call + 6, layer.in_features, generator=gen) * 3).to(dtype)
         x[2, :group] = 0  # an all-zero group of one row
         one_by_one = torch.cat([kernel.gemv(row, layer.weight, group) for row in x.split(1)])
-        for m in range(1, 9):
+        for m in (1, 2, 7, 8, 9, per_call - 1, per_call, per_call + 1, per_call + 6):
             assert torch.equal(kernel.gemm(x[:m], layer.weight, group), one_by_one[:m]), (dtype, m)
 
 
@@ -134,12 +137,20 @@ def test_the_plain_path_computes_with_the_same_weight(plain, group, symmetric):
 
 
 @needs_kernel
-def test_prefill_dequantizes_in_slabs(monkeypatch):
+def test_prefill_on_amx_dequantizes_in_slabs(monkeypatch):
+    monkeypatch.setattr(quantize.device, "cpu_bf16_matmul", lambda: True)
+    monkeypatch.setattr(quantize.device, "cpu_amx", lambda: True)
     layer = Int4Linear(torch.randn(96, 64, generator=torch.Generator().manual_seed(3)))
-    x = torch.randn(20, 64, generator=torch.Generator().manual_seed(4))
+    x = torch.randn(20, 64, generator=torch.Generator().manual_seed(4)).bfloat16()
+    slabs = []
+    spy = Int4Linear._slab_matmul
+    monkeypatch.setattr(Int4Linear, "_slab_matmul", lambda *a: slabs.append(a[2:4]) or spy(*a))
     whole = layer(x)
-    monkeypatch.setattr(quantize, "SCRATCH_BYTES", 32 * 64 * 4)  # 32 rows at a time: 3 slabs
+    assert slabs == [(0, 96)]
+    padded_k = layer.weight.shape[1] * 2 * layer.group  # (K padded to two groups)
+    monkeypatch.setattr(quantize, "SCRATCH_BYTES", 32 * padded_k * 2)  # 32 rows a slab: 3
     assert torch.equal(layer(x), whole)
+    assert slabs[1:] == [(0, 32), (32, 64), (64, 96)]
 
 
 def test_groups_must_hold_whole_kernel_steps():

@@ -28,7 +28,7 @@ from .native_build import NativeKernel, NativeUnavailable, c_function, simd_name
 
 SOURCE = "int4_matmul.c"
 BLOCK = 16  # output rows per packed block
-GEMM_ROWS = 8  # activation rows one q4_gemm call takes (Q4_GEMM_ROWS in the C file)
+GEMM_ROWS = 64  # activation rows one q4_gemm call takes (Q4_GEMM_ROWS in the C file)
 MAX_GROUP = 256  # inputs per scale q4_gemm takes (Q4_MAX_GROUP)
 _DTYPES = (torch.bfloat16, torch.float32)
 

@@ -266,6 +266,7 @@ def _as_loaded(model: Qwen3, make: Callable[[torch.Tensor], nn.Module]) -> Calla
 # of 64 (4.25 bits) decode 10-15% faster than 32 for about 13% more KL divergence, and only
 # they reach 1.5x-1.6x int8 here. Asymmetric groups of 32 (5 bits) err least and decode slowest.
 INT4_GROUP = 64
+INT4_KERNEL_ROWS = 8  # on AMX CPUs, more prefill rows than this go through dequantized slabs
 INT4_SYMMETRIC = True
 
 
@@ -274,12 +275,11 @@ class Int4Linear(nn.Module):
     per output row (symmetric: w = s * (q - 8)), or a scale and a minimum (w = s * q + m).
 
     Takes any dense float weight (bf16, fp16, fp32, or FP8 already scaled up by the loader).
-    On x86 CPUs one row (decode) runs the C kernel of int4_cpu_kernel with int8 activations.
-    Up to 8 rows (a short prompt) go through the kernel in one call, reading the weights once.
-    More rows (prefill) dequantize a slab at a time into a reused buffer for a bf16 matmul where
-    oneDNN has one; where the slab would be multiplied in fp32 (AVX2 machines, fp32 models) the
-    rows go through the kernel instead, 8 a call, int8 activations as in decode. Without
-    the kernel the same packed codes are dequantized by PyTorch: correct, slower.
+    On x86 CPUs one row (decode) runs the C kernel of int4_cpu_kernel with int8 activations,
+    and so do prefill's rows, 64 a call (each row as decode computes it), except on CPUs with
+    AMX past INT4_KERNEL_ROWS rows: there a slab of dequantized rows at a time, in a reused
+    buffer, feeds oneDNN's bf16 matmul. Without the kernel the same packed codes are
+    dequantized by PyTorch: correct, slower.
     """
 
     def __init__(
@@ -327,9 +327,7 @@ class Int4Linear(nn.Module):
             return y if y.shape[-1] == n else y[..., :n]
         flat = x.reshape(-1, k)
         dtype = slab_dtype(x.dtype) if x.device.type == "cpu" else x.dtype
-        # A few rows (a short follow-up prompt) read the weights once through the kernel on
-        # every CPU, as int8's do: a slab would dequantize the whole weight for them.
-        if kernel_dtype and (dtype == torch.float32 or len(flat) <= int4_cpu_kernel.GEMM_ROWS):
+        if kernel_dtype and not _int4_slabs(len(flat), dtype):
             y = self.kernel.gemm(flat, self.weight, self.group)
             return (y if y.shape[-1] == n else y[..., :n]).reshape(*x.shape[:-1], n)
         flat = flat.to(dtype)
@@ -357,6 +355,16 @@ class Int4Linear(nn.Module):
 
 
 _KERNEL_DTYPES = (torch.bfloat16, torch.float32)
+
+
+def _int4_slabs(rows: int, dtype: torch.dtype) -> bool:
+    """Whether int4 prefill rows go through dequantized slabs rather than the kernel. The
+    kernel's integer dot products (VNNI) kept pace with oneDNN's AVX512-BF16 matmul on the
+    slabs at every size measured (Qwen3-1.7B layers, 2-core Zen 4: 4.4 against 17.0 ms at 16
+    rows, 34 against 44 at 128, 200 against 216 at 512), and an fp32 slab (no oneDNN bf16, or
+    an fp32 model) is slower still; only AMX's bf16 tiles should beat it (not measured: a few
+    rows still read the weights once through the kernel there)."""
+    return dtype == torch.bfloat16 and device.cpu_amx() and rows > INT4_KERNEL_ROWS
 
 
 def slab_dtype(dtype: torch.dtype) -> torch.dtype:

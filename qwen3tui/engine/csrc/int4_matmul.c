@@ -23,7 +23,9 @@
 #define PREFETCH 2048 /* bytes ahead in each weight stream (1024: 5% slower) */
 #define STREAMS 4     /* 16-row blocks one thread reads at once */
 #define STACK_K 16384 /* activations up to this long are quantized on the stack, not malloc'd */
-#define Q4_GEMM_ROWS 8   /* activation rows one q4_gemm call takes */
+/* Activation rows one q4_gemm call takes: each call reads and unpacks the weights once, so
+   64 rows a call ran 1.2-1.5x faster than 8 at 16 to 256 rows (Qwen3-1.7B layers, 2-core Zen 4). */
+#define Q4_GEMM_ROWS 64
 #define Q4_MAX_GROUP 256 /* inputs per scale q4_gemm takes (its unpacked codes stay in L1) */
 
 const char* q4_simd(void) { return SIMD_NAME; }
@@ -272,6 +274,7 @@ int q4_gemm(const void* x, int64_t M, int bf16, int64_t K, const uint8_t* wp, in
   float* xs = (float*)(xq + M * Kp); /* Kp is a multiple of 16: aligned for floats */
   float* xm = xs + M * KG;
   const size_t row_bytes = (size_t)K * (bf16 ? 2 : 4);
+#pragma omp parallel for num_threads(nthreads) schedule(static)
   for (int64_t m = 0; m < M; m++)
     quantize_x((const char*)x + m * row_bytes, bf16, K, Kp, G, xq + m * Kp, xs + m * KG,
                xm + m * KG);
