@@ -80,6 +80,12 @@ def test_int8_kernel_builds_strictly_and_matches_pytorch(variant, cache_home):
         plain = torch.empty(padded, k, dtype=torch.bfloat16)  # k % 8: 4, 4, 0, 4 (tails)
         kernel.unpack_bf16(packed, 0, padded // 16, plain)
         assert torch.equal(plain[:n], q.to(torch.bfloat16)) and not plain[n:].any()
+        if kernel.gemm_rows:  # VNNI builds: prefill rows with int8 activations, k % 64 tails
+            x = torch.randn(kernel.gemm_rows + 3, k, generator=gen)
+            want = int8_cpu_kernel.quantized_rows(x) @ w.T
+            assert _rel_err(kernel.gemm(x, packed, scale32)[:, :n], want) < 1e-5
+    if variant in ("avx512-plain", "avx2"):  # no dot-product instruction: no integer gemm
+        assert kernel.gemm_rows == 0
 
 
 @needs_x86

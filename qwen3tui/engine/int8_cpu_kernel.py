@@ -27,6 +27,7 @@ SOURCE = "int8_matmul.c"
 
 BLOCK = 16  # output rows per packed block: one 512-bit vector of fp32 accumulators
 MAX_ROWS = 8  # activation rows one kernel call takes
+GROUP = 64  # activation inputs per int8 scale in `gemm` (Q8_GROUP in the C file)
 
 _DTYPES = (torch.bfloat16, torch.float32)
 
@@ -44,6 +45,9 @@ class Int8Kernel:
             lib.q8_dequant_t, None, ptr, ptr, ptr, c_int, i64, i64, i64, i64, c_int
         )
         self._unpack_bf16 = c_function(lib.q8_unpack_bf16, None, ptr, ptr, i64, i64, i64, c_int)
+        self._gemm = c_function(lib.q8_gemm, c_int, ptr, i64, c_int, ptr, ptr, ptr, i64, i64, c_int)
+        # Rows `gemm` takes a call; 0 where the CPU has no VNNI dot products (no `gemm`).
+        self.gemm_rows = c_function(lib.q8_gemm_rows, c_int)()
 
     @staticmethod
     def supports(in_features: int, dtype: torch.dtype) -> bool:
@@ -97,6 +101,27 @@ class Int8Kernel:
             raise MemoryError("int8 kernel: no memory for the activations")
         return y if padded == n else y[..., :n]
 
+    def gemm(self, x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """Prefill rows x (M, K) bf16/fp32 -> (M, padded N) in x's dtype, with int8 activations:
+        each row quantized per GROUP inputs (as `quantized_rows` computes), integer dot products
+        (VNNI), gemm_rows rows a call reading the weights once for all of them."""
+        if not self.gemm_rows:
+            raise ValueError("int8 kernel: this CPU has no VNNI dot products for gemm")
+        x = x.contiguous()
+        if x.dtype not in _DTYPES:
+            raise ValueError(f"int8 kernel: takes bf16 or fp32 activations, not {x.dtype}")
+        n = packed.shape[0] * BLOCK
+        y = torch.empty((x.shape[0], n), dtype=x.dtype)
+        for r in range(0, x.shape[0], self.gemm_rows):
+            rows = x[r : r + self.gemm_rows]
+            err = self._gemm(
+                rows.data_ptr(), rows.shape[0], x.dtype == torch.bfloat16, packed.data_ptr(),
+                scale.data_ptr(), y[r].data_ptr(), n, packed.shape[1], torch.get_num_threads(),
+            )  # fmt: skip
+            if err:
+                raise MemoryError("int8 kernel: no memory for the activations")
+        return y
+
     def dequantize_t(
         self, packed: torch.Tensor, scale: torch.Tensor, n0: int, n1: int, out: torch.Tensor
     ) -> torch.Tensor:
@@ -121,6 +146,18 @@ class Int8Kernel:
         )
 
 
+def quantized_rows(x: torch.Tensor) -> torch.Tensor:
+    """The activations `gemm` multiplies, in fp32: each row's groups of GROUP inputs rounded
+    to int8 steps of max |x| / 127 (half to even, as the CPU converts)."""
+    m, k = x.shape
+    padded = -(-k // GROUP) * GROUP
+    groups = torch.nn.functional.pad(x.float(), (0, padded - k)).view(m, -1, GROUP)
+    top = groups.abs().amax(-1, keepdim=True)
+    inv = torch.where(top > 1e-30, 127.0 / top, torch.zeros_like(top))
+    q = torch.round(groups * inv).clamp(-127, 127)
+    return (q * (top / 127.0)).view(m, padded)[:, :k]
+
+
 def _self_test(kernel: Int8Kernel) -> None:
     """A wrong build (compiler, CPU) must not produce wrong text: compare with PyTorch."""
     gen = torch.Generator().manual_seed(0)
@@ -134,6 +171,11 @@ def _self_test(kernel: Int8Kernel) -> None:
         got = kernel.matmul(x, packed, scale)[:, :48]
         if not torch.allclose(got, want, rtol=1e-4, atol=1e-3):
             raise NativeUnavailable("self-test failed (matmul)")
+    if kernel.gemm_rows:
+        x = torch.randn(3, 64, generator=gen)
+        want = quantized_rows(x) @ ref_w.T
+        if not torch.allclose(kernel.gemm(x, packed, scale)[:, :48], want, rtol=1e-4, atol=1e-3):
+            raise NativeUnavailable("self-test failed (gemm)")
     out = torch.empty(64, 32)
     if not torch.equal(kernel.dequantize_t(packed, scale, 16, 48, out), ref_w[16:48].T):
         raise NativeUnavailable("self-test failed (dequantize)")

@@ -23,6 +23,9 @@ from .errors import EngineError
 from .model import Qwen3, layer_projections
 from .moe import ExpertList, SparseMoeBlock, moe_blocks
 
+# CPUs with VNNI dot products (AVX-512 VNNI, AVX-VNNI) take every int8 prefill row through
+# int8_cpu_kernel's gemm, int8 activations (see _amx_slabs); the constants up to INT8_GEMM_ROWS
+# are for those without (AVX2 alone), where the products keep bf16 activations.
 # The fused int8 kernels read each weight once, ideal for decode, but cost more per row than a
 # bf16 matmul; past a few rows dequantize-then-matmul wins (with the C kernel: 8 rows take
 # 2.9x the time of one, measured; dequantizing every layer alone costs about 4x one row).
@@ -38,6 +41,8 @@ INT8_KERNEL_ROWS_FP32 = 32
 # EPYC: 32.3 ms against 35.4 in 8-row calls at 16 rows (27.0 against 21.0 at 9), 130.8 against
 # 224.2 for the fp32 slab at 128.
 INT8_GEMM_ROWS = 12
+# On AMX CPUs, more prefill rows than this go through dequantized slabs (see _amx_slabs).
+AMX_KERNEL_ROWS = 8
 # Prefill dequantizes at most this many bytes of weight at a time (one layer's largest
 # projection fits), into one buffer kept for reuse: never a second copy of the model.
 SCRATCH_BYTES = 64 << 20
@@ -88,6 +93,9 @@ class Int8Linear(nn.Module):
     def _packed_forward(self, flat: torch.Tensor) -> torch.Tensor:
         flat = flat.contiguous()
         n, m = self.out_features, flat.shape[0]
+        if self.kernel.gemm_rows and not _amx_slabs(m, flat.dtype):
+            out = self.kernel.gemm(flat, self.weight, self.scale32)  # VNNI, int8 activations
+            return out if out.shape[1] == n else out[:, :n]
         if m <= FUSED_MAX_ROWS:
             out = self.kernel.matmul(flat, self.weight, self.scale32)
             return out if out.shape[1] == n else out[:, :n]
@@ -266,7 +274,6 @@ def _as_loaded(model: Qwen3, make: Callable[[torch.Tensor], nn.Module]) -> Calla
 # of 64 (4.25 bits) decode 10-15% faster than 32 for about 13% more KL divergence, and only
 # they reach 1.5x-1.6x int8 here. Asymmetric groups of 32 (5 bits) err least and decode slowest.
 INT4_GROUP = 64
-INT4_KERNEL_ROWS = 8  # on AMX CPUs, more prefill rows than this go through dequantized slabs
 INT4_SYMMETRIC = True
 
 
@@ -327,7 +334,7 @@ class Int4Linear(nn.Module):
             return y if y.shape[-1] == n else y[..., :n]
         flat = x.reshape(-1, k)
         dtype = slab_dtype(x.dtype) if x.device.type == "cpu" else x.dtype
-        if kernel_dtype and not _int4_slabs(len(flat), dtype):
+        if kernel_dtype and not _amx_slabs(len(flat), dtype):
             y = self.kernel.gemm(flat, self.weight, self.group)
             return (y if y.shape[-1] == n else y[..., :n]).reshape(*x.shape[:-1], n)
         flat = flat.to(dtype)
@@ -357,14 +364,15 @@ class Int4Linear(nn.Module):
 _KERNEL_DTYPES = (torch.bfloat16, torch.float32)
 
 
-def _int4_slabs(rows: int, dtype: torch.dtype) -> bool:
-    """Whether int4 prefill rows go through dequantized slabs rather than the kernel. The
-    kernel's integer dot products (VNNI) kept pace with oneDNN's AVX512-BF16 matmul on the
-    slabs at every size measured (Qwen3-1.7B layers, 2-core Zen 4: 4.4 against 17.0 ms at 16
-    rows, 34 against 44 at 128, 200 against 216 at 512), and an fp32 slab (no oneDNN bf16, or
-    an fp32 model) is slower still; only AMX's bf16 tiles should beat it (not measured: a few
-    rows still read the weights once through the kernel there)."""
-    return dtype == torch.bfloat16 and device.cpu_amx() and rows > INT4_KERNEL_ROWS
+def _amx_slabs(rows: int, dtype: torch.dtype) -> bool:
+    """Whether int8/int4 prefill rows go through dequantized slabs and oneDNN rather than the
+    kernels' integer dot products (VNNI, int8 activations). Those beat oneDNN's AVX512-BF16
+    matmul on the slabs at every size measured (Qwen3-1.7B layers, 2-core Zen 4: int4 4.4
+    against 17.0 ms at 16 rows, 21 against 44 at 128; int8 3.2 against 23.3 at 16, 21
+    against 48 at 128), and an fp32 slab (no oneDNN bf16, or an fp32 model) is slower still;
+    only AMX's bf16 tiles should beat them (not measured: a few rows still read the weights
+    once through the kernels there)."""
+    return dtype == torch.bfloat16 and device.cpu_amx() and rows > AMX_KERNEL_ROWS
 
 
 def slab_dtype(dtype: torch.dtype) -> torch.dtype:

@@ -11,7 +11,7 @@
    line of minimums the same way. Scales beside their codes keep one stream per block: read as
    a separate array, one more stream per block cost 13-15% of the speed (measured, 1 thread).
 
-   The activation row is quantized per group of G to int8 (scale = max |x| / 127), so each
+   The activation row is quantized per group of G to int8 (quantize_x in simd.h), so each
    group's integer sum needs one conversion and two multiply-adds per 16 rows:
      sum_k w x = s * xs * sum(q * xq) + m * xs * sum(xq). */
 #include <math.h>
@@ -32,40 +32,6 @@ const char* q4_simd(void) { return SIMD_NAME; }
 
 /* Bytes of one unit (two groups of G inputs for 16 rows). */
 static inline int64_t unit_bytes(int64_t G, int has_mins) { return 16 * G + (has_mins ? 128 : 64); }
-
-static inline float load_x(const void* x, int bf16, int64_t k) {
-  return bf16 ? bf16_to_f32(((const uint16_t*)x)[k]) : ((const float*)x)[k];
-}
-
-/* 16 activations from k on, zero past K */
-static inline vf load_x16(const void* x, int bf16, int64_t k, int64_t K) {
-  if (k + 16 <= K) return bf16 ? vload_bf16((const uint16_t*)x + k) : vload((const float*)x + k);
-  float t[16];
-  for (int i = 0; i < 16; i++) t[i] = k + i < K ? load_x(x, bf16, k + i) : 0.f;
-  return vload(t);
-}
-
-/* xq (Kp int8) and, per group, xs (its scale) and xm (scale * sum of its codes); x is zero
-   past K. Vectorized: at K = 6144 the scalar loop took about 10 us a call, as long as reading
-   a 2048-row weight slice. */
-static void quantize_x(const void* x, int bf16, int64_t K, int64_t Kp, int64_t G, int8_t* xq,
-                       float* xs, float* xm) {
-  for (int64_t g = 0; g < Kp / G; g++) {
-    vf amax = vzero();
-    for (int64_t k = g * G; k < (g + 1) * G; k += 16) amax = vmax(amax, vabs(load_x16(x, bf16, k, K)));
-    const float top = vhmax(amax);
-    /* A group of denormals would make 127 / top infinite and 0 * inf a NaN code: zero it. */
-    const float scale = top / 127.f, inv = top > 1e-30f ? 127.f / top : 0.f;
-    vf sum = vzero();
-    for (int64_t k = g * G; k < (g + 1) * G; k += 16) {
-      const vi q = vf_to_vi(vmul(load_x16(x, bf16, k, K), vset1(inv))); /* |q| <= 127 */
-      vi_store_i8(xq + k, q);
-      sum = vadd(sum, vi_to_vf(q)); /* exact: small integers */
-    }
-    xs[g] = scale;
-    xm[g] = scale * vsum(sum);
-  }
-}
 
 static inline void store16(void* y, int bf16, int64_t n, vf v) {
   if (bf16) vstore_bf16((uint16_t*)y + n, v);
@@ -190,7 +156,7 @@ int q4_gemv(const void* x, int bf16, int64_t K, const uint8_t* wp, int has_mins,
     xs = (float*)(xq + Kp); /* Kp is a multiple of 16: aligned for floats */
   }
   float* xm = xs + KG;
-  quantize_x(x, bf16, K, Kp, G, xq, xs, xm);
+  quantize_x(x, bf16, K, Kp, G, xq, xs, xm, NULL);
   const int64_t NB = N / 16;
   const chunks_t ch = chunks_of(NB, Kp / (2 * G) * unit_bytes(G, has_mins), STREAMS, nthreads);
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
@@ -210,10 +176,8 @@ static inline __attribute__((always_inline)) vf group_dot(const vi* codes, const
                                                             int64_t G) {
   group_sum sums = sum_zero();
   for (int64_t k = 0, j = 0; k < G; k += 16, j += 4) {
-    int32_t x4[4];
-    memcpy(x4, xg + k, 16);
-    sum_step(&sums, codes[j], codes[j + 1], codes[j + 2], codes[j + 3], vi_set1(x4[0]),
-             vi_set1(x4[1]), vi_set1(x4[2]), vi_set1(x4[3]), k, G);
+    sum_step(&sums, codes[j], codes[j + 1], codes[j + 2], codes[j + 3], vi_bcast4(xg + k),
+             vi_bcast4(xg + k + 4), vi_bcast4(xg + k + 8), vi_bcast4(xg + k + 12), k, G);
   }
   return sum_total(sums);
 }
@@ -221,9 +185,9 @@ static inline __attribute__((always_inline)) vf group_dot(const vi* codes, const
 /* M activation rows over blocks b0..b1: each group's codes are unpacked once into a buffer in
    L1 that every row then reads, so the weights come from memory once for all M rows (the row
    loop read them once a row). Per row the numbers are gemv_blocks_s's, bit for bit. */
-static void gemm_blocks(int M, const int8_t* xq, const float* xs, const float* xm,
-                        const uint8_t* wp, int has_mins, void* y, int bf16, int64_t ldy,
-                        int64_t Kp, int64_t G, int64_t b0, int64_t b1) {
+static inline __attribute__((always_inline)) void gemm_blocks(
+    int M, const int8_t* xq, const float* xs, const float* xm, const uint8_t* wp, int has_mins,
+    void* y, int bf16, int64_t ldy, int64_t Kp, int64_t G, int64_t b0, int64_t b1) {
   const int64_t KU = Kp / (2 * G), KG = Kp / G, U = unit_bytes(G, has_mins);
   const int64_t block_bytes = KU * U;
   const vi low = vi_set1(0x0f0f0f0f);
@@ -277,13 +241,17 @@ int q4_gemm(const void* x, int64_t M, int bf16, int64_t K, const uint8_t* wp, in
 #pragma omp parallel for num_threads(nthreads) schedule(static)
   for (int64_t m = 0; m < M; m++)
     quantize_x((const char*)x + m * row_bytes, bf16, K, Kp, G, xq + m * Kp, xs + m * KG,
-               xm + m * KG);
+               xm + m * KG, NULL);
   const int64_t NB = N / 16;
   const chunks_t ch = chunks_of(NB, Kp / (2 * G) * unit_bytes(G, has_mins), 1, nthreads);
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
   for (int64_t c = 0; c < ch.n; c++)
-    gemm_blocks((int)M, xq, xs, xm, wp, has_mins, y, bf16, N, Kp, G, chunk_begin(ch, c),
-                chunk_begin(ch, c + 1));
+    if (G == 64) /* the default groups: their codes stay in registers for every row */
+      gemm_blocks((int)M, xq, xs, xm, wp, has_mins, y, bf16, N, Kp, 64, chunk_begin(ch, c),
+                  chunk_begin(ch, c + 1));
+    else
+      gemm_blocks((int)M, xq, xs, xm, wp, has_mins, y, bf16, N, Kp, G, chunk_begin(ch, c),
+                  chunk_begin(ch, c + 1));
   free(xq);
   return 0;
 }
@@ -357,7 +325,7 @@ void q4_quantize(const void* w, int bf16, int64_t N, int64_t K, int64_t Kp, int6
       uint16_t* sp = (uint16_t*)(unit + 16 * G) + 16 * (g % 2) + lane;
       for (int64_t j = 0; j < G; j++) {
         const int64_t k = g * G + j;
-        row[j] = r < N && k < K ? load_x(w, bf16, r * K + k) : 0.f;
+        row[j] = r < N && k < K ? x_value(w, bf16, r * K + k) : 0.f;
       }
       float scale, lo = 0.f;
       if (r >= N) { /* padding rows: code 0, scale 0, as PyTorch's packing pads them */

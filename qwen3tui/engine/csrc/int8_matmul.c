@@ -1,4 +1,5 @@
-/* int8 weight-only products: y (M x N) = x (M x K) @ (q * scale)^T, M up to 8, fp32 sums.
+/* int8 weight-only products: y (M x N) = x (M x K) @ (q * scale)^T, M up to 8, fp32 sums;
+   q8_gemm, for prefill, the same with int8 activations and integer dot products.
 
    Each block of 16 output rows is one sequential stream ([N/16][K][16] int8: a 64-byte line is
    4 k x 16 rows); one activation row reads four blocks at once with software prefetch and
@@ -113,6 +114,128 @@ int q8_matmul(const void* x, int64_t M, int bf16, const int8_t* wp, const float*
   }
   free(xf);
   return 0;
+}
+
+/* Prefill with int8 activations (where the CPU has a u8 x s8 dot-product instruction: AVX-512
+   VNNI or AVX-VNNI): y (M x N) = x (M x K) @ (q * scale)^T, each activation row quantized per
+   group of Q8_GROUP inputs to int8 (quantize_x, as the int4 kernel's), so each group's sum is
+   exact in int32: sum_k q xq = sum_k (q + 128) xq - 128 sum_k xq, the weights made unsigned
+   for the instruction. Each group of a block's weights is read from memory once for all M rows
+   and rearranged once (lines_u8) into registers that every row's products then use. */
+#define Q8_GROUP 64     /* activation inputs per scale: a group's 16 lines fit in registers */
+#define Q8_GEMM_ROWS 64 /* activation rows one q8_gemm call takes */
+
+#ifdef DPBUSD_NATIVE
+/* A packed line (4 k x 16 rows, k-major) as dpbusd takes weights: lane r holds row r's four k
+   (k-minor), each plus 128 (unsigned). */
+static inline vi line_u8(const int8_t* p) {
+#if defined(__AVX512F__)
+  /* dword (k, rows 4q..4q+3) to lane q's k-th, then bytes (k, r) to (r, k) within each lane */
+  const __m512i d = _mm512_permutexvar_epi32(
+      _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15),
+      _mm512_loadu_si512(p));
+  const __m512i t = _mm512_shuffle_epi8(
+      d, _mm512_broadcast_i32x4(_mm_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15)));
+  return _mm512_xor_si512(t, _mm512_set1_epi8((char)0x80));
+#else
+  /* the same in two halves: rows 0-7 (dwords 0, 4, 8, 12, 1, 5, 9, 13) and rows 8-15 */
+  const __m256i h0 = _mm256_loadu_si256((const __m256i*)p);
+  const __m256i h1 = _mm256_loadu_si256((const __m256i*)(p + 32));
+  const __m256i bytes = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+                                         0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m256i flip = _mm256_set1_epi8((char)0x80);
+  const __m256i lo = _mm256_blend_epi32(
+      _mm256_permutevar8x32_epi32(h0, _mm256_setr_epi32(0, 4, 0, 0, 1, 5, 0, 0)),
+      _mm256_permutevar8x32_epi32(h1, _mm256_setr_epi32(0, 0, 0, 4, 0, 0, 1, 5)), 0xcc);
+  const __m256i hi = _mm256_blend_epi32(
+      _mm256_permutevar8x32_epi32(h0, _mm256_setr_epi32(2, 6, 0, 0, 3, 7, 0, 0)),
+      _mm256_permutevar8x32_epi32(h1, _mm256_setr_epi32(0, 0, 2, 6, 0, 0, 3, 7)), 0xcc);
+  vi r = {_mm256_xor_si256(_mm256_shuffle_epi8(lo, bytes), flip),
+          _mm256_xor_si256(_mm256_shuffle_epi8(hi, bytes), flip)};
+  return r;
+#endif
+}
+
+/* M activation rows (xq, scales xs, code sums xsum) over blocks b0..b1. */
+static void gemm_blocks_i8(int M, const int8_t* xq, const float* xs, const int32_t* xsum,
+                           const int8_t* wp, const float* scale, void* y, int bf16, int64_t ldy,
+                           int64_t K, int64_t Kp, int64_t b0, int64_t b1) {
+  const int64_t KG = Kp / Q8_GROUP;
+  enum { LINES = Q8_GROUP / 4 };
+  for (int64_t b = b0; b < b1; b++) {
+    const int8_t* blk = wp + b * K * 16;
+    vf acc[Q8_GEMM_ROWS];
+    for (int m = 0; m < M; m++) acc[m] = vzero();
+    for (int64_t g = 0; g < KG; g++) {
+      const int64_t k0 = g * Q8_GROUP, lines = (K - k0 < Q8_GROUP ? K - k0 : Q8_GROUP) / 4;
+      vi c[LINES];
+      for (int j = 0; j < LINES; j++) { /* past K (the last group's tail): codes 0, xq 0 */
+        if (j < lines) {
+          PREFETCH_T0(blk + (k0 + 4 * j) * 16 + PREFETCH);
+          c[j] = line_u8(blk + (k0 + 4 * j) * 16);
+        } else {
+          c[j] = vi_zero();
+        }
+      }
+      for (int m = 0; m < M; m++) {
+        /* four sums in flight: one chain of dependent dot products ran at half the rate */
+        const int8_t* xg = xq + m * Kp + k0;
+        vi s0 = vi_zero(), s1 = vi_zero(), s2 = vi_zero(), s3 = vi_zero();
+#pragma GCC unroll 4
+        for (int j = 0; j < LINES; j += 4) {
+          s0 = dpbusd(s0, c[j], vi_bcast4(xg + 4 * j));
+          s1 = dpbusd(s1, c[j + 1], vi_bcast4(xg + 4 * j + 4));
+          s2 = dpbusd(s2, c[j + 2], vi_bcast4(xg + 4 * j + 8));
+          s3 = dpbusd(s3, c[j + 3], vi_bcast4(xg + 4 * j + 12));
+        }
+        const vi dot = vi_add(vi_add(s0, s1), vi_add(s2, s3));
+        acc[m] = vfma(vi_to_vf(vi_sub(dot, vi_set1(128 * xsum[m * KG + g]))),
+                      vset1(xs[m * KG + g]), acc[m]);
+      }
+    }
+    const vf sc = vload(scale + b * 16);
+    for (int m = 0; m < M; m++) store16(y, bf16, ldy, m, b * 16, vmul(acc[m], sc));
+  }
+}
+#endif
+
+/* Rows this build's q8_gemm takes a call; 0 where the CPU has no dot-product instruction (the
+   int16 steps of int4's fallback would overflow on 8-bit weights). */
+int q8_gemm_rows(void) {
+#ifdef DPBUSD_NATIVE
+  return Q8_GEMM_ROWS;
+#else
+  return 0;
+#endif
+}
+
+/* N a multiple of 16, K of 4, 1 <= M <= q8_gemm_rows(). Returns 0, -1 when the work buffer
+   cannot be allocated, -2 for arguments out of range. */
+int q8_gemm(const void* x, int64_t M, int bf16, const int8_t* wp, const float* scale, void* y,
+            int64_t N, int64_t K, int nthreads) {
+#ifdef DPBUSD_NATIVE
+  if (M < 1 || M > Q8_GEMM_ROWS) return -2;
+  const int64_t Kp = (K + Q8_GROUP - 1) / Q8_GROUP * Q8_GROUP, KG = Kp / Q8_GROUP;
+  int8_t* xq = (int8_t*)malloc((size_t)(M * Kp) + 2 * sizeof(float) * (size_t)(M * KG));
+  if (!xq) return -1;
+  float* xs = (float*)(xq + M * Kp); /* Kp is a multiple of 64: aligned for floats */
+  int32_t* xsum = (int32_t*)(xs + M * KG);
+  const size_t row_bytes = (size_t)K * (bf16 ? 2 : 4);
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+  for (int64_t m = 0; m < M; m++)
+    quantize_x((const char*)x + m * row_bytes, bf16, K, Kp, Q8_GROUP, xq + m * Kp, xs + m * KG,
+               NULL, xsum + m * KG);
+  const chunks_t ch = chunks_of(N / 16, 16 * K, 1, nthreads);
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+  for (int64_t c = 0; c < ch.n; c++)
+    gemm_blocks_i8((int)M, xq, xs, xsum, wp, scale, y, bf16, N, K, Kp, chunk_begin(ch, c),
+                   chunk_begin(ch, c + 1));
+  free(xq);
+  return 0;
+#else
+  (void)x, (void)M, (void)bf16, (void)wp, (void)scale, (void)y, (void)N, (void)K, (void)nthreads;
+  return -2;
+#endif
 }
 
 /* wt (K x (n1 - n0), row stride ldw) = (dequantized weight rows n0..n1)^T; n0, n1 multiples
