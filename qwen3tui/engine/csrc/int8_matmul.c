@@ -121,7 +121,7 @@ int q8_matmul(const void* x, int64_t M, int bf16, const int8_t* wp, const float*
    group of Q8_GROUP inputs to int8 (quantize_x, as the int4 kernel's), so each group's sum is
    exact in int32: sum_k q xq = sum_k (q + 128) xq - 128 sum_k xq, the weights made unsigned
    for the instruction. Each group of a block's weights is read from memory once for all M rows
-   and rearranged once (lines_u8) into registers that every row's products then use. */
+   and rearranged once (line_u8) into registers that every row's products then use. */
 #define Q8_GROUP 64     /* activation inputs per scale: a group's 16 lines fit in registers */
 #define Q8_GEMM_ROWS 64 /* activation rows one q8_gemm call takes */
 
