@@ -128,11 +128,12 @@ def test_int4_kernel_builds_strictly_and_matches_pytorch(variant, cache_home):
 
 @needs_x86
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_decode_products_do_not_depend_on_the_thread_count(variant, cache_home):
+def test_products_do_not_depend_on_the_thread_count(variant, cache_home):
     # The threads take chunks of rows in turn (csrc/simd.h, chunks_of); every row must be
     # computed exactly once and the same way, whichever thread takes it and however many
     # there are. The shapes give several chunks a thread, a row tail and, in oneDNN's layout,
-    # an odd block count (whose last block is summed as a pair's).
+    # an odd block count (whose last block is summed as a pair's). Prefill's integer gemms
+    # too (their activation rows quantized by the threads in turn).
     gen = torch.Generator().manual_seed(5)
     bf16 = bf16_cpu_kernel.build(VARIANTS[variant], STRICT)
     int8 = int8_cpu_kernel.build(VARIANTS[variant], STRICT)
@@ -157,6 +158,8 @@ def test_decode_products_do_not_depend_on_the_thread_count(variant, cache_home):
             int8.matmul(x8[:1], q, scale),
             int8.matmul(x8, q, scale),
             int4.gemv(x4, q4, 64),
+            int4.gemm(x8, q4, 64),
+            *([int8.gemm(x8, q, scale)] if int8.gemm_rows else []),
         ]
 
     before = torch.get_num_threads()
