@@ -284,7 +284,7 @@ class Int4Linear(nn.Module):
     Takes any dense float weight (bf16, fp16, fp32, or FP8 already scaled up by the loader).
     On x86 CPUs one row (decode) runs the C kernel of int4_cpu_kernel with int8 activations,
     and so do prefill's rows, 64 a call (each row as decode computes it), except on CPUs with
-    AMX past INT4_KERNEL_ROWS rows: there a slab of dequantized rows at a time, in a reused
+    AMX past AMX_KERNEL_ROWS rows: there a slab of dequantized rows at a time, in a reused
     buffer, feeds oneDNN's bf16 matmul. Without the kernel the same packed codes are
     dequantized by PyTorch: correct, slower.
     """
