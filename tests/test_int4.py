@@ -66,7 +66,7 @@ def test_the_kernels_quantizer_gives_pytorchs_numbers(group, symmetric, dtype):
 
 @pytest.fixture(params=["amx", "avx512-bf16", "avx2"])
 def bf16_matmul(request, monkeypatch) -> bool:
-    """Every kind of CPU, whichever runs the tests: with AMX, prefill past INT4_KERNEL_ROWS
+    """Every kind of CPU, whichever runs the tests: with AMX, prefill past AMX_KERNEL_ROWS
     multiplies dequantized bf16 slabs with oneDNN (True); on AVX512-BF16 without AMX, and
     without oneDNN bf16 (AVX2, where a slab would be fp32), the rows go through the kernel."""
     monkeypatch.setattr(quantize.device, "cpu_bf16_matmul", lambda: request.param != "avx2")
