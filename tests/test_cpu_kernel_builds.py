@@ -229,6 +229,7 @@ def test_without_a_compiler_the_engine_runs_pytorchs_path(
     for module in modules:
         assert module.load() is None
     assert all(getattr(m, "kernel", None) is None for m in engine.model.modules())
+    assert engine.step.decoder is None
     with torch.inference_mode():
         logits = engine.model(torch.tensor([[1, 2, 3]]), 0, engine.cache)
     assert torch.isfinite(logits.float()).all()

@@ -178,6 +178,10 @@ def test_the_engine_computes_with_the_policys_threads(tiny_checkpoint, monkeypat
         with torch.inference_mode():
             engine.model(torch.zeros((1, 1), dtype=torch.long), 0, engine.cache)
         assert torch.get_num_threads() == 1  # set again before each forward pass
+        torch.set_num_threads(2)
+        with torch.inference_mode():
+            engine.step(torch.tensor(1), 1)
+        assert torch.get_num_threads() == 1  # and before each decode step
     finally:
         torch.set_num_threads(before)
 

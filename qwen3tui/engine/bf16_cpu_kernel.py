@@ -17,6 +17,8 @@ returns None where it cannot be had.
 from __future__ import annotations
 
 import ctypes
+import functools
+from collections.abc import Callable
 
 import torch
 
@@ -39,6 +41,20 @@ class Bf16Kernel:
         y = torch.empty((1, n), dtype=torch.bfloat16)
         self._gemv(x.data_ptr(), weight.data_ptr(), y.data_ptr(), n, k, torch.get_num_threads())
         return y
+
+    def bind_gemv(
+        self, x: torch.Tensor, weight: torch.Tensor, y: torch.Tensor
+    ) -> Callable[[int], None]:
+        """`gemv` from x (K values) into y (N values), every pointer bound once: decode steps
+        call it with the thread count alone."""
+        n, k = weight.shape
+        return functools.partial(self._gemv, x.data_ptr(), weight.data_ptr(), y.data_ptr(), n, k)
+
+    def bind_gemv_vnni64(
+        self, x: torch.Tensor, weight_ptr: int, n: int, k: int, y: torch.Tensor
+    ) -> Callable[[int], None]:
+        """`gemv_vnni64` bound as `bind_gemv` binds `gemv`."""
+        return functools.partial(self._gemv_vnni64, x.data_ptr(), weight_ptr, y.data_ptr(), n, k)
 
     def gemv_vnni64(self, x: torch.Tensor, weight_ptr: int, n: int, k: int) -> torch.Tensor:
         """x (..., K) bf16 times a weight in oneDNN's [N/64][K/2][64][2] layout at weight_ptr

@@ -18,6 +18,7 @@ layer weights too and prefill uses the C GEMM of bf16_cpu_gemm
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,15 @@ class PackedLinear(nn.Module):
         out = torch.ops.mkldnn._linear_pointwise(flat, self.weight, None, "none", [], "")
         return out.view(*x.shape[:-1], self.out_features)
 
+    def row_call(self, x: torch.Tensor, y: torch.Tensor) -> Callable[[int], None] | None:
+        """A decode step's product from x (in_features contiguous values) into y
+        (out_features), bound once for cpu_decode; None without the C kernel."""
+        if self.kernel is None or x.dtype != torch.bfloat16:
+            return None
+        return self.kernel.bind_gemv_vnni64(
+            x, self.kernel_ptr, self.out_features, self.in_features, y
+        )
+
 
 class GemvLinear(nn.Module):
     """A plain bf16 weight: the C kernel for one row; for more, the C GEMM where given (CPUs
@@ -69,6 +79,12 @@ class GemvLinear(nn.Module):
         if self.gemm is not None and x.dtype == torch.bfloat16:
             return self.gemm.matmul(x, self.weight)
         return F.linear(x, self.weight)
+
+    def row_call(self, x: torch.Tensor, y: torch.Tensor) -> Callable[[int], None] | None:
+        """PackedLinear.row_call for the plain weight."""
+        if self.kernel is None or x.dtype != torch.bfloat16:
+            return None
+        return self.kernel.bind_gemv(x, self.weight, y)
 
 
 def _vnni64_address(packed: torch.Tensor, weight: torch.Tensor) -> int | None:

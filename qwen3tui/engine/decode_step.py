@@ -18,6 +18,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -26,6 +27,9 @@ from .cache_dirs import user_cache_dir
 from .graph_sampler import GraphSampler, Kind
 from .kv_cache import KVCache
 from .model import Qwen3
+
+if TYPE_CHECKING:
+    from .cpu_decode import CpuDecoder
 from .sampler import Sampler
 
 BUCKET = 256  # tokens; at most 255 masked positions are read beyond the filled part
@@ -33,11 +37,16 @@ PREFILL_MIN, PREFILL_MAX = 16, 2048  # chunk lengths with prefill graphs (powers
 
 
 class EagerStep:
-    def __init__(self, model: Qwen3, cache: KVCache) -> None:
-        self.model, self.cache = model, cache
+    """Steps run as they are called: on x86 CPUs by cpu_decode's CpuDecoder where it takes the
+    model, else by the model's own modules."""
+
+    def __init__(self, model: Qwen3, cache: KVCache, decoder: CpuDecoder | None = None) -> None:
+        self.model, self.cache, self.decoder = model, cache, decoder
         self.drawn_host = None  # its tokens come to the host by a copy (HostToken)
 
     def __call__(self, token: torch.Tensor, pos: int) -> torch.Tensor:
+        if self.decoder is not None:
+            return self.decoder(int(token), pos)
         return self.model(token.view(1, 1), pos, self.cache)[0, -1]
 
     def prepare(self, first: int, last: int) -> None:
@@ -308,7 +317,9 @@ def _short_gil_slices() -> Iterator[None]:
 def make_step(model: Qwen3, cache: KVCache) -> EagerStep | GraphedStep:
     if model.rope_cos.device.type == "cuda":
         return GraphedStep(model, cache, fast=os.environ.get("QWEN3TUI_COMPILE", "1") != "0")
-    return EagerStep(model, cache)
+    from . import cpu_decode
+
+    return EagerStep(model, cache, cpu_decode.build(model, cache))
 
 
 def compile_in_child(model: Qwen3, cache: KVCache) -> str | None:

@@ -134,10 +134,6 @@ class Engine:
 
             if cpu_linear.available():
                 cpu_linear.pack_linears(net)
-        if torch_device.type == "cpu":
-            from . import cpu_decode_ops
-
-            cpu_decode_ops.install(net)  # C norms and one-query attention where they build
         if policy is not None:
             threads.install(net, policy)
         cache = KVCache(config, context, torch_device, torch_dtype)

@@ -21,6 +21,8 @@ sequential stream made the kernel 13-15% faster than a separate scale array (one
 from __future__ import annotations
 
 import ctypes
+import functools
+from collections.abc import Callable
 
 import torch
 
@@ -119,6 +121,18 @@ class Int4Kernel:
         if err:
             raise MemoryError("int4 kernel: no memory for the activations")
         return y
+
+    def bind_gemv(
+        self, x: torch.Tensor, packed: torch.Tensor, group: int, y: torch.Tensor
+    ) -> Callable[[int], int]:
+        """`gemv` from x (K contiguous values) into y (padded N values), every pointer bound
+        once: decode steps call it with the thread count alone; it returns non-zero where it
+        had no memory for the activations."""
+        nb, units, unit = packed.shape
+        return functools.partial(
+            self._gemv, x.data_ptr(), x.dtype == torch.bfloat16, x.numel(), packed.data_ptr(),
+            unit != unit_bytes(group, True), y.data_ptr(), nb * BLOCK, units * 2 * group, group,
+        )  # fmt: skip
 
     def gemm(self, x: torch.Tensor, packed: torch.Tensor, group: int) -> torch.Tensor:
         """Rows x (M, K) bf16 or fp32 -> (M, padded N) in x's dtype, each row equal to `gemv`'s:

@@ -20,6 +20,8 @@ and callers keep PyTorch's path.
 from __future__ import annotations
 
 import ctypes
+import functools
+from collections.abc import Callable
 
 import torch
 
@@ -102,6 +104,17 @@ class Int8Kernel:
         if err:
             raise MemoryError("int8 kernel: no memory for the activations")
         return y if padded == n else y[..., :n]
+
+    def bind_row(
+        self, x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, y: torch.Tensor
+    ) -> Callable[[int], int]:
+        """`row` from x (K contiguous values) into y (padded N values), every pointer bound
+        once: decode steps call it with the thread count alone; it returns non-zero where it
+        had no memory for the activations."""
+        return functools.partial(
+            self._matmul, x.data_ptr(), 1, x.dtype == torch.bfloat16, packed.data_ptr(),
+            scale.data_ptr(), y.data_ptr(), packed.shape[0] * BLOCK, packed.shape[1],
+        )  # fmt: skip
 
     def gemm(self, x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
         """Prefill rows x (M, K) bf16/fp32 -> (M, padded N) in x's dtype, with int8 activations:

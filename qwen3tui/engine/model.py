@@ -194,17 +194,10 @@ class DecoderLayer(nn.Module):
         self.matmul_attention = False
         # CUDA in fp16/bf16 (set at load): flash kernels for chunks after cached tokens.
         self.flash = False
-        # x86 CPUs (set at load by cpu_decode_ops): a C kernel for one query per head, checked
-        # against the SDPA call below; it returns None for inputs it does not take.
-        self.one_query_attention = None
 
     def attend(self, q, k, v, cache: KVCache, pos, kv_len: int, mask):
         keys, values = cache.store(self.index, pos, k, v, kv_len)
         t = q.shape[2]
-        if t == 1 and mask is None and self.one_query_attention is not None:
-            out = self.one_query_attention(q, keys, values)
-            if out is not None:
-                return out
         if self.matmul_attention and (t == 1 or (mask is not None and t <= GROUPED_MAX_QUERIES)):
             return grouped_attention(q, keys, values, mask)
         if self.flash and mask is not None:

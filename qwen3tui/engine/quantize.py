@@ -90,6 +90,18 @@ class Int8Linear(nn.Module):
         w = self.weight.to(dtype) * self.scale.to(dtype)[:, None]
         return F.linear(x.to(dtype), w).to(x.dtype)
 
+    @property
+    def row_width(self) -> int:
+        """Values `row_call` writes: out_features rounded up to the kernel's 16-row blocks."""
+        return self.weight.shape[0] * int8_cpu_kernel.BLOCK if self.kernel else self.out_features
+
+    def row_call(self, x: torch.Tensor, y: torch.Tensor) -> Callable[[int], int] | None:
+        """A decode step's product from x (in_features contiguous values) into y (row_width
+        values), bound once for cpu_decode; None without the C kernel."""
+        if self.kernel is None or x.dtype not in _KERNEL_DTYPES:
+            return None
+        return self.kernel.bind_row(x, self.weight, self.scale32, y)
+
     def _packed_forward(self, flat: torch.Tensor) -> torch.Tensor:
         flat = flat.contiguous()
         n, m = self.out_features, flat.shape[0]
@@ -344,6 +356,17 @@ class Int4Linear(nn.Module):
         for n0, n1, _ in _slabs(n, kp * flat.element_size()):
             self._slab_matmul(flat, n0, n1, out)
         return out.to(x.dtype).view(*x.shape[:-1], n)
+
+    @property
+    def row_width(self) -> int:
+        """Values `row_call` writes: out_features rounded up to the kernel's 16-row blocks."""
+        return self.weight.shape[0] * int4_cpu_kernel.BLOCK
+
+    def row_call(self, x: torch.Tensor, y: torch.Tensor) -> Callable[[int], int] | None:
+        """Int8Linear.row_call for int4."""
+        if self.kernel is None or x.dtype not in _KERNEL_DTYPES:
+            return None
+        return self.kernel.bind_gemv(x, self.weight, self.group, y)
 
     def _slab_matmul(self, flat: torch.Tensor, n0: int, n1: int, out: torch.Tensor) -> None:
         """out[:, n0:n1] = flat @ (dequantized rows n0..n1)^T."""

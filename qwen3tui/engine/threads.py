@@ -226,9 +226,11 @@ def policy_from_env() -> ThreadPolicy:
 
 def install(model, policy: ThreadPolicy | None = None) -> ThreadPolicy:
     """Apply the policy now and before every forward pass of `model` (a torch module), in the
-    thread that runs it: the chat worker, the next-turn warm-up, the main thread alike."""
+    thread that runs it: the chat worker, the next-turn warm-up, the main thread alike. It is
+    kept as `model.thread_policy` for decode steps that do not go through forward (cpu_decode)."""
     policy = policy or policy_from_env()
     policy.apply()
+    model.thread_policy = policy
 
     def before_forward(module, args) -> None:
         policy.apply()

@@ -7,7 +7,7 @@
    the caller finds the width that reproduces PyTorch here),
    mean, + eps, 1 / sqrt, x * that, rounded to the input dtype, then weight * it rounded again.
    It is built with -ffp-contract=off so no multiply and add fuse into one rounding.
-   rmsnorm_rope adds the rotary embedding of engine/rope.py, rounded as it rounds.
+   attend_step's q/k norms add the rotary embedding of engine/rope.py, rounded as it rounds.
 
    add_rmsnorm (the residual add, then the norm) and swiglu_bf16 (SiLU looked up in PyTorch's
    own table) are bit-identical too; attend_step does a layer's q/k norm + RoPE, the KV-cache
@@ -15,7 +15,7 @@
 
    attention_one_query: scores in fp32 (dot products of bf16 or fp32 rows), softmax in fp32,
    the weighted sum of values in fp32, rounded once at the end; the kv heads are split over
-   threads for long caches. See cpu_decode_ops.py for measurements and tolerances. */
+   threads for long caches. See cpu_decode.py for measurements and tolerances. */
 #include <math.h>
 #include <omp.h>
 #include <stdlib.h>
@@ -140,16 +140,17 @@ static void store_floats(void* y, int64_t at, const float* row, int64_t dim, int
 
 /* rows x dim values, each row times weight (dim); bf16 or fp32 (x, weight and y alike).
    `lanes`: the float vector width of PyTorch's sum here (8 or 16). */
-void rmsnorm(const void* x, const void* weight, void* y, int64_t rows, int64_t dim, float eps,
-             int is_bf16, int lanes) {
+int rmsnorm(const void* x, const void* weight, void* y, int64_t rows, int64_t dim, float eps,
+            int is_bf16, int lanes) {
   float* row = malloc(sizeof(float) * (size_t)dim);
-  if (!row) return;
+  if (!row) return -1;
   for (int64_t r = 0; r < rows; r++) {
     load_floats(row, x, r * dim, dim, is_bf16);
     norm_row(row, weight, dim, eps, is_bf16, lanes);
     store_floats(y, r * dim, row, dim, is_bf16);
   }
   free(row);
+  return 0;
 }
 
 /* rmsnorm of each head's row, then the rotary embedding as engine/rope.py rounds it:
@@ -178,17 +179,12 @@ static int norm_rope_rows(const void* x, const void* weight, const void* cos, co
   return 0;
 }
 
-void rmsnorm_rope(const void* x, const void* weight, const void* cos, const void* sin, void* y,
-                  int64_t rows, int64_t dim, float eps, int is_bf16, int lanes) {
-  norm_rope_rows(x, weight, cos, sin, y, rows, dim, dim, eps, is_bf16, lanes);
-}
-
 /* x + residual rounded to the dtype (PyTorch's add) into x_out, then its rmsnorm into y: the
    reference's `x = x + o; norm(x)` bit for bit. rows x dim values, bf16 or fp32. */
-void add_rmsnorm(const void* x, const void* residual, const void* weight, void* x_out, void* y,
-                 int64_t rows, int64_t dim, float eps, int is_bf16, int lanes) {
+int add_rmsnorm(const void* x, const void* residual, const void* weight, void* x_out, void* y,
+                int64_t rows, int64_t dim, float eps, int is_bf16, int lanes) {
   float* row = malloc(sizeof(float) * (size_t)dim * 2);
-  if (!row) return;
+  if (!row) return -1;
   float* other = row + dim;
   for (int64_t r = 0; r < rows; r++) {
     load_floats(row, x, r * dim, dim, is_bf16);
@@ -199,6 +195,7 @@ void add_rmsnorm(const void* x, const void* residual, const void* weight, void* 
     store_floats(y, r * dim, row, dim, is_bf16);
   }
   free(row);
+  return 0;
 }
 
 /* SwiGLU of bf16 rows [gate | up] (rows x 2 * inner) -> silu(gate) * up (rows x inner).
@@ -397,14 +394,16 @@ int attention_one_query(const void* q, const void* k, const void* v, void* out, 
 }
 
 /* A decode layer's attention from its q/k/v projection of one position: q and k normed and
-   rotated (norm_rope_rows, as FastAttentionInputs), k and v written into the cache at `pos`,
-   then attention_one_query over positions 0..pos. qkv: heads + 2 kv_heads rows of hd; the
-   caches: kv_heads blocks `head_stride` elements apart, rows of hd; out: heads x hd.
-   Returns 0, or -1 when scratch memory could not be had. */
-int attend_step(const void* qkv, const void* q_weight, const void* k_weight, const void* cos,
-                const void* sin, void* k_cache, void* v_cache, void* out, int64_t heads,
-                int64_t kv_heads, int64_t hd, int64_t pos, int64_t head_stride, float q_eps,
-                float k_eps, float scale, int is_bf16, int lanes, int threads) {
+   rotated (norm_rope_rows, as the reference's q/k norms and apply_rope), k and v written into
+   the cache at `pos`, then attention_one_query over positions 0..pos. qkv: heads + 2 kv_heads
+   rows of hd; the caches: kv_heads blocks `head_stride` elements apart, rows of hd; out:
+   heads x hd; cos and sin: the position's hd values. The arguments that change from step to
+   step come last, so a caller can bind the rest once. Returns 0, or -1 when scratch memory
+   could not be had. */
+int attend_step(const void* qkv, const void* q_weight, const void* k_weight, void* k_cache,
+                void* v_cache, void* out, int64_t heads, int64_t kv_heads, int64_t hd,
+                int64_t head_stride, float q_eps, float k_eps, float scale, int is_bf16,
+                int lanes, const void* cos, const void* sin, int64_t pos, int threads) {
   const size_t size = is_bf16 ? 2 : 4;
   const char* src = (const char*)qkv;
   void* q = malloc(size * (size_t)(heads * hd));

@@ -1,0 +1,235 @@
+"""A decode step on x86 CPUs: the reference decoder's arithmetic as a fixed list of C calls.
+
+At batch 1 a CPU step is ~113 projections and ~90 small ops. Run through the modules, each
+call also allocated its output and went through module dispatch and per-call checks, and each
+layer ended in a PyTorch residual add: on a 2-core Zen 4 that was 1.06x (bf16), 1.10x (int8)
+and 1.20x (int4) of this step's time, with the same logits (benchmarks/bench_cpu_decoder.py).
+Here every buffer is allocated once, every call has its pointers bound once (the projection
+modules' `row_call`, the C ops of cpu_decode_ops), and each layer's residual add is done by the
+next norm's C call (`add_rmsnorm`), so a layer is its four projections and four other C calls.
+
+It computes what engine/model.py computes for one token, bit for bit, except that attention
+is the C kernel's (fp32 throughout, rounded once; see cpu_decode_ops) where the reference
+calls SDPA. Projections without a bound C call (fp32 nn.Linear, oneDNN without the kernel)
+and mixture-of-experts blocks run their modules into the same buffers. Prefill stays with the
+modules: it is matrix products, where dispatch is noise.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import cpu_decode_ops
+from .cpu_decode_ops import SWIGLU_MULTIPLE, DecodeOpsKernel
+from .kv_cache import KVCache
+from .model import DecoderLayer, LayerOutput, MoeLayerOutput, Qwen3
+
+# A bound call: projections and the attention take the thread count, the norms and SwiGLU
+# nothing; a truthy result means it had no scratch memory.
+Call = Callable[..., object]
+
+
+class CpuDecoder:
+    """One token at a time through `model` into `cache`; see the module's docstring."""
+
+    def __init__(self, model: Qwen3, cache: KVCache, ops: DecodeOpsKernel) -> None:
+        config, dtype = model.config, model.rope_cos.dtype
+        hidden, hd = config.hidden_size, config.head_dim
+        self.model, self.cache, self.ops = model, cache, ops
+        self.embed = model.embed_tokens.weight
+        self.vocab = config.vocab_size
+        self.policy = getattr(model, "thread_policy", None)  # threads.install sets it
+        is_bf16 = int(dtype == torch.bfloat16)
+        self.row_bytes = hd * model.rope_cos.element_size()
+        self.cos, self.sin = model.rope_cos.data_ptr(), model.rope_sin.data_ptr()
+        self.positions = min(cache.max_tokens, model.rope_cos.shape[0])
+
+        def buffer(modules: list[nn.Module]) -> torch.Tensor:
+            widths = [getattr(m, "row_width", m.out_features) for m in modules]
+            return torch.zeros(max(widths + [m.out_features for m in modules]), dtype=dtype)
+
+        layers = model.layers
+        self.x = torch.zeros(hidden, dtype=dtype)  # the residual stream
+        self.normed = torch.zeros(hidden, dtype=dtype)
+        self.qkv = buffer([layer.inputs.qkv_proj for layer in layers])
+        self.attended = torch.zeros(config.num_attention_heads * hd, dtype=dtype)
+        self.o = buffer([layer.output.o_proj for layer in layers])
+        self.mlp_out = torch.zeros(hidden, dtype=dtype)
+        dense = [layer.output for layer in layers if isinstance(layer.output, LayerOutput)]
+        self.gate_up = buffer([out.gate_up_proj for out in dense]) if dense else None
+        self.act = torch.zeros(config.intermediate_size, dtype=dtype) if dense else None
+        head = model.lm_head if model.lm_head is not None else _TiedHead(model)
+        self.logits = buffer([head])
+
+        def norm(weight: torch.Tensor, eps: float, residual: torch.Tensor | None) -> Call:
+            if residual is None:  # the first layer's: nothing to add yet
+                args = (self.x, weight, self.normed)
+                return _bind(ops.c_rmsnorm, *args, 1, hidden, eps, is_bf16, ops.lanes)
+            # x += residual, then its norm: the residual add of the block before, done here
+            args = (self.x, residual, weight, self.x, self.normed)
+            return _bind(ops.c_add_rmsnorm, *args, 1, hidden, eps, is_bf16, ops.lanes)
+
+        self.steps: list[tuple[Call, ...]] = []
+        for layer in layers:
+            inputs, output = layer.inputs, layer.output
+            keys, values = cache.keys[layer.index], cache.values[layer.index]
+            attend = _bind(
+                ops.c_attend_step, self.qkv, inputs.q_norm.weight, inputs.k_norm.weight, keys,
+                values, self.attended, inputs.n_heads, inputs.n_kv, hd, keys.stride(1),
+                inputs.q_norm.eps, inputs.k_norm.eps, hd**-0.5, is_bf16, ops.lanes,
+            )  # fmt: skip
+            residual = self.mlp_out if layer.index else None
+            self.steps.append(
+                (
+                    norm(inputs.norm.weight, inputs.norm.eps, residual),
+                    _projection(inputs.qkv_proj, self.normed, self.qkv),
+                    attend,
+                    _projection(output.o_proj, self.attended, self.o),
+                    norm(output.norm.weight, output.norm.eps, self.o),
+                    self._mlp(output),
+                )
+            )
+        self.final_norm = norm(model.norm.weight, model.norm.eps, self.mlp_out)
+        self.head = _projection(head, self.normed, self.logits)
+
+    def _mlp(self, output: nn.Module) -> Call:
+        """normed -> mlp_out: gate/up, SwiGLU and down; or the mixture of experts' module."""
+        if isinstance(output, MoeLayerOutput):
+            return _module(output.moe, self.normed, self.mlp_out)
+        inner = self.act.numel()
+        gate_up = _projection(output.gate_up_proj, self.normed, self.gate_up)
+        down = _projection(output.down_proj, self.act, self.mlp_out)
+        if (
+            self.act.dtype == torch.bfloat16
+            and self.ops.silu_table is not None
+            and inner % SWIGLU_MULTIPLE == 0
+        ):
+            table = self.ops.silu_table
+            swiglu = _bind(self.ops.c_swiglu, self.gate_up, table, self.act, 1, inner)
+        else:  # fp32, or a size the C SwiGLU is not bit-identical for: PyTorch's
+            gate, up = self.gate_up[:inner], self.gate_up[inner : 2 * inner]
+
+            def swiglu() -> None:
+                torch.mul(F.silu(gate), up, out=self.act)
+
+        def mlp(threads: int) -> object:
+            return gate_up(threads) or swiglu() or down(threads)
+
+        return mlp
+
+    def __call__(self, token: int, pos: int) -> torch.Tensor:
+        """Logits (vocab,) for `token` at position `pos`, its K/V written into the cache. The
+        tensor is this decoder's buffer: the next step overwrites it."""
+        if not 0 <= pos < self.positions:
+            raise ValueError(f"position {pos} is outside the cache of {self.positions}")
+        threads = self.policy.apply() if self.policy is not None else torch.get_num_threads()
+        self.x.copy_(self.embed[token])
+        cos, sin = self.cos + pos * self.row_bytes, self.sin + pos * self.row_bytes
+        for norm, qkv, attend, o, o_norm, mlp in self.steps:
+            if (
+                norm()
+                or qkv(threads)
+                or attend(cos, sin, pos, threads)
+                or o(threads)
+                or o_norm()
+                or mlp(threads)
+            ):
+                raise MemoryError("no memory for a decode step's scratch space")
+        if self.final_norm() or self.head(threads):
+            raise MemoryError("no memory for a decode step's scratch space")
+        return self.logits[: self.vocab]
+
+
+def supported(model: Qwen3, cache: KVCache, ops: DecodeOpsKernel | None) -> bool:
+    """Whether CpuDecoder computes this model's steps as the reference does."""
+    config = model.config
+    dtype = model.rope_cos.dtype if model.rope_cos is not None else None
+    hd, kv_heads = config.head_dim, config.num_key_value_heads
+    return (
+        ops is not None
+        and ops.lanes is not None
+        and dtype in cpu_decode_ops.DTYPES
+        and model.embed_tokens.weight.dtype == dtype
+        and all(type(layer) is DecoderLayer for layer in model.layers)
+        and all(type(layer.output) in (LayerOutput, MoeLayerOutput) for layer in model.layers)
+        and all(p.dtype == dtype for p in _norm_weights(model))
+        and all(p.is_contiguous() and p.device.type == "cpu" for p in _norm_weights(model))
+        and config.head_dim % 2 == 0
+        and all(
+            t.is_contiguous() and t.shape[1:] == (hd,) for t in (model.rope_cos, model.rope_sin)
+        )
+        and all(
+            t.dtype == dtype
+            and t.is_contiguous()
+            and t.shape == (1, kv_heads, cache.max_tokens, hd)
+            for t in cache.keys + cache.values
+        )
+        and ops.supports_attention(
+            config.num_attention_heads, config.num_key_value_heads, config.head_dim, dtype
+        )
+    )
+
+
+def build(model: Qwen3, cache: KVCache) -> CpuDecoder | None:
+    """The decoder for `model` over `cache`, or None where its steps stay with the modules
+    (no C kernels here, not a CPU model, or a layout it does not take)."""
+    if (
+        not isinstance(model, Qwen3)
+        or model.rope_cos is None
+        or model.rope_cos.device.type != "cpu"
+    ):
+        return None
+    ops = cpu_decode_ops.load()
+    if not supported(model, cache, ops):
+        return None
+    return CpuDecoder(model, cache, ops)
+
+
+def _norm_weights(model: Qwen3) -> list[torch.Tensor]:
+    weights = [model.norm.weight]
+    for layer in model.layers:
+        inputs = layer.inputs
+        weights += [inputs.norm.weight, inputs.q_norm.weight, inputs.k_norm.weight]
+        weights.append(layer.output.norm.weight)
+    return weights
+
+
+class _TiedHead(nn.Module):
+    """The output head over the embedding table (tied embeddings), as Qwen3.logits computes."""
+
+    def __init__(self, model: Qwen3) -> None:
+        super().__init__()
+        self.model = [model]  # not a submodule
+        self.out_features = model.config.vocab_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model[0].logits(x)
+
+
+def _projection(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Call:
+    """x -> y through the module's bound C call where it has one, else through the module."""
+    row_call = getattr(module, "row_call", None)
+    bound = row_call(x, y) if row_call is not None else None
+    return bound if bound is not None else _module(module, x, y)
+
+
+def _module(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Call:
+    """x -> y through the module's forward (its own threads: torch's, which the policy set)."""
+    rows, out = x.view(1, 1, -1), y[: getattr(module, "out_features", y.numel())]
+
+    def call(threads: int) -> None:
+        out.copy_(module(rows).view(-1))
+
+    return call
+
+
+def _bind(fn: Callable, *args: object) -> Callable:
+    """fn with its leading arguments fixed: tensors as their addresses."""
+    return functools.partial(
+        fn, *(a.data_ptr() if isinstance(a, torch.Tensor) else a for a in args)
+    )
