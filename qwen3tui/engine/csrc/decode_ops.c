@@ -26,6 +26,13 @@
 #define MAX_GROUP 16   /* query heads per kv head */
 #define MAX_HD 256     /* head_dim */
 #define PARALLEL_MIN 64 /* cached positions below which one thread does all heads */
+/* 16-value chunks of a V row summed per pass: 2 x 8 accumulators fill half of AVX-512's 32
+   registers; AVX2's 16 (two per chunk) hold 2 x 4. */
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#define V_CHUNKS 8
+#else
+#define V_CHUNKS 4
+#endif
 
 const char* decode_ops_simd(void) { return SIMD_NAME; }
 
@@ -334,15 +341,17 @@ static void attend_kv_head(const void* q, const void* k, const void* v, void* ou
     }
     total[h] = t;
   }
-  /* The weighted sum of values: a pair of heads and 64 of the head's values at a time in
-     registers, through every position (8 independent sums, no stores in the loop). */
+  /* The weighted sum of values: a pair of heads and V_CHUNKS x 16 of the head's values at a
+     time in registers, through every position (independent sums, no stores in the loop).
+     With AVX-512 that is a whole 128-value row: each V row is read once, in order. */
   float acc[MAX_GROUP * MAX_HD];
   for (int64_t h = 0; h < group; h += 2) {
     const int pair = h + 1 < group;
     const float *s0 = scores + h * len, *s1 = scores + (h + pair) * len;
-    for (int64_t c = 0; c < chunks; c += 4) {
-      const int64_t n = chunks - c < 4 ? chunks - c : 4;
-      vf a[4] = {vzero(), vzero(), vzero(), vzero()}, b[4] = {vzero(), vzero(), vzero(), vzero()};
+    for (int64_t c = 0; c < chunks; c += V_CHUNKS) {
+      const int64_t n = chunks - c < V_CHUNKS ? chunks - c : V_CHUNKS;
+      vf a[V_CHUNKS], b[V_CHUNKS];
+      for (int i = 0; i < V_CHUNKS; i++) a[i] = b[i] = vzero();
       for (int64_t j = 0; j < len; j++) {
         const int64_t row = kv0 + j * hd + c * 16;
         vf w0 = vset1(s0[j]), w1 = vset1(s1[j]);
