@@ -41,10 +41,14 @@ class CpuDecoder:
         config, dtype = model.config, model.rope_cos.dtype
         hidden, hd = config.hidden_size, config.head_dim
         self.model, self.cache, self.ops = model, cache, ops
+        # The C calls hold raw addresses: keep every module whose tensors they point into
+        # alive, even if one were replaced in the model later.
+        self.modules = list(model.modules())
         self.embed = model.embed_tokens.weight
         self.vocab = config.vocab_size
         self.policy = getattr(model, "thread_policy", None)  # threads.install sets it
         is_bf16 = int(dtype == torch.bfloat16)
+        self.rope = (model.rope_cos, model.rope_sin)  # kept, as the modules are
         self.row_bytes = hd * model.rope_cos.element_size()
         self.cos, self.sin = model.rope_cos.data_ptr(), model.rope_sin.data_ptr()
         self.positions = min(cache.max_tokens, model.rope_cos.shape[0])
