@@ -12,6 +12,7 @@ import torch
 from qwen3tui.engine import cpu_decode, cpu_decode_ops, cpu_linear, load_engine
 from qwen3tui.engine.kv_cache import KVCache
 from qwen3tui.engine.model import DecoderLayer
+from qwen3tui.engine.moe import SparseMoeBlock
 from qwen3tui.engine.native_build import NativeUnavailable, OnceKernel
 from qwen3tui.engine.quantize import Int4Linear, Int8Linear
 from qwen3tui.engine.random_checkpoint import TINY_CONFIG, TINY_MOE_CONFIG, write_random_checkpoint
@@ -38,10 +39,16 @@ MODELS = {
     "float32, int8": ({**TINY_CONFIG, **SHAPES}, "float32", "int8", Int8Linear),
     "bfloat16, int4, tied head": ({**TINY_CONFIG, **SHAPES}, "bfloat16", "int4", Int4Linear),
     "bfloat16, mixture of experts, int4": (
-        {**TINY_MOE_CONFIG, **SHAPES},
+        {**TINY_MOE_CONFIG, **SHAPES, "moe_intermediate_size": 64, "num_experts_per_tok": 4},
         "bfloat16",
         "int4",
         Int4Linear,
+    ),
+    "float32, mixture of experts, int8": (
+        {**TINY_MOE_CONFIG, **SHAPES, "num_experts_per_tok": 4},  # 3+ terms: their order shows
+        "float32",
+        "int8",
+        Int8Linear,
     ),
 }
 
@@ -90,6 +97,11 @@ def test_a_step_gives_the_reference_logits_and_cache_bit_for_bit(
     assert all(isinstance(layer.inputs.qkv_proj, projection) for layer in model.layers)
     decoder = engine.step.decoder
     assert isinstance(decoder, cpu_decode.CpuDecoder)
+    blocks = []  # the mixture-of-experts blocks' own forward: the reference's, not the decoder's
+    block_forward = SparseMoeBlock.forward
+    monkeypatch.setattr(
+        SparseMoeBlock, "forward", lambda self, x: blocks.append(self) or block_forward(self, x)
+    )
     reference_cache = KVCache(
         model.config, engine.cache.max_tokens, torch.device("cpu"), model.rope_cos.dtype
     )
@@ -104,7 +116,9 @@ def test_a_step_gives_the_reference_logits_and_cache_bit_for_bit(
             if pos >= engine.cache.max_tokens:
                 break
             want = model(torch.tensor([[token]]), pos, reference_cache)[0, -1]
+            called = len(blocks)
             got = decoder(token, pos)
+            assert len(blocks) == called  # the routed experts went through their C calls
             assert got.shape == want.shape and got.dtype == want.dtype
             assert torch.equal(_bits(got), _bits(want)), (name, pos)
     for layer in range(len(model.layers)):

@@ -28,6 +28,7 @@ from . import cpu_decode_ops
 from .cpu_decode_ops import SWIGLU_MULTIPLE, DecodeOpsKernel
 from .kv_cache import KVCache
 from .model import DecoderLayer, LayerOutput, MoeLayerOutput, Qwen3
+from .moe import ExpertList, SparseMoeBlock
 
 # A bound call: projections and the attention take the thread count, the norms and SwiGLU
 # nothing; a truthy result means it had no scratch memory.
@@ -54,8 +55,7 @@ class CpuDecoder:
         self.positions = min(cache.max_tokens, model.rope_cos.shape[0])
 
         def buffer(modules: list[nn.Module]) -> torch.Tensor:
-            widths = [getattr(m, "row_width", m.out_features) for m in modules]
-            return torch.zeros(max(widths + [m.out_features for m in modules]), dtype=dtype)
+            return _buffer(modules, dtype)
 
         layers = model.layers
         self.x = torch.zeros(hidden, dtype=dtype)  # the residual stream
@@ -67,6 +67,16 @@ class CpuDecoder:
         dense = [layer.output for layer in layers if isinstance(layer.output, LayerOutput)]
         self.gate_up = buffer([out.gate_up_proj for out in dense]) if dense else None
         self.act = torch.zeros(config.intermediate_size, dtype=dtype) if dense else None
+        lists = [
+            layer.output.moe.experts
+            for layer in layers
+            if isinstance(layer.output, MoeLayerOutput)
+            and isinstance(layer.output.moe.experts, ExpertList)
+        ]
+        if lists:  # one routed expert at a time: one set of buffers for all of them
+            self.expert_gate_up = buffer([m for e in lists for m in e.gate_up])
+            self.expert_act = torch.zeros(max(e.down[0].in_features for e in lists), dtype=dtype)
+            self.expert_out = buffer([m for e in lists for m in e.down])
         head = model.lm_head if model.lm_head is not None else _TiedHead(model)
         self.logits = buffer([head])
 
@@ -102,29 +112,67 @@ class CpuDecoder:
         self.head = _projection(head, self.normed, self.logits)
 
     def _mlp(self, output: nn.Module) -> Call:
-        """normed -> mlp_out: gate/up, SwiGLU and down; or the mixture of experts' module."""
+        """normed -> mlp_out: gate/up, SwiGLU and down; or a mixture of experts."""
         if isinstance(output, MoeLayerOutput):
-            return _module(output.moe, self.normed, self.mlp_out)
-        inner = self.act.numel()
+            return self._experts(output.moe) or _module(output.moe, self.normed, self.mlp_out)
         gate_up = _projection(output.gate_up_proj, self.normed, self.gate_up)
+        swiglu = self._swiglu(self.gate_up, self.act)
         down = _projection(output.down_proj, self.act, self.mlp_out)
-        if (
-            self.act.dtype == torch.bfloat16
-            and self.ops.silu_table is not None
-            and inner % SWIGLU_MULTIPLE == 0
-        ):
-            table = self.ops.silu_table
-            swiglu = _bind(self.ops.c_swiglu, self.gate_up, table, self.act, 1, inner)
-        else:  # fp32, or a size the C SwiGLU is not bit-identical for: PyTorch's
-            gate, up = self.gate_up[:inner], self.gate_up[inner : 2 * inner]
-
-            def swiglu() -> None:
-                torch.mul(F.silu(gate), up, out=self.act)
 
         def mlp(threads: int) -> object:
             return gate_up(threads) or swiglu() or down(threads)
 
         return mlp
+
+    def _experts(self, block: SparseMoeBlock) -> Call | None:
+        """normed -> mlp_out through the token's routed experts, as moe.routed_on_host sums
+        them (ascending ids, each output times its weight, added in the dtype); None where an
+        expert has no bound C call (stacked bf16 experts): then the block's module runs."""
+        experts = block.experts
+        if not isinstance(experts, ExpertList):
+            return None
+        gate_ups, downs = list(experts.gate_up), list(experts.down)
+        dtype, hidden = self.x.dtype, self.x.numel()
+        gate_up_out, out = self.expert_gate_up, self.expert_out
+        act = self.expert_act[: downs[0].in_features]
+        calls = []
+        for gate_up, down in zip(gate_ups, downs, strict=True):
+            calls.append((_row_call(gate_up, self.normed, gate_up_out), _row_call(down, act, out)))
+            if None in calls[-1]:
+                return None
+        swiglu = self._swiglu(gate_up_out, act)
+        add = _bind(self.ops.c_scale_add, out, self.mlp_out, hidden, int(dtype == torch.bfloat16))
+        router, rows = block.router, self.normed.view(1, hidden)
+
+        def routed(threads: int) -> object:
+            weights, ids = router(rows)
+            first = 1
+            for e, w in sorted(zip(ids[0].tolist(), weights[0].tolist(), strict=True)):
+                gate_up, down = calls[e]
+                if gate_up(threads) or swiglu() or down(threads):
+                    return 1
+                add(w, first)
+                first = 0
+            return 0
+
+        return routed
+
+    def _swiglu(self, gate_up: torch.Tensor, act: torch.Tensor) -> Callable[[], object]:
+        """gate_up [gate | up] -> act = silu(gate) * up, bit for bit as the reference."""
+        inner = act.numel()
+        if (
+            act.dtype == torch.bfloat16
+            and self.ops.silu_table is not None
+            and inner % SWIGLU_MULTIPLE == 0
+        ):
+            return _bind(self.ops.c_swiglu, gate_up, self.ops.silu_table, act, 1, inner)
+        # fp32, or a size the C SwiGLU is not bit-identical for: PyTorch's
+        gate, up = gate_up[:inner], gate_up[inner : 2 * inner]
+
+        def swiglu() -> None:
+            torch.mul(F.silu(gate), up, out=act)
+
+        return swiglu
 
     def __call__(self, token: int, pos: int) -> torch.Tensor:
         """Logits (vocab,) for `token` at position `pos`, its K/V written into the cache. The
@@ -215,10 +263,21 @@ class _TiedHead(nn.Module):
         return self.model[0].logits(x)
 
 
+def _buffer(modules: list[nn.Module], dtype: torch.dtype) -> torch.Tensor:
+    """An output buffer for any of `modules`' rows (their bound calls may write padding)."""
+    widths = [max(getattr(m, "row_width", m.out_features), m.out_features) for m in modules]
+    return torch.zeros(max(widths), dtype=dtype)
+
+
+def _row_call(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Call | None:
+    """x -> y through the module's bound C call; None where it has none for x."""
+    row_call = getattr(module, "row_call", None)
+    return row_call(x, y) if row_call is not None else None
+
+
 def _projection(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Call:
     """x -> y through the module's bound C call where it has one, else through the module."""
-    row_call = getattr(module, "row_call", None)
-    bound = row_call(x, y) if row_call is not None else None
+    bound = _row_call(module, x, y)
     return bound if bound is not None else _module(module, x, y)
 
 

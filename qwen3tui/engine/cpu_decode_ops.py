@@ -1,5 +1,5 @@
 """The small ops of a CPU decode step as C calls (csrc/decode_ops.c): RMSNorm, the residual
-add + RMSNorm, SwiGLU, and a layer's attention step (q/k norm + RoPE, the KV-cache write and
+add + RMSNorm, SwiGLU, a routed expert's weighted add, and a layer's attention step (q/k norm + RoPE, the KV-cache write and
 the attention of one query per head).
 
 With every projection of a Qwen3-1.7B-shaped step replaced by a precomputed output, the step
@@ -42,7 +42,7 @@ SWIGLU_MULTIPLE = 64
 
 class DecodeOpsKernel:
     """The loaded library. Its C functions (`c_rmsnorm`, `c_add_rmsnorm`, `c_swiglu`,
-    `c_attend_step`) take raw pointers, for a caller that binds them once (cpu_decode); the
+    `c_scale_add`, `c_attend_step`) take raw pointers, for a caller that binds them once (cpu_decode); the
     methods of the same names take tensors and allocate their outputs."""
 
     def __init__(self, lib: ctypes.CDLL) -> None:
@@ -53,6 +53,7 @@ class DecodeOpsKernel:
         self.c_rmsnorm = c_function(lib.rmsnorm, c_int, *[ptr] * 3, *norm)
         self.c_add_rmsnorm = c_function(lib.add_rmsnorm, c_int, *[ptr] * 5, *norm)
         self.c_swiglu = c_function(lib.swiglu_bf16, None, ptr, ptr, ptr, i64, i64)
+        self.c_scale_add = c_function(lib.scale_add, None, ptr, ptr, i64, c_int, f32, c_int)
         self.c_attend_step = c_function(
             lib.attend_step, c_int, *[ptr] * 6, *[i64] * 4, *[f32] * 3, c_int, c_int,
             ptr, ptr, i64, c_int,
@@ -106,6 +107,13 @@ class DecodeOpsKernel:
             gate_up.data_ptr(), self.silu_table.data_ptr(), y.data_ptr(), y.numel() // inner, inner
         )
         return y
+
+    def scale_add(self, y: torch.Tensor, out: torch.Tensor, w: float, first: bool) -> None:
+        """out = (0 if first else out) + y * w in place, as PyTorch's ops in y's dtype round it;
+        y and out contiguous, of one size and dtype (bf16 or fp32), w a value of that dtype."""
+        self.c_scale_add(
+            y.data_ptr(), out.data_ptr(), y.numel(), int(y.dtype == torch.bfloat16), w, int(first)
+        )
 
     def attend_step(
         self,

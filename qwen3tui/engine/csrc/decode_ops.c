@@ -205,6 +205,24 @@ int add_rmsnorm(const void* x, const void* residual, const void* weight, void* x
   return 0;
 }
 
+/* out + y * w, each product and sum rounded to the dtype as PyTorch rounds its bf16 (or fp32)
+   ops; `first`: out is taken as +0 (a mixture of experts' sum starts from zeros). One routed
+   expert's weighted output added to the layer's (moe.routed_on_host), bit for bit. */
+void scale_add(const void* y, void* out, int64_t n, int is_bf16, float w, int first) {
+  if (is_bf16) {
+    const uint16_t* src = (const uint16_t*)y;
+    uint16_t* dst = (uint16_t*)out;
+    for (int64_t i = 0; i < n; i++) {
+      float base = first ? 0.f : bf16_to_f32(dst[i]);
+      dst[i] = f32_to_bf16(base + bf16_rounded(bf16_to_f32(src[i]) * w));
+    }
+  } else {
+    const float* src = (const float*)y;
+    float* dst = (float*)out;
+    for (int64_t i = 0; i < n; i++) dst[i] = (first ? 0.f : dst[i]) + src[i] * w;
+  }
+}
+
 /* SwiGLU of bf16 rows [gate | up] (rows x 2 * inner) -> silu(gate) * up (rows x inner).
    `silu` holds PyTorch's own bf16 SiLU of every bf16 bit pattern as fp32 (made by the caller),
    so the result is the reference's bit for bit: the product of two bf16 values is exact in
