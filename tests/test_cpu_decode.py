@@ -121,6 +121,9 @@ def test_a_step_gives_the_reference_logits_and_cache_bit_for_bit(
             assert len(blocks) == called  # the routed experts went through their C calls
             assert got.shape == want.shape and got.dtype == want.dtype
             assert torch.equal(_bits(got), _bits(want)), (name, pos)
+    moe = config.get("num_experts", 0) > 0
+    # int4 experts go in one kernel call per routed projection; int8 ones one call each
+    assert bool(decoder.slot_buffers) == (moe and quantize == "int4")
     for layer in range(len(model.layers)):
         assert torch.equal(engine.cache.keys[layer], reference_cache.keys[layer])
         assert torch.equal(engine.cache.values[layer], reference_cache.values[layer])

@@ -121,6 +121,11 @@ def test_int4_kernel_builds_strictly_and_matches_pytorch(variant, cache_home):
             rows = torch.randn(int4_cpu_kernel.GEMM_ROWS + 3, kp - 3, generator=gen).bfloat16()
             one_by_one = torch.cat([kernel.gemv(row, packed, group) for row in rows.split(1)])
             assert torch.equal(kernel.gemm(rows, packed, group), one_by_one)
+            # Several weights in one call (routed experts): each row as its own call gives it.
+            mats = [packed, packed.flip(0), packed]
+            many = kernel.gemv_many(list(rows[:3]), mats, group)
+            for row, mat, got in zip(rows[:3], mats, many, strict=True):
+                assert torch.equal(got, kernel.gemv(row[None], mat, group)[0])
             out = torch.empty(kp, padded)
             got = kernel.dequantize_t(packed, group, 0, padded, out)[:, :n]
             assert torch.allclose(got, w.T, rtol=1e-6, atol=1e-6)

@@ -118,6 +118,26 @@ def test_each_row_of_the_multi_row_kernel_is_the_one_row_kernels(group, symmetri
 
 
 @needs_kernel
+@pytest.mark.parametrize("group,symmetric", FORMS)
+def test_many_weights_in_one_call_give_each_ones_own_products(group, symmetric):
+    """q4_gemv_many (a mixture of experts' routed experts in one call): each weight with its
+    own activation row gives exactly q4_gemv's output, whatever the count, with the activations
+    shared or not and an input count short of the padded one."""
+    kernel = int4_cpu_kernel.load()
+    gen = torch.Generator().manual_seed(3)
+    k = 3 * group + 16
+    layers = [Int4Linear(torch.randn(80, k, generator=gen), group, symmetric) for _ in range(9)]
+    weights = [layer.weight for layer in layers]
+    for dtype in (torch.float32, torch.bfloat16):
+        xs = [(torch.randn(k, generator=gen) * 3).to(dtype) for _ in layers]
+        for count in (1, 2, 8, 9):
+            for rows in (xs[:count], [xs[0]] * count):
+                got = kernel.gemv_many(rows, weights[:count], group)
+                for x, w, y in zip(rows, weights, got, strict=False):
+                    assert torch.equal(y, kernel.gemv(x[None], w, group)[0]), (dtype, count)
+
+
+@needs_kernel
 def test_tiny_and_zero_activations_give_finite_sums():
     layer = Int4Linear(torch.randn(32, 128, generator=torch.Generator().manual_seed(6)))
     for value in (0.0, 1e-40, 1e-35):  # all-zero, denormal and tiny groups

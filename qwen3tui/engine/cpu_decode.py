@@ -26,9 +26,11 @@ from torch import nn
 
 from . import cpu_decode_ops
 from .cpu_decode_ops import SWIGLU_MULTIPLE, DecodeOpsKernel
+from .int4_cpu_kernel import pointers
 from .kv_cache import KVCache
 from .model import DecoderLayer, LayerOutput, MoeLayerOutput, Qwen3
 from .moe import ExpertList, SparseMoeBlock
+from .quantize import Int4Linear
 
 # A bound call: projections and the attention take the thread count, the norms and SwiGLU
 # nothing; a truthy result means it had no scratch memory.
@@ -88,6 +90,7 @@ class CpuDecoder:
             args = (self.x, residual, weight, self.x, self.normed)
             return _bind(ops.c_add_rmsnorm, *args, 1, hidden, eps, is_bf16, ops.lanes)
 
+        self.slot_buffers: list[tuple[torch.Tensor, ...]] = []  # routed experts' (int4)
         self.steps: list[tuple[Call, ...]] = []
         for layer in layers:
             inputs, output = layer.inputs, layer.output
@@ -131,6 +134,9 @@ class CpuDecoder:
         experts = block.experts
         if not isinstance(experts, ExpertList):
             return None
+        batched = self._experts_together(block)
+        if batched is not None:
+            return batched
         gate_ups, downs = list(experts.gate_up), list(experts.down)
         dtype, hidden = self.x.dtype, self.x.numel()
         gate_up_out, out = self.expert_gate_up, self.expert_out
@@ -153,6 +159,51 @@ class CpuDecoder:
                     return 1
                 add(w, first)
                 first = 0
+            return 0
+
+        return routed
+
+    def _experts_together(self, block: SparseMoeBlock) -> Call | None:
+        """_experts with int4 experts: the k routed gate/ups in one kernel call, then the k
+        downs in another (int4_cpu_kernel.gemv_many: each output its own call's bit for bit,
+        ~1.45x faster for experts of a few MB each); None where the experts are not all int4
+        with the kernel, in one shape."""
+        gate_ups, downs = list(block.experts.gate_up), list(block.experts.down)
+        if not (_int4_alike(gate_ups, self.x.dtype) and _int4_alike(downs, self.x.dtype)):
+            return None
+        k, dtype, hidden = block.router.top_k, self.x.dtype, self.x.numel()
+        inner = downs[0].in_features
+        # One row per routed slot: [gate | up], the SwiGLU, the expert's output.
+        gate_up_out = torch.zeros(k, gate_ups[0].row_width, dtype=dtype)
+        act = torch.zeros(k, inner, dtype=dtype)
+        out = torch.zeros(k, downs[0].row_width, dtype=dtype)
+        self.slot_buffers.append((gate_up_out, act, out))
+        kernel, group = gate_ups[0].kernel, gate_ups[0].group
+        gate_up_many = kernel.bind_gemv_many(self.normed, gate_ups[0].weight, group)
+        down_many = kernel.bind_gemv_many(act[0], downs[0].weight, group)
+        rows = [t.data_ptr() for t in (self.normed,) * k]
+        gate_up_io = (pointers(rows), pointers([r.data_ptr() for r in gate_up_out]))
+        down_io = (pointers([r.data_ptr() for r in act]), pointers([r.data_ptr() for r in out]))
+        gate_up_w = [m.weight.data_ptr() for m in gate_ups]
+        down_w = [m.weight.data_ptr() for m in downs]
+        swiglus = [self._swiglu(g, a) for g, a in zip(gate_up_out, act, strict=True)]
+        bf16 = int(dtype == torch.bfloat16)
+        adds = [_bind(self.ops.c_scale_add, o, self.mlp_out, hidden, bf16) for o in out]
+        router, normed = block.router, self.normed.view(1, hidden)
+
+        def routed(threads: int) -> object:
+            weights, ids = router(normed)  # the top k: one expert per slot
+            chosen = sorted(zip(ids[0].tolist(), weights[0].tolist(), strict=True))
+            up_w = pointers([gate_up_w[e] for e, _ in chosen])
+            dn_w = pointers([down_w[e] for e, _ in chosen])
+            if gate_up_many(gate_up_io[0], up_w, gate_up_io[1], threads):
+                return 1
+            for swiglu in swiglus:
+                swiglu()
+            if down_many(down_io[0], dn_w, down_io[1], threads):
+                return 1
+            for slot, (_, w) in enumerate(chosen):
+                adds[slot](w, int(slot == 0))
             return 0
 
         return routed
@@ -261,6 +312,20 @@ class _TiedHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model[0].logits(x)
+
+
+def _int4_alike(modules: list[nn.Module], dtype: torch.dtype) -> bool:
+    """Int4Linear with the kernel, for activations of `dtype`, every weight of one layout."""
+    first = modules[0]
+    return all(
+        isinstance(m, Int4Linear)
+        and m.kernel is not None
+        and dtype in cpu_decode_ops.DTYPES
+        and m.weight.shape == first.weight.shape
+        and m.group == first.group
+        and m.in_features == first.in_features
+        for m in modules
+    )
 
 
 def _buffer(modules: list[nn.Module], dtype: torch.dtype) -> torch.Tensor:

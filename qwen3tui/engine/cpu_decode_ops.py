@@ -1,6 +1,6 @@
 """The small ops of a CPU decode step as C calls (csrc/decode_ops.c): RMSNorm, the residual
-add + RMSNorm, SwiGLU, a routed expert's weighted add, and a layer's attention step (q/k norm + RoPE, the KV-cache write and
-the attention of one query per head).
+add + RMSNorm, SwiGLU, a routed expert's weighted add, and a layer's attention step (q/k norm
++ RoPE, the KV-cache write and the attention of one query per head).
 
 With every projection of a Qwen3-1.7B-shaped step replaced by a precomputed output, the step
 still took about 8 ms on a 2-core Zen 4 machine: 113 RMSNorms of four tensor ops each (about
@@ -42,8 +42,8 @@ SWIGLU_MULTIPLE = 64
 
 class DecodeOpsKernel:
     """The loaded library. Its C functions (`c_rmsnorm`, `c_add_rmsnorm`, `c_swiglu`,
-    `c_scale_add`, `c_attend_step`) take raw pointers, for a caller that binds them once (cpu_decode); the
-    methods of the same names take tensors and allocate their outputs."""
+    `c_scale_add`, `c_attend_step`) take raw pointers, for a caller that binds them once
+    (cpu_decode); the methods of the same names take tensors and allocate their outputs."""
 
     def __init__(self, lib: ctypes.CDLL) -> None:
         i64, ptr, f32, c_int = ctypes.c_int64, ctypes.c_void_p, ctypes.c_float, ctypes.c_int

@@ -98,6 +98,9 @@ class Int4Kernel:
         self._gemv = c_function(
             lib.q4_gemv, c_int, ptr, c_int, i64, ptr, c_int, ptr, i64, i64, i64, c_int
         )
+        self._gemv_many = c_function(
+            lib.q4_gemv_many, c_int, c_int, i64, c_int, i64, i64, i64, c_int, ptr, ptr, ptr, c_int
+        )
         self._gemm = c_function(
             lib.q4_gemm, c_int, ptr, i64, c_int, i64, ptr, c_int, ptr, i64, i64, i64, c_int
         )
@@ -133,6 +136,32 @@ class Int4Kernel:
             self._gemv, x.data_ptr(), x.dtype == torch.bfloat16, x.numel(), packed.data_ptr(),
             unit != unit_bytes(group, True), y.data_ptr(), nb * BLOCK, units * 2 * group, group,
         )  # fmt: skip
+
+    def gemv_many(
+        self, xs: list[torch.Tensor], packed: list[torch.Tensor], group: int
+    ) -> list[torch.Tensor]:
+        """`gemv` of each x (K contiguous values) by its weight, all of one shape and dtype, in
+        one call: each output is `gemv`'s bit for bit."""
+        call = self.bind_gemv_many(xs[0], packed[0], group)
+        nb = packed[0].shape[0]
+        ys = [xs[0].new_empty(nb * BLOCK) for _ in xs]
+        if call(
+            *(pointers([t.data_ptr() for t in ts]) for ts in (xs, packed, ys)),
+            torch.get_num_threads(),
+        ):
+            raise MemoryError("int4 kernel: no memory for the activations")
+        return ys
+
+    def bind_gemv_many(
+        self, x: torch.Tensor, packed: torch.Tensor, group: int
+    ) -> Callable[[ctypes.Array, ctypes.Array, ctypes.Array, int], int]:
+        """`gemv_many` for weights shaped as `packed` and activations as x, bound once: call it
+        with arrays of the activations', weights' and outputs' addresses (`pointers`) and the
+        thread count; it returns non-zero where it had no memory for the activations."""
+        nb, units, unit = packed.shape
+        shape = (x.dtype == torch.bfloat16, x.numel(), unit != unit_bytes(group, True))
+        call = functools.partial(self._gemv_many, *shape, nb * BLOCK, units * 2 * group, group)
+        return lambda xs, ws, ys, threads: call(len(xs), xs, ws, ys, threads)
 
     def gemm(self, x: torch.Tensor, packed: torch.Tensor, group: int) -> torch.Tensor:
         """Rows x (M, K) bf16 or fp32 -> (M, padded N) in x's dtype, each row equal to `gemv`'s:
@@ -176,6 +205,11 @@ class Int4Kernel:
         return out
 
 
+def pointers(addresses: list[int]) -> ctypes.Array:
+    """A C array of addresses, for `gemv_many`."""
+    return (ctypes.c_void_p * len(addresses))(*addresses)
+
+
 def _activations(x: torch.Tensor) -> torch.Tensor:
     if x.dtype not in _DTYPES:
         raise ValueError(f"int4 kernel: takes bf16 or fp32 activations, not {x.dtype}")
@@ -205,6 +239,11 @@ def _self_test(kernel: Int4Kernel) -> None:
             torch.cat([kernel.gemv(r[None], packed, group) for r in rows]),
         ):
             raise NativeUnavailable("self-test failed (gemm)")
+        weights = [packed, packed.flip(0), packed]
+        many = kernel.gemv_many(list(rows), weights, group)
+        for r, p, got in zip(rows, weights, many, strict=True):
+            if not torch.equal(got, kernel.gemv(r[None], p, group)[0]):
+                raise NativeUnavailable("self-test failed (gemv_many)")
         out = kernel.dequantize_t(packed, group, 16, 48, torch.empty(k, 32))
         if not torch.allclose(out, want_w[16:48].T, rtol=1e-6, atol=1e-6):
             raise NativeUnavailable("self-test failed (dequantize)")

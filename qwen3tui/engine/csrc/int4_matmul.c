@@ -172,6 +172,36 @@ int q4_gemv(const void* x, int bf16, int64_t K, const uint8_t* wp, int has_mins,
 
 /* The sum over one group of codes (4 vectors per 16 k, unpacked) times an activation row's
    int8 group xg: the same integers gemv_blocks_s forms, in the same way. */
+/* q4_gemv of `count` weights of one shape, each with its own activation row x[i] and output
+   y[i], in one parallel region: the routed experts of a mixture of experts, whose weights of a
+   few MB each took ~1.45x the time as separate calls (each call's threads start and finish
+   their streams again). Each output equals q4_gemv's bit for bit. The shape comes first, so a
+   caller can bind it once. Returns 0, or -1 when the work buffer cannot be allocated. */
+int q4_gemv_many(int bf16, int64_t K, int has_mins, int64_t N, int64_t Kp, int64_t G, int count,
+                 const void* const* x, const uint8_t* const* wp, void* const* y, int nthreads) {
+  const int64_t KG = Kp / G, row = Kp + 2 * (int64_t)sizeof(float) * KG;
+  int8_t* work = (int8_t*)malloc((size_t)(count * row));
+  if (!work) return -1;
+  for (int i = 0; i < count; i++) {
+    float* xs = (float*)(work + i * row + Kp); /* Kp is a multiple of 16: aligned for floats */
+    quantize_x(x[i], bf16, K, Kp, G, work + i * row, xs, xs + KG, NULL);
+  }
+  const int64_t NB = N / 16;
+  const chunks_t ch = chunks_of(NB, Kp / (2 * G) * unit_bytes(G, has_mins), STREAMS, nthreads);
+#pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
+  for (int64_t t = 0; t < count * ch.n; t++) {
+    const int64_t i = t / ch.n, c = t % ch.n;
+    const int64_t b0 = chunk_begin(ch, c), b1 = chunk_begin(ch, c + 1);
+    const int64_t L = (b1 - b0) / STREAMS, mid = b0 + L * STREAMS;
+    const int8_t* xq = work + i * row;
+    const float* xs = (const float*)(xq + Kp);
+    gemv_blocks_s(STREAMS, xq, xs, xs + KG, wp[i], has_mins, y[i], bf16, Kp, G, b0, L);
+    gemv_blocks_s(1, xq, xs, xs + KG, wp[i], has_mins, y[i], bf16, Kp, G, mid, b1 - mid);
+  }
+  free(work);
+  return 0;
+}
+
 static inline __attribute__((always_inline)) vf group_dot(const vi* codes, const int8_t* xg,
                                                             int64_t G) {
   group_sum sums = sum_zero();
