@@ -2,16 +2,22 @@
 
 At batch 1 a CPU step is ~113 projections and ~90 small ops. Run through the modules, each
 call also allocated its output and went through module dispatch and per-call checks, and each
-layer ended in a PyTorch residual add: on a 2-core Zen 4 that was 1.06x (bf16), 1.10x (int8)
-and 1.20x (int4) of this step's time, with the same logits (benchmarks/bench_cpu_decoder.py).
-Here every buffer is allocated once, every call has its pointers bound once (the projection
-modules' `row_call`, the C ops of cpu_decode_ops), and each layer's residual add is done by the
-next norm's C call (`add_rmsnorm`), so a layer is its four projections and four other C calls.
+layer ended in a PyTorch residual add: on a 2-core Zen 4 that took 1.06-1.10x (bf16),
+1.10-1.14x (int8) and 1.21-1.22x (int4) of this step's time, with the same logits
+(benchmarks/RESULTS.md, twelfth session). Here every buffer is allocated once, every call has
+its pointers bound once (the projection modules' `row_call`, the C ops of cpu_decode_ops), and
+each layer's residual add is done by the next norm's C call (`add_rmsnorm`), so a layer is its
+four projections and four other C calls.
+
+A mixture of experts' router stays PyTorch's; its routed experts go through their bound calls
+(int4's k gate/ups in one kernel call, then the k downs: `Int4Kernel.gemv_many`), summed as
+moe.routed_on_host sums them. A 30B-A3B-shaped int4 model decoded 1.3-1.6x faster than
+through the modules.
 
 It computes what engine/model.py computes for one token, bit for bit, except that attention
 is the C kernel's (fp32 throughout, rounded once; see cpu_decode_ops) where the reference
 calls SDPA. Projections without a bound C call (fp32 nn.Linear, oneDNN without the kernel)
-and mixture-of-experts blocks run their modules into the same buffers. Prefill stays with the
+and stacked bf16 experts run their modules into the same buffers. Prefill stays with the
 modules: it is matrix products, where dispatch is noise.
 """
 
