@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import shutil
 import sqlite3
@@ -94,11 +95,25 @@ def read_only_folder():
         shutil.rmtree(base)
 
 
+def _import_what_runs_unprivileged() -> None:
+    """Python and qwen3tui import some modules at first use (a codec, fcntl, the sessions
+    CLI and what it imports). Where Python is installed out of the unprivileged user's reach
+    (under /root), those imports must happen before the switch, or which tests ran earlier
+    on the same worker decides whether they work."""
+    import fcntl  # noqa: F401
+
+    import qwen3tui.paths  # noqa: F401
+    import qwen3tui.sessions_cli  # noqa: F401
+
+    codecs.lookup("utf-8-sig")
+
+
 @contextmanager
 def unprivileged():
     if os.geteuid() != 0:
         yield
         return
+    _import_what_runs_unprivileged()
     os.seteuid(65534)
     try:
         yield
