@@ -73,6 +73,14 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
     return t.view(torch.int16 if t.dtype == torch.bfloat16 else torch.int32)
 
 
+@pytest.fixture(autouse=True)
+def fixed_threads(monkeypatch):
+    """One thread count for every call: the default policy changes the count with the
+    machine's load, and the prompt's prefill (PyTorch's matrix products) into each of the two
+    caches rounds differently at 1 and 2 threads (the decode steps do not; measured)."""
+    monkeypatch.setenv("QWEN3TUI_THREADS", "2")
+
+
 def _engine(tmp_path, shared_dir, config, dtype, quantize, context=96):
     path = write_random_checkpoint(
         tmp_path, config=config, tokenizer_dir=shared_dir, std=0.3, seed=3

@@ -272,3 +272,34 @@ def test_a_moe_checkpoint_chats_through_the_engine_reusing_its_cache(tmp_path, s
     assert 0 < s2.prefilled_tokens < s2.usage.prompt_tokens  # the first turn came from the cache
     engine.reset_cache()
     assert list(engine.chat(second, options))[-1].token_ids == s2.token_ids
+
+
+def test_a_bf16_router_on_the_cpu_routes_one_row_through_the_c_kernel(tmp_path, shared_dir):
+    from qwen3tui.engine import bf16_cpu_kernel, load_engine
+
+    kernel = bf16_cpu_kernel.load()
+    if kernel is None:
+        pytest.skip(f"no C kernel here: {bf16_cpu_kernel.why_unavailable()}")
+    config = {**TINY_MOE_CONFIG, "num_experts_per_tok": 4}
+    path = write_random_checkpoint(tmp_path, config=config, tokenizer_dir=shared_dir, std=0.3)
+    engine = load_engine(str(path), device="cpu", dtype="bfloat16", context_length=64)
+    routers = [block.router for block in moe.moe_blocks(engine.model)]
+    assert routers and all(r.gemv is not None for r in routers)
+    router = routers[0]
+    gen = torch.Generator().manual_seed(4)
+    with torch.inference_mode():
+        for _ in range(20):
+            x = torch.randn(1, config["hidden_size"], generator=gen).bfloat16()
+            weights, ids = router(x)
+            probs = torch.softmax(kernel.gemv(x, router.weight), -1, dtype=torch.float32)
+            want_w, want_ids = torch.topk(probs, 4)
+            assert torch.equal(ids, want_ids)  # the kernel's logits chose them
+            assert torch.equal(weights, (want_w / want_w.sum()).to(torch.bfloat16))
+            # and they are F.linear's choice up to bf16 rounding of near-equal logits
+            plain = torch.softmax(torch.nn.functional.linear(x, router.weight).float(), -1)
+            assert (plain[0, ids[0]] - plain.topk(4).values[0]).abs().max() < 2e-2
+        router.gemv = lambda *a: pytest.fail("a prefill's rows took the one-row kernel")
+        assert router(torch.randn(3, config["hidden_size"], generator=gen).bfloat16())[1].shape == (
+            3,
+            4,
+        )

@@ -26,6 +26,7 @@ from torch import nn
 
 from . import bf16_cpu_gemm, bf16_cpu_kernel
 from .model import Qwen3, layer_projections
+from .moe import moe_blocks
 
 
 class PackedLinear(nn.Module):
@@ -139,3 +140,19 @@ def pack_linears(model: Qwen3) -> Qwen3:
     if kernel is not None:
         model.lm_head = GemvLinear(model.output_weight(), kernel, gemm)
     return model
+
+
+def route_with_kernel(model: Qwen3) -> None:
+    """Give each bf16 mixture-of-experts router the C kernel for one row: F.linear took 49-67
+    us for Qwen3-30B-A3B's 128 x 2,048 router weight, about 3% of a decode step."""
+    kernel = bf16_cpu_kernel.load()
+    if kernel is None:
+        return
+    for block in moe_blocks(model):
+        weight = block.router.weight
+        if (
+            weight.dtype == torch.bfloat16
+            and weight.device.type == "cpu"
+            and weight.is_contiguous()
+        ):
+            block.router.gemv = kernel.gemv

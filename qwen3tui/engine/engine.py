@@ -134,6 +134,10 @@ class Engine:
 
             if cpu_linear.available():
                 cpu_linear.pack_linears(net)
+        if torch_device.type == "cpu":
+            from . import cpu_linear
+
+            cpu_linear.route_with_kernel(net)
         if policy is not None:
             threads.install(net, policy)
         cache = KVCache(config, context, torch_device, torch_dtype)

@@ -33,10 +33,16 @@ class Router(nn.Module):
         self.top_k = config.num_experts_per_tok
         self.normalize = config.norm_topk_prob
         self.weight = nn.Parameter(torch.empty(config.num_experts, config.hidden_size))
+        # x86 CPUs (set at load, cpu_linear.route_with_kernel): the bf16 C kernel's product of
+        # one row, for a decode step's routing; F.linear otherwise.
+        self.gemv: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (n, hidden) -> the k routing weights (n, k) in x's dtype and expert ids (n, k)."""
-        logits = F.linear(x, self.weight)
+        if self.gemv is not None and x.shape[0] == 1 and x.dtype == self.weight.dtype:
+            logits = self.gemv(x.contiguous(), self.weight)
+        else:
+            logits = F.linear(x, self.weight)
         probs = torch.softmax(logits, dim=-1, dtype=torch.float32)
         weights, ids = torch.topk(probs, self.top_k, dim=-1)
         if self.normalize:
