@@ -130,8 +130,11 @@ def test_a_step_gives_the_reference_logits_and_cache_bit_for_bit(
             assert got.shape == want.shape and got.dtype == want.dtype
             assert torch.equal(_bits(got), _bits(want)), (name, pos)
     moe = config.get("num_experts", 0) > 0
-    # int4 experts go in one kernel call per routed projection; int8 ones one call each
-    assert bool(decoder.slot_buffers) == (moe and quantize == "int4")
+    # int4 experts go in one kernel call per routed projection (its per-slot buffers); int8
+    # ones one call each
+    slots = any(role.startswith("slots") for role, *_ in decoder.scratch)
+    assert slots == (moe and quantize == "int4")
+    assert bool(decoder.scratch) == moe
     for layer in range(len(model.layers)):
         assert torch.equal(engine.cache.keys[layer], reference_cache.keys[layer])
         assert torch.equal(engine.cache.values[layer], reference_cache.values[layer])

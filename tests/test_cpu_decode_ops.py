@@ -144,6 +144,17 @@ def _check_add_norm_and_swiglu(kernel: cpu_decode_ops.DecodeOpsKernel) -> None:
         gate_up[..., : special.numel()] = special.bfloat16()
         gate, up = gate_up.chunk(2, dim=-1)
         assert torch.equal(_bits(kernel.swiglu(gate_up)), _bits(F.silu(gate) * up)), inner
+    # A routed expert's weighted add (moe.routed_on_host's: zeros, then out += y * w per
+    # expert), from +0 whatever the buffer held, with -0 and signed products in it.
+    for dtype in (torch.bfloat16, torch.float32):
+        ys = (torch.randn(3, 1000, generator=gen) * 3).to(dtype)
+        ys[0, :4] = torch.tensor([-0.0, 0.0, -1.0, 1e-30])
+        ws = torch.tensor([0.75, -0.3, 0.125]).to(dtype)
+        want, got = torch.zeros(1000, dtype=dtype), torch.full((1000,), 7.0, dtype=dtype)
+        for i, (y, w) in enumerate(zip(ys, ws, strict=True)):
+            want += y * w
+            kernel.scale_add(y, got, w.item(), first=i == 0)
+            assert torch.equal(_bits(got), _bits(want)), (dtype, i)
 
 
 @needs_kernel

@@ -37,9 +37,8 @@ class Bf16Kernel:
 
     def gemv(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """x (1, K) and weight (N, K), both contiguous bf16 -> (1, N)."""
-        n, k = weight.shape
-        y = torch.empty((1, n), dtype=torch.bfloat16)
-        self._gemv(x.data_ptr(), weight.data_ptr(), y.data_ptr(), n, k, torch.get_num_threads())
+        y = torch.empty((1, weight.shape[0]), dtype=torch.bfloat16)
+        self.bind_gemv(x, weight, y)(torch.get_num_threads())
         return y
 
     def bind_gemv(
@@ -61,7 +60,7 @@ class Bf16Kernel:
         (N a multiple of 64, K of 4) -> (..., N)."""
         x = x.contiguous()
         y = torch.empty((*x.shape[:-1], n), dtype=torch.bfloat16)
-        self._gemv_vnni64(x.data_ptr(), weight_ptr, y.data_ptr(), n, k, torch.get_num_threads())
+        self.bind_gemv_vnni64(x, weight_ptr, n, k, y)(torch.get_num_threads())
         return y
 
 

@@ -75,16 +75,9 @@ class CpuDecoder:
         dense = [layer.output for layer in layers if isinstance(layer.output, LayerOutput)]
         self.gate_up = buffer([out.gate_up_proj for out in dense]) if dense else None
         self.act = torch.zeros(config.intermediate_size, dtype=dtype) if dense else None
-        lists = [
-            layer.output.moe.experts
-            for layer in layers
-            if isinstance(layer.output, MoeLayerOutput)
-            and isinstance(layer.output.moe.experts, ExpertList)
-        ]
-        if lists:  # one routed expert at a time: one set of buffers for all of them
-            self.expert_gate_up = buffer([m for e in lists for m in e.gate_up])
-            self.expert_act = torch.zeros(max(e.down[0].in_features for e in lists), dtype=dtype)
-            self.expert_out = buffer([m for e in lists for m in e.down])
+        # Routed experts' buffers, by role and shape: one layer runs at a time, so the layers
+        # of one shape share them.
+        self.scratch: dict[tuple, torch.Tensor] = {}
         head = model.lm_head if model.lm_head is not None else _TiedHead(model)
         self.logits = buffer([head])
 
@@ -96,7 +89,6 @@ class CpuDecoder:
             args = (self.x, residual, weight, self.x, self.normed)
             return _bind(ops.c_add_rmsnorm, *args, 1, hidden, eps, is_bf16, ops.lanes)
 
-        self.slot_buffers: list[tuple[torch.Tensor, ...]] = []  # routed experts' (int4)
         self.steps: list[tuple[Call, ...]] = []
         for layer in layers:
             inputs, output = layer.inputs, layer.output
@@ -145,8 +137,9 @@ class CpuDecoder:
             return batched
         gate_ups, downs = list(experts.gate_up), list(experts.down)
         dtype, hidden = self.x.dtype, self.x.numel()
-        gate_up_out, out = self.expert_gate_up, self.expert_out
-        act = self.expert_act[: downs[0].in_features]
+        gate_up_out = self._scratch("expert gate/up", _width(gate_ups))
+        act = self._scratch("expert act", downs[0].in_features)
+        out = self._scratch("expert out", _width(downs))
         calls = []
         for gate_up, down in zip(gate_ups, downs, strict=True):
             calls.append((_row_call(gate_up, self.normed, gate_up_out), _row_call(down, act, out)))
@@ -180,14 +173,13 @@ class CpuDecoder:
         k, dtype, hidden = block.router.top_k, self.x.dtype, self.x.numel()
         inner = downs[0].in_features
         # One row per routed slot: [gate | up], the SwiGLU, the expert's output.
-        gate_up_out = torch.zeros(k, gate_ups[0].row_width, dtype=dtype)
-        act = torch.zeros(k, inner, dtype=dtype)
-        out = torch.zeros(k, downs[0].row_width, dtype=dtype)
-        self.slot_buffers.append((gate_up_out, act, out))
+        gate_up_out = self._scratch("slots gate/up", k, gate_ups[0].row_width)
+        act = self._scratch("slots act", k, inner)
+        out = self._scratch("slots out", k, downs[0].row_width)
         kernel, group = gate_ups[0].kernel, gate_ups[0].group
         gate_up_many = kernel.bind_gemv_many(self.normed, gate_ups[0].weight, group)
         down_many = kernel.bind_gemv_many(act[0], downs[0].weight, group)
-        rows = [t.data_ptr() for t in (self.normed,) * k]
+        rows = [self.normed.data_ptr()] * k
         gate_up_io = (pointers(rows), pointers([r.data_ptr() for r in gate_up_out]))
         down_io = (pointers([r.data_ptr() for r in act]), pointers([r.data_ptr() for r in out]))
         gate_up_w = [m.weight.data_ptr() for m in gate_ups]
@@ -213,6 +205,13 @@ class CpuDecoder:
             return 0
 
         return routed
+
+    def _scratch(self, role: str, *shape: int) -> torch.Tensor:
+        """The buffer of `role` and `shape`, made at the first layer that asks for it."""
+        key = (role, *shape)
+        if key not in self.scratch:
+            self.scratch[key] = torch.zeros(shape, dtype=self.x.dtype)
+        return self.scratch[key]
 
     def _swiglu(self, gate_up: torch.Tensor, act: torch.Tensor) -> Callable[[], object]:
         """gate_up [gate | up] -> act = silu(gate) * up, bit for bit as the reference."""
@@ -266,9 +265,10 @@ def supported(model: Qwen3, cache: KVCache, ops: DecodeOpsKernel | None) -> bool
         and model.embed_tokens.weight.dtype == dtype
         and all(type(layer) is DecoderLayer for layer in model.layers)
         and all(type(layer.output) in (LayerOutput, MoeLayerOutput) for layer in model.layers)
-        and all(p.dtype == dtype for p in _norm_weights(model))
-        and all(p.is_contiguous() and p.device.type == "cpu" for p in _norm_weights(model))
-        and config.head_dim % 2 == 0
+        and all(
+            p.dtype == dtype and p.is_contiguous() and p.device.type == "cpu"
+            for p in _norm_weights(model)
+        )
         and all(
             t.is_contiguous() and t.shape[1:] == (hd,) for t in (model.rope_cos, model.rope_sin)
         )
@@ -323,10 +323,9 @@ class _TiedHead(nn.Module):
 def _int4_alike(modules: list[nn.Module], dtype: torch.dtype) -> bool:
     """Int4Linear with the kernel, for activations of `dtype`, every weight of one layout."""
     first = modules[0]
-    return all(
+    return dtype in cpu_decode_ops.DTYPES and all(
         isinstance(m, Int4Linear)
         and m.kernel is not None
-        and dtype in cpu_decode_ops.DTYPES
         and m.weight.shape == first.weight.shape
         and m.group == first.group
         and m.in_features == first.in_features
@@ -334,10 +333,15 @@ def _int4_alike(modules: list[nn.Module], dtype: torch.dtype) -> bool:
     )
 
 
+def _width(modules: list[nn.Module]) -> int:
+    """Values an output buffer for any of `modules`' rows holds (bound calls may write
+    padding)."""
+    return max(max(getattr(m, "row_width", m.out_features), m.out_features) for m in modules)
+
+
 def _buffer(modules: list[nn.Module], dtype: torch.dtype) -> torch.Tensor:
-    """An output buffer for any of `modules`' rows (their bound calls may write padding)."""
-    widths = [max(getattr(m, "row_width", m.out_features), m.out_features) for m in modules]
-    return torch.zeros(max(widths), dtype=dtype)
+    """An output buffer for any of `modules`' rows."""
+    return torch.zeros(_width(modules), dtype=dtype)
 
 
 def _row_call(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> Call | None:

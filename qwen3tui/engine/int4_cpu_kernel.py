@@ -114,14 +114,8 @@ class Int4Kernel:
     def gemv(self, x: torch.Tensor, packed: torch.Tensor, group: int) -> torch.Tensor:
         """One row x (..., K) bf16 or fp32 -> (..., padded N) in x's dtype."""
         x = _activations(x)
-        nb, units, unit = packed.shape
-        y = torch.empty((*x.shape[:-1], nb * BLOCK), dtype=x.dtype)
-        err = self._gemv(
-            x.data_ptr(), x.dtype == torch.bfloat16, x.shape[-1], packed.data_ptr(),
-            unit != unit_bytes(group, True), y.data_ptr(), nb * BLOCK, units * 2 * group, group,
-            torch.get_num_threads(),
-        )  # fmt: skip
-        if err:
+        y = torch.empty((*x.shape[:-1], packed.shape[0] * BLOCK), dtype=x.dtype)
+        if self.bind_gemv(x, packed, group, y)(torch.get_num_threads()):
             raise MemoryError("int4 kernel: no memory for the activations")
         return y
 

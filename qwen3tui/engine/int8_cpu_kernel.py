@@ -90,18 +90,14 @@ class Int8Kernel:
     def row(
         self, x: torch.Tensor, packed: torch.Tensor, scale: torch.Tensor, n: int
     ) -> torch.Tensor:
-        """matmul for a single row x (..., K), shaped (..., n): decode's path, kept short
-        because it runs ~110 times a token."""
+        """matmul for a single row x (..., K), shaped (..., n): one row through the module
+        (decode steps bind the same call once: `bind_row`)."""
         if x.dtype not in _DTYPES:
             raise ValueError(f"int8 kernel: takes bf16 or fp32 activations, not {x.dtype}")
         x = x.contiguous()
         padded = packed.shape[0] * BLOCK
         y = torch.empty((*x.shape[:-1], padded), dtype=x.dtype)
-        err = self._matmul(
-            x.data_ptr(), 1, x.dtype == torch.bfloat16, packed.data_ptr(), scale.data_ptr(),
-            y.data_ptr(), padded, x.shape[-1], torch.get_num_threads(),
-        )  # fmt: skip
-        if err:
+        if self.bind_row(x, packed, scale, y)(torch.get_num_threads()):
             raise MemoryError("int8 kernel: no memory for the activations")
         return y if padded == n else y[..., :n]
 

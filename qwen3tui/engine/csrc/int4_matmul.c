@@ -141,6 +141,17 @@ static inline __attribute__((always_inline)) void gemv_blocks_s(
   }
 }
 
+/* Chunk c of a quantized row's product (`ch` over the weight's 16-row blocks): its blocks
+   in STREAMS runs at once, then the leftover blocks one at a time. */
+static inline __attribute__((always_inline)) void gemv_chunk(
+    chunks_t ch, int64_t c, const int8_t* xq, const float* xs, const float* xm, const uint8_t* wp,
+    int has_mins, void* y, int bf16, int64_t Kp, int64_t G) {
+  const int64_t b0 = chunk_begin(ch, c), b1 = chunk_begin(ch, c + 1);
+  const int64_t L = (b1 - b0) / STREAMS, mid = b0 + L * STREAMS;
+  gemv_blocks_s(STREAMS, xq, xs, xm, wp, has_mins, y, bf16, Kp, G, b0, L);
+  gemv_blocks_s(1, xq, xs, xm, wp, has_mins, y, bf16, Kp, G, mid, b1 - mid);
+}
+
 /* N a multiple of 16, Kp (the weights' padded K) of 2G, G of 16; x has K <= Kp values.
    Returns 0, or -1 when the work buffer cannot be allocated. */
 int q4_gemv(const void* x, int bf16, int64_t K, const uint8_t* wp, int has_mins, void* y,
@@ -157,21 +168,13 @@ int q4_gemv(const void* x, int bf16, int64_t K, const uint8_t* wp, int has_mins,
   }
   float* xm = xs + KG;
   quantize_x(x, bf16, K, Kp, G, xq, xs, xm, NULL);
-  const int64_t NB = N / 16;
-  const chunks_t ch = chunks_of(NB, Kp / (2 * G) * unit_bytes(G, has_mins), STREAMS, nthreads);
+  const chunks_t ch = chunks_of(N / 16, Kp / (2 * G) * unit_bytes(G, has_mins), STREAMS, nthreads);
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
-  for (int64_t c = 0; c < ch.n; c++) {
-    const int64_t b0 = chunk_begin(ch, c), b1 = chunk_begin(ch, c + 1);
-    const int64_t L = (b1 - b0) / STREAMS, mid = b0 + L * STREAMS;
-    gemv_blocks_s(STREAMS, xq, xs, xm, wp, has_mins, y, bf16, Kp, G, b0, L);
-    gemv_blocks_s(1, xq, xs, xm, wp, has_mins, y, bf16, Kp, G, mid, b1 - mid);
-  }
+  for (int64_t c = 0; c < ch.n; c++) gemv_chunk(ch, c, xq, xs, xm, wp, has_mins, y, bf16, Kp, G);
   if (xq != stack_xq) free(xq);
   return 0;
 }
 
-/* The sum over one group of codes (4 vectors per 16 k, unpacked) times an activation row's
-   int8 group xg: the same integers gemv_blocks_s forms, in the same way. */
 /* q4_gemv of `count` weights of one shape, each with its own activation row x[i] and output
    y[i], in one parallel region: the routed experts of a mixture of experts, whose weights of a
    few MB each took ~1.45x the time as separate calls (each call's threads start and finish
@@ -186,22 +189,20 @@ int q4_gemv_many(int bf16, int64_t K, int has_mins, int64_t N, int64_t Kp, int64
     float* xs = (float*)(work + i * row + Kp); /* Kp is a multiple of 16: aligned for floats */
     quantize_x(x[i], bf16, K, Kp, G, work + i * row, xs, xs + KG, NULL);
   }
-  const int64_t NB = N / 16;
-  const chunks_t ch = chunks_of(NB, Kp / (2 * G) * unit_bytes(G, has_mins), STREAMS, nthreads);
+  const chunks_t ch = chunks_of(N / 16, Kp / (2 * G) * unit_bytes(G, has_mins), STREAMS, nthreads);
 #pragma omp parallel for num_threads(nthreads) schedule(dynamic, 1)
   for (int64_t t = 0; t < count * ch.n; t++) {
-    const int64_t i = t / ch.n, c = t % ch.n;
-    const int64_t b0 = chunk_begin(ch, c), b1 = chunk_begin(ch, c + 1);
-    const int64_t L = (b1 - b0) / STREAMS, mid = b0 + L * STREAMS;
+    const int64_t i = t / ch.n;
     const int8_t* xq = work + i * row;
     const float* xs = (const float*)(xq + Kp);
-    gemv_blocks_s(STREAMS, xq, xs, xs + KG, wp[i], has_mins, y[i], bf16, Kp, G, b0, L);
-    gemv_blocks_s(1, xq, xs, xs + KG, wp[i], has_mins, y[i], bf16, Kp, G, mid, b1 - mid);
+    gemv_chunk(ch, t % ch.n, xq, xs, xs + KG, wp[i], has_mins, y[i], bf16, Kp, G);
   }
   free(work);
   return 0;
 }
 
+/* The sum over one group of codes (4 vectors per 16 k, unpacked) times an activation row's
+   int8 group xg: the same integers gemv_blocks_s forms, in the same way. */
 static inline __attribute__((always_inline)) vf group_dot(const vi* codes, const int8_t* xg,
                                                             int64_t G) {
   group_sum sums = sum_zero();
